@@ -1,0 +1,210 @@
+//! The per-thread caches: the lock-free, syscall-free fast path.
+//!
+//! Each thread has one table of caches, indexed by pool id. A thread's cache
+//! for a pool is touched only by that thread, so a get is a `Vec::pop` and a
+//! put a `Vec::push`, plus a load and a store of the thread's own counters.
+//! A cache refills from the shared pool and spills to it in batches of
+//! `local_cap / 2`, oldest pipes first, so the stack of a busy thread stays
+//! warm and the cold pipes drift to the shared pool where the reaper sees
+//! them.
+//!
+//! Pipes idle in a cache are invisible to the reaper. Each put moves the
+//! cache's stale pipes (idle for `idle_timeout`) to the shared pool, and a
+//! thread's exit hands its whole cache back; what is left is the bound the
+//! crate documents: at most `local_cap` idle pipes per thread that has not
+//! touched the pool since they went idle.
+
+use std::cell::RefCell;
+
+use super::shared::{Idle, Shared};
+use super::stats::LocalStats;
+use super::Pipe;
+use crate::sync::{thread_local, Arc, Ordering::Relaxed};
+
+/// One thread's cache for one pool.
+#[derive(Debug)]
+struct LocalCache {
+    /// Keeps the pool's shared state (and so its id) alive while this cache
+    /// exists: the slot index can never be reused by another pool meanwhile.
+    shared: Arc<Shared>,
+    /// Idle pipes, oldest first. Invariants: every pipe is empty;
+    /// `pipes.len() <= local_cap`.
+    pipes: Vec<Idle>,
+    stats: Arc<LocalStats>,
+}
+
+impl LocalCache {
+    fn new(shared: &Arc<Shared>) -> LocalCache {
+        let stats = Arc::new(LocalStats::default());
+        shared.register_thread(stats.clone());
+        LocalCache {
+            shared: shared.clone(),
+            pipes: Vec::with_capacity(shared.config.local_cap),
+            stats,
+        }
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<Pipe> {
+        let idle = self.pipes.pop()?;
+        self.stats.idle.store(self.pipes.len(), Relaxed);
+        self.stats.count_local_get();
+        Some(idle.pipe)
+    }
+
+    #[inline]
+    fn push(&mut self, pipe: Pipe) {
+        let now = self.shared.now();
+        if self.pipes.len() >= self.shared.config.local_cap {
+            self.spill(self.batch());
+        }
+        self.pipes.push(Idle { pipe, stamp: now });
+        if self.shared.is_stale(self.pipes[0].stamp, now) {
+            self.spill_stale(now);
+        }
+        self.stats.idle.store(self.pipes.len(), Relaxed);
+    }
+
+    /// Takes a batch from the shared pool; returns one pipe and keeps the
+    /// rest.
+    fn refill(&mut self) -> Option<Pipe> {
+        let want = self.batch() + 1;
+        let mut got = Vec::with_capacity(want);
+        self.shared.take_batch(want, &mut got);
+        // `got` is newest first; keep the cache oldest first.
+        let first = got.pop();
+        while let Some(item) = got.pop() {
+            self.pipes.push(item);
+        }
+        self.stats.idle.store(self.pipes.len(), Relaxed);
+        first.map(|item| item.pipe)
+    }
+
+    fn batch(&self) -> usize {
+        (self.shared.config.local_cap / 2).max(1)
+    }
+
+    /// Moves the `n` oldest pipes to the shared pool.
+    #[cold]
+    fn spill(&mut self, n: usize) {
+        let n = n.min(self.pipes.len());
+        self.shared.give_batch(self.pipes.drain(..n));
+    }
+
+    /// Moves every stale pipe (they are at the front) to the shared pool,
+    /// where the reaper will close them.
+    #[cold]
+    fn spill_stale(&mut self, now: u64) {
+        let n = self.pipes.iter().take_while(|i| self.shared.is_stale(i.stamp, now)).count();
+        self.spill(n);
+    }
+
+    /// Hands every pipe back to the shared pool.
+    fn flush(&mut self) {
+        self.spill(self.pipes.len());
+        self.stats.idle.store(0, Relaxed);
+    }
+}
+
+impl Drop for LocalCache {
+    fn drop(&mut self) {
+        self.flush();
+        self.shared.retire_thread(&self.stats);
+    }
+}
+
+/// One thread's caches, indexed by pool id.
+#[derive(Debug, Default)]
+struct Caches {
+    slots: Vec<Option<LocalCache>>,
+}
+
+impl Caches {
+    #[inline]
+    fn slot(&mut self, shared: &Arc<Shared>) -> Option<&mut LocalCache> {
+        let cache = self.slots.get_mut(shared.id)?.as_mut()?;
+        debug_assert!(Arc::ptr_eq(&cache.shared, shared));
+        Some(cache)
+    }
+
+    /// The cache for `shared`, created if missing. Also drops the caches of
+    /// pools that were closed meanwhile.
+    #[cold]
+    fn slot_or_insert(&mut self, shared: &Arc<Shared>) -> &mut LocalCache {
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|c| c.shared.is_closed()) {
+                *slot = None;
+            }
+        }
+        if self.slots.len() <= shared.id {
+            self.slots.resize_with(shared.id + 1, || None);
+        }
+        self.slots[shared.id].get_or_insert_with(|| LocalCache::new(shared))
+    }
+}
+
+thread_local! {
+    static CACHES: RefCell<Caches> = RefCell::new(Caches::default());
+}
+
+/// Runs `f` on this thread's cache table, unless the thread is being torn
+/// down (its caches already dropped) or the table is in use further up the
+/// stack; then returns `None` and the caller goes to the shared pool.
+#[inline]
+fn with_caches<R>(f: impl FnOnce(&mut Caches) -> Option<R>) -> Option<R> {
+    CACHES
+        .try_with(|c| {
+            let mut caches = c.try_borrow_mut().ok()?;
+            f(&mut caches)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Fast path of get: a pipe from this thread's cache.
+#[inline]
+pub(super) fn pop(shared: &Arc<Shared>) -> Option<Pipe> {
+    with_caches(|c| c.slot(shared)?.pop())
+}
+
+/// Slow path of get: refill this thread's cache from the shared pool.
+#[cold]
+pub(super) fn refill(shared: &Arc<Shared>) -> Option<Pipe> {
+    let pipe = with_caches(|c| c.slot_or_insert(shared).refill());
+    pipe.or_else(|| {
+        // No usable thread cache: take one pipe straight from the shared pool.
+        let mut got = Vec::with_capacity(1);
+        shared.take_batch(1, &mut got);
+        got.pop().map(|item| item.pipe)
+    })
+}
+
+/// Put: keeps an empty pipe in this thread's cache. Gives it back when
+/// there is no usable cache (thread teardown, `local_cap == 0`).
+#[inline]
+pub(super) fn push(shared: &Arc<Shared>, pipe: Pipe) -> Result<(), Pipe> {
+    debug_assert!(pipe.is_empty());
+    if shared.config.local_cap == 0 {
+        return Err(pipe);
+    }
+    let mut pipe = Some(pipe);
+    with_caches(|c| {
+        if c.slot(shared).is_none() {
+            c.slot_or_insert(shared);
+        }
+        c.slot(shared)?.push(pipe.take()?);
+        Some(())
+    });
+    match pipe {
+        None => Ok(()),
+        Some(pipe) => Err(pipe),
+    }
+}
+
+/// Hands this thread's cache for `shared` back to the shared pool.
+pub(super) fn flush(shared: &Arc<Shared>) {
+    with_caches(|c| {
+        c.slot(shared)?.flush();
+        Some(())
+    });
+}

@@ -1,0 +1,274 @@
+//! [`PipePool`]: pooled pipes with a lock-free per-thread fast path, a bound,
+//! and idle reclamation. See [`crate::design`] for the algorithm.
+
+mod config;
+mod ids;
+mod local;
+#[cfg(not(loom))]
+mod reaper;
+mod shared;
+mod stats;
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::ops::{Deref, DerefMut};
+
+pub use config::{ConfigError, PoolConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCAL_CAP, MAX_PIPE_SIZE};
+pub use stats::PoolStats;
+
+use shared::Shared;
+use stats::CloseReason;
+
+use crate::sync::Arc;
+
+#[cfg(loom)]
+pub(crate) use crate::mock::Pipe;
+#[cfg(not(loom))]
+pub(crate) use crate::pipe::Pipe;
+
+/// A pool of pipes for splicing.
+///
+/// - [`get`](PipePool::get) hands out an empty pipe: from the calling
+///   thread's cache (no lock, no syscall), else from the shared pool, else
+///   a new one, unless [`max_pipes`](PoolConfig::max_pipes) are alive, in
+///   which case it refuses at once with [`GetError::Exhausted`].
+/// - Dropping the [`PooledPipe`] gives it back. A pipe that still holds
+///   bytes is closed instead, so no byte can reach another user.
+/// - Pipes idle for [`idle_timeout`](PoolConfig::idle_timeout) are closed by
+///   a background thread, whether or not the pool is used again. The bound on
+///   what outlives the timeout: at most [`local_cap`](PoolConfig::local_cap)
+///   idle pipes in the cache of each thread that has not touched this pool
+///   since (a thread's cache is handed back when the thread exits, and its
+///   stale pipes are moved out whenever it gives a pipe back).
+///
+/// `PipePool` is a cheap handle: clones share one pool. When the last handle
+/// is dropped the pool closes its idle pipes and its reaper thread exits;
+/// pipes still cached by other threads are closed when those threads next
+/// use any pool or exit.
+///
+/// Most code uses the process-wide [`PipePool::global`] pool.
+///
+/// # Example
+/// ```
+/// use pipepool::{PipePool, PoolConfig};
+///
+/// let pool = PoolConfig::default().max_pipes(2).build()?;
+/// {
+///     let a = pool.get()?;
+///     let _b = pool.get()?;
+///     assert!(a.is_empty());
+///     assert!(pool.get().is_err()); // at the bound: refused, never blocks
+/// } // both given back
+/// let again = pool.get()?; // reused, not created
+/// assert_eq!(pool.stats().created, 2);
+/// # drop(again);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct PipePool {
+    handle: Arc<Handle>,
+}
+
+/// Shuts the pool down when the last [`PipePool`] clone goes.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        local::flush(&self.shared);
+        self.shared.shut_down();
+    }
+}
+
+impl PipePool {
+    /// Builds a pool.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] when the configuration cannot work.
+    pub fn new(config: PoolConfig) -> Result<PipePool, ConfigError> {
+        config.validate()?;
+        let shared = Arc::new(Shared::new(ids::acquire(), config));
+        Ok(PipePool {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    /// The process-wide pool, built with [`PoolConfig::default()`] on first
+    /// use. The copy functions use it unless given another pool.
+    #[cfg(not(loom))]
+    pub fn global() -> &'static PipePool {
+        static GLOBAL: std::sync::OnceLock<PipePool> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            PipePool::new(PoolConfig::default()).expect("the default pool config is valid")
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// The configuration the pool was built with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared().config
+    }
+
+    /// An empty pipe, given back when the returned guard drops.
+    ///
+    /// # Errors
+    /// - [`GetError::Exhausted`]: `max_pipes` pipes are alive. Nothing was
+    ///   created and nothing blocked: copy through memory for this transfer.
+    /// - [`GetError::Create`]: `pipe2` failed (`EMFILE`, `ENFILE`, `ENOMEM`).
+    #[inline]
+    pub fn get(&self) -> Result<PooledPipe<'_>, GetError> {
+        let pipe = match local::pop(self.shared()) {
+            Some(pipe) => pipe,
+            None => self.get_slow()?,
+        };
+        Ok(PooledPipe {
+            pool: self,
+            pipe: Some(pipe),
+        })
+    }
+
+    #[cold]
+    fn get_slow(&self) -> Result<Pipe, GetError> {
+        match local::refill(self.shared()) {
+            Some(pipe) => Ok(pipe),
+            None => self.shared().create(),
+        }
+    }
+
+    #[inline]
+    fn put(&self, pipe: Pipe) {
+        let shared = self.shared();
+        if !pipe.is_empty() {
+            shared.close(pipe, CloseReason::Dirty);
+            return;
+        }
+        if let Err(pipe) = local::push(shared, pipe) {
+            let stamp = shared.now();
+            shared.give_batch([shared::Idle { pipe, stamp }]);
+        }
+    }
+
+    /// A snapshot of the pool's statistics.
+    pub fn stats(&self) -> PoolStats {
+        self.shared().stats()
+    }
+
+    /// Hands the calling thread's cached pipes back to the shared pool (where
+    /// the reaper sees them). For a thread about to go quiet for a long time.
+    pub fn flush_local(&self) {
+        local::flush(self.shared());
+    }
+
+    /// Closes every idle pipe of the shared pool now (not those cached by
+    /// other threads). Returns how many were closed.
+    pub fn trim(&self) -> usize {
+        self.flush_local();
+        self.shared().trim()
+    }
+
+    /// Closes the shared pipes idle for `idle_timeout`, as the reaper would.
+    #[cfg(loom)]
+    pub(crate) fn reap_at(&self, now_ms: u64) -> usize {
+        self.shared().set_clock(now_ms);
+        self.shared().reap()
+    }
+}
+
+impl fmt::Debug for PipePool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipePool")
+            .field("config", self.config())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A pipe on loan from a [`PipePool`]; derefs to [`Pipe`].
+///
+/// Given back on drop if empty, closed otherwise (counted as `closed_dirty`).
+pub struct PooledPipe<'a> {
+    pool: &'a PipePool,
+    /// Always `Some`, taken out only in `drop`.
+    pipe: Option<Pipe>,
+}
+
+impl PooledPipe<'_> {
+    /// The pool the pipe came from.
+    pub fn pool(&self) -> &PipePool {
+        self.pool
+    }
+}
+
+impl Deref for PooledPipe<'_> {
+    type Target = Pipe;
+    fn deref(&self) -> &Pipe {
+        self.pipe.as_ref().expect("PooledPipe holds its pipe until dropped")
+    }
+}
+
+impl DerefMut for PooledPipe<'_> {
+    fn deref_mut(&mut self) -> &mut Pipe {
+        self.pipe.as_mut().expect("PooledPipe holds its pipe until dropped")
+    }
+}
+
+impl Drop for PooledPipe<'_> {
+    fn drop(&mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            self.pool.put(pipe);
+        }
+    }
+}
+
+impl fmt::Debug for PooledPipe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PooledPipe").field(&self.pipe).finish()
+    }
+}
+
+/// Why [`PipePool::get`] gave no pipe.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GetError {
+    /// `max_pipes` pipes are alive. Copy through memory instead.
+    Exhausted {
+        /// The pool's bound.
+        max_pipes: usize,
+    },
+    /// Creating a pipe failed.
+    Create(io::Error),
+}
+
+impl fmt::Display for GetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Exhausted { max_pipes } => {
+                write!(f, "pipe pool exhausted: all {max_pipes} pipes (max_pipes) are in use")
+            }
+            GetError::Create(e) => write!(f, "could not create a pipe: {e}"),
+        }
+    }
+}
+
+impl Error for GetError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            GetError::Create(e) => Some(e),
+            GetError::Exhausted { .. } => None,
+        }
+    }
+}
+
+impl From<GetError> for io::Error {
+    fn from(e: GetError) -> io::Error {
+        match e {
+            GetError::Create(e) => e,
+            e @ GetError::Exhausted { .. } => io::Error::other(e),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The shared pool: one LIFO stack of idle pipes behind a mutex, the live
+//! count that enforces `max_pipes`, the coarse clock and the counters.
+//!
+//! Pipes are created and closed outside the lock; the lock only guards
+//! pushes and pops of whole batches.
+
+use std::time::Instant;
+
+use super::stats::{CloseReason, Counters, LocalStats, PoolStats};
+use super::{GetError, Pipe, PoolConfig};
+use crate::sync::{lock, AtomicBool, AtomicU64, AtomicUsize, Arc, Mutex, Ordering::*};
+
+/// An idle pipe and when it became idle.
+#[derive(Debug)]
+pub(super) struct Idle {
+    pub(super) pipe: Pipe,
+    /// [`Shared::now`] when the pipe was given back.
+    pub(super) stamp: u64,
+}
+
+/// Everything of one pool that threads share.
+#[derive(Debug)]
+pub(super) struct Shared {
+    /// Index of this pool's slot in every thread's cache table; unique among
+    /// live `Shared`s (see [`super::ids`]).
+    pub(super) id: usize,
+    pub(super) config: PoolConfig,
+    /// Idle pipes, newest last. Invariant: every pipe in it is empty.
+    idle: Mutex<Vec<Idle>>,
+    /// `idle.len()`, readable without the lock (to skip locking an empty
+    /// stack, as HAProxy does, and for statistics).
+    idle_len: AtomicUsize,
+    /// Pipes alive or being created: never above `config.max_pipes`.
+    live: AtomicUsize,
+    /// Coarse clock in milliseconds since `start`, advanced by the reaper
+    /// (and by the slow path), read by the fast path to stamp idle pipes.
+    /// It only moves forward.
+    clock: AtomicU64,
+    #[cfg(not(loom))]
+    start: Instant,
+    /// `idle_timeout` in clock units.
+    timeout_ms: u64,
+    /// How often the reaper wakes while pipes are alive.
+    tick_ms: u64,
+    pub(super) counters: Counters,
+    /// Per-thread counters of the threads that have a cache for this pool.
+    threads: Mutex<Vec<Arc<LocalStats>>>,
+    /// Set when the last [`PipePool`](super::PipePool) handle is dropped:
+    /// pipes given back from then on are closed.
+    closed: AtomicBool,
+    #[cfg(not(loom))]
+    pub(super) reaper: super::reaper::Reaper,
+}
+
+impl Shared {
+    pub(super) fn new(id: usize, config: PoolConfig) -> Shared {
+        let timeout_ms = u64::try_from(config.idle_timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        Shared {
+            id,
+            idle: Mutex::new(Vec::new()),
+            idle_len: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
+            #[cfg(not(loom))]
+            start: Instant::now(),
+            timeout_ms,
+            tick_ms: (timeout_ms / 4).max(1),
+            counters: Counters::default(),
+            threads: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            #[cfg(not(loom))]
+            reaper: super::reaper::Reaper::default(),
+            config,
+        }
+    }
+
+    /// The coarse clock: at most one reaper tick behind real time while
+    /// any pipe is alive.
+    #[inline]
+    pub(super) fn now(&self) -> u64 {
+        self.clock.load(Relaxed)
+    }
+
+    /// Moves the clock to real time.
+    #[cfg(not(loom))]
+    pub(super) fn advance_clock(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.clock.fetch_max(ms, Relaxed);
+    }
+
+    /// Moves the clock to `ms` (loom models drive time by hand).
+    #[cfg(loom)]
+    pub(super) fn set_clock(&self, ms: u64) {
+        self.clock.fetch_max(ms, Relaxed);
+    }
+
+    pub(super) fn tick_ms(&self) -> u64 {
+        self.tick_ms
+    }
+
+    /// Whether a pipe stamped `stamp` has been idle for at least
+    /// `idle_timeout`, allowing for the clock lagging by up to a tick.
+    #[inline]
+    pub(super) fn is_stale(&self, stamp: u64, now: u64) -> bool {
+        now.saturating_sub(stamp) >= self.timeout_ms + self.tick_ms
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Acquire)
+    }
+
+    pub(super) fn live(&self) -> usize {
+        self.live.load(Relaxed)
+    }
+
+    /// Moves up to `n` idle pipes into `out`, newest first. Returns how many.
+    pub(super) fn take_batch(&self, n: usize, out: &mut Vec<Idle>) -> usize {
+        if self.idle_len.load(Relaxed) == 0 {
+            return 0;
+        }
+        let mut idle = lock(&self.idle);
+        let k = n.min(idle.len());
+        let from = idle.len() - k;
+        out.extend(idle.drain(from..).rev());
+        self.idle_len.store(idle.len(), Relaxed);
+        drop(idle);
+        self.counters.gets_shared.fetch_add(k as u64, Relaxed);
+        k
+    }
+
+    /// Takes back idle pipes. Those past `max_idle`, or given back after
+    /// the pool was closed, are closed (outside the lock).
+    pub(super) fn give_batch(&self, batch: impl IntoIterator<Item = Idle>) {
+        let mut to_close = Vec::new();
+        let reason = if self.is_closed() {
+            to_close.extend(batch);
+            CloseReason::Shutdown
+        } else {
+            let mut idle = lock(&self.idle);
+            for item in batch {
+                debug_assert!(item.pipe.is_empty(), "a dirty pipe reached the idle stack");
+                if idle.len() < self.config.max_idle {
+                    idle.push(item);
+                } else {
+                    to_close.push(item);
+                }
+            }
+            self.idle_len.store(idle.len(), Relaxed);
+            CloseReason::Overflow
+        };
+        for item in to_close {
+            self.close(item.pipe, reason);
+        }
+    }
+
+    /// Creates a new pipe if fewer than `max_pipes` are alive.
+    pub(super) fn create(self: &Arc<Self>) -> Result<Pipe, GetError> {
+        let max = self.config.max_pipes;
+        let reserved = self.live.fetch_update(AcqRel, Relaxed, |n| (n < max).then_some(n + 1));
+        let before = match reserved {
+            Ok(before) => before,
+            Err(_) => {
+                Counters::bump(&self.counters.gets_refused);
+                return Err(GetError::Exhausted { max_pipes: max });
+            }
+        };
+        #[cfg(not(loom))]
+        self.advance_clock();
+        match Pipe::with_size(self.config.pipe_size) {
+            Ok(pipe) => {
+                let c = &self.counters;
+                Counters::bump(&c.created);
+                Counters::bump(&c.gets_new);
+                c.capacity_bytes.fetch_add(pipe.capacity() as u64, Relaxed);
+                if !pipe.got_requested_size() {
+                    Counters::bump(&c.undersized);
+                    Counters::bump(&c.resize_failures);
+                }
+                if before == 0 {
+                    #[cfg(not(loom))]
+                    super::reaper::wake(self);
+                }
+                Ok(pipe)
+            }
+            Err(e) => {
+                self.live.fetch_sub(1, AcqRel);
+                Counters::bump(&self.counters.gets_failed);
+                Err(GetError::Create(e))
+            }
+        }
+    }
+
+    /// Closes a pipe of this pool, counting why.
+    pub(super) fn close(&self, pipe: Pipe, reason: CloseReason) {
+        let c = &self.counters;
+        c.capacity_bytes.fetch_sub(pipe.capacity() as u64, Relaxed);
+        if !pipe.got_requested_size() {
+            c.undersized.fetch_sub(1, Relaxed);
+        }
+        Counters::bump(c.closed(reason));
+        drop(pipe);
+        self.live.fetch_sub(1, AcqRel);
+    }
+
+    /// Closes the idle pipes that have been idle for `idle_timeout`.
+    /// Returns how many.
+    pub(super) fn reap(&self) -> usize {
+        let now = self.now();
+        let mut stale = Vec::new();
+        {
+            let mut idle = lock(&self.idle);
+            let mut i = 0;
+            while i < idle.len() {
+                if self.is_stale(idle[i].stamp, now) {
+                    stale.push(idle.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            // swap_remove broke the newest-last order; restore it so that
+            // gets keep taking the warmest pipes.
+            idle.sort_unstable_by_key(|item| item.stamp);
+            self.idle_len.store(idle.len(), Relaxed);
+        }
+        let n = stale.len();
+        for item in stale {
+            self.close(item.pipe, CloseReason::Idle);
+        }
+        n
+    }
+
+    /// Closes every pipe in the shared stack now. Returns how many.
+    pub(super) fn trim(&self) -> usize {
+        let all = {
+            let mut idle = lock(&self.idle);
+            self.idle_len.store(0, Relaxed);
+            std::mem::take(&mut *idle)
+        };
+        let n = all.len();
+        for item in all {
+            self.close(item.pipe, CloseReason::Shutdown);
+        }
+        n
+    }
+
+    /// Marks the pool closed and closes its shared idle pipes.
+    pub(super) fn shut_down(&self) {
+        self.closed.store(true, Release);
+        self.trim();
+        #[cfg(not(loom))]
+        super::reaper::stop(self);
+    }
+
+    pub(super) fn register_thread(&self, stats: Arc<LocalStats>) {
+        lock(&self.threads).push(stats);
+    }
+
+    /// Folds an exiting thread's counters into the shared ones.
+    pub(super) fn retire_thread(&self, stats: &Arc<LocalStats>) {
+        let mut threads = lock(&self.threads);
+        if let Some(i) = threads.iter().position(|s| Arc::ptr_eq(s, stats)) {
+            threads.swap_remove(i);
+            self.counters
+                .retired_gets_local
+                .fetch_add(stats.gets_local.load(Relaxed), Relaxed);
+        }
+    }
+
+    pub(super) fn stats(&self) -> PoolStats {
+        let c = &self.counters;
+        let (mut gets_local, mut local_idle) = (c.retired_gets_local.load(Relaxed), 0u64);
+        {
+            let threads = lock(&self.threads);
+            for t in threads.iter() {
+                gets_local += t.gets_local.load(Relaxed);
+                local_idle += t.idle.load(Relaxed) as u64;
+            }
+        }
+        let closed = [&c.closed_idle, &c.closed_dirty, &c.closed_overflow, &c.closed_shutdown]
+            .map(|a| a.load(Relaxed));
+        let created = c.created.load(Relaxed);
+        let live = created.saturating_sub(closed.iter().sum());
+        let idle = (self.idle_len.load(Relaxed) as u64 + local_idle).min(live);
+        PoolStats {
+            live,
+            idle,
+            in_use: live - idle,
+            created,
+            closed_idle: closed[0],
+            closed_dirty: closed[1],
+            closed_overflow: closed[2],
+            closed_shutdown: closed[3],
+            gets_local,
+            gets_shared: c.gets_shared.load(Relaxed),
+            gets_new: c.gets_new.load(Relaxed),
+            gets_refused: c.gets_refused.load(Relaxed),
+            gets_failed: c.gets_failed.load(Relaxed),
+            capacity_bytes: c.capacity_bytes.load(Relaxed),
+            undersized: c.undersized.load(Relaxed),
+            resize_failures: c.resize_failures.load(Relaxed),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        super::ids::release(self.id);
+    }
+}

@@ -1,0 +1,156 @@
+//! The one module that talks to the kernel.
+//!
+//! Every syscall the crate makes goes through a function here. They are thin,
+//! safe wrappers over [`rustix`] that
+//!
+//! - retry `EINTR` in one place ([`retry_on_intr`]),
+//! - fix the flags the rest of the crate relies on (`O_CLOEXEC | O_NONBLOCK`
+//!   on pipes, `SPLICE_F_MOVE | SPLICE_F_NONBLOCK` on every splice, never
+//!   `SPLICE_F_MORE`),
+//! - and return [`std::io::Result`].
+//!
+//! The only `unsafe` code of the crate lives in the [`cast`] submodule (type
+//! detection for the tokio glue); everything in this file is safe Rust
+//! because rustix already is.
+
+#[cfg(feature = "tokio")]
+pub(crate) mod cast;
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::FileType;
+use rustix::pipe::{PipeFlags, SpliceFlags};
+
+/// Runs `f` until it returns something other than `EINTR`.
+pub(crate) fn retry_on_intr<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+/// `pipe2(O_CLOEXEC | O_NONBLOCK)`: a new pipe, returned as (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    retry_on_intr(|| rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK))
+}
+
+/// `fcntl(fd, F_SETPIPE_SZ, size)`: returns the size the kernel really set
+/// (a power of two number of pages, at least `size`).
+pub(crate) fn set_pipe_size(fd: impl AsFd, size: usize) -> io::Result<usize> {
+    retry_on_intr(|| rustix::pipe::fcntl_setpipe_size(fd.as_fd(), size))
+}
+
+/// `fcntl(fd, F_GETPIPE_SZ)`: the pipe's current capacity in bytes.
+pub(crate) fn pipe_size(fd: impl AsFd) -> io::Result<usize> {
+    retry_on_intr(|| rustix::pipe::fcntl_getpipe_size(fd.as_fd()))
+}
+
+/// `splice(fd_in, NULL, fd_out, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)`.
+///
+/// File offsets, where a side is a file, are the fds' own. Never passes
+/// `SPLICE_F_MORE` (it acts like `TCP_CORK` and stalls small exchanges).
+pub(crate) fn splice(fd_in: impl AsFd, fd_out: impl AsFd, len: usize) -> io::Result<usize> {
+    retry_on_intr(|| {
+        rustix::pipe::splice(
+            fd_in.as_fd(),
+            None,
+            fd_out.as_fd(),
+            None,
+            len,
+            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+        )
+    })
+}
+
+/// `sendfile(out_fd, in_fd, NULL, count)`, from the input's file offset.
+pub(crate) fn sendfile(out_fd: impl AsFd, in_fd: impl AsFd, count: usize) -> io::Result<usize> {
+    retry_on_intr(|| rustix::fs::sendfile(out_fd.as_fd(), in_fd.as_fd(), None, count))
+}
+
+/// `copy_file_range(fd_in, NULL, fd_out, NULL, len, 0)`, at both file offsets.
+pub(crate) fn copy_file_range(fd_in: impl AsFd, fd_out: impl AsFd, len: usize) -> io::Result<usize> {
+    retry_on_intr(|| rustix::fs::copy_file_range(fd_in.as_fd(), None, fd_out.as_fd(), None, len))
+}
+
+/// `read(fd, buf)`.
+pub(crate) fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    retry_on_intr(|| rustix::io::read(fd.as_fd(), &mut *buf))
+}
+
+/// `write(fd, buf)`.
+pub(crate) fn write(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    retry_on_intr(|| rustix::io::write(fd.as_fd(), buf))
+}
+
+/// What an fd is, as far as choosing a copy strategy goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FdKind {
+    /// A pipe or FIFO: splice works on it directly.
+    Pipe,
+    /// A regular file: sendfile and copy_file_range read from it.
+    File,
+    /// A socket.
+    Socket,
+    /// Anything else (character device, block device, ...).
+    Other,
+}
+
+/// `fstat(fd)`, reduced to the [`FdKind`].
+pub(crate) fn fd_kind(fd: impl AsFd) -> io::Result<FdKind> {
+    let st = retry_on_intr(|| rustix::fs::fstat(fd.as_fd()))?;
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::Fifo => FdKind::Pipe,
+        FileType::RegularFile => FdKind::File,
+        FileType::Socket => FdKind::Socket,
+        _ => FdKind::Other,
+    })
+}
+
+/// Which readiness to wait for in [`wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// `POLLIN`
+    Readable,
+    /// `POLLOUT`
+    Writable,
+}
+
+/// `poll([{fd, events}], 1, -1)`: blocks until `fd` is ready (or reports
+/// an error or hang-up condition, which the next I/O call then surfaces).
+pub(crate) fn wait(fd: impl AsFd, what: Wait) -> io::Result<()> {
+    let events = match what {
+        Wait::Readable => PollFlags::IN,
+        Wait::Writable => PollFlags::OUT,
+    };
+    let fd = fd.as_fd();
+    retry_on_intr(|| {
+        let mut fds = [PollFd::new(&fd, events)];
+        rustix::event::poll(&mut fds, None)
+    })?;
+    Ok(())
+}
+
+/// `FIONREAD`: the bytes waiting to be read from `fd` (for a pipe, what it holds).
+pub(crate) fn bytes_readable(fd: impl AsFd) -> io::Result<usize> {
+    retry_on_intr(|| rustix::io::ioctl_fionread(fd.as_fd())).map(|n| n as usize)
+}
+
+/// `getrlimit(RLIMIT_NOFILE)`: the soft limit on open fds, if it has one.
+pub(crate) fn fd_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Whether an error means "this pair of fds cannot take this syscall":
+/// `EINVAL`, `ENOSYS`, `EBADF`, `EXDEV`, `EOPNOTSUPP`. Before any byte has
+/// moved, the caller may then fall back to another method.
+pub(crate) fn is_unsupported(err: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        err.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::INVAL | Errno::NOSYS | Errno::BADF | Errno::XDEV | Errno::OPNOTSUPP)
+    )
+}

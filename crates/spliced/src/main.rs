@@ -1,0 +1,2 @@
+//! spliced: an L4 TCP proxy built on pipepool.
+fn main() {}
