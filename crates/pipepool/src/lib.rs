@@ -54,8 +54,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-// #[cfg(not(loom))]
-// mod copy;
+#[cfg(not(loom))]
+mod copy;
 pub mod design;
 #[cfg(loom)]
 pub mod mock;
@@ -66,8 +66,8 @@ mod sync;
 mod sys;
 
 
-// #[cfg(not(loom))]
-// pub use copy::{copy, copy_n, Copier, CopyError, Method, Transfer};
+#[cfg(not(loom))]
+pub use copy::{CopyError, Method, Transfer};
 #[cfg(not(loom))]
 pub use pipe::{Pipe, DEFAULT_PIPE_SIZE};
 pub use pool::{
