@@ -67,7 +67,7 @@ mod sys;
 
 
 #[cfg(not(loom))]
-pub use copy::{CopyError, Method, Transfer};
+pub use copy::{copy, copy_n, Copier, CopyError, Method, Transfer, DEFAULT_BUFFER_SIZE};
 #[cfg(not(loom))]
 pub use pipe::{Pipe, DEFAULT_PIPE_SIZE};
 pub use pool::{

@@ -1,6 +1,293 @@
 //! Synchronous zero-copy copy between any two fds: [`copy()`], [`copy_n`],
-//! [`Copier`].
+//! and the [`Copier`] that configures them.
+//!
+//! The method is chosen from what the two fds are (`fstat`):
+//!
+//! | source \ destination | file | pipe | socket or other |
+//! |---|---|---|---|
+//! | file   | `copy_file_range`, then `sendfile` | `sendfile` | `sendfile` |
+//! | pipe   | `splice` (direct) | `splice` (direct) | `splice` (direct) |
+//! | socket or other | `splice` through a pooled pipe | `splice` (direct) | `splice` through a pooled pipe |
+//!
+//! When the kernel refuses a method for this pair (`EINVAL`, `ENOSYS`,
+//! `EBADF`, `EXDEV`, `EOPNOTSUPP`) the next one in line is tried, and last a
+//! buffered `read`/`write` loop. The switch only happens at a point where no
+//! byte is in flight (a pooled pipe that still holds bytes when the
+//! destination refuses a splice is drained through memory first), so a
+//! fallback never loses or repeats a byte. When the pool is at its bound the
+//! copy goes through memory for that call.
+//!
+//! Blocking and non-blocking fds both work: on `EAGAIN` the copy waits with
+//! `poll(2)`. The sync copy holds its pooled pipe for the duration of the
+//! call.
 
+mod buffered;
+mod kernel;
 mod method;
+mod splice;
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 
 pub use method::{CopyError, Method, Transfer};
+
+use crate::sys::{self, FdKind};
+use crate::PipePool;
+
+/// Default size of the fallback buffer: 64 KiB.
+pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
+
+/// Copies everything from `src` to `dst` until end of file, without going
+/// through user space where the kernel allows: like [`std::io::copy`], for
+/// any two fds (sockets, pipes, files), using the [global pool](PipePool::global).
+///
+/// Returns the number of bytes written to `dst`.
+///
+/// ```
+/// use std::io::{Seek, Write};
+/// # fn main() -> std::io::Result<()> {
+/// let mut src = tempfile::tempfile()?;
+/// src.write_all(&vec![7u8; 100_000])?;
+/// src.rewind()?;
+/// let dst = tempfile::tempfile()?;
+/// assert_eq!(pipepool::copy(&src, &dst)?, 100_000);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// The first error of `src` or `dst` that no fallback can get around, as a
+/// [`CopyError`] carrying the bytes already written
+/// ([`CopyError::bytes_copied`]). It converts into [`io::Error`] with `?`.
+pub fn copy(src: impl AsFd, dst: impl AsFd) -> Result<u64, CopyError> {
+    Copier::new().copy(src, dst).map(|t| t.bytes)
+}
+
+/// Copies at most `limit` bytes from `src` to `dst` (fewer at end of file),
+/// as [`copy()`] does. Bytes past `limit` are not consumed from `src`.
+///
+/// # Errors
+/// As [`copy()`].
+pub fn copy_n(src: impl AsFd, dst: impl AsFd, limit: u64) -> Result<u64, CopyError> {
+    Copier::new().limit(limit).copy(src, dst).map(|t| t.bytes)
+}
+
+/// A configured copy: which pool, how many bytes at most, whether to use
+/// zero-copy at all.
+///
+/// ```
+/// use pipepool::{Copier, Method, PoolConfig};
+/// use std::io::{Seek, Write};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = PoolConfig::default().max_pipes(4).build()?;
+/// let mut src = tempfile::tempfile()?;
+/// src.write_all(b"hello, world")?;
+/// src.rewind()?;
+/// let (reader, writer) = std::io::pipe()?;
+/// let t = Copier::new().pool(&pool).limit(5).copy(&src, &writer)?;
+/// assert_eq!(t.bytes, 5);
+/// assert_eq!(t.method, Method::Sendfile);
+/// # drop(reader);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Copier<'p> {
+    pool: Option<&'p PipePool>,
+    limit: Option<u64>,
+    zero_copy: bool,
+    buffer_size: usize,
+}
+
+impl Default for Copier<'_> {
+    fn default() -> Self {
+        Copier {
+            pool: None,
+            limit: None,
+            zero_copy: true,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+        }
+    }
+}
+
+impl<'p> Copier<'p> {
+    /// A copier with the global pool, no limit, zero-copy on.
+    pub fn new() -> Copier<'static> {
+        Copier::default()
+    }
+
+    /// Takes pipes from `pool` instead of the global one.
+    pub fn pool<'q>(self, pool: &'q PipePool) -> Copier<'q> {
+        Copier {
+            pool: Some(pool),
+            limit: self.limit,
+            zero_copy: self.zero_copy,
+            buffer_size: self.buffer_size,
+        }
+    }
+
+    /// Copies at most `bytes`.
+    pub fn limit(mut self, bytes: u64) -> Self {
+        self.limit = Some(bytes);
+        self
+    }
+
+    /// `false` forces the buffered `read`/`write` path (for comparison and
+    /// testing). Default `true`.
+    pub fn zero_copy(mut self, on: bool) -> Self {
+        self.zero_copy = on;
+        self
+    }
+
+    /// The size of the fallback buffer. Default [`DEFAULT_BUFFER_SIZE`].
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
+    pub fn buffer_size(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "Copier::buffer_size must be at least 1 byte");
+        self.buffer_size = bytes;
+        self
+    }
+
+    fn the_pool(&self) -> &PipePool {
+        self.pool.unwrap_or_else(|| PipePool::global())
+    }
+
+    /// Runs the copy from `src` to `dst`.
+    ///
+    /// # Errors
+    /// As [`copy()`].
+    pub fn copy(&self, src: impl AsFd, dst: impl AsFd) -> Result<Transfer, CopyError> {
+        let mut job = Job {
+            src: src.as_fd(),
+            dst: dst.as_fd(),
+            remaining: self.limit,
+            copied: 0,
+        };
+        let plan = if self.zero_copy {
+            let kinds = sys::fd_kind(job.src).and_then(|s| Ok((s, sys::fd_kind(job.dst)?)));
+            let (s, d) = kinds.map_err(|e| CopyError::new(0, Method::Userspace, e))?;
+            plan(s, d)
+        } else {
+            &[]
+        };
+        for &step in plan {
+            let result = match step {
+                Step::CopyFileRange => kernel::copy_file_range(&mut job),
+                Step::Sendfile => kernel::sendfile(&mut job),
+                Step::SpliceDirect => splice::direct(&mut job),
+                Step::SplicePooled => splice::pooled(&mut job, self.the_pool(), self.buffer_size),
+            };
+            let method = step.method();
+            match result {
+                Ok(Outcome::Done) => return Ok(Transfer { bytes: job.copied, method }),
+                Ok(Outcome::Unsupported) => continue,
+                Ok(Outcome::Userspace) => break,
+                Err(e) => return Err(CopyError::new(job.copied, method, e)),
+            }
+        }
+        match buffered::copy(&mut job, self.buffer_size) {
+            Ok(()) => Ok(Transfer {
+                bytes: job.copied,
+                method: Method::Userspace,
+            }),
+            Err(e) => Err(CopyError::new(job.copied, Method::Userspace, e)),
+        }
+    }
+}
+
+/// One zero-copy attempt of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    CopyFileRange,
+    Sendfile,
+    /// `splice` between the two fds (one of them is a pipe).
+    SpliceDirect,
+    /// `splice` in and out of a pipe from the pool.
+    SplicePooled,
+}
+
+impl Step {
+    fn method(self) -> Method {
+        match self {
+            Step::CopyFileRange => Method::CopyFileRange,
+            Step::Sendfile => Method::Sendfile,
+            Step::SpliceDirect | Step::SplicePooled => Method::Splice,
+        }
+    }
+}
+
+/// The zero-copy methods to try, in order, for a (source, destination)
+/// pair; the buffered copy always comes last.
+fn plan(src: FdKind, dst: FdKind) -> &'static [Step] {
+    use FdKind::*;
+    match (src, dst) {
+        (File, File) => &[Step::CopyFileRange, Step::Sendfile, Step::SplicePooled],
+        (File, _) => &[Step::Sendfile, Step::SpliceDirect],
+        (Pipe, _) | (_, Pipe) => &[Step::SpliceDirect],
+        _ => &[Step::SplicePooled],
+    }
+}
+
+/// How an attempt ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// End of file or limit reached.
+    Done,
+    /// The kernel refused this method while no byte was in flight: try the
+    /// next one.
+    Unsupported,
+    /// Go straight to the buffered copy (no pipe to be had from the pool,
+    /// or the destination refused splice after bytes moved).
+    Userspace,
+}
+
+/// The state of one copy, shared by the attempts so that counts carry over
+/// a fallback.
+#[derive(Debug)]
+struct Job<'a> {
+    src: BorrowedFd<'a>,
+    dst: BorrowedFd<'a>,
+    /// Bytes still allowed, if there is a limit.
+    remaining: Option<u64>,
+    /// Bytes written to `dst` so far.
+    copied: u64,
+}
+
+impl Job<'_> {
+    /// How many bytes the next call may move: `chunk`, capped by the limit.
+    fn next_len(&self, chunk: usize) -> usize {
+        match self.remaining {
+            Some(r) => usize::try_from(r).unwrap_or(usize::MAX).min(chunk),
+            None => chunk,
+        }
+    }
+
+    /// Records `n` bytes read from `src` (they count against the limit).
+    fn consumed(&mut self, n: usize) {
+        if let Some(r) = &mut self.remaining {
+            *r -= n as u64;
+        }
+    }
+
+    /// Records `n` bytes written to `dst`.
+    fn delivered(&mut self, n: usize) {
+        self.copied += n as u64;
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.remaining == Some(0)
+    }
+}
+
+/// Waits with `poll` when `err` is `EAGAIN`; returns the error otherwise.
+fn wait_if_would_block(err: io::Error, fd: BorrowedFd<'_>, what: sys::Wait) -> io::Result<()> {
+    if err.kind() == io::ErrorKind::WouldBlock {
+        sys::wait(fd, what)
+    } else {
+        Err(err)
+    }
+}
+
+/// A write that took no byte: the destination cannot make progress.
+fn write_zero() -> io::Error {
+    io::Error::new(io::ErrorKind::WriteZero, "the destination accepted no byte")
+}

@@ -1,0 +1,54 @@
+//! The fallback: `read` into a buffer, `write` it all out.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use super::{wait_if_would_block, write_zero, Job};
+use crate::sys::{self, Wait};
+use crate::Pipe;
+
+/// Copies through a buffer of `buf_size` bytes until end of file or the
+/// limit.
+pub(super) fn copy(job: &mut Job<'_>, buf_size: usize) -> io::Result<()> {
+    let mut buf = vec![0u8; buf_size];
+    while !job.limit_reached() {
+        let len = job.next_len(buf.len());
+        let n = match sys::read(job.src, &mut buf[..len]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                wait_if_would_block(e, job.src, Wait::Readable)?;
+                continue;
+            }
+        };
+        job.consumed(n);
+        write_all(job, &buf[..n])?;
+    }
+    Ok(())
+}
+
+/// Writes what `pipe` holds to the destination through memory, leaving the
+/// pipe empty.
+pub(super) fn drain_pipe(job: &mut Job<'_>, pipe: &mut Pipe, buf_size: usize) -> io::Result<()> {
+    let mut buf = vec![0u8; buf_size.min(pipe.len()).max(1)];
+    while !pipe.is_empty() {
+        let n = pipe.read(&mut buf)?;
+        write_all(job, &buf[..n])?;
+    }
+    Ok(())
+}
+
+fn write_all(job: &mut Job<'_>, mut data: &[u8]) -> io::Result<()> {
+    let dst: BorrowedFd<'_> = job.dst;
+    while !data.is_empty() {
+        match sys::write(dst, data) {
+            Ok(0) => return Err(write_zero()),
+            Ok(n) => {
+                job.delivered(n);
+                data = &data[n..];
+            }
+            Err(e) => wait_if_would_block(e, dst, Wait::Writable)?,
+        }
+    }
+    Ok(())
+}

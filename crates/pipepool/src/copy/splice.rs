@@ -1,0 +1,82 @@
+//! The splice loops: through a pooled pipe (neither side is a pipe), or
+//! directly (one side is a pipe).
+
+use std::io;
+
+use super::{buffered, wait_if_would_block, write_zero, Job, Outcome};
+use crate::sys::{self, Wait};
+use crate::PipePool;
+
+/// Largest length of one direct splice.
+const DIRECT_CHUNK: usize = 1 << 20;
+
+/// `src -> pooled pipe -> dst`.
+///
+/// Reads into the pipe only when it is empty, so `EAGAIN` on the way in
+/// means "the source has nothing", and on the way out "the destination is
+/// full"; each is waited for with `poll`. If the destination refuses splice
+/// while the pipe holds bytes, those bytes are written out through memory
+/// and the rest of the copy is buffered. If any other error leaves bytes in
+/// the pipe, the pipe goes back to the pool dirty, which closes it.
+pub(super) fn pooled(job: &mut Job<'_>, pool: &PipePool, buf_size: usize) -> io::Result<Outcome> {
+    let Ok(mut pipe) = pool.get() else {
+        return Ok(Outcome::Userspace);
+    };
+    let mut first_in = true;
+    let mut first_out = true;
+    while !job.limit_reached() {
+        debug_assert!(pipe.is_empty());
+        let want = job.next_len(pipe.capacity());
+        match pipe.splice_from(job.src, want) {
+            Ok(0) => break,
+            Ok(n) => job.consumed(n),
+            Err(e) if first_in && sys::is_unsupported(&e) => return Ok(Outcome::Unsupported),
+            Err(e) => {
+                wait_if_would_block(e, job.src, Wait::Readable)?;
+                continue;
+            }
+        }
+        first_in = false;
+        while !pipe.is_empty() {
+            match pipe.splice_to(job.dst, usize::MAX) {
+                Ok(0) => return Err(write_zero()),
+                Ok(n) => job.delivered(n),
+                Err(e) if first_out && sys::is_unsupported(&e) => {
+                    // The destination takes no splice: deliver what the pipe
+                    // holds through memory, then copy the rest that way.
+                    buffered::drain_pipe(job, &mut pipe, buf_size)?;
+                    return Ok(Outcome::Userspace);
+                }
+                Err(e) => wait_if_would_block(e, job.dst, Wait::Writable)?,
+            }
+            first_out = false;
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// `src -> dst` in one splice per chunk, one of them being a pipe. Nothing
+/// is ever in flight between calls.
+///
+/// `EAGAIN` is ambiguous here (source empty, or destination full), so the
+/// copy waits until the source is readable *and* the destination writable.
+pub(super) fn direct(job: &mut Job<'_>) -> io::Result<Outcome> {
+    let mut first = true;
+    while !job.limit_reached() {
+        match sys::splice(job.src, job.dst, job.next_len(DIRECT_CHUNK)) {
+            Ok(0) => break,
+            Ok(n) => {
+                job.consumed(n);
+                job.delivered(n);
+            }
+            Err(e) if first && sys::is_unsupported(&e) => return Ok(Outcome::Unsupported),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                sys::wait(job.src, Wait::Readable)?;
+                sys::wait(job.dst, Wait::Writable)?;
+            }
+            Err(e) => return Err(e),
+        }
+        first = false;
+    }
+    Ok(Outcome::Done)
+}
