@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# What the tests need beyond Rust. The unprivileged tests drop to user
+# `nobody` (present in Debian's base image); nothing else is needed from
+# outside crates.io. rustfmt and clippy ship with the toolchain here.
+set -euo pipefail
+id nobody >/dev/null
+for c in rustfmt clippy; do
+  cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
+done
