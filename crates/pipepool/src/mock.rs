@@ -30,7 +30,10 @@ pub struct Pipe {
 impl Pipe {
     pub(crate) fn with_size(_size: usize) -> io::Result<Pipe> {
         CREATED.fetch_add(1, SeqCst);
-        Ok(Pipe { len: 0, dropped: false })
+        Ok(Pipe {
+            len: 0,
+            dropped: false,
+        })
     }
 
     pub(crate) fn capacity(&self) -> usize {

@@ -7,7 +7,11 @@ use std::io;
 use std::time::Duration;
 
 use super::PipePool;
+#[cfg(not(loom))]
 use crate::pipe::DEFAULT_PIPE_SIZE;
+/// The real pipe module is not built under loom; the mock needs a size.
+#[cfg(loom)]
+const DEFAULT_PIPE_SIZE: usize = 1 << 20;
 
 /// The largest pipe size accepted (1 GiB): `F_SETPIPE_SZ` takes an `int`
 /// and rounds up to a power of two.
@@ -57,8 +61,7 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        let max_pipes = crate::sys::fd_limit()
-            .map_or(4096, |n| (n / 4).clamp(16, 4096) as usize);
+        let max_pipes = crate::sys::fd_limit().map_or(4096, |n| (n / 4).clamp(16, 4096) as usize);
         PoolConfig {
             max_pipes,
             pipe_size: DEFAULT_PIPE_SIZE,
@@ -70,11 +73,13 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// Sets [`max_pipes`](PoolConfig::max_pipes); `max_idle` follows it
-    /// down when it was larger.
+    /// Sets [`max_pipes`](PoolConfig::max_pipes); `max_idle` and
+    /// `local_cap` follow it down when they were larger (set them after
+    /// `max_pipes` to have them checked against it).
     pub fn max_pipes(mut self, n: usize) -> Self {
         self.max_pipes = n;
         self.max_idle = self.max_idle.min(n);
+        self.local_cap = self.local_cap.min(n);
         self
     }
 
@@ -116,7 +121,10 @@ impl PoolConfig {
         if self.pipe_size > MAX_PIPE_SIZE {
             return err(
                 "pipe_size",
-                format!("{} is above the largest pipe size, {MAX_PIPE_SIZE}", self.pipe_size),
+                format!(
+                    "{} is above the largest pipe size, {MAX_PIPE_SIZE}",
+                    self.pipe_size
+                ),
             );
         }
         if self.local_cap > self.max_pipes {
@@ -131,7 +139,10 @@ impl PoolConfig {
         if self.max_idle > self.max_pipes {
             return err(
                 "max_idle",
-                format!("{} is larger than max_pipes ({})", self.max_idle, self.max_pipes),
+                format!(
+                    "{} is larger than max_pipes ({})",
+                    self.max_idle, self.max_pipes
+                ),
             );
         }
         if self.idle_timeout.is_zero() {
@@ -165,7 +176,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid pipe pool config: `{}` {}", self.field, self.reason)
+        write!(
+            f,
+            "invalid pipe pool config: `{}` {}",
+            self.field, self.reason
+        )
     }
 }
 

@@ -15,7 +15,10 @@ struct Ids {
     free: BTreeSet<usize>,
 }
 
-static IDS: Mutex<Ids> = Mutex::new(Ids { next: 0, free: BTreeSet::new() });
+static IDS: Mutex<Ids> = Mutex::new(Ids {
+    next: 0,
+    free: BTreeSet::new(),
+});
 
 fn ids() -> std::sync::MutexGuard<'static, Ids> {
     IDS.lock().unwrap_or_else(|p| p.into_inner())

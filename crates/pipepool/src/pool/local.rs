@@ -68,7 +68,9 @@ impl LocalCache {
     /// Takes a batch from the shared pool; returns one pipe and keeps the
     /// rest.
     fn refill(&mut self) -> Option<Pipe> {
-        let want = self.batch() + 1;
+        // `local_cap / 2` kept, one returned: with `local_cap` 0 (or 1) the
+        // cache keeps nothing, as `pipes.len() <= local_cap` requires.
+        let want = self.shared.config.local_cap / 2 + 1;
         let mut got = Vec::with_capacity(want);
         self.shared.take_batch(want, &mut got);
         // `got` is newest first; keep the cache oldest first.
@@ -95,7 +97,11 @@ impl LocalCache {
     /// where the reaper will close them.
     #[cold]
     fn spill_stale(&mut self, now: u64) {
-        let n = self.pipes.iter().take_while(|i| self.shared.is_stale(i.stamp, now)).count();
+        let n = self
+            .pipes
+            .iter()
+            .take_while(|i| self.shared.is_stale(i.stamp, now))
+            .count();
         self.spill(n);
     }
 

@@ -136,7 +136,7 @@ impl PipePool {
     fn get_slow(&self) -> Result<Pipe, GetError> {
         match local::refill(self.shared()) {
             Some(pipe) => Ok(pipe),
-            None => self.shared().create(),
+            None => Shared::create(self.shared()),
         }
     }
 
@@ -171,9 +171,12 @@ impl PipePool {
         self.shared().trim()
     }
 
-    /// Closes the shared pipes idle for `idle_timeout`, as the reaper would.
+    /// Moves the pool's clock to `now_ms` and closes the shared pipes idle
+    /// for `idle_timeout`, as the reaper would. Returns how many. For the
+    /// loom models only (there is no reaper thread under loom).
     #[cfg(loom)]
-    pub(crate) fn reap_at(&self, now_ms: u64) -> usize {
+    #[doc(hidden)]
+    pub fn reap_at(&self, now_ms: u64) -> usize {
         self.shared().set_clock(now_ms);
         self.shared().reap()
     }
@@ -207,13 +210,17 @@ impl PooledPipe<'_> {
 impl Deref for PooledPipe<'_> {
     type Target = Pipe;
     fn deref(&self) -> &Pipe {
-        self.pipe.as_ref().expect("PooledPipe holds its pipe until dropped")
+        self.pipe
+            .as_ref()
+            .expect("PooledPipe holds its pipe until dropped")
     }
 }
 
 impl DerefMut for PooledPipe<'_> {
     fn deref_mut(&mut self) -> &mut Pipe {
-        self.pipe.as_mut().expect("PooledPipe holds its pipe until dropped")
+        self.pipe
+            .as_mut()
+            .expect("PooledPipe holds its pipe until dropped")
     }
 }
 
@@ -248,7 +255,10 @@ impl fmt::Display for GetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GetError::Exhausted { max_pipes } => {
-                write!(f, "pipe pool exhausted: all {max_pipes} pipes (max_pipes) are in use")
+                write!(
+                    f,
+                    "pipe pool exhausted: all {max_pipes} pipes (max_pipes) are in use"
+                )
             }
             GetError::Create(e) => write!(f, "could not create a pipe: {e}"),
         }

@@ -4,11 +4,12 @@
 //! Pipes are created and closed outside the lock; the lock only guards
 //! pushes and pops of whole batches.
 
+#[cfg(not(loom))]
 use std::time::Instant;
 
 use super::stats::{CloseReason, Counters, LocalStats, PoolStats};
 use super::{GetError, Pipe, PoolConfig};
-use crate::sync::{lock, AtomicBool, AtomicU64, AtomicUsize, Arc, Mutex, Ordering::*};
+use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering::*};
 
 /// An idle pipe and when it became idle.
 #[derive(Debug)]
@@ -54,7 +55,9 @@ pub(super) struct Shared {
 
 impl Shared {
     pub(super) fn new(id: usize, config: PoolConfig) -> Shared {
-        let timeout_ms = u64::try_from(config.idle_timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let timeout_ms = u64::try_from(config.idle_timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         Shared {
             id,
             idle: Mutex::new(Vec::new()),
@@ -113,7 +116,9 @@ impl Shared {
         self.live.load(Relaxed)
     }
 
-    /// Moves up to `n` idle pipes into `out`, newest first. Returns how many.
+    /// Moves up to `n` idle pipes into `out`, newest first, for one get
+    /// (counted once in `gets_shared`; the rest of the batch is counted in
+    /// `gets_local` as the thread cache hands it out). Returns how many.
     pub(super) fn take_batch(&self, n: usize, out: &mut Vec<Idle>) -> usize {
         if self.idle_len.load(Relaxed) == 0 {
             return 0;
@@ -124,7 +129,9 @@ impl Shared {
         out.extend(idle.drain(from..).rev());
         self.idle_len.store(idle.len(), Relaxed);
         drop(idle);
-        self.counters.gets_shared.fetch_add(k as u64, Relaxed);
+        if k > 0 {
+            Counters::bump(&self.counters.gets_shared);
+        }
         k
     }
 
@@ -132,11 +139,14 @@ impl Shared {
     /// the pool was closed, are closed (outside the lock).
     pub(super) fn give_batch(&self, batch: impl IntoIterator<Item = Idle>) {
         let mut to_close = Vec::new();
+        // `closed` is read under the lock: `shut_down` sets it before its
+        // `trim` takes the lock, so a batch either lands before the trim
+        // (which closes it) or sees `closed` (and closes it here).
+        let mut idle = lock(&self.idle);
         let reason = if self.is_closed() {
             to_close.extend(batch);
             CloseReason::Shutdown
         } else {
-            let mut idle = lock(&self.idle);
             for item in batch {
                 debug_assert!(item.pipe.is_empty(), "a dirty pipe reached the idle stack");
                 if idle.len() < self.config.max_idle {
@@ -148,27 +158,33 @@ impl Shared {
             self.idle_len.store(idle.len(), Relaxed);
             CloseReason::Overflow
         };
+        drop(idle);
         for item in to_close {
             self.close(item.pipe, reason);
         }
     }
 
     /// Creates a new pipe if fewer than `max_pipes` are alive.
-    pub(super) fn create(self: &Arc<Self>) -> Result<Pipe, GetError> {
-        let max = self.config.max_pipes;
-        let reserved = self.live.fetch_update(AcqRel, Relaxed, |n| (n < max).then_some(n + 1));
+    ///
+    /// An associated function rather than a method: loom's `Arc` cannot be
+    /// a `self` type.
+    pub(super) fn create(shared: &Arc<Self>) -> Result<Pipe, GetError> {
+        let max = shared.config.max_pipes;
+        let reserved = shared
+            .live
+            .fetch_update(AcqRel, Relaxed, |n| (n < max).then_some(n + 1));
         let before = match reserved {
             Ok(before) => before,
             Err(_) => {
-                Counters::bump(&self.counters.gets_refused);
+                Counters::bump(&shared.counters.gets_refused);
                 return Err(GetError::Exhausted { max_pipes: max });
             }
         };
         #[cfg(not(loom))]
-        self.advance_clock();
-        match Pipe::with_size(self.config.pipe_size) {
+        shared.advance_clock();
+        match Pipe::with_size(shared.config.pipe_size) {
             Ok(pipe) => {
-                let c = &self.counters;
+                let c = &shared.counters;
                 Counters::bump(&c.created);
                 Counters::bump(&c.gets_new);
                 c.capacity_bytes.fetch_add(pipe.capacity() as u64, Relaxed);
@@ -178,13 +194,13 @@ impl Shared {
                 }
                 if before == 0 {
                     #[cfg(not(loom))]
-                    super::reaper::wake(self);
+                    super::reaper::wake(shared);
                 }
                 Ok(pipe)
             }
             Err(e) => {
-                self.live.fetch_sub(1, AcqRel);
-                Counters::bump(&self.counters.gets_failed);
+                shared.live.fetch_sub(1, AcqRel);
+                Counters::bump(&shared.counters.gets_failed);
                 Err(GetError::Create(e))
             }
         }
@@ -276,8 +292,13 @@ impl Shared {
                 local_idle += t.idle.load(Relaxed) as u64;
             }
         }
-        let closed = [&c.closed_idle, &c.closed_dirty, &c.closed_overflow, &c.closed_shutdown]
-            .map(|a| a.load(Relaxed));
+        let closed = [
+            &c.closed_idle,
+            &c.closed_dirty,
+            &c.closed_overflow,
+            &c.closed_shutdown,
+        ]
+        .map(|a| a.load(Relaxed));
         let created = c.created.load(Relaxed);
         let live = created.saturating_sub(closed.iter().sum());
         let idle = (self.idle_len.load(Relaxed) as u64 + local_idle).min(live);

@@ -13,6 +13,8 @@
 //! detection for the tokio glue); everything in this file is safe Rust
 //! because rustix already is.
 
+#![cfg_attr(loom, allow(dead_code))] // the loom build uses none of the syscalls
+
 #[cfg(feature = "tokio")]
 pub(crate) mod cast;
 
