@@ -21,15 +21,37 @@ const O_CLOEXEC: u32 = 0o2000000;
 fn assert_common_flags(pipe: &Pipe) {
     let (r, w) = pipe.raw_fds();
     for fd in [r, w] {
-        assert!(util::is_cloexec(fd), "fd {fd}: FD_CLOEXEC not set (F_GETFD)");
-        assert!(util::is_nonblocking(fd), "fd {fd}: O_NONBLOCK not set (F_GETFL)");
+        assert!(
+            util::is_cloexec(fd),
+            "fd {fd}: FD_CLOEXEC not set (F_GETFD)"
+        );
+        assert!(
+            util::is_nonblocking(fd),
+            "fd {fd}: O_NONBLOCK not set (F_GETFL)"
+        );
         let flags = util::fdinfo_flags(fd);
-        assert_ne!(flags & O_NONBLOCK, 0, "fd {fd}: fdinfo flags {flags:o} lack O_NONBLOCK");
-        assert_ne!(flags & O_CLOEXEC, 0, "fd {fd}: fdinfo flags {flags:o} lack O_CLOEXEC");
+        assert_ne!(
+            flags & O_NONBLOCK,
+            0,
+            "fd {fd}: fdinfo flags {flags:o} lack O_NONBLOCK"
+        );
+        assert_ne!(
+            flags & O_CLOEXEC,
+            0,
+            "fd {fd}: fdinfo flags {flags:o} lack O_CLOEXEC"
+        );
     }
     // raw_fds is (read end, write end).
-    assert_eq!(util::fdinfo_flags(r) & O_ACCMODE, 0, "first fd is not the read end");
-    assert_eq!(util::fdinfo_flags(w) & O_ACCMODE, O_WRONLY, "second fd is not the write end");
+    assert_eq!(
+        util::fdinfo_flags(r) & O_ACCMODE,
+        0,
+        "first fd is not the read end"
+    );
+    assert_eq!(
+        util::fdinfo_flags(w) & O_ACCMODE,
+        O_WRONLY,
+        "second fd is not the write end"
+    );
 }
 
 #[test]
@@ -55,7 +77,11 @@ fn capacity_is_the_size_the_kernel_set() {
     ] {
         let pipe = Pipe::with_size(asked).unwrap();
         let (r, w) = pipe.raw_fds();
-        assert_eq!(pipe.capacity(), util::pipe_size(w), "asked {asked}: capacity() != F_GETPIPE_SZ");
+        assert_eq!(
+            pipe.capacity(),
+            util::pipe_size(w),
+            "asked {asked}: capacity() != F_GETPIPE_SZ"
+        );
         assert_eq!(util::pipe_size(r), util::pipe_size(w));
         if pipe.got_requested_size() {
             assert_eq!(pipe.capacity(), expected, "asked {asked}");
@@ -65,13 +91,20 @@ fn capacity_is_the_size_the_kernel_set() {
                 .trim()
                 .parse()
                 .unwrap();
-            assert!(asked > max, "asked {asked} (<= pipe-max-size {max}) was refused");
+            assert!(
+                asked > max,
+                "asked {asked} (<= pipe-max-size {max}) was refused"
+            );
             assert!(pipe.capacity() < asked);
         }
         assert!(pipe.is_empty());
         assert_eq!(pipe.kernel_len().unwrap(), 0);
     }
-    let pool = PoolConfig::default().max_pipes(1).pipe_size(100_000).build().unwrap();
+    let pool = PoolConfig::default()
+        .max_pipes(1)
+        .pipe_size(100_000)
+        .build()
+        .unwrap();
     let pipe = pool.get().unwrap();
     assert_eq!(pipe.capacity(), 131_072);
     assert_eq!(util::pipe_size(pipe.raw_fds().1), 131_072);
@@ -80,7 +113,11 @@ fn capacity_is_the_size_the_kernel_set() {
 
 fn assert_len(pipe: &Pipe, expected: usize) {
     assert_eq!(pipe.len(), expected, "len()");
-    assert_eq!(pipe.kernel_len().unwrap(), expected, "kernel_len() (FIONREAD)");
+    assert_eq!(
+        pipe.kernel_len().unwrap(),
+        expected,
+        "kernel_len() (FIONREAD)"
+    );
     assert_eq!(pipe.is_empty(), expected == 0);
 }
 
@@ -130,8 +167,12 @@ fn len_is_exact_through_writes_and_reads() {
 
 /// Runs a splice round trip: `data` written into `src_w`, spliced from
 /// `src_r` into the pipe and out to `dst_w`, read back from `dst_r`.
-fn round_trip<S, D>(pipe: &mut Pipe, data: &[u8], (mut src_w, src_r): (S, S), (dst_w, mut dst_r): (D, D))
-where
+fn round_trip<S, D>(
+    pipe: &mut Pipe,
+    data: &[u8],
+    (mut src_w, src_r): (S, S),
+    (dst_w, mut dst_r): (D, D),
+) where
     S: Write + Send + 'static + std::os::fd::AsFd,
     D: Read + Send + 'static + std::os::fd::AsFd,
 {
@@ -159,7 +200,12 @@ where
 fn splice_through_a_unix_socketpair() {
     let mut pipe = Pipe::with_size(65_536).unwrap();
     for len in [0, 1, 4095, 65_536, 1_000_003] {
-        round_trip(&mut pipe, &util::pattern(len), UnixStream::pair().unwrap(), UnixStream::pair().unwrap());
+        round_trip(
+            &mut pipe,
+            &util::pattern(len),
+            UnixStream::pair().unwrap(),
+            UnixStream::pair().unwrap(),
+        );
     }
 }
 
@@ -201,7 +247,11 @@ fn splice_counts_exactly_and_respects_max() {
     // Asking for more than the pipe holds moves what it holds.
     assert_eq!(pipe.splice_to(&out, usize::MAX).unwrap(), 9000);
     assert_len(&pipe, 0);
-    assert_eq!(pipe.splice_to(&out, usize::MAX).unwrap(), 0, "an empty pipe moves nothing");
+    assert_eq!(
+        pipe.splice_to(&out, usize::MAX).unwrap(),
+        0,
+        "an empty pipe moves nothing"
+    );
 
     let mut got = vec![0u8; 10_000];
     sink.read_exact(&mut got).unwrap();
@@ -232,7 +282,11 @@ fn splice_from_never_takes_more_than_capacity() {
             Err(e) => panic!("{e}"),
         };
         assert!(n > 0, "end of file before all bytes were written");
-        assert!(n <= pipe.capacity(), "spliced {n} into a {}-byte pipe", pipe.capacity());
+        assert!(
+            n <= pipe.capacity(),
+            "spliced {n} into a {}-byte pipe",
+            pipe.capacity()
+        );
         total += n;
         assert_len(&pipe, n);
         while !pipe.is_empty() {
@@ -284,6 +338,10 @@ fn drop_closes_both_ends() {
     // The fd numbers may be reused by a test running alongside, but never
     // by this pipe: compare what they point to.
     for fd in [r, w] {
-        assert_ne!(util::fd_target(fd).ok().as_ref(), Some(&targets[0]), "fd {fd} still open");
+        assert_ne!(
+            util::fd_target(fd).ok().as_ref(),
+            Some(&targets[0]),
+            "fd {fd} still open"
+        );
     }
 }

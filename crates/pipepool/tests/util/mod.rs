@@ -89,7 +89,9 @@ pub fn is_nonblocking(fd: RawFd) -> bool {
 
 /// `fcntl(F_GETPIPE_SZ)`.
 pub fn pipe_size(fd: RawFd) -> usize {
-    with_fd(fd, |fd| rustix::pipe::fcntl_getpipe_size(fd).expect("F_GETPIPE_SZ"))
+    with_fd(fd, |fd| {
+        rustix::pipe::fcntl_getpipe_size(fd).expect("F_GETPIPE_SZ")
+    })
 }
 
 /// The system page size.
@@ -125,7 +127,10 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<D
 
 /// Blocks until `fd` is readable (or hung up).
 pub fn wait_readable(fd: impl AsFd) {
-    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
     loop {
         match rustix::event::poll(&mut fds, None) {
             Err(rustix::io::Errno::INTR) => continue,
@@ -139,7 +144,10 @@ pub fn wait_readable(fd: impl AsFd) {
 
 /// Blocks until `fd` is writable (or in error).
 pub fn wait_writable(fd: impl AsFd) {
-    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::OUT)];
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::OUT,
+    )];
     loop {
         match rustix::event::poll(&mut fds, None) {
             Err(rustix::io::Errno::INTR) => continue,
@@ -195,5 +203,7 @@ pub fn pump(pipe: &mut pipepool::Pipe, src: impl AsFd, dst: impl AsFd) -> u64 {
 /// `len` bytes of a fixed, position-dependent pattern (so a reordering or a
 /// dropped chunk shows).
 pub fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+        .collect()
 }
