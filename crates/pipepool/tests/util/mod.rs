@@ -26,9 +26,12 @@ pub fn open_fds() -> BTreeSet<RawFd> {
     fds
 }
 
-/// How many fds this process has open.
+/// How many fds this process has open (cheap enough to poll with
+/// thousands open: one directory listing, no per-fd syscall).
 pub fn fd_count() -> usize {
-    open_fds().len()
+    let dir = fs::read_dir("/proc/self/fd").expect("read /proc/self/fd");
+    // Minus the listing's own directory fd, which it always shows.
+    dir.count() - 1
 }
 
 /// Whether `fd` is open in this process.
