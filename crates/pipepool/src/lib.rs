@@ -64,6 +64,8 @@ mod pipe;
 mod pool;
 mod sync;
 mod sys;
+#[cfg(all(feature = "tokio", not(loom)))]
+pub mod tokio;
 
 
 #[cfg(not(loom))]

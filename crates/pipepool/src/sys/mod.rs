@@ -15,7 +15,7 @@
 
 #![cfg_attr(loom, allow(dead_code))] // the loom build uses none of the syscalls
 
-#[cfg(feature = "tokio")]
+#[cfg(all(feature = "tokio", not(loom)))]
 pub(crate) mod cast;
 
 use std::io;

@@ -1,0 +1,269 @@
+//! [`copy_bidirectional`] and [`copy_bidirectional_with`]: both directions
+//! of a connection, like `tokio::io::copy_bidirectional`.
+
+use std::error::Error;
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::task::Poll;
+
+use ::tokio::io::{AsyncRead, AsyncWrite};
+
+use super::direction::Direction;
+use super::idle::IdleTimer;
+use super::options::CopyOptions;
+use crate::Method;
+
+/// Copies both ways between `a` and `b` until both directions are done,
+/// zero-copy between tokio sockets: a drop-in replacement for
+/// [`tokio::io::copy_bidirectional`](::tokio::io::copy_bidirectional).
+///
+/// Each direction reads until end of file, writes every byte it read to the
+/// other side, then shuts the other side's write half down
+/// ([`poll_shutdown`](::tokio::io::AsyncWrite::poll_shutdown)); the other
+/// direction goes on until its own end of file. Returns the bytes copied
+/// `a` to `b` and `b` to `a`. Between two
+/// [`TcpStream`](::tokio::net::TcpStream)s /
+/// [`UnixStream`](::tokio::net::UnixStream)s the bytes are spliced through
+/// pipes from the [global pool](crate::PipePool::global), taken only while
+/// bytes are in flight: an idle connection holds no pipe. Other types take a
+/// userspace copy with a 64 KiB buffer per direction. See the [module
+/// documentation](super) for details and cancellation.
+///
+/// # Errors
+/// The first error of either direction's read, write, flush or shutdown,
+/// as `tokio::io::copy_bidirectional` returns it (`Interrupted` is retried;
+/// the other direction stops there too). Bytes read but not yet written
+/// are lost then, as with tokio. [`copy_bidirectional_with`] also tells how
+/// many bytes each direction had written.
+///
+/// # Example
+/// A TCP proxy:
+/// ```no_run
+/// use tokio::net::{TcpListener, TcpStream};
+///
+/// # async fn proxy() -> std::io::Result<()> {
+/// let listener = TcpListener::bind("0.0.0.0:8080").await?;
+/// loop {
+///     let (mut client, _) = listener.accept().await?;
+///     tokio::spawn(async move {
+///         let mut upstream = TcpStream::connect("10.0.0.2:80").await?;
+///         pipepool::tokio::copy_bidirectional(&mut client, &mut upstream).await
+///     });
+/// }
+/// # }
+/// ```
+pub async fn copy_bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let opts = CopyOptions::new();
+    match copy_bidirectional_with(a, b, &opts).await {
+        Ok(report) => Ok((report.a_to_b, report.b_to_a)),
+        // The plain `io::Error`, as tokio returns it (same `raw_os_error`).
+        Err(e) => Err(e.into_error()),
+    }
+}
+
+/// [`copy_bidirectional`] with [options](CopyOptions), reporting the
+/// [`Method`] of each direction, and the bytes each direction wrote even when
+/// the copy fails (to log what a connection moved before a reset).
+///
+/// # Errors
+/// As [`copy_bidirectional`], in a [`BidiError`] carrying the bytes each
+/// direction had written; also an error of kind
+/// [`TimedOut`](io::ErrorKind::TimedOut) when an
+/// [`idle_timeout`](CopyOptions::idle_timeout) passes without a byte read
+/// or written in either direction.
+///
+/// # Panics
+/// When polled with an [`idle_timeout`](CopyOptions::idle_timeout) set on a
+/// runtime without a timer.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use tokio::net::UnixStream;
+/// use pipepool::tokio::{copy_bidirectional_with, CopyOptions};
+/// use pipepool::{Method, PoolConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let pool = PoolConfig::default().build()?;
+/// let opts = CopyOptions::new()
+///     .pool(&pool)
+///     .idle_timeout(Some(Duration::from_secs(60)));
+///
+/// let (mut client, mut a) = UnixStream::pair()?;
+/// let (mut b, mut server) = UnixStream::pair()?;
+/// let relay = copy_bidirectional_with(&mut a, &mut b, &opts);
+/// let peers = async {
+///     client.write_all(b"ping").await?;
+///     client.shutdown().await?; // a -> b is done: the relay shuts b down
+///     let mut got = Vec::new();
+///     server.read_to_end(&mut got).await?;
+///     assert_eq!(got, b"ping");
+///     server.write_all(b"pong!").await?;
+///     drop(server); // b -> a is done too
+///     Ok::<_, std::io::Error>(())
+/// };
+///
+/// let (report, peers) = tokio::join!(relay, peers);
+/// peers?;
+/// let report = report?;
+/// assert_eq!((report.a_to_b, report.b_to_a), (4, 5));
+/// assert_eq!(report.a_to_b_method, Method::Splice);
+/// assert_eq!(pool.stats().in_use, 0);
+/// # Ok(()) }
+/// ```
+pub async fn copy_bidirectional_with<A, B>(
+    a: &mut A,
+    b: &mut B,
+    opts: &CopyOptions<'_>,
+) -> Result<BidiReport, BidiError>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let mut a_to_b = Direction::new(opts, &*a, &*b, true);
+    let mut b_to_a = Direction::new(opts, &*b, &*a, true);
+    let mut idle = IdleTimer::new(opts.idle_timeout);
+    poll_fn(|cx| {
+        // Like tokio: poll a -> b, then b -> a, and stop at the first error.
+        let error = 'failed: {
+            let ab = match a_to_b.poll(cx, a, b) {
+                Poll::Ready(Err(e)) => break 'failed e,
+                other => other,
+            };
+            let ba = match b_to_a.poll(cx, b, a) {
+                Poll::Ready(Err(e)) => break 'failed e,
+                other => other,
+            };
+            if ab.is_ready() && ba.is_ready() {
+                return Poll::Ready(Ok(BidiReport {
+                    a_to_b: a_to_b.written(),
+                    b_to_a: b_to_a.written(),
+                    a_to_b_method: a_to_b.method(),
+                    b_to_a_method: b_to_a.method(),
+                }));
+            }
+            let activity = a_to_b.activity() + b_to_a.activity();
+            match idle.as_mut().map(|t| t.poll(cx, activity)) {
+                Some(Poll::Ready(timed_out)) => timed_out,
+                _ => return Poll::Pending,
+            }
+        };
+        Poll::Ready(Err(BidiError {
+            a_to_b: a_to_b.written(),
+            b_to_a: b_to_a.written(),
+            error,
+        }))
+    })
+    .await
+}
+
+/// What a finished [`copy_bidirectional_with`] moved, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BidiReport {
+    /// Bytes read from `a` and written to `b`.
+    pub a_to_b: u64,
+    /// Bytes read from `b` and written to `a`.
+    pub b_to_a: u64,
+    /// How `a -> b` moved its bytes: [`Method::Splice`] when a byte went
+    /// through a pipe (or none moved and zero-copy was possible), else
+    /// [`Method::Userspace`].
+    pub a_to_b_method: Method,
+    /// How `b -> a` moved its bytes (as `a_to_b_method`).
+    pub b_to_a_method: Method,
+}
+
+/// A failed [`copy_bidirectional_with`]: the error, and the bytes each
+/// direction had written before it.
+///
+/// Converts into [`io::Error`] (keeping the kind), so `?` works in functions
+/// returning `io::Result`; the counts can be read back with
+/// [`BidiError::from_io`].
+#[derive(Debug)]
+pub struct BidiError {
+    a_to_b: u64,
+    b_to_a: u64,
+    error: io::Error,
+}
+
+impl BidiError {
+    /// Bytes written `a` to `b` before the error.
+    pub fn a_to_b(&self) -> u64 {
+        self.a_to_b
+    }
+
+    /// Bytes written `b` to `a` before the error.
+    pub fn b_to_a(&self) -> u64 {
+        self.b_to_a
+    }
+
+    /// The underlying error.
+    pub fn error(&self) -> &io::Error {
+        &self.error
+    }
+
+    /// The error's kind.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.error.kind()
+    }
+
+    /// The underlying error, dropping the counts.
+    pub fn into_error(self) -> io::Error {
+        self.error
+    }
+
+    /// The `BidiError` inside an `io::Error` made by `From<BidiError>`.
+    pub fn from_io(err: &io::Error) -> Option<&BidiError> {
+        err.get_ref()?.downcast_ref::<BidiError>()
+    }
+}
+
+impl fmt::Display for BidiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bidirectional copy failed after {} bytes a->b and {} bytes b->a: {}",
+            self.a_to_b, self.b_to_a, self.error
+        )
+    }
+}
+
+impl Error for BidiError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<BidiError> for io::Error {
+    fn from(e: BidiError) -> io::Error {
+        io::Error::new(e.error.kind(), e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_keeps_kind_and_counts_through_io_error() {
+        let e = BidiError {
+            a_to_b: 3,
+            b_to_a: 4,
+            error: io::Error::from(io::ErrorKind::ConnectionReset),
+        };
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert!(e.to_string().contains("3 bytes a->b and 4 bytes b->a"));
+        let io: io::Error = e.into();
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionReset);
+        let back = BidiError::from_io(&io).unwrap();
+        assert_eq!((back.a_to_b(), back.b_to_a()), (3, 4));
+        assert!(BidiError::from_io(&io::Error::other("x")).is_none());
+    }
+}

@@ -1,0 +1,60 @@
+//! Which copies can splice, and the socket operations the splice path
+//! needs: readiness from tokio, the splice itself through
+//! [`Pipe`](crate::Pipe) inside `try_io` so that tokio learns about `EAGAIN`.
+//!
+//! The type detection is in [`crate::sys::cast`]; this file is safe code.
+
+use std::io;
+use std::task::{Context, Poll};
+
+use ::tokio::io::Interest;
+
+pub(super) use crate::sys::cast::{read_socket, write_socket, Socket};
+use crate::Pipe;
+
+/// The two sockets a direction splices between, when `R` reads from a tokio
+/// socket and `W` writes to one.
+pub(super) fn splice_pair<'a, R: ?Sized, W: ?Sized>(
+    reader: &'a R,
+    writer: &'a W,
+) -> Option<(Socket<'a>, Socket<'a>)> {
+    Some((read_socket(reader)?, write_socket(writer)?))
+}
+
+impl Socket<'_> {
+    /// Waits for read readiness (data, end of file, or an error).
+    pub(super) fn poll_read_ready(self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Socket::Tcp(s) => s.poll_read_ready(cx),
+            Socket::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    /// Waits for write readiness.
+    pub(super) fn poll_write_ready(self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Socket::Tcp(s) => s.poll_write_ready(cx),
+            Socket::Unix(s) => s.poll_write_ready(cx),
+        }
+    }
+
+    /// Splices from the socket into `pipe`, which must be empty: then
+    /// `WouldBlock` can only mean that the socket has nothing to read, and
+    /// `try_io` clears the socket's read readiness. `Ok(0)` is end of file.
+    pub(super) fn splice_into(self, pipe: &mut Pipe) -> io::Result<usize> {
+        debug_assert!(pipe.is_empty(), "splice into a pipe that is not empty");
+        match self {
+            Socket::Tcp(s) => s.try_io(Interest::READABLE, || pipe.splice_from(s, usize::MAX)),
+            Socket::Unix(s) => s.try_io(Interest::READABLE, || pipe.splice_from(s, usize::MAX)),
+        }
+    }
+
+    /// Splices what `pipe` holds into the socket; `WouldBlock` (the socket's
+    /// send buffer is full) clears its write readiness.
+    pub(super) fn splice_out_of(self, pipe: &mut Pipe) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.try_io(Interest::WRITABLE, || pipe.splice_to(s, usize::MAX)),
+            Socket::Unix(s) => s.try_io(Interest::WRITABLE, || pipe.splice_to(s, usize::MAX)),
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! One direction of a copy, reader -> writer: the state machine that
+//! [`copy`](super::copy) runs once and
+//! [`copy_bidirectional`](super::copy_bidirectional) runs twice.
+//!
+//! Between two tokio sockets a direction splices through a pooled pipe:
+//!
+//! 1. wait until the source is readable (`poll_read_ready`);
+//! 2. take an empty pipe from the pool and splice the socket into it
+//!    (`try_io`, so `EAGAIN` clears the readiness tokio had cached). The pipe
+//!    is empty, so `EAGAIN` can only mean "the socket has nothing";
+//! 3. wait until the destination is writable and splice the pipe out, until
+//!    it is empty;
+//! 4. give the empty pipe back and start again.
+//!
+//! The pipe is never registered with the reactor: all readiness is the
+//! sockets'. A direction holds a pipe only between 2 and 4, and a pipe it
+//! holds is never empty, so an idle connection holds none.
+//!
+//! Everything else goes through a [`Buffer`]: types that cannot be spliced,
+//! `zero_copy(false)`, a kernel that refused the first splice (`EINVAL`,
+//! `ENOSYS`, ... before any byte moved: for good), and a burst that found
+//! the pool at its bound (that burst only). Bytes are only ever in the pipe
+//! *or* in the buffer, and each is emptied before the source is read again,
+//! so the order of the bytes never changes when the path does.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use ::tokio::io::{AsyncRead, AsyncWrite};
+use ::tokio::task::coop;
+
+use super::detect;
+use super::options::CopyOptions;
+use super::userspace::{write_zero, Buffer};
+use crate::sys;
+use crate::{Method, PipePool, PooledPipe};
+
+/// Bytes a direction writes in one poll before it yields to the scheduler,
+/// on top of tokio's coop budget (which every readiness check draws on):
+/// about 0.1-1 ms of work, so one busy connection cannot hold a worker
+/// thread for long while others wait.
+const YIELD_AFTER: u64 = 1 << 20;
+
+/// How a direction moves bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Splice through pooled pipes; a burst that finds the pool at its bound
+    /// goes through the buffer.
+    Splice,
+    /// Through the buffer: the types cannot be spliced, or zero-copy is off.
+    Userspace,
+    /// Through the buffer from now on: the kernel refused to splice before
+    /// any byte had moved.
+    FellBack,
+}
+
+/// Where a direction is in its life, as in tokio's `copy_bidirectional`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Copying until end of file and everything read is written.
+    Copying,
+    /// End of file reached; shutting the writer down.
+    ShuttingDown,
+    /// Finished.
+    Done,
+}
+
+/// What one step of the copy loop did.
+#[derive(Debug)]
+enum Step {
+    /// Something changed; go on.
+    Again,
+    /// End of file, and every byte read has been written and flushed.
+    Finished,
+}
+
+/// The state of one direction.
+#[derive(Debug)]
+pub(super) struct Direction<'p> {
+    /// Where pipes come from.
+    pool: &'p PipePool,
+    /// How bytes move now.
+    mode: Mode,
+    /// Bytes spliced from the source and not yet into the destination.
+    /// Invariant: `Some` only while the pipe is not empty; an emptied pipe
+    /// is given back at once. Never `Some` while `buf` holds bytes.
+    pipe: Option<PooledPipe<'p>>,
+    /// `hold_pipe` only: an empty pipe kept for the next burst.
+    spare: Option<PooledPipe<'p>>,
+    /// Keep pipes in `spare` instead of giving them back (benchmarks).
+    hold_pipe: bool,
+    /// The userspace path. Never holds bytes while `pipe` is `Some`.
+    buf: Buffer,
+    /// The source reached end of file.
+    eof: bool,
+    /// Bytes went through `poll_write` and were not flushed since.
+    need_flush: bool,
+    /// Bytes read from the source, by any path.
+    read: u64,
+    /// Bytes written to the destination, by any path.
+    written: u64,
+    /// The part of `written` that came out of a pipe.
+    spliced: u64,
+    /// Shut the writer down after end of file (`copy_bidirectional`).
+    shutdown: bool,
+    /// Where the direction is in its life.
+    phase: Phase,
+}
+
+impl<'p> Direction<'p> {
+    /// A direction from `reader` to `writer`. It splices when zero-copy is
+    /// on and both are tokio sockets (or socket halves); `shutdown` says
+    /// whether the writer is shut down after end of file.
+    pub(super) fn new<R: ?Sized, W: ?Sized>(
+        opts: &CopyOptions<'p>,
+        reader: &R,
+        writer: &W,
+        shutdown: bool,
+    ) -> Direction<'p> {
+        let mode = if opts.zero_copy && detect::splice_pair(reader, writer).is_some() {
+            Mode::Splice
+        } else {
+            Mode::Userspace
+        };
+        Direction {
+            pool: opts.pool,
+            mode,
+            pipe: None,
+            spare: None,
+            hold_pipe: opts.hold_pipe,
+            buf: Buffer::new(opts.buffer_size),
+            eof: false,
+            need_flush: false,
+            read: 0,
+            written: 0,
+            spliced: 0,
+            shutdown,
+            phase: Phase::Copying,
+        }
+    }
+
+    /// Bytes written to the destination so far.
+    pub(super) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// A number that grows whenever a byte is read or written: for the idle
+    /// timeout.
+    pub(super) fn activity(&self) -> u64 {
+        self.read + self.written
+    }
+
+    /// [`Method::Splice`] if a byte went through a pipe, or if none moved
+    /// yet and the direction would splice; else [`Method::Userspace`].
+    pub(super) fn method(&self) -> Method {
+        if self.spliced > 0 || (self.written == 0 && self.mode == Mode::Splice) {
+            Method::Splice
+        } else {
+            Method::Userspace
+        }
+    }
+
+    /// Drives the direction: `Ready(Ok(bytes written))` once the source hit
+    /// end of file, every byte was written and flushed, and (for
+    /// `copy_bidirectional`) the writer was shut down. Stays `Ready` if
+    /// polled again.
+    pub(super) fn poll<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<u64>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        loop {
+            match self.phase {
+                Phase::Copying => {
+                    ready!(self.poll_copy(cx, reader, writer))?;
+                    self.phase = if self.shutdown { Phase::ShuttingDown } else { Phase::Done };
+                }
+                Phase::ShuttingDown => {
+                    ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
+                    self.phase = Phase::Done;
+                }
+                Phase::Done => return Poll::Ready(Ok(self.written)),
+            }
+        }
+    }
+
+    /// Steps until the copy is finished, nothing can move, or
+    /// [`YIELD_AFTER`] bytes were written in this poll.
+    fn poll_copy<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let coop = ready!(coop::poll_proceed(cx));
+        let written_before = self.written;
+        loop {
+            let activity = self.activity();
+            let step = self.step(cx, reader, writer);
+            if self.activity() != activity || matches!(step, Poll::Ready(Ok(Step::Finished) | Err(_)))
+            {
+                coop.made_progress();
+            }
+            match step {
+                Poll::Ready(Ok(Step::Again)) => {
+                    if self.written - written_before >= YIELD_AFTER {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Ready(Ok(Step::Finished)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// One move: write out what the pipe or buffer holds, else finish at end
+    /// of file, else read.
+    fn step<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<Step>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        // 1. Bytes in a pipe go out first. Nothing is read meanwhile: the
+        //    next splice in must find the pipe empty.
+        if let Some(pipe) = self.pipe.as_mut() {
+            let dst = detect::write_socket(&*writer)
+                .expect("only a direction between two sockets holds a pipe");
+            ready!(dst.poll_write_ready(cx))?;
+            match dst.splice_out_of(pipe) {
+                Ok(0) => return Poll::Ready(Err(write_zero())),
+                Ok(n) => {
+                    self.written += n as u64;
+                    self.spliced += n as u64;
+                    if pipe.is_empty() {
+                        if let Some(empty) = self.pipe.take() {
+                            self.give_back(empty);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if sys::is_unsupported(&e) && self.written == 0 => {
+                    // The destination takes no splice. Nothing is lost: the
+                    // bytes move to the buffer and go out through
+                    // `poll_write`, as everything after them will.
+                    self.buf.take_from_pipe(pipe)?;
+                    self.pipe = None;
+                    self.spare = None;
+                    self.mode = Mode::FellBack;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            return Poll::Ready(Ok(Step::Again));
+        }
+
+        // 2. Bytes in the buffer go out next; while the writer is not ready,
+        //    top the buffer up.
+        if !self.buf.is_empty() {
+            match self.buf.poll_drain(cx, Pin::new(&mut *writer)) {
+                Poll::Ready(Ok(n)) => {
+                    self.written += n as u64;
+                    self.need_flush = true;
+                    if self.mode == Mode::Splice && self.buf.is_empty() {
+                        // The end of a burst through memory: back to pipes.
+                        self.buf.release();
+                    }
+                    return Poll::Ready(Ok(Step::Again));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    // More bytes now make a larger write later.
+                    if !self.eof && self.buf.has_room() {
+                        match ready!(self.buf.poll_fill(cx, Pin::new(&mut *reader)))? {
+                            0 => self.eof = true,
+                            n => self.read += n as u64,
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+
+        // 3. Everything read is written: at end of file, flush and finish.
+        if self.eof {
+            ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+            self.need_flush = false;
+            return Poll::Ready(Ok(Step::Finished));
+        }
+
+        // 4. Read more: into a pipe if we can.
+        if self.mode == Mode::Splice {
+            let src = detect::read_socket(&*reader)
+                .expect("a direction splices only from a socket");
+            match src.poll_read_ready(cx) {
+                Poll::Pending => return self.poll_flush_while_idle(cx, writer),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            if let Some(mut pipe) = self.take_pipe() {
+                match src.splice_into(&mut pipe) {
+                    Ok(0) => {
+                        self.eof = true;
+                        self.give_back(pipe);
+                    }
+                    Ok(n) => {
+                        self.read += n as u64;
+                        self.pipe = Some(pipe);
+                    }
+                    // Stale readiness, now cleared: the next check waits.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.give_back(pipe),
+                    Err(e) if sys::is_unsupported(&e) && self.read == 0 => {
+                        // The source cannot be spliced (kTLS, an odd fd):
+                        // nothing was read, so copy through memory instead.
+                        drop(pipe);
+                        self.spare = None;
+                        self.mode = Mode::FellBack;
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                return Poll::Ready(Ok(Step::Again));
+            }
+            // No pipe (the pool is at its bound, or out of fds): this burst
+            // goes through memory.
+        }
+        match self.buf.poll_fill(cx, Pin::new(&mut *reader)) {
+            Poll::Ready(Ok(0)) => self.eof = true,
+            Poll::Ready(Ok(n)) => self.read += n as u64,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if self.mode == Mode::Splice {
+                    self.buf.release();
+                }
+                return self.poll_flush_while_idle(cx, writer);
+            }
+        }
+        if self.mode == Mode::Splice && self.buf.is_empty() {
+            self.buf.release();
+        }
+        Poll::Ready(Ok(Step::Again))
+    }
+
+    /// The reader has nothing for now: flush what went through `poll_write`
+    /// so that a writer that buffers does not sit on bytes the peer is
+    /// waiting for, then wait.
+    fn poll_flush_while_idle<W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        writer: &mut W,
+    ) -> Poll<io::Result<Step>>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        if self.need_flush {
+            ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+            self.need_flush = false;
+        }
+        Poll::Pending
+    }
+
+    /// An empty pipe: the spare one (`hold_pipe`), else one from the pool.
+    /// `None` when the pool refuses (at its bound, or `pipe2` failed).
+    fn take_pipe(&mut self) -> Option<PooledPipe<'p>> {
+        match self.spare.take() {
+            Some(pipe) => Some(pipe),
+            None => self.pool.get().ok(),
+        }
+    }
+
+    /// Gives an empty pipe back to the pool (or keeps it, `hold_pipe`).
+    fn give_back(&mut self, pipe: PooledPipe<'p>) {
+        debug_assert!(pipe.is_empty());
+        if self.hold_pipe {
+            self.spare = Some(pipe);
+        } else {
+            drop(pipe); // empty: back to the pool's cache
+        }
+    }
+}

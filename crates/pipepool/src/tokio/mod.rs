@@ -1,0 +1,127 @@
+//! Async zero-copy [`copy`] and a drop-in [`copy_bidirectional`] for tokio
+//! (feature `tokio`).
+//!
+//! Swap `tokio::io::copy_bidirectional` for
+//! `pipepool::tokio::copy_bidirectional` and nothing else changes: same
+//! arguments, same results, same half-close and error behaviour. Between
+//! tokio sockets the bytes no longer pass through user space: they are
+//! spliced (`splice(2)`) through pipes from a [`PipePool`](crate::PipePool).
+//!
+//! ```
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use tokio::net::{TcpListener, TcpStream};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! // client <-> [front | relay | back] <-> server
+//! let front = TcpListener::bind("127.0.0.1:0").await?;
+//! let back = TcpListener::bind("127.0.0.1:0").await?;
+//! let (front_addr, back_addr) = (front.local_addr()?, back.local_addr()?);
+//! let relay = tokio::spawn(async move {
+//!     let (mut client_side, _) = front.accept().await?;
+//!     let mut server_side = TcpStream::connect(back_addr).await?;
+//!     pipepool::tokio::copy_bidirectional(&mut client_side, &mut server_side).await
+//! });
+//!
+//! let mut client = TcpStream::connect(front_addr).await?;
+//! let (mut server, _) = back.accept().await?;
+//! client.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+//! client.shutdown().await?; // half-close: the response still comes back
+//! let mut request = Vec::new();
+//! server.read_to_end(&mut request).await?;
+//! server.write_all(b"HTTP/1.0 204 No Content\r\n\r\n").await?;
+//! drop(server);
+//! let mut response = String::new();
+//! client.read_to_string(&mut response).await?;
+//!
+//! assert_eq!(relay.await??, (request.len() as u64, response.len() as u64));
+//! assert!(response.starts_with("HTTP/1.0 204"));
+//! # Ok(()) }
+//! ```
+//!
+//! # What is spliced
+//! The copy functions take tokio's exact bounds (`AsyncRead`/`AsyncWrite +
+//! Unpin + ?Sized`, no `'static`) and look at the concrete types at run
+//! time:
+//!
+//! | reader | writer | path |
+//! |---|---|---|
+//! | `TcpStream`, `UnixStream` | `TcpStream`, `UnixStream` | splice |
+//! | their read halves: `OwnedReadHalf`, `ReadHalf<'_>` (tcp and unix) | their write halves (tcp and unix) | splice ([`copy`] only) |
+//! | anything else (TLS streams, `DuplexStream`, `&mut TcpStream`, `Box<..>`, ...) | | userspace |
+//!
+//! The userspace path is a copy through a buffer (64 KiB by default,
+//! [`CopyOptions::buffer_size`]), with tokio's semantics.
+//!
+//! # How a direction splices
+//! A direction waits until its source socket is readable, takes an empty
+//! pipe from the pool, splices the socket into it, splices the pipe into
+//! the destination until it is empty, and gives the pipe back. Readiness
+//! comes from the sockets (`poll_read_ready`/`poll_write_ready`, then
+//! `try_io`); the pipe is never registered with the reactor. Because the
+//! pipe is empty before every splice in, `EAGAIN` there can only mean "the
+//! socket has nothing to read". Splice lengths are capped at the pipe's
+//! capacity, and `SPLICE_F_MORE` is never used.
+//!
+//! - **An idle connection holds no pipe.** A direction holds a pipe only
+//!   while bytes are in it: 10,000 idle proxied connections hold 0 pipes
+//!   and 0 pipe fds (other splice proxies hold 2 pipes, 4 fds, each).
+//! - **The pool at its bound is not an error.** When
+//!   [`PipePool::get`](crate::PipePool::get) refuses (`max_pipes` pipes
+//!   alive, or `pipe2` failed for lack of fds), that burst goes through the
+//!   userspace buffer and the next one tries the pool again.
+//! - **A kernel that refuses to splice** (`EINVAL`, `ENOSYS`, ... on the
+//!   first splice, before any byte of that direction moved; kTLS sockets do
+//!   this) switches that direction to the userspace copy for good. When the
+//!   *destination* refuses, the bytes already in the pipe are moved to the
+//!   buffer first, so none is lost.
+//! - **No byte crosses connections.** A pipe is given back only empty; a
+//!   pipe dropped with bytes inside is closed by the pool, never reused
+//!   (`closed_dirty` in [`PoolStats`](crate::PoolStats)).
+//!
+//! # Half-close and errors
+//! As tokio's: when a direction reads end of file, every byte it read is
+//! written and flushed, then the writer is shut down
+//! (`poll_shutdown`); the other direction continues until its own end of
+//! file. The first error of either direction (read, write, flush, shutdown)
+//! ends the copy. [`copy_with`] and [`copy_bidirectional_with`] report the
+//! bytes written up to the error, and can end an idle copy with
+//! [`CopyOptions::idle_timeout`].
+//!
+//! # Cancellation
+//! Dropping a copy future at any `.await` point (a `select!`, a `timeout`)
+//! is safe in the same sense as dropping tokio's:
+//! - every byte counted as written was written to the destination;
+//! - bytes read from the source and not yet written are lost with the
+//!   future: in tokio they sit in its buffer, here in the buffer or in a
+//!   pipe. At most one pipeful (the pipe's capacity, 1 MiB by default, a
+//!   little more under GRO) per direction. The sockets themselves are
+//!   untouched, so the caller may go on using them, knowing those bytes are
+//!   gone;
+//! - a pipe dropped with bytes inside is closed, never returned to the pool
+//!   (so its bytes can never reach another connection); an empty one goes
+//!   back to the pool. Nothing leaks: no pipe, no fd, no task.
+//!
+//! # Fairness
+//! Each poll draws on tokio's coop budget (as tokio's copy does, and every
+//! readiness check does too), and a direction yields after writing 1 MiB in
+//! one poll, so a fast connection does not starve the others on its worker
+//! thread.
+//!
+//! # `SIGPIPE`
+//! `splice(2)` into a socket whose peer is gone raises `SIGPIPE`: unlike
+//! `send(2)`, it takes no `MSG_NOSIGNAL`. Rust programs ignore `SIGPIPE` by
+//! default (the error then comes back as `BrokenPipe`, like tokio's); a
+//! program that restores the default action must not splice to sockets.
+
+mod bidirectional;
+mod detect;
+mod direction;
+mod idle;
+mod options;
+mod unidirectional;
+mod userspace;
+
+pub use bidirectional::{copy_bidirectional, copy_bidirectional_with, BidiError, BidiReport};
+pub use options::{CopyOptions, DEFAULT_BUFFER_SIZE};
+pub use unidirectional::{copy, copy_with};

@@ -1,0 +1,134 @@
+//! [`copy`] and [`copy_with`]: one direction, like `tokio::io::copy`.
+
+use std::future::poll_fn;
+use std::io;
+use std::task::Poll;
+
+use ::tokio::io::{AsyncRead, AsyncWrite};
+
+use super::direction::Direction;
+use super::idle::IdleTimer;
+use super::options::CopyOptions;
+use crate::{CopyError, Transfer};
+
+/// Copies everything `reader` gives into `writer`, zero-copy between tokio
+/// sockets: a drop-in replacement for [`tokio::io::copy`](::tokio::io::copy).
+///
+/// Reads until end of file, writes every byte read, flushes `writer`, and
+/// returns the number of bytes written. The writer is not shut down (as with
+/// tokio's `copy`). Between a [`TcpStream`](::tokio::net::TcpStream) or
+/// [`UnixStream`](::tokio::net::UnixStream) (or one of their read halves) and
+/// another (or one of their write halves), the bytes are spliced through a
+/// pipe from the [global pool](crate::PipePool::global); any other types
+/// are copied through a 64 KiB buffer. See the [module
+/// documentation](super) for what happens when, and for cancellation.
+///
+/// # Errors
+/// The first error of a read, write or flush, as `tokio::io::copy` returns
+/// it (`Interrupted` is retried). Splice errors are those of the sockets
+/// (`ECONNRESET`, `EPIPE`, ...); a kernel that refuses to splice before any
+/// byte moved is not an error (the copy goes through memory instead), nor
+/// is a pool at its bound. [`copy_with`] also tells how many bytes were
+/// written before the error.
+///
+/// # Example
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use tokio::net::{TcpListener, TcpStream};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let mut client = TcpStream::connect(listener.local_addr()?).await?;
+/// let (mut server, _) = listener.accept().await?;
+/// let (mut out, mut peer) = tokio::net::UnixStream::pair()?;
+///
+/// client.write_all(b"spliced, not copied").await?;
+/// client.shutdown().await?;
+/// let n = pipepool::tokio::copy(&mut server, &mut out).await?; // socket -> pipe -> socket
+/// assert_eq!(n, 19);
+///
+/// drop(out);
+/// let mut got = String::new();
+/// peer.read_to_string(&mut got).await?;
+/// assert_eq!(got, "spliced, not copied");
+/// # Ok(()) }
+/// ```
+pub async fn copy<R, W>(reader: &mut R, writer: &mut W) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let opts = CopyOptions::new();
+    match copy_with(reader, writer, &opts).await {
+        Ok(transfer) => Ok(transfer.bytes),
+        // The plain `io::Error`, as tokio returns it (same `raw_os_error`).
+        Err(e) => Err(e.into_error()),
+    }
+}
+
+/// [`copy`] with [options](CopyOptions), reporting the [`Method`](crate::Method)
+/// used, and the bytes written even when it fails.
+///
+/// The [`Transfer`]'s method is [`Splice`](crate::Method::Splice) when a
+/// byte went through a pipe (or none moved and zero-copy was possible), else
+/// [`Userspace`](crate::Method::Userspace).
+///
+/// # Errors
+/// As [`copy`], in a [`CopyError`] that carries the bytes written before
+/// the error; also an error of kind
+/// [`TimedOut`](io::ErrorKind::TimedOut) when an
+/// [`idle_timeout`](CopyOptions::idle_timeout) passes without a byte read
+/// or written.
+///
+/// # Panics
+/// When polled with an [`idle_timeout`](CopyOptions::idle_timeout) set on a
+/// runtime without a timer.
+///
+/// # Example
+/// ```
+/// use pipepool::tokio::{copy_with, CopyOptions};
+/// use pipepool::{Method, PoolConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let pool = PoolConfig::default().max_pipes(8).build()?;
+/// let opts = CopyOptions::new().pool(&pool);
+///
+/// // In-memory types cannot be spliced: a userspace copy, silently.
+/// let mut reader: &[u8] = b"hello";
+/// let mut writer = Vec::new();
+/// let done = copy_with(&mut reader, &mut writer, &opts).await?;
+/// assert_eq!((done.bytes, done.method), (5, Method::Userspace));
+/// assert_eq!(writer, b"hello");
+/// # Ok(()) }
+/// ```
+pub async fn copy_with<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    opts: &CopyOptions<'_>,
+) -> Result<Transfer, CopyError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let mut dir = Direction::new(opts, &*reader, &*writer, false);
+    let mut idle = IdleTimer::new(opts.idle_timeout);
+    poll_fn(|cx| {
+        let error = match dir.poll(cx, reader, writer) {
+            Poll::Ready(Ok(bytes)) => {
+                return Poll::Ready(Ok(Transfer {
+                    bytes,
+                    method: dir.method(),
+                }))
+            }
+            Poll::Ready(Err(e)) => e,
+            Poll::Pending => match idle.as_mut().map(|t| t.poll(cx, dir.activity())) {
+                Some(Poll::Ready(timed_out)) => timed_out,
+                _ => return Poll::Pending,
+            },
+        };
+        Poll::Ready(Err(CopyError::new(dir.written(), dir.method(), error)))
+    })
+    .await
+}

@@ -1,0 +1,183 @@
+//! The copy through memory: a buffer filled by `poll_read` and drained by
+//! `poll_write`, for types that cannot be spliced, for `zero_copy(false)`,
+//! after the kernel refused a splice, and for a burst that found the pipe
+//! pool at its bound.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::Pipe;
+
+/// A byte buffer with a read end and a write end.
+///
+/// Invariant: `start <= end <= data.len()`; `data[start..end]` are bytes
+/// read from the source and not yet written. The storage is allocated on the
+/// first read and can be released while empty, so a direction that splices
+/// costs no buffer memory between bursts.
+#[derive(Debug)]
+pub(super) struct Buffer {
+    /// The storage; empty until the first read (or after `release`).
+    data: Box<[u8]>,
+    /// How large `data` is made when allocated.
+    size: usize,
+    /// First byte not yet written.
+    start: usize,
+    /// One past the last byte read.
+    end: usize,
+}
+
+impl Buffer {
+    /// A buffer of `size` bytes (`size > 0`), not allocated yet.
+    pub(super) fn new(size: usize) -> Buffer {
+        debug_assert!(size > 0);
+        Buffer {
+            data: Box::default(),
+            size,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Whether every byte read has been written.
+    pub(super) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Whether a read could add bytes now.
+    pub(super) fn has_room(&self) -> bool {
+        self.data.is_empty() || self.end < self.data.len()
+    }
+
+    /// Frees the storage if the buffer is empty.
+    pub(super) fn release(&mut self) {
+        if self.is_empty() {
+            self.data = Box::default();
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads once from `reader` into the free space. `Ok(0)` is end of file
+    /// (or no room, which callers avoid). `Interrupted` is retried.
+    pub(super) fn poll_fill<R: AsyncRead + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut reader: Pin<&mut R>,
+    ) -> Poll<io::Result<usize>> {
+        if self.data.is_empty() {
+            self.data = vec![0; self.size].into_boxed_slice();
+        }
+        let mut free = ReadBuf::new(&mut self.data[self.end..]);
+        loop {
+            match reader.as_mut().poll_read(cx, &mut free) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = free.filled().len();
+        self.end += n;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes once from the buffered bytes into `writer`. `Interrupted` is
+    /// retried.
+    ///
+    /// # Errors
+    /// The writer's error, or `WriteZero` when it accepted nothing.
+    pub(super) fn poll_drain<W: AsyncWrite + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut writer: Pin<&mut W>,
+    ) -> Poll<io::Result<usize>> {
+        let n = loop {
+            match ready!(writer.as_mut().poll_write(cx, &self.data[self.start..self.end])) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(0) => return Poll::Ready(Err(write_zero())),
+                Ok(n) => break n,
+            }
+        };
+        // A writer claiming more than it was given is broken; do not let it
+        // push `start` past `end`.
+        let n = n.min(self.end - self.start);
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Moves every byte `pipe` holds into the buffer (growing it if needed),
+    /// after the writer refused a splice: those bytes then go out through
+    /// `poll_write` and none is lost.
+    ///
+    /// # Errors
+    /// A failed `read(2)` of the pipe, which does not happen on a live pipe
+    /// holding that many bytes.
+    pub(super) fn take_from_pipe(&mut self, pipe: &mut Pipe) -> io::Result<()> {
+        debug_assert!(self.is_empty());
+        let need = pipe.len().max(self.size);
+        if self.data.len() < need {
+            self.data = vec![0; need].into_boxed_slice();
+        }
+        self.start = 0;
+        self.end = 0;
+        while !pipe.is_empty() {
+            let n = pipe.read(&mut self.data[self.end..])?;
+            if n == 0 {
+                break;
+            }
+            self.end += n;
+        }
+        Ok(())
+    }
+}
+
+/// The error a copy ends with when the writer accepts nothing (tokio's
+/// kind and message).
+pub(super) fn write_zero() -> io::Error {
+    io::Error::new(io::ErrorKind::WriteZero, "write zero byte into writer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+
+    #[tokio::test]
+    async fn fill_drain_and_release() {
+        let mut buf = Buffer::new(4);
+        assert!(buf.is_empty() && buf.has_room());
+        let mut src: &[u8] = b"abcdef";
+        let n = poll_fn(|cx| buf.poll_fill(cx, Pin::new(&mut src))).await.unwrap();
+        assert_eq!(n, 4);
+        assert!(!buf.has_room());
+        let mut out = Vec::new();
+        let n = poll_fn(|cx| buf.poll_drain(cx, Pin::new(&mut out))).await.unwrap();
+        assert_eq!((n, &out[..]), (4, &b"abcd"[..]));
+        assert!(buf.is_empty() && buf.has_room());
+        buf.release();
+        assert!(buf.data.is_empty());
+        let n = poll_fn(|cx| buf.poll_fill(cx, Pin::new(&mut src))).await.unwrap();
+        assert_eq!(n, 2);
+        let n = poll_fn(|cx| buf.poll_fill(cx, Pin::new(&mut src))).await.unwrap();
+        assert_eq!(n, 0, "end of file");
+    }
+
+    #[test]
+    fn takes_everything_a_pipe_holds() {
+        let mut pipe = Pipe::with_size(4096).unwrap();
+        pipe.write(&[7u8; 3000]).unwrap();
+        let mut buf = Buffer::new(1024);
+        buf.take_from_pipe(&mut pipe).unwrap();
+        assert!(pipe.is_empty());
+        assert_eq!(buf.end - buf.start, 3000);
+        assert!(buf.data[..3000].iter().all(|&b| b == 7));
+    }
+}
