@@ -1,0 +1,68 @@
+//! The upstream side of a benchmark: an echo server (sends back every byte)
+//! or a sink (discards, then answers the byte count as 8 big-endian bytes
+//! when the client half-closes, so that one-way runs are verified too).
+
+use std::io;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Read buffer per connection.
+const BUF: usize = 256 * 1024;
+
+/// What the server does with the bytes it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServeMode {
+    /// Send them back.
+    Echo,
+    /// Count and drop them; answer the count at EOF.
+    Sink,
+}
+
+/// Serves every connection of `listener` until the task is dropped.
+pub(crate) async fn serve(listener: TcpListener, mode: ServeMode) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let r = match mode {
+                        ServeMode::Echo => echo(stream).await,
+                        ServeMode::Sink => sink(stream).await,
+                    };
+                    if let Err(e) = r {
+                        tracing::debug!("bench server connection: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("bench server accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn echo(mut stream: TcpStream) -> io::Result<()> {
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return stream.shutdown().await;
+        }
+        stream.write_all(&buf[..n]).await?;
+    }
+}
+
+async fn sink(mut stream: TcpStream) -> io::Result<()> {
+    let mut buf = vec![0u8; BUF];
+    let mut total: u64 = 0;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            stream.write_all(&total.to_be_bytes()).await?;
+            return stream.shutdown().await;
+        }
+        total += n as u64;
+    }
+}

@@ -1,0 +1,217 @@
+//! The command line: `spliced run`, `spliced demo`, `spliced bench`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::units::{parse_duration, parse_size, DurationValue, SizeValue};
+use crate::config::{Balance, CopyMode, Overrides};
+
+/// spliced: an L4 TCP proxy that forwards with zero-copy splice(2) through
+/// pooled pipes.
+#[derive(Debug, Parser)]
+#[command(name = "spliced", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Log filter (e.g. `info`, `warn`, `spliced=debug`); overrides RUST_LOG
+    /// and the config file's `log_level`.
+    #[arg(long, global = true, value_name = "FILTER", value_parser = parse_filter)]
+    pub(crate) log_level: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the proxy.
+    Run(RunArgs),
+    /// Show what spliced does on this machine, with nothing else needed:
+    /// an embedded upstream, the proxy and a load client on loopback.
+    Demo(DemoArgs),
+    /// Load-generate against any TCP endpoint, or serve as its upstream.
+    Bench(BenchArgs),
+}
+
+/// `spliced run`.
+#[derive(Debug, Args)]
+#[command(after_help = "Flags override the config file. With --listen, the file's listeners are \
+replaced by one; --upstream without --listen sets the upstreams of the file's only listener.")]
+pub(crate) struct RunArgs {
+    /// TOML config file (see spliced.example.toml).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Accept clients on this address (IP:PORT).
+    #[arg(short, long, value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// An upstream (host:PORT); repeat for a group.
+    #[arg(short, long = "upstream", value_name = "ADDR")]
+    pub(crate) upstreams: Vec<String>,
+    /// How an upstream is chosen.
+    #[arg(long, value_enum)]
+    pub(crate) balance: Option<Balance>,
+    /// How bytes are copied.
+    #[arg(long, value_enum)]
+    pub(crate) copy: Option<CopyMode>,
+    /// Timeout of one upstream connect (e.g. 3s, 500ms) [default: 3s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) connect_timeout: Option<DurationValue>,
+    /// Upstreams tried per client before giving up [default: 3].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub(crate) connect_attempts: Option<usize>,
+    /// Close connections with no traffic either way for this long; 0: never
+    /// [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) idle_timeout: Option<DurationValue>,
+    /// Most client connections open at once per listener [default: 10000].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub(crate) max_conns: Option<usize>,
+    /// Tokio worker threads [default: one per core].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub(crate) worker_threads: Option<usize>,
+    /// Most pipes alive in the pool [default: a quarter of the fd limit, 16..=4096].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub(crate) max_pipes: Option<usize>,
+    /// Size asked for each pipe (e.g. 1MiB, 256KiB) [default: 1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub(crate) pipe_size: Option<SizeValue>,
+    /// Close pooled pipes idle this long [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) pipe_idle_timeout: Option<DurationValue>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) grace_period: Option<DurationValue>,
+    /// Check the configuration, print it and exit.
+    #[arg(long)]
+    pub(crate) check: bool,
+}
+
+impl RunArgs {
+    /// The flags that override the file.
+    pub(crate) fn overrides(&self, log_level: Option<String>) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            upstreams: self.upstreams.clone(),
+            balance: self.balance,
+            copy: self.copy,
+            connect_timeout: self.connect_timeout,
+            connect_attempts: self.connect_attempts,
+            idle_timeout: self.idle_timeout,
+            max_conns: self.max_conns,
+            worker_threads: self.worker_threads,
+            max_pipes: self.max_pipes,
+            pipe_size: self.pipe_size,
+            pipe_idle_timeout: self.pipe_idle_timeout,
+            metrics: self.metrics,
+            grace_period: self.grace_period,
+            log_level,
+        }
+    }
+}
+
+/// `spliced demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// A tiny run (a few MiB, a few dozen connections) for tests.
+    #[arg(long)]
+    pub(crate) small: bool,
+    /// Bulk bytes pushed through the proxy per copy method [default: 2GiB].
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub(crate) bytes: Option<SizeValue>,
+    /// Short connections per copy method [default: 5000].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub(crate) conns: Option<usize>,
+    /// Parallel bulk streams [default: 2].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub(crate) streams: Option<usize>,
+    /// Concurrent clients of the connection burst [default: 16].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub(crate) concurrency: Option<usize>,
+}
+
+/// The two load patterns of `spliced bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// Long connections pushing data; reports Gbit/s.
+    Stream,
+    /// A new connection per request; reports connections/s and latency.
+    Connect,
+}
+
+/// `spliced bench`.
+#[derive(Debug, Args)]
+#[command(after_help = "Client: spliced bench --target ADDR [--mode stream|connect] ...\n\
+Server: spliced bench --serve ADDR [--echo|--sink]\n\n\
+stream: --conns connections write for --duration (or until --size bytes each); by default \
+they expect an echo and verify every byte that comes back; with --oneway they only send \
+(pair with a --sink server, which answers the byte count it received for verification).\n\
+connect: --conns clients each loop: connect, send --size bytes, read them back, verify, close.")]
+pub(crate) struct BenchArgs {
+    /// The endpoint to load (host:PORT): spliced, another proxy, or a server directly.
+    #[arg(long, value_name = "ADDR", required_unless_present = "serve", conflicts_with = "serve")]
+    pub(crate) target: Option<String>,
+    /// The load pattern.
+    #[arg(long, value_enum, default_value_t = Mode::Stream)]
+    pub(crate) mode: Mode,
+    /// Connections (stream) or concurrent clients (connect) [default: 1 / 16].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub(crate) conns: Option<usize>,
+    /// Bytes per request (connect) [default: 1KiB], or per connection (stream) [default: no limit].
+    #[arg(long, value_name = "BYTES", value_parser = size)]
+    pub(crate) size: Option<SizeValue>,
+    /// How long to run (e.g. 10, 10s, 500ms).
+    #[arg(long, value_name = "SECS", value_parser = duration, default_value = "5s")]
+    pub(crate) duration: DurationValue,
+    /// stream: only send (for a --sink server); do not expect an echo.
+    #[arg(long)]
+    pub(crate) oneway: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Serve as the upstream on ADDR instead of generating load.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) serve: Option<SocketAddr>,
+    /// Server: send back every byte received (the default).
+    #[arg(long, requires = "serve", conflicts_with = "sink")]
+    pub(crate) echo: bool,
+    /// Server: discard what is received; answer the byte count at EOF.
+    #[arg(long, requires = "serve")]
+    pub(crate) sink: bool,
+}
+
+fn duration(s: &str) -> Result<DurationValue, String> {
+    parse_duration(s).map(DurationValue)
+}
+
+fn size(s: &str) -> Result<SizeValue, String> {
+    parse_size(s).map(SizeValue)
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
+fn parse_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,188 @@
+//! [`ConfigError`]: a configuration that cannot work, saying where it came
+//! from (file, line, column and field, or the flag) and why.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Where a setting was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// In a config file, at a 1-based line and column.
+    File {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+    },
+    /// On the command line, by this flag (without the dashes).
+    Flag(&'static str),
+    /// Nowhere: a default, or a combination of settings.
+    Default,
+}
+
+impl Origin {
+    /// The origin of the byte `span` of `text`, the contents of `path`.
+    pub(crate) fn in_file(path: &Path, text: &str, span: Range<usize>) -> Origin {
+        let (line, col) = line_col(text, span.start);
+        Origin::File {
+            path: path.to_owned(),
+            line,
+            col,
+        }
+    }
+}
+
+/// A configuration that cannot work. Displayed as
+/// `FILE:LINE:COL: field `F`: MESSAGE`, or `flag --F: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigError {
+    /// Where the bad setting was given.
+    pub(crate) origin: Origin,
+    /// The setting's path in the file, e.g. `listener[0].balance`.
+    pub(crate) field: String,
+    /// What is wrong with it.
+    pub(crate) message: String,
+}
+
+impl ConfigError {
+    /// A new error.
+    pub(crate) fn new(origin: Origin, field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            origin,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An error in the TOML syntax or types of `text`, the contents of `path`.
+    pub(crate) fn from_toml(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
+        let span = err.span().unwrap_or(0..0);
+        let origin = Origin::in_file(path, text, span.clone());
+        let message = err.message().trim().to_owned();
+        let field = named_field(&message)
+            .map(|name| match table_at(text, span.start) {
+                Some(table) => format!("{table}.{name}"),
+                None => name,
+            })
+            .or_else(|| field_at(text, span.start))
+            .unwrap_or_else(|| "(syntax)".to_owned());
+        ConfigError {
+            origin,
+            field,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Origin::File { path, line, col } => write!(
+                f,
+                "{}:{line}:{col}: field `{}`: {}",
+                path.display(),
+                self.field,
+                self.message
+            ),
+            Origin::Flag(flag) => write!(f, "flag --{flag}: {}", self.message),
+            Origin::Default => write!(f, "`{}`: {}", self.field, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+/// The field a serde message names: "missing field `listen`",
+/// "unknown field `balanse`, expected ...".
+fn named_field(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("unknown field `"))?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// The dotted path of the `key = value` line holding byte `offset`, under
+/// the table header above it: `pool.pipe_size`, `listener[1].balance`.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
+        return None;
+    }
+    Some(match table_at(text, line_start) {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+/// The table that byte `offset` of `text` is in, from the closest header
+/// above it: `pool`, or `listener[N]` for the N-th `[[listener]]`.
+fn table_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let mut current = None;
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        if pos > offset {
+            break;
+        }
+        pos += line.len();
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_owned();
+            let n = match counts.iter_mut().find(|(k, _)| *k == name) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    counts.push((name.clone(), 0));
+                    0
+                }
+            };
+            current = Some(format!("{name}[{n}]"));
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            current = Some(name.trim().to_owned());
+        }
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "max_conns = 10\n[pool]\npipe_size = 1\n[[listener]]\nlisten = \"x\"\n[[listener]]\nbalance = \"y\"\n";
+
+    #[test]
+    fn lines_and_columns() {
+        assert_eq!(line_col(TEXT, 0), (1, 1));
+        assert_eq!(line_col(TEXT, 12), (1, 13));
+        assert_eq!(line_col(TEXT, 15), (2, 1));
+    }
+
+    #[test]
+    fn fields_under_tables() {
+        let at = |needle: &str| TEXT.find(needle).unwrap();
+        assert_eq!(field_at(TEXT, at("10")).as_deref(), Some("max_conns"));
+        assert_eq!(field_at(TEXT, at("1\n[[")).as_deref(), Some("pool.pipe_size"));
+        assert_eq!(field_at(TEXT, at("\"x\"")).as_deref(), Some("listener[0].listen"));
+        assert_eq!(field_at(TEXT, at("\"y\"")).as_deref(), Some("listener[1].balance"));
+    }
+}

@@ -1,0 +1,80 @@
+//! The TOML file as written: every field optional and spanned, so that
+//! validation can point at the line it rejects. See
+//! `crates/spliced/spliced.example.toml` for a commented example.
+//!
+//! (No `#[serde(flatten)]` for the settings shared by the top level and the
+//! listeners: flatten defeats both `deny_unknown_fields` and the spans.)
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::units::{DurationValue, SizeValue};
+use super::{Balance, CopyMode};
+
+/// The whole file. Top-level listener settings are defaults for every
+/// `[[listener]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    /// Tokio worker threads (default: one per core).
+    pub(crate) worker_threads: Option<Spanned<usize>>,
+    /// How long open connections may run after SIGINT/SIGTERM.
+    pub(crate) grace_period: Option<Spanned<DurationValue>>,
+    /// Where to serve Prometheus metrics (`/metrics`).
+    pub(crate) metrics: Option<Spanned<String>>,
+    /// A tracing filter such as `info` or `spliced=debug`.
+    pub(crate) log_level: Option<Spanned<String>>,
+    /// Default `balance` of the listeners.
+    pub(crate) balance: Option<Spanned<Balance>>,
+    /// Default `copy` of the listeners.
+    pub(crate) copy: Option<Spanned<CopyMode>>,
+    /// Default `connect_timeout` of the listeners.
+    pub(crate) connect_timeout: Option<Spanned<DurationValue>>,
+    /// Default `connect_attempts` of the listeners.
+    pub(crate) connect_attempts: Option<Spanned<usize>>,
+    /// Default `idle_timeout` of the listeners.
+    pub(crate) idle_timeout: Option<Spanned<DurationValue>>,
+    /// Default `max_conns` of the listeners.
+    pub(crate) max_conns: Option<Spanned<usize>>,
+    /// The pipe pool.
+    pub(crate) pool: Option<PoolSection>,
+    /// `[[listener]]` tables.
+    #[serde(default)]
+    pub(crate) listener: Vec<Spanned<ListenerSection>>,
+}
+
+/// `[pool]`: the pipe pool shared by every listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PoolSection {
+    /// Most pipes alive at once.
+    pub(crate) max_pipes: Option<Spanned<usize>>,
+    /// Size asked of the kernel for each pipe.
+    pub(crate) pipe_size: Option<Spanned<SizeValue>>,
+    /// Close pipes idle this long.
+    pub(crate) idle_timeout: Option<Spanned<DurationValue>>,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListenerSection {
+    /// A name for logs and metric labels (default: the listen address).
+    pub(crate) name: Option<Spanned<String>>,
+    /// The address to accept clients on.
+    pub(crate) listen: Spanned<String>,
+    /// The upstream group: `host:port` strings.
+    pub(crate) upstreams: Spanned<Vec<Spanned<String>>>,
+    /// `round-robin` or `least-conn`.
+    pub(crate) balance: Option<Spanned<Balance>>,
+    /// `splice` or `userspace`.
+    pub(crate) copy: Option<Spanned<CopyMode>>,
+    /// Timeout of one connect to an upstream.
+    pub(crate) connect_timeout: Option<Spanned<DurationValue>>,
+    /// Upstreams tried per client before giving up.
+    pub(crate) connect_attempts: Option<Spanned<usize>>,
+    /// Close connections without traffic either way for this long (0: never).
+    pub(crate) idle_timeout: Option<Spanned<DurationValue>>,
+    /// Most client connections open at once.
+    pub(crate) max_conns: Option<Spanned<usize>>,
+}

@@ -1,0 +1,113 @@
+//! The proxy's configuration: a TOML file ([`file`]), command-line flags
+//! that override it ([`Overrides`]), and the validated result ([`Settings`])
+//! that the proxy runs from.
+//!
+//! Errors name the file, line, column and field (or the flag) and make
+//! `spliced` exit with code 2.
+
+mod error;
+mod file;
+mod resolve;
+pub(crate) mod units;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub(crate) use error::{ConfigError, Origin};
+pub(crate) use resolve::{load, Overrides};
+
+/// Default timeout of one upstream connect.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default number of upstreams tried per client.
+pub(crate) const DEFAULT_CONNECT_ATTEMPTS: usize = 3;
+/// Default idle timeout of a proxied connection.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default bound on open client connections, per listener.
+pub(crate) const DEFAULT_MAX_CONNS: usize = 10_000;
+/// Default grace period after SIGINT/SIGTERM.
+pub(crate) const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// How an upstream is chosen for a new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Balance {
+    /// Each upstream in turn.
+    #[default]
+    RoundRobin,
+    /// The upstream with the fewest open connections (ties in turn).
+    LeastConn,
+}
+
+impl Balance {
+    /// The name used in the config file and on the command line.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConn => "least-conn",
+        }
+    }
+}
+
+/// How bytes are copied between client and upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum CopyMode {
+    /// Zero-copy `splice(2)` through pooled pipes (falls back to userspace
+    /// per connection when the kernel refuses or the pool is exhausted).
+    #[default]
+    Splice,
+    /// `read`/`write` through a userspace buffer.
+    Userspace,
+}
+
+impl CopyMode {
+    /// The name used in the config file and on the command line.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CopyMode::Splice => "splice",
+            CopyMode::Userspace => "userspace",
+        }
+    }
+}
+
+/// Everything the proxy needs, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// At least one listener.
+    pub(crate) listeners: Vec<ListenerSettings>,
+    /// The pipe pool's configuration (validated).
+    pub(crate) pool: pipepool::PoolConfig,
+    /// Where to serve `/metrics`, if anywhere.
+    pub(crate) metrics: Option<SocketAddr>,
+    /// How long open connections may run after SIGINT/SIGTERM.
+    pub(crate) grace_period: Duration,
+    /// Tokio worker threads; `None`: one per core.
+    pub(crate) worker_threads: Option<usize>,
+    /// The tracing filter from the file, if any (flags and `RUST_LOG` win).
+    pub(crate) log_level: Option<String>,
+}
+
+/// One listener and its upstream group.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerSettings {
+    /// For logs and metric labels.
+    pub(crate) name: String,
+    /// Where clients connect.
+    pub(crate) listen: SocketAddr,
+    /// `host:port` of each upstream; never empty.
+    pub(crate) upstreams: Vec<String>,
+    /// The balance policy.
+    pub(crate) balance: Balance,
+    /// The copy method.
+    pub(crate) copy: CopyMode,
+    /// Timeout of one connect attempt.
+    pub(crate) connect_timeout: Duration,
+    /// Upstreams tried per client, at least 1.
+    pub(crate) connect_attempts: usize,
+    /// Close after this long without a byte either way; `None`: never.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Most client connections open at once, at least 1.
+    pub(crate) max_conns: usize,
+}

@@ -1,0 +1,229 @@
+//! Prometheus metrics: the proxy's own (`spliced_*`, in [`Metrics`]) and
+//! the pipe pool's (`pipepool_*`, read from [`PoolStats`] at each scrape by
+//! [`pool::PoolCollector`]), served as text at `/metrics` by [`http`].
+//!
+//! [`PoolStats`]: pipepool::PoolStats
+
+pub(crate) mod http;
+mod pool;
+
+use std::fmt;
+use std::sync::Arc;
+
+use pipepool::{Method, PipePool};
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels: the listener.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+/// Labels: listener, direction and copy method.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BytesLabels {
+    listener: String,
+    /// `client_to_upstream` or `upstream_to_client`.
+    direction: &'static str,
+    /// `splice` or `userspace`.
+    method: &'static str,
+}
+
+/// Labels: listener, upstream and why the connect failed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    listener: String,
+    upstream: String,
+    /// `refused`, `timeout` or `error`.
+    reason: &'static str,
+}
+
+/// Labels: listener and how the connection ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    listener: String,
+    /// `ok`, `error`, `idle_timeout`, `no_upstream` or `shutdown`.
+    outcome: &'static str,
+}
+
+/// Every metric of one process, registered in one [`Registry`].
+pub(crate) struct Metrics {
+    registry: Registry,
+    active: Family<ListenerLabels, Gauge>,
+    accepted: Family<ListenerLabels, Counter>,
+    refused: Family<ListenerLabels, Counter>,
+    accept_errors: Family<ListenerLabels, Counter>,
+    closed: Family<OutcomeLabels, Counter>,
+    bytes: Family<BytesLabels, Counter>,
+    connect_failures: Family<UpstreamLabels, Counter>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Why a connect to an upstream failed, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectFailure {
+    /// `ECONNREFUSED`.
+    Refused,
+    /// No answer within `connect_timeout`.
+    Timeout,
+    /// Anything else (unreachable, name resolution...).
+    Error,
+}
+
+/// How a proxied connection ended, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Both directions reached EOF.
+    Ok,
+    /// An I/O error on either side.
+    Error,
+    /// No traffic for `idle_timeout`.
+    IdleTimeout,
+    /// No upstream accepted the connection.
+    NoUpstream,
+}
+
+impl Metrics {
+    /// Registers every metric; the pool's are read from `pool` at each scrape.
+    pub(crate) fn new(pool: &PipePool) -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            active: Family::default(),
+            accepted: Family::default(),
+            refused: Family::default(),
+            accept_errors: Family::default(),
+            closed: Family::default(),
+            bytes: Family::default(),
+            connect_failures: Family::default(),
+            registry: Registry::default(),
+        };
+        let sub = registry.sub_registry_with_prefix("spliced");
+        sub.register("connections_active", "Client connections open now", m.active.clone());
+        sub.register("connections", "Client connections accepted", m.accepted.clone());
+        sub.register(
+            "connections_refused",
+            "Client connections closed at once because max_conns were open",
+            m.refused.clone(),
+        );
+        sub.register(
+            "accept_errors",
+            "Errors from accept(2) (EMFILE, ENFILE, ...); the listener backs off",
+            m.accept_errors.clone(),
+        );
+        sub.register(
+            "connections_closed",
+            "Proxied connections ended, by outcome",
+            m.closed.clone(),
+        );
+        sub.register(
+            "bytes",
+            "Bytes forwarded, by direction and copy method (counted when a connection closes)",
+            m.bytes.clone(),
+        );
+        sub.register(
+            "upstream_connect_failures",
+            "Failed connects to an upstream, by reason",
+            m.connect_failures.clone(),
+        );
+        registry.register_collector(Box::new(pool::PoolCollector::new(pool.clone())));
+        Metrics { registry, ..m }
+    }
+
+    /// The `Content-Type` of [`encode`](Metrics::encode)'s output.
+    pub(crate) const CONTENT_TYPE: &'static str = prometheus_text::CONTENT_TYPE;
+
+    /// The whole registry in the Prometheus text format (0.0.4).
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The handles of one listener, so that the hot path does no lookup.
+    pub(crate) fn listener(self: &Arc<Self>, name: &str) -> ListenerMetrics {
+        let l = ListenerLabels {
+            listener: name.to_owned(),
+        };
+        ListenerMetrics {
+            metrics: Arc::clone(self),
+            name: name.to_owned(),
+            active: self.active.get_or_create(&l).clone(),
+            accepted: self.accepted.get_or_create(&l).clone(),
+            refused: self.refused.get_or_create(&l).clone(),
+            accept_errors: self.accept_errors.get_or_create(&l).clone(),
+        }
+    }
+}
+
+/// The metrics of one listener.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerMetrics {
+    metrics: Arc<Metrics>,
+    name: String,
+    /// `spliced_connections_active`.
+    pub(crate) active: Gauge,
+    /// `spliced_connections_total`.
+    pub(crate) accepted: Counter,
+    /// `spliced_connections_refused_total`.
+    pub(crate) refused: Counter,
+    /// `spliced_accept_errors_total`.
+    pub(crate) accept_errors: Counter,
+}
+
+impl ListenerMetrics {
+    /// Counts a failed connect to `upstream`.
+    pub(crate) fn connect_failed(&self, upstream: &str, why: ConnectFailure) {
+        let reason = match why {
+            ConnectFailure::Refused => "refused",
+            ConnectFailure::Timeout => "timeout",
+            ConnectFailure::Error => "error",
+        };
+        self.metrics
+            .connect_failures
+            .get_or_create(&UpstreamLabels {
+                listener: self.name.clone(),
+                upstream: upstream.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts a finished connection: its outcome and its bytes.
+    pub(crate) fn closed(&self, ending: Ending, up: (u64, Method), down: (u64, Method)) {
+        let outcome = match ending {
+            Ending::Ok => "ok",
+            Ending::Error => "error",
+            Ending::IdleTimeout => "idle_timeout",
+            Ending::NoUpstream => "no_upstream",
+        };
+        self.metrics
+            .closed
+            .get_or_create(&OutcomeLabels {
+                listener: self.name.clone(),
+                outcome,
+            })
+            .inc();
+        for (direction, (bytes, method)) in [("client_to_upstream", up), ("upstream_to_client", down)] {
+            if bytes > 0 {
+                self.metrics
+                    .bytes
+                    .get_or_create(&BytesLabels {
+                        listener: self.name.clone(),
+                        direction,
+                        method: method.as_str(),
+                    })
+                    .inc_by(bytes);
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The accept loop, and what it does when `accept(2)` fails: errors about
+//! one connection (`ECONNABORTED`) are skipped; running out of fds or
+//! memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) or anything unknown
+//! backs off (5 ms, doubling up to 1 s) so that the loop never spins while
+//! the condition lasts, and retries.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::metrics::ListenerMetrics;
+use crate::shutdown::Shutdown;
+
+/// First pause after a resource error.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest pause.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Accepts until `shutdown`, passing each connection to `on_conn`.
+pub(super) async fn run(
+    listener: TcpListener,
+    shutdown: Shutdown,
+    mut on_conn: impl FnMut(TcpStream, SocketAddr),
+    metrics: &ListenerMetrics,
+) {
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
+    let mut backoff = Backoff::default();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut stop => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff.reset();
+                on_conn(stream, peer);
+            }
+            Err(e) => {
+                metrics.accept_errors.inc();
+                let Some(pause) = backoff.after(&e) else {
+                    tracing::debug!("accept: {e} (skipped)");
+                    continue;
+                };
+                tracing::warn!("accept failed: {e}; pausing the listener for {pause:?}");
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The pause after consecutive accept errors.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// The last pause; zero after a success.
+    current: Duration,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.current = Duration::ZERO;
+    }
+
+    /// How long to pause after `e`; `None` for an error that concerns only
+    /// the connection that was being accepted.
+    fn after(&mut self, e: &io::Error) -> Option<Duration> {
+        let errno = e.raw_os_error().map(Errno::from_raw_os_error);
+        let per_connection = matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+        ) || errno == Some(Errno::PROTO);
+        if per_connection {
+            return None;
+        }
+        self.current = (self.current * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+        Some(self.current)
+    }
+}
+
+/// Logs refusals at `max_conns`: each one at debug level, and a warning
+/// at most once a second with the count since the last one.
+#[derive(Debug, Default)]
+pub(super) struct RefusalLog {
+    /// Refusals since the last warning.
+    since_warn: AtomicU64,
+    /// When the last warning was logged.
+    last_warn: Mutex<Option<Instant>>,
+}
+
+impl RefusalLog {
+    /// Notes one refused client.
+    pub(super) fn note(&self, listener: &str, peer: SocketAddr, max_conns: usize) {
+        tracing::debug!(listener, client = %peer, "refused: max_conns ({max_conns}) connections open");
+        let n = self.since_warn.fetch_add(1, Relaxed) + 1;
+        let mut last = self.last_warn.lock().unwrap_or_else(|p| p.into_inner());
+        if last.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(Instant::now());
+            self.since_warn.store(0, Relaxed);
+            tracing::warn!(listener, "refused {n} client(s): max_conns ({max_conns}) connections open");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_skips_per_connection_errors() {
+        let mut b = Backoff::default();
+        let emfile = io::Error::from_raw_os_error(Errno::MFILE.raw_os_error());
+        assert_eq!(b.after(&emfile), Some(BACKOFF_MIN));
+        assert_eq!(b.after(&emfile), Some(BACKOFF_MIN * 2));
+        for _ in 0..20 {
+            b.after(&emfile);
+        }
+        assert_eq!(b.after(&emfile), Some(BACKOFF_MAX));
+        b.reset();
+        assert_eq!(b.after(&emfile), Some(BACKOFF_MIN));
+        let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert_eq!(b.after(&aborted), None);
+    }
+}

@@ -1,0 +1,48 @@
+//! Connecting a client's upstream: the balancer's plan, one attempt per
+//! upstream with `connect_timeout` each, the next upstream after a refusal
+//! or a timeout, and a summary of every failure when all attempts fail.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use super::Shared;
+use crate::balance::Lease;
+use crate::metrics::ConnectFailure;
+
+/// Connects to the first upstream of the plan that accepts.
+///
+/// # Errors
+/// When every attempt failed: the error of the last one (its kind kept),
+/// with a message listing each attempt.
+pub(super) async fn connect(shared: &Arc<Shared>) -> io::Result<(TcpStream, Lease)> {
+    let settings = &shared.settings;
+    let plan = shared.balancer.plan(settings.connect_attempts);
+    let mut failures = Vec::with_capacity(plan.len());
+    let mut last_kind = io::ErrorKind::Other;
+    for index in plan {
+        let lease = shared.balancer.lease(index);
+        let attempt = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(lease.addr()));
+        let (why, text, kind) = match attempt.await {
+            Ok(Ok(stream)) => return Ok((stream, lease)),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                (ConnectFailure::Refused, e.to_string(), e.kind())
+            }
+            Ok(Err(e)) => (ConnectFailure::Error, e.to_string(), e.kind()),
+            Err(_) => (
+                ConnectFailure::Timeout,
+                format!("no answer within {:?}", settings.connect_timeout),
+                io::ErrorKind::TimedOut,
+            ),
+        };
+        shared.metrics.connect_failed(lease.addr(), why);
+        tracing::debug!(listener = %settings.name, upstream = lease.addr(), "connect failed: {text}");
+        failures.push(format!("{}: {text}", lease.addr()));
+        last_kind = kind;
+    }
+    Err(io::Error::new(
+        last_kind,
+        format!("no upstream accepted ({})", failures.join("; ")),
+    ))
+}
