@@ -1,8 +1,9 @@
 //! [`Forwarder`]: moves bytes both ways between a client and its upstream
 //! until both sides are done, an error, or the idle timeout.
 //!
-//! This is the one place that calls the copy, so that swapping the copy
-//! engine touches nothing else.
+//! This is the one place that calls the copy:
+//! [`pipepool::tokio::copy_bidirectional_with`], zero-copy for
+//! `copy = "splice"`, through a userspace buffer for `copy = "userspace"`.
 
 use std::io;
 use std::time::Duration;
@@ -54,137 +55,34 @@ impl Forwarder {
     /// Copies both ways until both directions reach EOF (each EOF is
     /// passed on as a write shutdown), an error, or the idle timeout
     /// (`ErrorKind::TimedOut`).
-    ///
-    /// Interim engine until `pipepool::tokio` lands: tokio's userspace
-    /// `copy_bidirectional` with byte counters and an idle watchdog.
     pub(crate) async fn run(&self, client: &mut TcpStream, upstream: &mut TcpStream) -> Outcome {
-        let _ = (&self.pool, self.mode);
-        let activity = interim::Activity::new();
-        let mut c = interim::Counted::new(client, &activity, interim::Side::Client);
-        let mut u = interim::Counted::new(upstream, &activity, interim::Side::Upstream);
-        let copy = tokio::io::copy_bidirectional(&mut c, &mut u);
-        let error = match self.idle_timeout {
-            None => copy.await.err(),
-            Some(idle) => tokio::select! {
-                r = copy => r.err(),
-                () = activity.idle_for(idle) => Some(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no traffic either way for {idle:?}"),
-                )),
+        let opts = pipepool::tokio::CopyOptions::new()
+            .pool(&self.pool)
+            .zero_copy(self.mode == CopyMode::Splice)
+            .idle_timeout(self.idle_timeout);
+        match pipepool::tokio::copy_bidirectional_with(client, upstream, &opts).await {
+            Ok(r) => Outcome {
+                to_upstream: r.a_to_b,
+                to_client: r.b_to_a,
+                up_method: r.a_to_b_method,
+                down_method: r.b_to_a_method,
+                error: None,
             },
-        };
-        let (to_upstream, to_client) = activity.bytes();
-        Outcome {
-            to_upstream,
-            to_client,
-            up_method: Method::Userspace,
-            down_method: Method::Userspace,
-            error,
-        }
-    }
-}
-
-mod interim {
-    //! Byte counting and an idle watchdog around any stream.
-
-    use std::io;
-    use std::pin::Pin;
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    use std::task::{Context, Poll};
-    use std::time::Duration;
-
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    use tokio::time::Instant;
-
-    /// Bytes written each way and the time of the last byte.
-    #[derive(Debug)]
-    pub(super) struct Activity {
-        start: Instant,
-        last_ms: AtomicU64,
-        to_upstream: AtomicU64,
-        to_client: AtomicU64,
-    }
-
-    impl Activity {
-        pub(super) fn new() -> Activity {
-            Activity {
-                start: Instant::now(),
-                last_ms: AtomicU64::new(0),
-                to_upstream: AtomicU64::new(0),
-                to_client: AtomicU64::new(0),
-            }
-        }
-
-        fn touch(&self) {
-            self.last_ms.store(self.start.elapsed().as_millis() as u64, Relaxed);
-        }
-
-        pub(super) fn bytes(&self) -> (u64, u64) {
-            (self.to_upstream.load(Relaxed), self.to_client.load(Relaxed))
-        }
-
-        /// Resolves once no byte has moved for `idle`.
-        pub(super) async fn idle_for(&self, idle: Duration) {
-            loop {
-                let last = self.start + Duration::from_millis(self.last_ms.load(Relaxed));
-                if last.elapsed() >= idle {
-                    return;
-                }
-                tokio::time::sleep_until(last + idle).await;
-            }
-        }
-    }
-
-    /// Which side a stream is.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(super) enum Side {
-        Client,
-        Upstream,
-    }
-
-    /// A stream that reports to an [`Activity`].
-    #[derive(Debug)]
-    pub(super) struct Counted<'a, S> {
-        inner: &'a mut S,
-        activity: &'a Activity,
-        side: Side,
-    }
-
-    impl<'a, S> Counted<'a, S> {
-        pub(super) fn new(inner: &'a mut S, activity: &'a Activity, side: Side) -> Self {
-            Counted { inner, activity, side }
-        }
-    }
-
-    impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
-        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-            let before = buf.filled().len();
-            let r = Pin::new(&mut *self.inner).poll_read(cx, buf);
-            if buf.filled().len() > before {
-                self.activity.touch();
-            }
-            r
-        }
-    }
-
-    impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
-        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-            let r = Pin::new(&mut *self.inner).poll_write(cx, buf);
-            if let Poll::Ready(Ok(n)) = r {
-                let counter = match self.side {
-                    Side::Upstream => &self.activity.to_upstream,
-                    Side::Client => &self.activity.to_client,
+            Err(e) => {
+                // A failed copy does not say which method each direction
+                // ended with: report the configured one.
+                let method = match self.mode {
+                    CopyMode::Splice => Method::Splice,
+                    CopyMode::Userspace => Method::Userspace,
                 };
-                counter.fetch_add(n as u64, Relaxed);
-                self.activity.touch();
+                Outcome {
+                    to_upstream: e.a_to_b(),
+                    to_client: e.b_to_a(),
+                    up_method: method,
+                    down_method: method,
+                    error: Some(e.into_error()),
+                }
             }
-            r
-        }
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut *self.inner).poll_flush(cx)
-        }
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut *self.inner).poll_shutdown(cx)
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Tracing setup: the filter comes from `--log-level`, else `RUST_LOG`,
 //! else the config file, else a default; logs go to stderr.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber.
@@ -18,5 +20,6 @@ pub(crate) fn init(flag: Option<&str>, from_config: Option<&str>, default: &str)
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -46,11 +46,14 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
     };
     let mut signals = Signals::install().context("cannot install signal handlers")?;
     if let Some(limit) = nofile {
+        // 2 sockets per connection, 2 fds per pipe, a few spare.
         let conns: usize = settings.listeners.iter().map(|l| l.max_conns).sum();
-        if (conns as u64).saturating_mul(6) > limit {
+        let need = 2 * conns as u64 + 2 * settings.pool.max_pipes as u64 + 64;
+        if need > limit {
             tracing::warn!(
-                "max_conns ({conns} in all) x 6 fds is above the fd limit ({limit}): \
-                 accept will back off on EMFILE under full load"
+                "max_conns ({conns} in all) and max_pipes ({}) may need {need} fds, above the \
+                 fd limit ({limit}): accept backs off on EMFILE when it is reached",
+                settings.pool.max_pipes
             );
         }
     }
