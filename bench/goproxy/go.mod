@@ -1,0 +1,3 @@
+module pipepool.invalid/bench/goproxy
+
+go 1.19
