@@ -180,6 +180,17 @@ impl PipePool {
         self.shared().set_clock(now_ms);
         self.shared().reap()
     }
+
+    /// How many threads hold a cache for this pool (registered, not yet
+    /// retired by their TLS destructor). For the loom models only: loom's
+    /// `join` returns before the joined thread's TLS destructors have run
+    /// (std's waits for them), so a model waits on this to see a thread's
+    /// exit complete.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn thread_caches(&self) -> usize {
+        self.shared().thread_count()
+    }
 }
 
 impl fmt::Debug for PipePool {

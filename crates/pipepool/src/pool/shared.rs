@@ -97,6 +97,7 @@ impl Shared {
         self.clock.fetch_max(ms, Relaxed);
     }
 
+    #[cfg(not(loom))] // the reaper's
     pub(super) fn tick_ms(&self) -> u64 {
         self.tick_ms
     }
@@ -112,6 +113,7 @@ impl Shared {
         self.closed.load(Acquire)
     }
 
+    #[cfg(not(loom))] // the reaper's
     pub(super) fn live(&self) -> usize {
         self.live.load(Relaxed)
     }
@@ -269,6 +271,12 @@ impl Shared {
 
     pub(super) fn register_thread(&self, stats: Arc<LocalStats>) {
         lock(&self.threads).push(stats);
+    }
+
+    /// How many threads have a cache for this pool.
+    #[cfg(loom)]
+    pub(super) fn thread_count(&self) -> usize {
+        lock(&self.threads).len()
     }
 
     /// Folds an exiting thread's counters into the shared ones.
