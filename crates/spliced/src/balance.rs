@@ -101,7 +101,9 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.balancer.upstreams[self.index].active.fetch_sub(1, Relaxed);
+        self.balancer.upstreams[self.index]
+            .active
+            .fetch_sub(1, Relaxed);
     }
 }
 

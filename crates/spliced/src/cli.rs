@@ -36,8 +36,10 @@ pub(crate) enum Command {
 
 /// `spliced run`.
 #[derive(Debug, Args)]
-#[command(after_help = "Flags override the config file. With --listen, the file's listeners are \
-replaced by one; --upstream without --listen sets the upstreams of the file's only listener.")]
+#[command(
+    after_help = "Flags override the config file. With --listen, the file's listeners are \
+replaced by one; --upstream without --listen sets the upstreams of the file's only listener."
+)]
 pub(crate) struct RunArgs {
     /// TOML config file (see spliced.example.toml).
     #[arg(short, long, value_name = "FILE")]
@@ -144,15 +146,22 @@ pub(crate) enum Mode {
 
 /// `spliced bench`.
 #[derive(Debug, Args)]
-#[command(after_help = "Client: spliced bench --target ADDR [--mode stream|connect] ...\n\
+#[command(
+    after_help = "Client: spliced bench --target ADDR [--mode stream|connect] ...\n\
 Server: spliced bench --serve ADDR [--echo|--sink]\n\n\
 stream: --conns connections write for --duration (or until --size bytes each); by default \
 they expect an echo and verify every byte that comes back; with --oneway they only send \
 (pair with a --sink server, which answers the byte count it received for verification).\n\
-connect: --conns clients each loop: connect, send --size bytes, read them back, verify, close.")]
+connect: --conns clients each loop: connect, send --size bytes, read them back, verify, close."
+)]
 pub(crate) struct BenchArgs {
     /// The endpoint to load (host:PORT): spliced, another proxy, or a server directly.
-    #[arg(long, value_name = "ADDR", required_unless_present = "serve", conflicts_with = "serve")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        required_unless_present = "serve",
+        conflicts_with = "serve"
+    )]
     pub(crate) target: Option<String>,
     /// The load pattern.
     #[arg(long, value_enum, default_value_t = Mode::Stream)]

@@ -48,7 +48,11 @@ struct Plan {
 
 impl Plan {
     fn from_args(a: &DemoArgs) -> Plan {
-        let (bytes, conns) = if a.small { (32 << 20, 200) } else { (2 << 30, 5000) };
+        let (bytes, conns) = if a.small {
+            (32 << 20, 200)
+        } else {
+            (2 << 30, 5000)
+        };
         Plan {
             bytes: a.bytes.map_or(bytes, |b| b.0.max(1)),
             conns: a.conns.map_or(conns, |n| n as u64),
@@ -80,8 +84,12 @@ pub(crate) fn main(args: &DemoArgs, log_flag: Option<&str>) -> anyhow::Result<Ex
 }
 
 async fn demo(plan: Plan) -> anyhow::Result<ExitCode> {
-    let sink = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
-    let echo = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+    let sink = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind a loopback port")?;
+    let echo = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind a loopback port")?;
     let (sink_addr, echo_addr) = (sink.local_addr()?, echo.local_addr()?);
     tokio::spawn(serve(sink, ServeMode::Sink));
     tokio::spawn(serve(echo, ServeMode::Echo));
@@ -103,12 +111,23 @@ async fn demo(plan: Plan) -> anyhow::Result<ExitCode> {
     let failed = rows
         .iter()
         .any(|r| r.bulk.failures.errors > 0 || r.burst.failures.errors > 0);
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// One copy method: a fresh pool and proxy, the bulk phase, the burst.
-async fn run_mode(plan: Plan, mode: CopyMode, sink: SocketAddr, echo: SocketAddr) -> anyhow::Result<Row> {
-    let pool = PoolConfig::default().build().context("cannot build the pipe pool")?;
+async fn run_mode(
+    plan: Plan,
+    mode: CopyMode,
+    sink: SocketAddr,
+    echo: SocketAddr,
+) -> anyhow::Result<Row> {
+    let pool = PoolConfig::default()
+        .build()
+        .context("cannot build the pipe pool")?;
     let ctx = Context {
         metrics: Arc::new(Metrics::new(&pool)),
         pool: pool.clone(),
@@ -129,7 +148,11 @@ async fn run_mode(plan: Plan, mode: CopyMode, sink: SocketAddr, echo: SocketAddr
     let (bulk_addr, burst_addr) = (proxy.addrs()[0].1, proxy.addrs()[1].1);
 
     let progress = Arc::new(stream::Progress::default());
-    let bar = new_bar(plan.bytes, &format!("{:<9} bulk", mode.as_str()), "{bytes}/{total_bytes} {bytes_per_sec}");
+    let bar = new_bar(
+        plan.bytes,
+        &format!("{:<9} bulk", mode.as_str()),
+        "{bytes}/{total_bytes} {bytes_per_sec}",
+    );
     let ticker = tick(Arc::clone(&bar), {
         let p = Arc::clone(&progress);
         move || p.sent.load(Relaxed)
@@ -149,7 +172,11 @@ async fn run_mode(plan: Plan, mode: CopyMode, sink: SocketAddr, echo: SocketAddr
     bar.finish_and_clear();
 
     let progress = Arc::new(connect::Progress::default());
-    let bar = new_bar(plan.conns, &format!("{:<9} burst", mode.as_str()), "{pos}/{len} conns {per_sec}");
+    let bar = new_bar(
+        plan.conns,
+        &format!("{:<9} burst", mode.as_str()),
+        "{pos}/{len} conns {per_sec}",
+    );
     let ticker = tick(Arc::clone(&bar), {
         let p = Arc::clone(&progress);
         move || p.done.load(Relaxed)
@@ -182,11 +209,18 @@ fn new_bar(len: u64, prefix: &str, counts: &str) -> Arc<ProgressBar> {
     let style = ProgressStyle::with_template(&format!("{{prefix}} [{{bar:30}}] {counts}"))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
-    Arc::new(ProgressBar::new(len).with_style(style).with_prefix(prefix.to_owned()))
+    Arc::new(
+        ProgressBar::new(len)
+            .with_style(style)
+            .with_prefix(prefix.to_owned()),
+    )
 }
 
 /// Copies a counter into a bar ten times a second until aborted.
-fn tick(bar: Arc<ProgressBar>, read: impl Fn() -> u64 + Send + 'static) -> tokio::task::JoinHandle<()> {
+fn tick(
+    bar: Arc<ProgressBar>,
+    read: impl Fn() -> u64 + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             bar.set_position(read());
@@ -242,7 +276,12 @@ fn table(rows: &[Row]) -> String {
         );
     }
     for r in rows {
-        let f = r.bulk.failures.samples.iter().chain(&r.burst.failures.samples);
+        let f = r
+            .bulk
+            .failures
+            .samples
+            .iter()
+            .chain(&r.burst.failures.samples);
         for s in f {
             t += &format!("error ({}): {s}\n", r.mode.as_str());
         }

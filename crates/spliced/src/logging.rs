@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber.
 pub(crate) fn init(flag: Option<&str>, from_config: Option<&str>, default: &str) {
-    let env = std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty());
+    let env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
     let spec = flag
         .map(str::to_owned)
         .or(env)

@@ -4,7 +4,7 @@
 //! - `spliced run`: the proxy ([`run`], [`proxy`], [`config`]).
 //! - `spliced demo`: the proxy, an upstream and a load client on loopback,
 //!   splice against userspace copy ([`demo`]).
-//! - `spliced bench`: a load generator and its echo/sink server ([`bench`]).
+//! - `spliced bench`: a load generator and its echo/sink server ([`mod@bench`]).
 //!
 //! Exit codes: 0 success, 1 failure at run time (an address in use, a
 //! benchmark that saw errors), 2 a bad flag or config file.

@@ -30,14 +30,21 @@ pub(crate) fn main(args: &RunArgs, log_flag: Option<String>) -> anyhow::Result<E
     if let Some(n) = settings.worker_threads {
         builder.worker_threads(n);
     }
-    let runtime = builder.enable_all().build().context("cannot start the tokio runtime")?;
+    let runtime = builder
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
     let result = runtime.block_on(serve(settings, nofile));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
 
 async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCode> {
-    let pool = settings.pool.clone().build().context("cannot build the pipe pool")?;
+    let pool = settings
+        .pool
+        .clone()
+        .build()
+        .context("cannot build the pipe pool")?;
     let metrics = Arc::new(Metrics::new(&pool));
     let ctx = Context {
         pool: pool.clone(),
@@ -75,7 +82,10 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
         ));
     }
     if let Some(server) = metrics_server {
-        announce(&format!("metrics on http://{}/metrics", server.local_addr()?));
+        announce(&format!(
+            "metrics on http://{}/metrics",
+            server.local_addr()?
+        ));
         tokio::spawn(server.serve(Arc::clone(&metrics)));
     }
     let signal = signals.recv().await;
@@ -84,7 +94,9 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
         "{signal}: stopped accepting; waiting up to {:?} for {open} open connection(s)",
         settings.grace_period
     );
-    announce(&format!("{signal}: shutting down ({open} connection(s) open)"));
+    announce(&format!(
+        "{signal}: shutting down ({open} connection(s) open)"
+    ));
     let stop = proxy.stop(settings.grace_period);
     tokio::pin!(stop);
     let left = tokio::select! {
@@ -135,6 +147,7 @@ fn print_settings(s: &Settings) {
         "metrics: {}; grace_period {:?}; worker_threads {}",
         s.metrics.map_or("off".to_owned(), |a| a.to_string()),
         s.grace_period,
-        s.worker_threads.map_or("one per core".to_owned(), |n| n.to_string())
+        s.worker_threads
+            .map_or("one per core".to_owned(), |n| n.to_string())
     );
 }

@@ -35,10 +35,13 @@ fn round_robin_and_least_conn() {
     let (rr, lc) = (addrs[0], addrs[1]);
 
     // Round-robin: in turn, whatever is open.
-    let tags: Vec<String> = (0..4).map(|_| tag_via(rr)).map(|(s, t)| {
-        close(s);
-        t
-    }).collect();
+    let tags: Vec<String> = (0..4)
+        .map(|_| tag_via(rr))
+        .map(|(s, t)| {
+            close(s);
+            t
+        })
+        .collect();
     assert_eq!(tags, ["A", "B", "A", "B"]);
 
     // Least-conn: the first client holds A open; after the second (on B)
@@ -50,11 +53,17 @@ fn round_robin_and_least_conn() {
     close(second);
     std::thread::sleep(Duration::from_millis(100)); // the proxy's task ends after the close
     let (third, tag) = tag_via(lc);
-    assert_eq!(tag, "B", "least-conn must avoid A, which holds a connection");
+    assert_eq!(
+        tag, "B",
+        "least-conn must avoid A, which holds a connection"
+    );
     // Both busy with one each: ties go in turn.
     let (fourth, tag4) = tag_via(lc);
     let (fifth, tag5) = tag_via(lc);
-    assert_ne!(tag4, tag5, "two new clients on a tie spread over both upstreams");
+    assert_ne!(
+        tag4, tag5,
+        "two new clients on a tie spread over both upstreams"
+    );
     for s in [held, third, fourth, fifth] {
         close(s);
     }
@@ -65,7 +74,13 @@ fn a_refused_upstream_is_skipped_and_all_down_closes_the_client() {
     let live = tag_server("LIVE");
     let (dead1, dead2) = (dead_addr(), dead_addr());
     let mut proc = Proc::spawn(&[
-        "run", "--listen", "127.0.0.1:0", "--upstream", &dead1.to_string(), "--upstream", &live.to_string(),
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &dead1.to_string(),
+        "--upstream",
+        &live.to_string(),
     ]);
     let proxy = proc.listen_addr();
     // Round-robin starts at the dead one for the 1st and 3rd clients: the
@@ -81,7 +96,13 @@ fn a_refused_upstream_is_skipped_and_all_down_closes_the_client() {
 
     // Every upstream down: the client is closed, and the log says why.
     let mut proc = Proc::spawn(&[
-        "run", "--listen", "127.0.0.1:0", "--upstream", &dead1.to_string(), "--upstream", &dead2.to_string(),
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &dead1.to_string(),
+        "--upstream",
+        &dead2.to_string(),
     ]);
     let proxy = proc.listen_addr();
     let mut s = connect(proxy);
@@ -92,7 +113,10 @@ fn a_refused_upstream_is_skipped_and_all_down_closes_the_client() {
         let log = proc.stderr();
         log.contains("no upstream").then_some(log)
     });
-    assert!(log.contains(&dead1.to_string()) && log.contains(&dead2.to_string()), "{log}");
+    assert!(
+        log.contains(&dead1.to_string()) && log.contains(&dead2.to_string()),
+        "{log}"
+    );
     assert!(log.contains("refused"), "{log}");
 }
 
@@ -101,7 +125,8 @@ fn a_refused_upstream_is_skipped_and_all_down_closes_the_client() {
 fn silent_upstream() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
     s.listen(0).unwrap();
     let addr = s.local_addr().unwrap().as_socket().unwrap();
     // Fill the queue (backlog 0 still queues one or two) without accepting.
@@ -120,20 +145,33 @@ fn a_silent_upstream_times_out_then_the_next_answers() {
     let (_listener, _fillers, silent) = silent_upstream();
     let live = tag_server("LIVE");
     let mut proc = Proc::spawn(&[
-        "run", "--listen", "127.0.0.1:0", "--upstream", &silent.to_string(), "--upstream", &live.to_string(),
-        "--connect-timeout", "300ms",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &silent.to_string(),
+        "--upstream",
+        &live.to_string(),
+        "--connect-timeout",
+        "300ms",
     ]);
     let proxy = proc.listen_addr();
     let start = Instant::now();
     let (s, tag) = tag_via(proxy); // round-robin: the silent one first
     assert_eq!(tag, "LIVE");
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(250), "the silent upstream was not tried first ({waited:?})");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "the silent upstream was not tried first ({waited:?})"
+    );
     assert!(waited < Duration::from_secs(5), "{waited:?}");
     close(s);
     let log = util::eventually("the timeout in the log", || {
         let log = proc.stderr();
         log.contains("connection closed").then_some(log)
     });
-    assert!(log.contains("LIVE") || log.contains(&live.to_string()), "{log}");
+    assert!(
+        log.contains("LIVE") || log.contains(&live.to_string()),
+        "{log}"
+    );
 }

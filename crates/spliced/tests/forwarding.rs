@@ -91,7 +91,10 @@ fn sha256_matches_both_ways_with_splice_and_userspace() {
             .collect();
         for c in clients {
             let (sent, received, _, n) = c.join().unwrap();
-            assert!(SERVER_SIZES.contains(&n), "received {n} bytes: not one of the payloads");
+            assert!(
+                SERVER_SIZES.contains(&n),
+                "received {n} bytes: not one of the payloads"
+            );
             pairs.push((sent, received));
         }
     }
@@ -102,16 +105,28 @@ fn sha256_matches_both_ways_with_splice_and_userspace() {
         .collect();
     pairs.sort();
     reports.sort();
-    assert_eq!(pairs, reports, "bytes differ between what was sent and what arrived");
+    assert_eq!(
+        pairs, reports,
+        "bytes differ between what was sent and what arrived"
+    );
 
     // One log line per connection at close, with bytes and method.
     let log = util::eventually("8 close lines", || {
         let log = proc.stderr();
         (log.matches("connection closed").count() >= 8).then_some(log)
     });
-    assert!(log.contains("method=\"splice\"") || log.contains("method=splice"), "{log}");
-    assert!(log.contains("method=\"userspace\"") || log.contains("method=userspace"), "{log}");
+    assert!(
+        log.contains("method=\"splice\"") || log.contains("method=splice"),
+        "{log}"
+    );
+    assert!(
+        log.contains("method=\"userspace\"") || log.contains("method=userspace"),
+        "{log}"
+    );
     assert!(log.contains(&format!("to_upstream={}", 5 << 20)), "{log}");
     assert!(log.contains(&format!("to_client={}", 5 << 20 | 3)), "{log}");
-    assert!(log.contains("listener=\"zero-copy\"") || log.contains("listener=zero-copy"), "{log}");
+    assert!(
+        log.contains("listener=\"zero-copy\"") || log.contains("listener=zero-copy"),
+        "{log}"
+    );
 }

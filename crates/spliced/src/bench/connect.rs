@@ -57,7 +57,8 @@ pub(crate) async fn run(opts: &ConnectOptions, progress: Arc<Progress>) -> Conne
     let tickets = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..opts.conns as u64)
         .map(|id| {
-            let (opts, progress, tickets) = (opts.clone(), Arc::clone(&progress), Arc::clone(&tickets));
+            let (opts, progress, tickets) =
+                (opts.clone(), Arc::clone(&progress), Arc::clone(&tickets));
             tokio::spawn(async move { client(id, &opts, deadline, &progress, &tickets).await })
         })
         .collect();
@@ -108,7 +109,9 @@ async fn client(
                 tokio::time::sleep(ERROR_PAUSE).await;
             }
             Err(_) => {
-                result.failures.add(&format!("exchange took over {EXCHANGE_TIMEOUT:?}"), false);
+                result
+                    .failures
+                    .add(&format!("exchange took over {EXCHANGE_TIMEOUT:?}"), false);
             }
         }
     }

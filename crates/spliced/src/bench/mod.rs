@@ -34,7 +34,17 @@ pub(crate) fn main(args: &BenchArgs, log_flag: Option<&str>) -> anyhow::Result<E
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     runtime.block_on(async {
         match args.serve {
-            Some(addr) => serve_main(addr, if args.sink { ServeMode::Sink } else { ServeMode::Echo }).await,
+            Some(addr) => {
+                serve_main(
+                    addr,
+                    if args.sink {
+                        ServeMode::Sink
+                    } else {
+                        ServeMode::Echo
+                    },
+                )
+                .await
+            }
             None => client_main(args).await,
         }
     })
@@ -49,7 +59,10 @@ async fn serve_main(addr: SocketAddr, mode: ServeMode) -> anyhow::Result<ExitCod
         ServeMode::Echo => "echo",
         ServeMode::Sink => "sink",
     };
-    println!("spliced: listening on {} (bench {what} server)", listener.local_addr()?);
+    println!(
+        "spliced: listening on {} (bench {what} server)",
+        listener.local_addr()?
+    );
     tokio::select! {
         () = serve::serve(listener, mode) => {}
         _ = signals.recv() => {}

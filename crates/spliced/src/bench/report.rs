@@ -122,7 +122,11 @@ impl StreamReport {
             self.seconds,
             if self.oneway { "one way" } else { "echo" }
         );
-        t += &format!("  sent      {:>12}  {:>8.2} Gbit/s\n", format_size(self.bytes_sent), self.send_gbps);
+        t += &format!(
+            "  sent      {:>12}  {:>8.2} Gbit/s\n",
+            format_size(self.bytes_sent),
+            self.send_gbps
+        );
         if !self.oneway {
             t += &format!(
                 "  received  {:>12}  {:>8.2} Gbit/s\n",
@@ -175,7 +179,9 @@ impl Latency {
             return Latency::default();
         }
         samples.sort_unstable();
-        let at = |q: f64| samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+        let at = |q: f64| {
+            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
         Latency {
             p50: at(0.50),
             p99: at(0.99),
@@ -232,7 +238,10 @@ impl ConnectReport {
 }
 
 fn failure_lines(f: &Failures) -> String {
-    let mut t = format!("  errors    {} ({} with wrong bytes)\n", f.errors, f.mismatches);
+    let mut t = format!(
+        "  errors    {} ({} with wrong bytes)\n",
+        f.errors, f.mismatches
+    );
     for s in &f.samples {
         t += &format!("    error: {s}\n");
     }

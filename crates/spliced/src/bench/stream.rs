@@ -73,7 +73,11 @@ pub(crate) async fn run(opts: &StreamOptions, progress: Arc<Progress>) -> Stream
     }
     let elapsed = start.elapsed();
     let mut failures = Failures::default();
-    let mut verification = if opts.oneway { Verification::Count } else { Verification::Echo };
+    let mut verification = if opts.oneway {
+        Verification::Count
+    } else {
+        Verification::Echo
+    };
     for r in &results {
         if r.verification == Verification::None && r.error.is_none() {
             verification = Verification::None;
@@ -93,7 +97,8 @@ pub(crate) async fn run(opts: &StreamOptions, progress: Arc<Progress>) -> Stream
 }
 
 async fn one(id: u64, opts: &StreamOptions, deadline: Instant, progress: &Progress) -> ConnResult {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(opts.target)).await {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(opts.target)).await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return failed(format!("connect {}: {e}", opts.target)),
         Err(_) => return failed(format!("connect {}: timed out", opts.target)),
@@ -154,19 +159,26 @@ async fn one(id: u64, opts: &StreamOptions, deadline: Instant, progress: &Progre
             return result;
         }
         Err(_) => {
-            result.error.get_or_insert("no EOF from the server after the writers stopped".into());
+            result
+                .error
+                .get_or_insert("no EOF from the server after the writers stopped".into());
             return result;
         }
     };
     result.received = received;
     if let Some(at) = bad_at {
         result.mismatch = true;
-        result.error = Some(format!("echoed bytes differ from those sent at offset {at}"));
+        result.error = Some(format!(
+            "echoed bytes differ from those sent at offset {at}"
+        ));
     } else if opts.oneway {
         check_count(&mut result, &tail);
     } else if result.error.is_none() && received != result.sent {
         result.mismatch = true;
-        result.error = Some(format!("sent {} bytes but {} came back", result.sent, received));
+        result.error = Some(format!(
+            "sent {} bytes but {} came back",
+            result.sent, received
+        ));
     } else {
         result.verification = Verification::Echo;
     }

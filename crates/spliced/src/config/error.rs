@@ -49,7 +49,11 @@ pub(crate) struct ConfigError {
 
 impl ConfigError {
     /// A new error.
-    pub(crate) fn new(origin: Origin, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        origin: Origin,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigError {
             origin,
             field: field.into(),
@@ -181,8 +185,17 @@ mod tests {
     fn fields_under_tables() {
         let at = |needle: &str| TEXT.find(needle).unwrap();
         assert_eq!(field_at(TEXT, at("10")).as_deref(), Some("max_conns"));
-        assert_eq!(field_at(TEXT, at("1\n[[")).as_deref(), Some("pool.pipe_size"));
-        assert_eq!(field_at(TEXT, at("\"x\"")).as_deref(), Some("listener[0].listen"));
-        assert_eq!(field_at(TEXT, at("\"y\"")).as_deref(), Some("listener[1].balance"));
+        assert_eq!(
+            field_at(TEXT, at("1\n[[")).as_deref(),
+            Some("pool.pipe_size")
+        );
+        assert_eq!(
+            field_at(TEXT, at("\"x\"")).as_deref(),
+            Some("listener[0].listen")
+        );
+        assert_eq!(
+            field_at(TEXT, at("\"y\"")).as_deref(),
+            Some("listener[1].balance")
+        );
     }
 }

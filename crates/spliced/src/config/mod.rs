@@ -1,4 +1,4 @@
-//! The proxy's configuration: a TOML file ([`file`]), command-line flags
+//! The proxy's configuration: a TOML file ([`mod@file`]), command-line flags
 //! that override it ([`Overrides`]), and the validated result ([`Settings`])
 //! that the proxy runs from.
 //!

@@ -165,7 +165,10 @@ impl Resolver<'_> {
                 ConfigError::new(
                     self.origin(s),
                     "metrics",
-                    format!("`{}` is not an IP:PORT address (e.g. 127.0.0.1:9100)", s.get_ref()),
+                    format!(
+                        "`{}` is not an IP:PORT address (e.g. 127.0.0.1:9100)",
+                        s.get_ref()
+                    ),
                 )
             })?),
             (None, None) => None,
@@ -202,7 +205,13 @@ impl Resolver<'_> {
                 ));
             }
             let ups = self.upstreams_from_flags()?;
-            return Ok(vec![self.listener(None, listen.to_string(), listen, ups, 0)?]);
+            return Ok(vec![self.listener(
+                None,
+                listen.to_string(),
+                listen,
+                ups,
+                0,
+            )?]);
         }
         if f.listener.is_empty() {
             let message = if self.text.is_empty() {
@@ -233,7 +242,10 @@ impl Resolver<'_> {
                     return Err(ConfigError::new(
                         self.origin(&l.listen),
                         format!("listener[{i}].listen"),
-                        format!("{listen} is already the address of listener `{}`", prev.name),
+                        format!(
+                            "{listen} is already the address of listener `{}`",
+                            prev.name
+                        ),
                     ));
                 }
             }
@@ -273,12 +285,17 @@ impl Resolver<'_> {
 
     fn upstreams_from_flags(&self) -> Result<Vec<String>, ConfigError> {
         for u in &self.flags.upstreams {
-            check_upstream(u).map_err(|m| ConfigError::new(Origin::Flag("upstream"), "upstream", m))?;
+            check_upstream(u)
+                .map_err(|m| ConfigError::new(Origin::Flag("upstream"), "upstream", m))?;
         }
         Ok(self.flags.upstreams.clone())
     }
 
-    fn upstreams_from_file(&self, l: &ListenerSection, i: usize) -> Result<Vec<String>, ConfigError> {
+    fn upstreams_from_file(
+        &self,
+        l: &ListenerSection,
+        i: usize,
+    ) -> Result<Vec<String>, ConfigError> {
         if l.upstreams.get_ref().is_empty() {
             return Err(ConfigError::new(
                 self.origin(&l.upstreams),
@@ -311,7 +328,10 @@ impl Resolver<'_> {
         let balance = self
             .pick(
                 (o.balance.as_ref(), "balance"),
-                &[(l.and_then(|l| l.balance.as_ref()), at("balance")), (f.balance.as_ref(), "balance".into())],
+                &[
+                    (l.and_then(|l| l.balance.as_ref()), at("balance")),
+                    (f.balance.as_ref(), "balance".into()),
+                ],
                 Some(Balance::default()),
                 "balance",
             )
@@ -319,7 +339,10 @@ impl Resolver<'_> {
         let copy = self
             .pick(
                 (o.copy.as_ref(), "copy"),
-                &[(l.and_then(|l| l.copy.as_ref()), at("copy")), (f.copy.as_ref(), "copy".into())],
+                &[
+                    (l.and_then(|l| l.copy.as_ref()), at("copy")),
+                    (f.copy.as_ref(), "copy".into()),
+                ],
                 Some(CopyMode::default()),
                 "copy",
             )
@@ -328,7 +351,10 @@ impl Resolver<'_> {
             .pick(
                 (o.connect_timeout.as_ref(), "connect-timeout"),
                 &[
-                    (l.and_then(|l| l.connect_timeout.as_ref()), at("connect_timeout")),
+                    (
+                        l.and_then(|l| l.connect_timeout.as_ref()),
+                        at("connect_timeout"),
+                    ),
                     (f.connect_timeout.as_ref(), "connect_timeout".into()),
                 ],
                 Some(DurationValue(DEFAULT_CONNECT_TIMEOUT)),
@@ -342,7 +368,10 @@ impl Resolver<'_> {
             .pick(
                 (o.connect_attempts.as_ref(), "connect-attempts"),
                 &[
-                    (l.and_then(|l| l.connect_attempts.as_ref()), at("connect_attempts")),
+                    (
+                        l.and_then(|l| l.connect_attempts.as_ref()),
+                        at("connect_attempts"),
+                    ),
                     (f.connect_attempts.as_ref(), "connect_attempts".into()),
                 ],
                 Some(DEFAULT_CONNECT_ATTEMPTS),
@@ -366,7 +395,10 @@ impl Resolver<'_> {
         let max_conns = self
             .pick(
                 (o.max_conns.as_ref(), "max-conns"),
-                &[(l.and_then(|l| l.max_conns.as_ref()), at("max_conns")), (f.max_conns.as_ref(), "max_conns".into())],
+                &[
+                    (l.and_then(|l| l.max_conns.as_ref()), at("max_conns")),
+                    (f.max_conns.as_ref(), "max_conns".into()),
+                ],
                 Some(DEFAULT_MAX_CONNS),
                 "max_conns",
             )
@@ -392,26 +424,37 @@ impl Resolver<'_> {
         let (o, pool) = (self.flags, self.file.pool.as_ref());
         let max_pipes = self.pick(
             (o.max_pipes.as_ref(), "max-pipes"),
-            &[(pool.and_then(|p| p.max_pipes.as_ref()), "pool.max_pipes".into())],
+            &[(
+                pool.and_then(|p| p.max_pipes.as_ref()),
+                "pool.max_pipes".into(),
+            )],
             None,
             "pool.max_pipes",
         );
         let pipe_size = self.pick(
             (o.pipe_size.as_ref(), "pipe-size"),
-            &[(pool.and_then(|p| p.pipe_size.as_ref()), "pool.pipe_size".into())],
+            &[(
+                pool.and_then(|p| p.pipe_size.as_ref()),
+                "pool.pipe_size".into(),
+            )],
             None,
             "pool.pipe_size",
         );
         let idle = self.pick(
             (o.pipe_idle_timeout.as_ref(), "pipe-idle-timeout"),
-            &[(pool.and_then(|p| p.idle_timeout.as_ref()), "pool.idle_timeout".into())],
+            &[(
+                pool.and_then(|p| p.idle_timeout.as_ref()),
+                "pool.idle_timeout".into(),
+            )],
             None,
             "pool.idle_timeout",
         );
         let mut config = pipepool::PoolConfig::default();
         if let Some(p) = &max_pipes {
             if p.value == 0 {
-                return Err(p.error("must be at least 1 (use copy = \"userspace\" to turn splicing off)"));
+                return Err(
+                    p.error("must be at least 1 (use copy = \"userspace\" to turn splicing off)")
+                );
             }
             let local_cap = config.local_cap.min(p.value);
             config = config.max_pipes(p.value).local_cap(local_cap);
@@ -425,8 +468,12 @@ impl Resolver<'_> {
         }
         config.validate().map_err(|e| {
             let (origin, field) = match e.field() {
-                "max_pipes" => max_pipes.as_ref().map(|p| (p.origin.clone(), p.field.clone())),
-                "pipe_size" => pipe_size.as_ref().map(|p| (p.origin.clone(), p.field.clone())),
+                "max_pipes" => max_pipes
+                    .as_ref()
+                    .map(|p| (p.origin.clone(), p.field.clone())),
+                "pipe_size" => pipe_size
+                    .as_ref()
+                    .map(|p| (p.origin.clone(), p.field.clone())),
                 "idle_timeout" => idle.as_ref().map(|p| (p.origin.clone(), p.field.clone())),
                 _ => None,
             }
@@ -451,14 +498,20 @@ fn check_upstream(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use std::io::Write;
+    use std::time::Duration;
 
     fn load_text(text: &str) -> Result<Settings, ConfigError> {
         let dir = std::env::temp_dir().join(format!("spliced-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{:x}.toml", text.len() * 7919 + text.as_bytes()[0] as usize));
-        std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+        let path = dir.join(format!(
+            "{:x}.toml",
+            text.len() * 7919 + text.as_bytes()[0] as usize
+        ));
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         let r = load(Some(&path), &Overrides::default());
         let _ = std::fs::remove_file(&path);
         r
@@ -475,29 +528,52 @@ mod tests {
         .unwrap();
         assert_eq!(s.listeners.len(), 2);
         let (a, b) = (&s.listeners[0], &s.listeners[1]);
-        assert_eq!((a.name.as_str(), a.balance, a.max_conns), ("web", Balance::LeastConn, 3));
+        assert_eq!(
+            (a.name.as_str(), a.balance, a.max_conns),
+            ("web", Balance::LeastConn, 3)
+        );
         assert_eq!(a.idle_timeout, Some(Duration::from_secs(60)));
-        assert_eq!((b.copy, b.max_conns, b.idle_timeout), (CopyMode::Userspace, 7, None));
+        assert_eq!(
+            (b.copy, b.max_conns, b.idle_timeout),
+            (CopyMode::Userspace, 7, None)
+        );
         assert_eq!(b.connect_attempts, 1);
         assert_eq!((s.pool.max_pipes, s.pool.pipe_size), (4, 65536));
     }
 
     #[test]
     fn errors_name_line_and_field() {
-        let e = load_text("[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\nbalance = \"random\"\n")
-            .unwrap_err();
+        let e = load_text(
+            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\nbalance = \"random\"\n",
+        )
+        .unwrap_err();
         assert_eq!(e.field, "listener[0].balance");
         assert!(matches!(e.origin, Origin::File { line: 4, .. }), "{e}");
 
         let e = load_text("[pool]\nmax_pipes = 0\n[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\n")
             .unwrap_err();
         assert_eq!(e.field, "pool.max_pipes");
-        assert!(matches!(e.origin, Origin::File { line: 2, col: 13, .. }), "{e}");
+        assert!(
+            matches!(
+                e.origin,
+                Origin::File {
+                    line: 2,
+                    col: 13,
+                    ..
+                }
+            ),
+            "{e}"
+        );
 
-        let e = load_text("[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\", \"nope\"]\n").unwrap_err();
+        let e =
+            load_text("[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\", \"nope\"]\n")
+                .unwrap_err();
         assert_eq!(e.field, "listener[0].upstreams[1]");
 
-        let e = load_text("[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\nmax_con = 1\n").unwrap_err();
+        let e = load_text(
+            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\nmax_con = 1\n",
+        )
+        .unwrap_err();
         assert_eq!(e.field, "listener[0].max_con");
         assert!(matches!(e.origin, Origin::File { line: 4, .. }), "{e}");
 

@@ -27,7 +27,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" | "sec" | "secs" => 1.0,
         "m" | "min" | "mins" => 60.0,
         "h" => 3600.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}` (use ms, s, m or h)"
+            ))
+        }
     };
     seconds(value * scale).ok_or_else(|| format!("`{text}` is out of range"))
 }
@@ -61,7 +65,11 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         "MB" => 1e6,
         "GB" => 1e9,
         "TB" => 1e12,
-        other => return Err(format!("unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB)"
+            ))
+        }
     };
     let bytes = value * scale;
     if !(0.0..=u64::MAX as f64).contains(&bytes) || bytes.fract() != 0.0 {

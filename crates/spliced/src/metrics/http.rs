@@ -92,7 +92,11 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
             "text/plain; charset=utf-8",
             "spliced: metrics at /metrics\n".to_owned(),
         ),
-        ("GET" | "HEAD", _) => ("404 Not Found", "text/plain; charset=utf-8", "not found\n".to_owned()),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found\n".to_owned(),
+        ),
         _ => (
             "405 Method Not Allowed",
             "text/plain; charset=utf-8",

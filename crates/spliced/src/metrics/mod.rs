@@ -46,7 +46,7 @@ struct UpstreamLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     listener: String,
-    /// `ok`, `error`, `idle_timeout`, `no_upstream` or `shutdown`.
+    /// `ok`, `error`, `idle_timeout` or `no_upstream`.
     outcome: &'static str,
 }
 
@@ -92,6 +92,18 @@ pub(crate) enum Ending {
     NoUpstream,
 }
 
+impl Ending {
+    /// The label value: `ok`, `error`, `idle_timeout`, `no_upstream`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Ending::Ok => "ok",
+            Ending::Error => "error",
+            Ending::IdleTimeout => "idle_timeout",
+            Ending::NoUpstream => "no_upstream",
+        }
+    }
+}
+
 impl Metrics {
     /// Registers every metric; the pool's are read from `pool` at each scrape.
     pub(crate) fn new(pool: &PipePool) -> Metrics {
@@ -107,8 +119,16 @@ impl Metrics {
             registry: Registry::default(),
         };
         let sub = registry.sub_registry_with_prefix("spliced");
-        sub.register("connections_active", "Client connections open now", m.active.clone());
-        sub.register("connections", "Client connections accepted", m.accepted.clone());
+        sub.register(
+            "connections_active",
+            "Client connections open now",
+            m.active.clone(),
+        );
+        sub.register(
+            "connections",
+            "Client connections accepted",
+            m.accepted.clone(),
+        );
         sub.register(
             "connections_refused",
             "Client connections closed at once because max_conns were open",
@@ -200,12 +220,7 @@ impl ListenerMetrics {
 
     /// Counts a finished connection: its outcome and its bytes.
     pub(crate) fn closed(&self, ending: Ending, up: (u64, Method), down: (u64, Method)) {
-        let outcome = match ending {
-            Ending::Ok => "ok",
-            Ending::Error => "error",
-            Ending::IdleTimeout => "idle_timeout",
-            Ending::NoUpstream => "no_upstream",
-        };
+        let outcome = ending.as_str();
         self.metrics
             .closed
             .get_or_create(&OutcomeLabels {
@@ -213,7 +228,9 @@ impl ListenerMetrics {
                 outcome,
             })
             .inc();
-        for (direction, (bytes, method)) in [("client_to_upstream", up), ("upstream_to_client", down)] {
+        for (direction, (bytes, method)) in
+            [("client_to_upstream", up), ("upstream_to_client", down)]
+        {
             if bytes > 0 {
                 self.metrics
                     .bytes

@@ -76,7 +76,9 @@ impl Backoff {
         let errno = e.raw_os_error().map(Errno::from_raw_os_error);
         let per_connection = matches!(
             e.kind(),
-            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+            io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::Interrupted
         ) || errno == Some(Errno::PROTO);
         if per_connection {
             return None;
@@ -105,7 +107,10 @@ impl RefusalLog {
         if last.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
             *last = Some(Instant::now());
             self.since_warn.store(0, Relaxed);
-            tracing::warn!(listener, "refused {n} client(s): max_conns ({max_conns}) connections open");
+            tracing::warn!(
+                listener,
+                "refused {n} client(s): max_conns ({max_conns}) connections open"
+            );
         }
     }
 }

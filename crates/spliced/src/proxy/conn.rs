@@ -22,9 +22,11 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
     let (mut upstream, lease) = match connect::connect(shared).await {
         Ok(ok) => ok,
         Err(e) => {
-            shared
-                .metrics
-                .closed(Ending::NoUpstream, (0, Method::Userspace), (0, Method::Userspace));
+            shared.metrics.closed(
+                Ending::NoUpstream,
+                (0, Method::Userspace),
+                (0, Method::Userspace),
+            );
             tracing::warn!(
                 listener = name,
                 client = %peer,
@@ -59,6 +61,7 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
             to_client = outcome.to_client,
             duration_ms,
             method,
+            outcome = ending.as_str(),
             "connection closed"
         ),
         Some(e) => tracing::info!(
@@ -69,6 +72,7 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
             to_client = outcome.to_client,
             duration_ms,
             method,
+            outcome = ending.as_str(),
             error = %e,
             "connection closed"
         ),

@@ -23,7 +23,8 @@ pub(super) async fn connect(shared: &Arc<Shared>) -> io::Result<(TcpStream, Leas
     let mut last_kind = io::ErrorKind::Other;
     for index in plan {
         let lease = shared.balancer.lease(index);
-        let attempt = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(lease.addr()));
+        let attempt =
+            tokio::time::timeout(settings.connect_timeout, TcpStream::connect(lease.addr()));
         let (why, text, kind) = match attempt.await {
             Ok(Ok(stream)) => return Ok((stream, lease)),
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {

@@ -101,24 +101,31 @@ impl Listener {
             limit,
             tracker,
         } = self;
-        accept::run(listener, shutdown, |stream, peer| {
-            let m = &shared.metrics;
-            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                m.refused.inc();
-                shared.refusals.note(&shared.settings.name, peer, shared.settings.max_conns);
-                drop(stream); // closed at once
-                return;
-            };
-            m.accepted.inc();
-            m.active.inc();
-            let tracked = tracker.track();
-            let shared = Arc::clone(&shared);
-            tokio::spawn(async move {
-                conn::handle(&shared, stream, peer).await;
-                shared.metrics.active.dec();
-                drop((permit, tracked));
-            });
-        }, &shared.metrics)
+        accept::run(
+            listener,
+            shutdown,
+            |stream, peer| {
+                let m = &shared.metrics;
+                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                    m.refused.inc();
+                    shared
+                        .refusals
+                        .note(&shared.settings.name, peer, shared.settings.max_conns);
+                    drop(stream); // closed at once
+                    return;
+                };
+                m.accepted.inc();
+                m.active.inc();
+                let tracked = tracker.track();
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    conn::handle(&shared, stream, peer).await;
+                    shared.metrics.active.dec();
+                    drop((permit, tracked));
+                });
+            },
+            &shared.metrics,
+        )
         .await;
     }
 }
@@ -138,7 +145,10 @@ impl Proxy {
     ///
     /// # Errors
     /// The first listener that cannot bind, named with its address.
-    pub(crate) async fn start(listeners: Vec<ListenerSettings>, ctx: &Context) -> anyhow::Result<Proxy> {
+    pub(crate) async fn start(
+        listeners: Vec<ListenerSettings>,
+        ctx: &Context,
+    ) -> anyhow::Result<Proxy> {
         use anyhow::Context as _;
         let mut bound = Vec::with_capacity(listeners.len());
         for settings in listeners {

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 /// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_spliced");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_spliced");
 
 /// How long any single wait may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// A running `spliced`, killed when dropped.
-pub struct Proc {
+pub(crate) struct Proc {
     child: Child,
     lines: Receiver<String>,
     stdout: Vec<String>,
@@ -31,12 +31,12 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `spliced ARGS` with `RUST_LOG=info` unless `env` says else.
-    pub fn spawn(args: &[&str]) -> Proc {
+    pub(crate) fn spawn(args: &[&str]) -> Proc {
         Proc::spawn_env(args, &[])
     }
 
     /// Starts `spliced ARGS` with extra environment variables.
-    pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    pub(crate) fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .env("RUST_LOG", "info")
@@ -75,17 +75,17 @@ impl Proc {
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Everything written to stderr so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Waits for a stdout line containing `needle`; panics after [`WAIT`].
-    pub fn wait_for_line(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for_line(&mut self, needle: &str) -> String {
         if let Some(l) = self.stdout.iter().find(|l| l.contains(needle)) {
             return l.clone();
         }
@@ -109,7 +109,7 @@ impl Proc {
     }
 
     /// The addresses of the first `n` "listening on ADDR" lines.
-    pub fn listen_addrs(&mut self, n: usize) -> Vec<SocketAddr> {
+    pub(crate) fn listen_addrs(&mut self, n: usize) -> Vec<SocketAddr> {
         let mut addrs = Vec::new();
         while addrs.len() < n {
             let _ = self.wait_for_line("listening on");
@@ -131,25 +131,28 @@ impl Proc {
     }
 
     /// The address of the only listener.
-    pub fn listen_addr(&mut self) -> SocketAddr {
+    pub(crate) fn listen_addr(&mut self) -> SocketAddr {
         self.listen_addrs(1)[0]
     }
 
     /// Sends a signal.
-    pub fn signal(&self, signal: rustix::process::Signal) {
+    pub(crate) fn signal(&self, signal: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.pid() as i32).unwrap();
         rustix::process::kill_process(pid, signal).expect("kill");
     }
 
     /// Waits for the exit; panics after `timeout`.
-    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             if Instant::now() > deadline {
-                panic!("spliced did not exit within {timeout:?}; stderr:\n{}", self.stderr());
+                panic!(
+                    "spliced did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -164,7 +167,7 @@ impl Drop for Proc {
 }
 
 /// Runs `spliced ARGS` to the end (killed after `timeout`).
-pub fn run(args: &[&str], timeout: Duration) -> Output {
+pub(crate) fn run(args: &[&str], timeout: Duration) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
@@ -205,12 +208,12 @@ pub fn run(args: &[&str], timeout: Duration) -> Output {
 }
 
 /// A config file, deleted on drop.
-pub struct ConfigFile {
-    pub path: PathBuf,
+pub(crate) struct ConfigFile {
+    pub(crate) path: PathBuf,
 }
 
 impl ConfigFile {
-    pub fn new(text: &str) -> ConfigFile {
+    pub(crate) fn new(text: &str) -> ConfigFile {
         static N: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "spliced-test-{}-{}.toml",
@@ -221,7 +224,7 @@ impl ConfigFile {
         ConfigFile { path }
     }
 
-    pub fn arg(&self) -> &str {
+    pub(crate) fn arg(&self) -> &str {
         self.path.to_str().unwrap()
     }
 }
@@ -234,7 +237,7 @@ impl Drop for ConfigFile {
 
 /// An upstream on a thread: on each connection it writes `tag` and a
 /// newline, then echoes until EOF.
-pub fn tag_server(tag: &str) -> SocketAddr {
+pub(crate) fn tag_server(tag: &str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let tag = format!("{tag}\n");
@@ -263,13 +266,13 @@ pub fn tag_server(tag: &str) -> SocketAddr {
 }
 
 /// A port that refuses connections (bound once, then closed).
-pub fn dead_addr() -> SocketAddr {
+pub(crate) fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
 /// Connects with read/write timeouts of [`WAIT`].
-pub fn connect(addr: SocketAddr) -> TcpStream {
+pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_write_timeout(Some(WAIT)).unwrap();
@@ -277,7 +280,7 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// Reads one `\n`-terminated line (without the newline).
-pub fn read_line(s: &mut TcpStream) -> io::Result<String> {
+pub(crate) fn read_line(s: &mut TcpStream) -> io::Result<String> {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
     loop {
@@ -290,7 +293,7 @@ pub fn read_line(s: &mut TcpStream) -> io::Result<String> {
 }
 
 /// Deterministic pseudo-random bytes.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -304,22 +307,28 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// SHA-256 as hex.
-pub fn sha256(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+pub(crate) fn sha256(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `GET path` over HTTP/1.1 on `addr`; returns (status line, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut s = connect(addr);
     write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
 }
 
 /// Polls `f` every 20 ms until it returns `Some`; panics after [`WAIT`].
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(v) = f() {

@@ -1,0 +1,130 @@
+//! `/metrics` after traffic: the proxy's counters by listener, direction
+//! and copy method, upstream connect failures, and every pool statistic.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+
+use util::{connect, dead_addr, http_get, read_line, tag_server, ConfigFile, Proc};
+
+/// Every `PoolStats` field, as exported.
+const POOL_METRICS: [&str; 16] = [
+    "pipepool_live ",
+    "pipepool_idle ",
+    "pipepool_in_use ",
+    "pipepool_created_total ",
+    "pipepool_closed_idle_total ",
+    "pipepool_closed_dirty_total ",
+    "pipepool_closed_overflow_total ",
+    "pipepool_closed_shutdown_total ",
+    "pipepool_gets_local_total ",
+    "pipepool_gets_shared_total ",
+    "pipepool_gets_new_total ",
+    "pipepool_gets_refused_total ",
+    "pipepool_gets_failed_total ",
+    "pipepool_capacity_bytes ",
+    "pipepool_undersized ",
+    "pipepool_resize_failures_total ",
+];
+
+/// The value of the sample line starting with `prefix`.
+fn value(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Sends `n` bytes through and reads the tag plus their echo.
+fn exchange(proxy: SocketAddr, n: usize) {
+    let mut s = connect(proxy);
+    assert_eq!(read_line(&mut s).unwrap(), "UP");
+    let data = vec![b'x'; n];
+    s.write_all(&data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), n);
+}
+
+#[test]
+fn metrics_after_traffic() {
+    let up = tag_server("UP");
+    let dead = dead_addr();
+    let config = ConfigFile::new(&format!(
+        "metrics = \"127.0.0.1:0\"\n\
+         [[listener]]\nname = \"z\"\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{dead}\", \"{up}\"]\ncopy = \"splice\"\n\
+         [[listener]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{up}\"]\ncopy = \"userspace\"\n"
+    ));
+    let mut proc = Proc::spawn(&["run", "--config", config.arg()]);
+    let addrs = proc.listen_addrs(2);
+    let line = proc.wait_for_line("metrics on http://");
+    let metrics: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    exchange(addrs[0], 100_000); // first try: the dead upstream, then UP
+    exchange(addrs[0], 100_000);
+    exchange(addrs[1], 50_000);
+
+    let body = util::eventually("the byte counters", || {
+        let (status, body) = http_get(metrics, "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let up = value(&body, "spliced_bytes_total{listener=\"u\",direction=\"client_to_upstream\",method=\"userspace\"}");
+        (up == Some(50_000.0)).then_some(body)
+    });
+    let sample =
+        |prefix: &str| value(&body, prefix).unwrap_or_else(|| panic!("no {prefix} in:\n{body}"));
+    assert_eq!(sample("spliced_connections_total{listener=\"z\"}"), 2.0);
+    assert_eq!(sample("spliced_connections_total{listener=\"u\"}"), 1.0);
+    assert_eq!(sample("spliced_connections_active{listener=\"z\"}"), 0.0);
+    assert_eq!(
+        sample("spliced_connections_refused_total{listener=\"z\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample("spliced_bytes_total{listener=\"z\",direction=\"client_to_upstream\",method=\"splice\"}"),
+        200_000.0
+    );
+    assert_eq!(
+        sample("spliced_bytes_total{listener=\"z\",direction=\"upstream_to_client\",method=\"splice\"}"),
+        200_006.0 // two tags "UP\n" and the echoes
+    );
+    assert_eq!(
+        sample("spliced_bytes_total{listener=\"u\",direction=\"upstream_to_client\",method=\"userspace\"}"),
+        50_003.0
+    );
+    assert_eq!(
+        sample(&format!(
+            "spliced_upstream_connect_failures_total{{listener=\"z\",upstream=\"{dead}\",reason=\"refused\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        sample("spliced_connections_closed_total{listener=\"z\",outcome=\"ok\"}"),
+        2.0
+    );
+    for name in POOL_METRICS {
+        assert!(
+            body.lines().any(|l| l.starts_with(name)),
+            "no {name} in:\n{body}"
+        );
+    }
+    assert!(
+        sample("pipepool_created_total ") >= 1.0,
+        "splice used no pipe:\n{body}"
+    );
+    assert!(
+        body.contains("# TYPE pipepool_created_total counter"),
+        "{body}"
+    );
+    assert!(body.contains("# TYPE pipepool_live gauge"), "{body}");
+
+    let (status, _) = http_get(metrics, "/nope");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
