@@ -88,6 +88,24 @@ pub(crate) fn write(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
     retry_on_intr(|| rustix::io::write(fd.as_fd(), buf))
 }
 
+/// `recv(fd, buf, 1, MSG_PEEK | MSG_DONTWAIT)`: whether a socket has a byte
+/// to read (`Ok(Some(1))`), is at end of file (`Ok(Some(0))`), or has
+/// nothing yet (`WouldBlock`), without taking anything. `Ok(None)` when `fd`
+/// is not a socket (`ENOTSOCK`): nothing can be told that way.
+#[cfg(all(feature = "tokio", not(loom)))]
+pub(crate) fn peek_byte(fd: impl AsFd) -> io::Result<Option<usize>> {
+    use rustix::net::RecvFlags;
+    let mut byte = [0u8; 1];
+    let peeked = retry_on_intr(|| {
+        rustix::net::recv(fd.as_fd(), &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT)
+    });
+    match peeked {
+        Ok((n, _)) => Ok(Some(n)),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSOCK.raw_os_error()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// What an fd is, as far as choosing a copy strategy goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FdKind {

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use ::tokio::io::Interest;
 
 pub(super) use crate::sys::cast::{read_socket, write_socket, Socket};
-use crate::Pipe;
+use crate::{sys, Pipe};
 
 /// The two sockets a direction splices between, when `R` reads from a tokio
 /// socket and `W` writes to one.
@@ -35,6 +35,16 @@ impl Socket<'_> {
         match self {
             Socket::Tcp(s) => s.poll_write_ready(cx),
             Socket::Unix(s) => s.poll_write_ready(cx),
+        }
+    }
+
+    /// `recv(MSG_PEEK)` of one byte: `Some(1)` when the socket has data,
+    /// `Some(0)` at end of file, `None` when the fd is no socket after all;
+    /// `WouldBlock` (nothing yet) clears the socket's read readiness.
+    pub(super) fn peek(self) -> io::Result<Option<usize>> {
+        match self {
+            Socket::Tcp(s) => s.try_io(Interest::READABLE, || sys::peek_byte(s)),
+            Socket::Unix(s) => s.try_io(Interest::READABLE, || sys::peek_byte(s)),
         }
     }
 

@@ -94,6 +94,10 @@ pub(super) struct Direction<'p> {
     buf: Buffer,
     /// The source reached end of file.
     eof: bool,
+    /// The source was once found really readable (by a `MSG_PEEK`). Until
+    /// then its readiness is checked before a pipe is taken: tokio reports
+    /// an accepted socket readable before anything arrived.
+    probed: bool,
     /// Bytes went through `poll_write` and were not flushed since.
     need_flush: bool,
     /// Bytes read from the source, by any path.
@@ -131,6 +135,7 @@ impl<'p> Direction<'p> {
             hold_pipe: opts.hold_pipe,
             buf: Buffer::new(opts.buffer_size),
             eof: false,
+            probed: false,
             need_flush: false,
             read: 0,
             written: 0,
@@ -311,6 +316,24 @@ impl<'p> Direction<'p> {
                 Poll::Pending => return self.poll_flush_while_idle(cx, writer),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
+            }
+            if !self.probed {
+                // tokio takes a freshly accepted socket for readable before
+                // anything arrived. Make sure before taking a pipe, so that
+                // an idle connection never touches the pool.
+                match src.peek() {
+                    Ok(Some(0)) => {
+                        self.eof = true;
+                        return Poll::Ready(Ok(Step::Again));
+                    }
+                    // Data, or no socket to peek at (the splice will tell).
+                    Ok(Some(_) | None) => self.probed = true,
+                    // Readiness cleared: the next check waits.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Poll::Ready(Ok(Step::Again))
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
             }
             if let Some(mut pipe) = self.take_pipe() {
                 match src.splice_into(&mut pipe) {

@@ -210,3 +210,235 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
         .collect()
 }
+
+/// How many of this process's fds point to something whose
+/// `/proc/self/fd` link starts with one of `kinds` (`"pipe:"`, `"socket:"`,
+/// `"anon_inode:"`, ...).
+pub fn fd_count_of(kinds: &[&str]) -> usize {
+    let dir = fs::read_dir("/proc/self/fd").expect("read /proc/self/fd");
+    dir.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| {
+            let target = target.to_string_lossy();
+            kinds.iter().any(|k| target.starts_with(k))
+        })
+        .count()
+}
+
+/// How many of this process's fds are pipes (`/proc/self/fd/N -> pipe:[..]`).
+pub fn pipe_fd_count() -> usize {
+    fd_count_of(&["pipe:"])
+}
+
+/// How many of this process's fds are pipes or sockets: what a copy could
+/// leak. Unlike [`fd_count`], not disturbed by a runtime that a previous
+/// test dropped and whose threads still close its epoll and eventfd fds.
+pub fn pipe_and_socket_fd_count() -> usize {
+    fd_count_of(&["pipe:", "socket:"])
+}
+
+/// Raises `RLIMIT_NOFILE` (soft, and hard too when allowed: root) to at
+/// least `n`. Returns the soft limit now in force, which is below `n` only
+/// when the hard limit could not be raised.
+pub fn raise_nofile_hard(n: u64) -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current.is_some_and(|cur| cur < n) {
+        let max = lim.maximum.map_or(n, |max| max.max(n));
+        let want = Rlimit {
+            current: Some(n),
+            maximum: Some(max),
+        };
+        if setrlimit(Resource::Nofile, want).is_err() {
+            return raise_nofile(n); // not allowed to raise the hard limit
+        }
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Helpers for the `tokio_*` tests: loopback pairs, a checked byte stream,
+/// timeouts.
+#[cfg(feature = "tokio")]
+pub mod net {
+    use std::future::Future;
+    use std::io;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+    use tokio::sync::Mutex;
+
+    /// Runs `fut`, panicking with `what` if it takes longer than `secs`:
+    /// a bug fails the test instead of hanging it.
+    pub async fn within<F: Future>(secs: u64, what: &str, fut: F) -> F::Output {
+        match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+            Ok(out) => out,
+            Err(_) => panic!("{what}: still running after {secs} s"),
+        }
+    }
+
+    /// Makes connected loopback TCP pairs from one listener (backlog 4096).
+    /// Connect and accept are serialized, so each caller gets its own
+    /// connection's two ends even when many tasks make pairs at once.
+    pub struct Pairs {
+        listener: TcpListener,
+        lock: Mutex<()>,
+    }
+
+    impl Pairs {
+        /// A listener on 127.0.0.1, port chosen by the kernel.
+        pub fn new() -> Pairs {
+            let socket = TcpSocket::new_v4().expect("socket");
+            socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+            Pairs {
+                listener: socket.listen(4096).expect("listen"),
+                lock: Mutex::new(()),
+            }
+        }
+
+        /// A connected pair: (connecting end, accepted end).
+        pub async fn pair(&self) -> (TcpStream, TcpStream) {
+            let _one_at_a_time = self.lock.lock().await;
+            let addr = self.listener.local_addr().expect("local_addr");
+            let (connected, accepted) = tokio::join!(TcpStream::connect(addr), self.listener.accept());
+            let connected = connected.expect("connect");
+            let (accepted, peer) = accepted.expect("accept");
+            assert_eq!(peer, connected.local_addr().expect("local_addr"));
+            (connected, accepted)
+        }
+    }
+
+    /// A runtime: multi-thread with 2 workers, or current-thread; all
+    /// drivers on.
+    pub fn runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+        let mut builder = if multi_thread {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+        };
+        builder.enable_all().build().expect("runtime")
+    }
+
+    /// Builds and drops a runtime, once per process: tokio opens a socket
+    /// pair for signal delivery the first time a runtime is built, and keeps
+    /// it for the life of the process. Call before taking an fd baseline.
+    pub fn warm_up_runtime() {
+        static WARM_UP: std::sync::Once = std::sync::Once::new();
+        WARM_UP.call_once(|| drop(runtime(true)));
+    }
+
+    /// Runs `fut` on a runtime of its own, for the tests that count pipes
+    /// and sockets: waits afterwards until the runtime's teardown (which
+    /// finishes on its own threads) has closed its fds, so the next test
+    /// starts from a clean count, and panics if pipes or sockets are left
+    /// over. Take [`super::fd_lock`] first.
+    pub fn run_counted<F: Future>(multi_thread: bool, fut: F) -> F::Output {
+        warm_up_runtime();
+        let before = super::pipe_and_socket_fd_count();
+        let out = runtime(multi_thread).block_on(fut);
+        let settled = super::wait_until(Duration::from_secs(10), || {
+            super::pipe_and_socket_fd_count() <= before
+        });
+        assert!(
+            settled.is_some(),
+            "{} pipe and socket fds left, {before} before the runtime",
+            super::pipe_and_socket_fd_count()
+        );
+        out
+    }
+
+    /// One connected loopback TCP pair.
+    pub async fn tcp_pair() -> (TcpStream, TcpStream) {
+        Pairs::new().pair().await
+    }
+
+    /// The checked streams repeat a random block of this many bytes: a
+    /// prime, so that no pipe or buffer size lines up with it.
+    pub const PERIOD: usize = 1_000_003;
+
+    /// The random block of stream `which` (0 or 1).
+    fn block(which: usize) -> &'static [u8] {
+        static BLOCKS: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
+        let blocks = BLOCKS.get_or_init(|| {
+            let make = |mut x: u64| {
+                (0..PERIOD)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x >> 24) as u8
+                    })
+                    .collect()
+            };
+            [make(0x9e37_79b9_7f4a_7c15), make(0xd1b5_4a32_d192_ed03)]
+        });
+        &blocks[which]
+    }
+
+    /// Writes the first `len` bytes of checked stream `which`.
+    pub async fn send_stream<W>(w: &mut W, which: usize, len: u64) -> io::Result<()>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let block = block(which);
+        let mut pos = 0u64;
+        while pos < len {
+            let at = (pos % PERIOD as u64) as usize;
+            let n = (PERIOD - at).min((len - pos).min(256 << 10) as usize);
+            w.write_all(&block[at..at + n]).await?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads to end of file, checking every byte against stream `which`.
+    /// Returns the bytes read.
+    ///
+    /// # Panics
+    /// At the first byte that differs.
+    pub async fn recv_stream<R>(r: &mut R, which: usize) -> io::Result<u64>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        recv_stream_slowly(r, which, 256 << 10, Duration::ZERO).await
+    }
+
+    /// [`recv_stream`] reading at most `chunk` bytes at a time, sleeping
+    /// `pause` between reads.
+    pub async fn recv_stream_slowly<R>(
+        r: &mut R,
+        which: usize,
+        chunk: usize,
+        pause: Duration,
+    ) -> io::Result<u64>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        let block = block(which);
+        let mut buf = vec![0u8; chunk];
+        let mut pos = 0u64;
+        loop {
+            let n = r.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(pos);
+            }
+            let mut got = &buf[..n];
+            while !got.is_empty() {
+                let at = (pos % PERIOD as u64) as usize;
+                let k = got.len().min(PERIOD - at);
+                assert!(
+                    got[..k] == block[at..at + k],
+                    "stream {which}: wrong bytes in {pos}..{}",
+                    pos + k as u64
+                );
+                pos += k as u64;
+                got = &got[k..];
+            }
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Cancel safety: a copy future dropped mid-transfer, while a pipe holds
+//! bytes it could not write yet, closes that pipe (`closed_dirty`) and never
+//! returns it to the pool; every pipe left idle in the pool is empty; the
+//! bytes that did arrive are an exact prefix of what was sent; and the fds
+//! go back to where they were. Both runtimes.
+//!
+//! The pools have `local_cap(0)`, so every idle pipe sits in the shared
+//! pool where the test can take each one out and look inside. The tests
+//! count fds, so they run one at a time (`util::fd_lock`). They count
+//! pipes and sockets (what a copy could leak), from inside the runtime; with
+//! `local_cap(0)` no worker thread keeps pipes in a cache.
+
+#![cfg(feature = "tokio")]
+
+#[allow(unreachable_pub)] // helpers shared by several test binaries
+mod util;
+
+use std::time::Duration;
+
+use pipepool::tokio::{copy_bidirectional_with, copy_with, CopyOptions};
+use pipepool::{PipePool, PoolConfig};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use util::net::{recv_stream, send_stream, tcp_pair, within};
+
+fn pool() -> PipePool {
+    PoolConfig::default().local_cap(0).build().unwrap()
+}
+
+/// Small socket buffers on the relay's destination and the server, so
+/// that the relay soon cannot write and holds a pipe with bytes inside. (Not
+/// on the source side: with buffers below loopback's 64 KiB MSS, TCP's
+/// silly-window avoidance can stall the sender for a persist timeout.)
+fn small_buffers(sockets: &[&TcpStream]) {
+    use rustix::net::sockopt;
+    for s in sockets {
+        sockopt::set_socket_send_buffer_size(s, 8 << 10).unwrap();
+        sockopt::set_socket_recv_buffer_size(s, 8 << 10).unwrap();
+    }
+}
+
+/// Waits until `pool` has `n` pipes on loan (polling its statistics).
+async fn pipes_in_use(pool: &PipePool, n: u64) {
+    within(30, "waiting for pipes in use", async {
+        while pool.stats().in_use != n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+}
+
+/// Every idle pipe of `pool` (local_cap 0: all in the shared pool) is
+/// empty, by the kernel's count; all of them are given back afterwards.
+fn assert_idle_pipes_empty(pool: &PipePool) {
+    let before = pool.stats();
+    let pipes: Vec<_> = (0..before.idle).map(|_| pool.get().expect("an idle pipe")).collect();
+    for pipe in &pipes {
+        assert_eq!(pipe.kernel_len().unwrap(), 0, "a pipe with bytes was pooled");
+    }
+    assert_eq!(pool.stats().created, before.created, "took only idle pipes");
+}
+
+/// Drops `copy_bidirectional_with` while `a -> b` holds a pipe full of
+/// bytes the server is not reading.
+async fn drop_bidi_mid_transfer() {
+    let baseline = util::pipe_and_socket_fd_count();
+    let pool = pool();
+    {
+        let (mut client, mut a) = tcp_pair().await;
+        let (mut b, mut server) = tcp_pair().await;
+        small_buffers(&[&b, &server]);
+        let sender = tokio::spawn(async move {
+            // Runs until the relay is gone and the connection closes.
+            let _ = send_stream(&mut client, 0, 1 << 30).await;
+            client
+        });
+        let opts = CopyOptions::new().pool(&pool);
+        tokio::select! {
+            res = copy_bidirectional_with(&mut a, &mut b, &opts) => panic!("relay ended: {res:?}"),
+            () = pipes_in_use(&pool, 1) => {}
+        }
+        // The future is dropped: the pipe with bytes went with it.
+        let stats = pool.stats();
+        assert_eq!(stats.in_use, 0, "{stats:?}");
+        assert_eq!(stats.closed_dirty, 1, "{stats:?}");
+        assert_idle_pipes_empty(&pool);
+
+        // What the server gets is an exact prefix of the stream.
+        drop((a, b));
+        let got = within(30, "server", recv_stream(&mut server, 0)).await.unwrap();
+        assert!(got > 0);
+        let mut client = within(30, "sender", sender).await.unwrap();
+        client.shutdown().await.ok();
+    }
+    pool.trim();
+    drop(pool);
+    assert_eq!(util::pipe_and_socket_fd_count(), baseline);
+}
+
+/// `copy_with` under `tokio::time::timeout`: the timeout fires while the
+/// pipe holds bytes; same guarantees.
+async fn drop_copy_by_timeout() {
+    let baseline = util::pipe_and_socket_fd_count();
+    let pool = pool();
+    {
+        let (mut client, mut a) = tcp_pair().await;
+        let (mut b, server) = tcp_pair().await;
+        small_buffers(&[&b, &server]);
+        let sender = tokio::spawn(async move {
+            let _ = send_stream(&mut client, 0, 1 << 30).await;
+        });
+        let opts = CopyOptions::new().pool(&pool);
+        let copy = tokio::time::timeout(Duration::from_millis(300), copy_with(&mut a, &mut b, &opts));
+        assert!(copy.await.is_err(), "the copy cannot finish: the server never reads");
+        let stats = pool.stats();
+        assert_eq!((stats.in_use, stats.closed_dirty), (0, 1), "{stats:?}");
+        assert_idle_pipes_empty(&pool);
+        drop((a, b, server));
+        within(30, "sender", sender).await.unwrap();
+    }
+    pool.trim();
+    drop(pool);
+    assert_eq!(util::pipe_and_socket_fd_count(), baseline);
+}
+
+/// Dropped while idle (waiting to read): no pipe was held, none is dirty.
+async fn drop_while_idle() {
+    let baseline = util::pipe_and_socket_fd_count();
+    let pool = pool();
+    {
+        let (_client, mut a) = tcp_pair().await;
+        let (mut b, _server) = tcp_pair().await;
+        let opts = CopyOptions::new().pool(&pool);
+        let copy = tokio::time::timeout(
+            Duration::from_millis(50),
+            copy_bidirectional_with(&mut a, &mut b, &opts),
+        );
+        assert!(copy.await.is_err());
+        let stats = pool.stats();
+        assert_eq!((stats.created, stats.in_use, stats.closed_dirty), (0, 0, 0), "{stats:?}");
+    }
+    drop(pool);
+    assert_eq!(util::pipe_and_socket_fd_count(), baseline);
+}
+
+/// Each scenario as a test per runtime flavor, one test at a time (the
+/// lock is taken outside the runtime: it is not held across `.await`).
+macro_rules! on_both_runtimes {
+    ($($scenario:ident),* $(,)?) => {
+        mod multi_thread {
+            $(
+                #[test]
+                fn $scenario() {
+                    let _serial = super::util::fd_lock();
+                    super::util::net::run_counted(true, super::$scenario())
+                }
+            )*
+        }
+        mod current_thread {
+            $(
+                #[test]
+                fn $scenario() {
+                    let _serial = super::util::fd_lock();
+                    super::util::net::run_counted(false, super::$scenario())
+                }
+            )*
+        }
+    };
+}
+
+on_both_runtimes!(drop_bidi_mid_transfer, drop_copy_by_timeout, drop_while_idle);
