@@ -187,6 +187,8 @@ fn config_errors_name_the_field() {
         assert!(err.to_string().contains(field), "{err}");
         assert_eq!(io::Error::from(err).kind(), io::ErrorKind::InvalidInput);
     }
+    // The default configuration (what `PipePool::global` builds) is valid.
+    PoolConfig::default().validate().unwrap();
     // The limits themselves are fine.
     base.clone().local_cap(8).max_idle(8).build().unwrap();
     base.clone().pipe_size(1).build().unwrap();

@@ -3,7 +3,7 @@
 //! serializing lock for the tests that count fds.
 //!
 //! Each test binary compiles this module and uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)] // shared by several test binaries, each using a part
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -170,7 +170,7 @@ pub fn raise_nofile(n: u64) -> u64 {
     match lim.current {
         Some(cur) if cur < n => {
             lim.current = Some(lim.maximum.map_or(n, |max| max.min(n)));
-            setrlimit(Resource::Nofile, lim.clone()).expect("setrlimit(RLIMIT_NOFILE)");
+            setrlimit(Resource::Nofile, lim).expect("setrlimit(RLIMIT_NOFILE)");
             lim.current.unwrap_or(u64::MAX)
         }
         cur => cur.unwrap_or(u64::MAX),
