@@ -300,7 +300,8 @@ pub mod net {
         pub async fn pair(&self) -> (TcpStream, TcpStream) {
             let _one_at_a_time = self.lock.lock().await;
             let addr = self.listener.local_addr().expect("local_addr");
-            let (connected, accepted) = tokio::join!(TcpStream::connect(addr), self.listener.accept());
+            let (connected, accepted) =
+                tokio::join!(TcpStream::connect(addr), self.listener.accept());
             let connected = connected.expect("connect");
             let (accepted, peer) = accepted.expect("accept");
             assert_eq!(peer, connected.local_addr().expect("local_addr"));
