@@ -30,6 +30,11 @@ struct LocalCache {
     /// Idle pipes, oldest first. Invariants: every pipe is empty;
     /// `pipes.len() <= local_cap`.
     pipes: Vec<Idle>,
+    /// `config.local_cap`, kept here to save a pointer chase on every put.
+    cap: usize,
+    /// The clock reading of the last stale check: the cache is checked for
+    /// stale pipes once per clock tick, not on every put.
+    checked_at: u64,
     stats: Arc<LocalStats>,
 }
 
@@ -40,12 +45,14 @@ impl LocalCache {
         LocalCache {
             shared: shared.clone(),
             pipes: Vec::with_capacity(shared.config.local_cap),
+            cap: shared.config.local_cap,
+            checked_at: shared.now(),
             stats,
         }
     }
 
     #[inline]
-    fn pop(&mut self) -> Option<Pipe> {
+    fn pop(&mut self) -> Option<Box<Pipe>> {
         let idle = self.pipes.pop()?;
         self.stats.idle.store(self.pipes.len(), Relaxed);
         self.stats.count_local_get();
@@ -53,21 +60,22 @@ impl LocalCache {
     }
 
     #[inline]
-    fn push(&mut self, pipe: Pipe) {
+    fn push(&mut self, pipe: Box<Pipe>) {
         let now = self.shared.now();
-        if self.pipes.len() >= self.shared.config.local_cap {
+        if now != self.checked_at {
+            self.checked_at = now;
+            self.spill_stale(now);
+        }
+        if self.pipes.len() >= self.cap {
             self.spill(self.batch());
         }
         self.pipes.push(Idle { pipe, stamp: now });
-        if self.shared.is_stale(self.pipes[0].stamp, now) {
-            self.spill_stale(now);
-        }
         self.stats.idle.store(self.pipes.len(), Relaxed);
     }
 
     /// Takes a batch from the shared pool; returns one pipe and keeps the
     /// rest.
-    fn refill(&mut self) -> Option<Pipe> {
+    fn refill(&mut self) -> Option<Box<Pipe>> {
         // `local_cap / 2` kept, one returned: with `local_cap` 0 (or 1) the
         // cache keeps nothing, as `pipes.len() <= local_cap` requires.
         let want = self.shared.config.local_cap / 2 + 1;
@@ -96,6 +104,7 @@ impl LocalCache {
     /// Moves every stale pipe (they are at the front) to the shared pool,
     /// where the reaper will close them.
     #[cold]
+    #[inline(never)]
     fn spill_stale(&mut self, now: u64) {
         let n = self
             .pipes
@@ -169,13 +178,13 @@ fn with_caches<R>(f: impl FnOnce(&mut Caches) -> Option<R>) -> Option<R> {
 
 /// Fast path of get: a pipe from this thread's cache.
 #[inline]
-pub(super) fn pop(shared: &Arc<Shared>) -> Option<Pipe> {
+pub(super) fn pop(shared: &Arc<Shared>) -> Option<Box<Pipe>> {
     with_caches(|c| c.slot(shared)?.pop())
 }
 
 /// Slow path of get: refill this thread's cache from the shared pool.
 #[cold]
-pub(super) fn refill(shared: &Arc<Shared>) -> Option<Pipe> {
+pub(super) fn refill(shared: &Arc<Shared>) -> Option<Box<Pipe>> {
     let pipe = with_caches(|c| c.slot_or_insert(shared).refill());
     pipe.or_else(|| {
         // No usable thread cache: take one pipe straight from the shared pool.
@@ -188,17 +197,18 @@ pub(super) fn refill(shared: &Arc<Shared>) -> Option<Pipe> {
 /// Put: keeps an empty pipe in this thread's cache. Gives it back when
 /// there is no usable cache (thread teardown, `local_cap == 0`).
 #[inline]
-pub(super) fn push(shared: &Arc<Shared>, pipe: Pipe) -> Result<(), Pipe> {
+pub(super) fn push(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
     debug_assert!(pipe.is_empty());
     if shared.config.local_cap == 0 {
         return Err(pipe);
     }
     let mut pipe = Some(pipe);
     with_caches(|c| {
-        if c.slot(shared).is_none() {
-            c.slot_or_insert(shared);
+        if let Some(cache) = c.slot(shared) {
+            cache.push(pipe.take()?);
+            return Some(());
         }
-        c.slot(shared)?.push(pipe.take()?);
+        c.slot_or_insert(shared).push(pipe.take()?);
         Some(())
     });
     match pipe {

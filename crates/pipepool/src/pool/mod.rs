@@ -97,6 +97,10 @@ impl PipePool {
 
     /// The process-wide pool, built with [`PoolConfig::default()`] on first
     /// use. The copy functions use it unless given another pool.
+    ///
+    /// # Panics
+    /// Never: the default configuration always validates (`tests/pool.rs`
+    /// checks it).
     #[cfg(not(loom))]
     pub fn global() -> &'static PipePool {
         static GLOBAL: std::sync::OnceLock<PipePool> = std::sync::OnceLock::new();
@@ -133,7 +137,7 @@ impl PipePool {
     }
 
     #[cold]
-    fn get_slow(&self) -> Result<Pipe, GetError> {
+    fn get_slow(&self) -> Result<Box<Pipe>, GetError> {
         match local::refill(self.shared()) {
             Some(pipe) => Ok(pipe),
             None => Shared::create(self.shared()),
@@ -141,7 +145,7 @@ impl PipePool {
     }
 
     #[inline]
-    fn put(&self, pipe: Pipe) {
+    fn put(&self, pipe: Box<Pipe>) {
         let shared = self.shared();
         if !pipe.is_empty() {
             shared.close(pipe, CloseReason::Dirty);
@@ -208,7 +212,7 @@ impl fmt::Debug for PipePool {
 pub struct PooledPipe<'a> {
     pool: &'a PipePool,
     /// Always `Some`, taken out only in `drop`.
-    pipe: Option<Pipe>,
+    pipe: Option<Box<Pipe>>,
 }
 
 impl PooledPipe<'_> {

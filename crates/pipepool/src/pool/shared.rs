@@ -14,7 +14,7 @@ use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering
 /// An idle pipe and when it became idle.
 #[derive(Debug)]
 pub(super) struct Idle {
-    pub(super) pipe: Pipe,
+    pub(super) pipe: Box<Pipe>,
     /// [`Shared::now`] when the pipe was given back.
     pub(super) stamp: u64,
 }
@@ -170,7 +170,7 @@ impl Shared {
     ///
     /// An associated function rather than a method: loom's `Arc` cannot be
     /// a `self` type.
-    pub(super) fn create(shared: &Arc<Self>) -> Result<Pipe, GetError> {
+    pub(super) fn create(shared: &Arc<Self>) -> Result<Box<Pipe>, GetError> {
         let max = shared.config.max_pipes;
         let reserved = shared
             .live
@@ -198,7 +198,9 @@ impl Shared {
                     #[cfg(not(loom))]
                     super::reaper::wake(shared);
                 }
-                Ok(pipe)
+                // Boxed once here: the pool then moves a pointer, not the
+                // pipe, on every get and put.
+                Ok(Box::new(pipe))
             }
             Err(e) => {
                 shared.live.fetch_sub(1, AcqRel);
@@ -209,7 +211,7 @@ impl Shared {
     }
 
     /// Closes a pipe of this pool, counting why.
-    pub(super) fn close(&self, pipe: Pipe, reason: CloseReason) {
+    pub(super) fn close(&self, pipe: Box<Pipe>, reason: CloseReason) {
         let c = &self.counters;
         c.capacity_bytes.fetch_sub(pipe.capacity() as u64, Relaxed);
         if !pipe.got_requested_size() {
