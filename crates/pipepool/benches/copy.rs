@@ -85,7 +85,10 @@ fn feeder() -> Feeder {
 fn run(c: &mut Criterion, group_name: &str, to_file: bool) {
     let pool = PoolConfig::default().build().unwrap();
     let mut group = c.benchmark_group(group_name);
-    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
     for &(size, label) in SIZES {
         group.throughput(Throughput::Bytes(size as u64));
         for variant in [Variant::ZeroCopy, Variant::Buffered, Variant::Std] {
@@ -121,13 +124,15 @@ fn run(c: &mut Criterion, group_name: &str, to_file: bool) {
                         let cpu0 = thread_cpu();
                         let t0 = Instant::now();
                         let n = match variant {
-                            Variant::ZeroCopy | Variant::Buffered => Copier::new()
-                                .pool(&pool)
-                                .zero_copy(matches!(variant, Variant::ZeroCopy))
-                                .limit(size as u64)
-                                .copy(&f.src, dst)
-                                .unwrap()
-                                .bytes,
+                            Variant::ZeroCopy | Variant::Buffered => {
+                                Copier::new()
+                                    .pool(&pool)
+                                    .zero_copy(matches!(variant, Variant::ZeroCopy))
+                                    .limit(size as u64)
+                                    .copy(&f.src, dst)
+                                    .unwrap()
+                                    .bytes
+                            }
                             Variant::Std => {
                                 let mut w = std::fs::File::from(dst.try_clone_to_owned().unwrap());
                                 std::io::copy(&mut (&f.src).take(size as u64), &mut w).unwrap()

@@ -47,7 +47,11 @@ fn tcp_pair() -> (TcpStream, TcpStream) {
 
 /// The source end: an fd to copy from, and a feeder thread (for sockets and
 /// pipes) that writes `payload` into its other end, then closes it.
-fn source(kind: Kind, payload: &[u8], nonblocking: bool) -> (OwnedFd, Option<thread::JoinHandle<()>>) {
+fn source(
+    kind: Kind,
+    payload: &[u8],
+    nonblocking: bool,
+) -> (OwnedFd, Option<thread::JoinHandle<()>>) {
     match kind {
         Kind::File => {
             let mut f = tempfile::tempfile().unwrap();
@@ -99,11 +103,17 @@ fn sink(kind: Kind, nonblocking: bool) -> (OwnedFd, Sink) {
         Kind::Socket => {
             let (dst, drain) = tcp_pair();
             dst.set_nonblocking(nonblocking).unwrap();
-            (dst.into(), Sink::Reader(thread::spawn(move || hash_all(drain))))
+            (
+                dst.into(),
+                Sink::Reader(thread::spawn(move || hash_all(drain))),
+            )
         }
         Kind::Pipe => {
             let (drain, dst) = io::pipe().unwrap();
-            (dst.into(), Sink::Reader(thread::spawn(move || hash_all(drain))))
+            (
+                dst.into(),
+                Sink::Reader(thread::spawn(move || hash_all(drain))),
+            )
         }
     }
 }
@@ -133,7 +143,14 @@ fn expected_method(src: Kind, dst: Kind) -> Method {
     }
 }
 
-fn run_case(pool: &PipePool, src_kind: Kind, dst_kind: Kind, size: usize, zero_copy: bool, nonblocking: bool) {
+fn run_case(
+    pool: &PipePool,
+    src_kind: Kind,
+    dst_kind: Kind,
+    size: usize,
+    zero_copy: bool,
+    nonblocking: bool,
+) {
     let payload = data(size, size as u8);
     let (src, feeder) = source(src_kind, &payload, nonblocking);
     let (dst, sink) = sink(dst_kind, nonblocking);
@@ -177,7 +194,10 @@ fn all_pairs(zero_copy: bool, nonblocking: bool) {
         // socket->socket and socket->file went through pooled pipes, reused.
         assert!(st.created >= 1 && st.created <= 2, "{st:?}");
     } else {
-        assert_eq!(st.created, 0, "the forced fallback must not touch the pool: {st:?}");
+        assert_eq!(
+            st.created, 0,
+            "the forced fallback must not touch the pool: {st:?}"
+        );
     }
 }
 
@@ -204,7 +224,12 @@ fn copy_n_stops_at_the_limit_and_leaves_the_rest() {
             let payload = data(300_000, 3);
             let (src, feeder) = source(kind, &payload, false);
             let (dst, sink) = sink(Kind::File, false);
-            let t = Copier::new().pool(&pool).zero_copy(zero_copy).limit(100_001).copy(&src, &dst).unwrap();
+            let t = Copier::new()
+                .pool(&pool)
+                .zero_copy(zero_copy)
+                .limit(100_001)
+                .copy(&src, &dst)
+                .unwrap();
             assert_eq!(t.bytes, 100_001, "{kind:?}");
             assert_eq!(sink.finish(dst), sha(&payload[..100_001]), "{kind:?}");
             // What was not copied is still there to read.
@@ -224,11 +249,15 @@ fn free_functions_use_the_global_pool() {
     let payload = data(200_000, 9);
     let (src, feeder) = source(Kind::Socket, &payload, false);
     let (dst, sink) = sink(Kind::Socket, false);
-    let before = PipePool::global().stats().gets_local + PipePool::global().stats().gets_shared
+    let before = PipePool::global().stats().gets_local
+        + PipePool::global().stats().gets_shared
         + PipePool::global().stats().gets_new;
     assert_eq!(pipepool::copy(&src, &dst).unwrap(), 200_000);
     let after = PipePool::global().stats();
-    assert!(after.gets_local + after.gets_shared + after.gets_new > before, "{after:?}");
+    assert!(
+        after.gets_local + after.gets_shared + after.gets_new > before,
+        "{after:?}"
+    );
     feeder.unwrap().join().unwrap();
     assert_eq!(sink.finish(dst), sha(&payload));
 
@@ -248,7 +277,10 @@ fn destination_refusing_splice_falls_back_without_loss() {
     let payload = data(3 << 20, 5);
     let (src, feeder) = source(Kind::Socket, &payload, false);
     let path = tempfile::NamedTempFile::new().unwrap();
-    let dst = std::fs::OpenOptions::new().append(true).open(path.path()).unwrap();
+    let dst = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path.path())
+        .unwrap();
     let t = Copier::new().pool(&pool).copy(&src, &dst).unwrap();
     feeder.unwrap().join().unwrap();
     assert_eq!(t.bytes, payload.len() as u64);
@@ -282,7 +314,10 @@ fn failure_midway_reports_bytes_and_closes_the_dirty_pipe() {
     reader.join().unwrap();
     assert!(err.bytes_copied() >= 100_000, "{err}");
     assert!(
-        matches!(err.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset),
+        matches!(
+            err.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ),
         "{err}"
     );
     let io_err: io::Error = err.into();

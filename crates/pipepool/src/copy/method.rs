@@ -70,7 +70,11 @@ pub struct CopyError {
 
 impl CopyError {
     pub(crate) fn new(bytes: u64, method: Method, error: io::Error) -> CopyError {
-        CopyError { bytes, method, error }
+        CopyError {
+            bytes,
+            method,
+            error,
+        }
     }
 
     /// Bytes written to the destination before the error.
@@ -106,7 +110,11 @@ impl CopyError {
 
 impl fmt::Display for CopyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} copy failed after {} bytes: {}", self.method, self.bytes, self.error)
+        write!(
+            f,
+            "{} copy failed after {} bytes: {}",
+            self.method, self.bytes, self.error
+        )
     }
 }
 

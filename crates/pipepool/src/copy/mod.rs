@@ -178,7 +178,12 @@ impl<'p> Copier<'p> {
             };
             let method = step.method();
             match result {
-                Ok(Outcome::Done) => return Ok(Transfer { bytes: job.copied, method }),
+                Ok(Outcome::Done) => {
+                    return Ok(Transfer {
+                        bytes: job.copied,
+                        method,
+                    })
+                }
                 Ok(Outcome::Unsupported) => continue,
                 Ok(Outcome::Userspace) => break,
                 Err(e) => return Err(CopyError::new(job.copied, method, e)),
