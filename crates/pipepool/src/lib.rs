@@ -67,16 +67,15 @@ mod sys;
 #[cfg(all(feature = "tokio", not(loom)))]
 pub mod tokio;
 
-
 #[cfg(not(loom))]
 pub use copy::{copy, copy_n, Copier, CopyError, Method, Transfer, DEFAULT_BUFFER_SIZE};
+#[cfg(loom)]
+pub use mock as loom_mock;
+#[cfg(loom)]
+pub use mock::Pipe;
 #[cfg(not(loom))]
 pub use pipe::{Pipe, DEFAULT_PIPE_SIZE};
 pub use pool::{
     ConfigError, GetError, PipePool, PoolConfig, PoolStats, PooledPipe, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOCAL_CAP, MAX_PIPE_SIZE,
 };
-#[cfg(loom)]
-pub use mock::Pipe;
-#[cfg(loom)]
-pub use mock as loom_mock;

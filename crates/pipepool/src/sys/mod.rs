@@ -74,7 +74,11 @@ pub(crate) fn sendfile(out_fd: impl AsFd, in_fd: impl AsFd, count: usize) -> io:
 }
 
 /// `copy_file_range(fd_in, NULL, fd_out, NULL, len, 0)`, at both file offsets.
-pub(crate) fn copy_file_range(fd_in: impl AsFd, fd_out: impl AsFd, len: usize) -> io::Result<usize> {
+pub(crate) fn copy_file_range(
+    fd_in: impl AsFd,
+    fd_out: impl AsFd,
+    len: usize,
+) -> io::Result<usize> {
     retry_on_intr(|| rustix::fs::copy_file_range(fd_in.as_fd(), None, fd_out.as_fd(), None, len))
 }
 
