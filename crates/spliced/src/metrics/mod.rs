@@ -107,8 +107,8 @@ impl Ending {
 impl Metrics {
     /// Registers every metric; the pool's are read from `pool` at each scrape.
     pub(crate) fn new(pool: &PipePool) -> Metrics {
-        let mut registry = Registry::default();
-        let m = Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
             active: Family::default(),
             accepted: Family::default(),
             refused: Family::default(),
@@ -116,9 +116,8 @@ impl Metrics {
             closed: Family::default(),
             bytes: Family::default(),
             connect_failures: Family::default(),
-            registry: Registry::default(),
         };
-        let sub = registry.sub_registry_with_prefix("spliced");
+        let sub = m.registry.sub_registry_with_prefix("spliced");
         sub.register(
             "connections_active",
             "Client connections open now",
@@ -154,8 +153,9 @@ impl Metrics {
             "Failed connects to an upstream, by reason",
             m.connect_failures.clone(),
         );
-        registry.register_collector(Box::new(pool::PoolCollector::new(pool.clone())));
-        Metrics { registry, ..m }
+        m.registry
+            .register_collector(Box::new(pool::PoolCollector::new(pool.clone())));
+        m
     }
 
     /// The `Content-Type` of [`encode`](Metrics::encode)'s output.

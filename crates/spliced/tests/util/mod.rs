@@ -38,8 +38,22 @@ impl Proc {
     /// Starts `spliced ARGS` with extra environment variables.
     pub(crate) fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("RUST_LOG", "info")
+        cmd.args(args);
+        Proc::start(cmd, env)
+    }
+
+    /// Starts `spliced ARGS` under a hard and soft fd limit of `nofile`.
+    pub(crate) fn spawn_with_fd_limit(nofile: u32, args: &[&str]) -> Proc {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .args(args);
+        Proc::start(cmd, &[])
+    }
+
+    fn start(mut cmd: Command, env: &[(&str, &str)]) -> Proc {
+        cmd.env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
