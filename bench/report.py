@@ -286,6 +286,14 @@ def report(run, out_json):
             add(r["config"], "idle_kib_per_conn", per)
             add(r["config"], "idle_fds", st.get("fds"))
             add(r["config"], "idle_pipes", st.get("pipes"))
+            add(r["config"], "idle_pipes_added",
+                st["pipes"] - base["pipes"] if st.get("pipes") is not None and base.get("pipes") is not None else None)
+            pool_pipes = None
+            if "pipepool_live" in st.get("metrics", {}):
+                pool_pipes = st["metrics"]["pipepool_live"]
+            elif "PipesUsed" in st.get("haproxy_info", {}):
+                pool_pipes = st["haproxy_info"]["PipesUsed"] + st["haproxy_info"].get("PipesFree", 0)
+            add(r["config"], "idle_pool_pipes", pool_pipes)
             runs.append(r)
             if held is None:
                 failures.append(f"{r['config']} idle rep {r['rep']}: the holder reported nothing")
@@ -342,11 +350,14 @@ def report(run, out_json):
         if m.get("idle_held") is None and m.get("idle_fds") is None:
             continue
         rows.append([c, fmt(m.get("idle_held")), fmt(m.get("idle_rss_mib"), 1), fmt(m.get("idle_kib_per_conn"), 2),
-                     fmt(m.get("idle_fds")), fmt(m.get("idle_pipes"))])
+                     fmt(m.get("idle_fds")), fmt(m.get("idle_pipes")), fmt(m.get("idle_pipes_added")),
+                     fmt(m.get("idle_pool_pipes"))])
     if rows:
-        out.append(table(["idle connections", "held", "RSS MiB", "KiB/conn", "fds", "pipes"], rows,
+        out.append(table(["idle connections", "held", "RSS MiB", "KiB/conn", "fds", "pipes", "pipes added",
+                          "pool's own count"], rows,
                          f"Idle connections: {env.get('IDLE_CONNS')} opened through the proxy (1 byte echoed on each), "
-                         f"then held; proxy VmRSS, open fds, distinct pipes"))
+                         f"then held; proxy VmRSS, open fds, distinct pipes (all / opened since the proxy started / "
+                         f"the proxy's own count: pipepool_live, HAProxy PipesUsed+PipesFree)"))
         out.append("")
 
     # ---- ratios

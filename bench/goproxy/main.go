@@ -3,6 +3,9 @@
 // baseline for bench/compare.sh: on Linux, io.Copy between two *net.TCPConn
 // goes through (*TCPConn).ReadFrom, which moves the bytes with splice(2)
 // through pipes taken from Go's own pool (internal/poll).
+//
+// With -echo it is instead an echo server (io.Copy of a connection onto
+// itself), an upstream whose listen backlog is net.core.somaxconn.
 package main
 
 import (
@@ -17,11 +20,12 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to accept clients on")
 	upstream := flag.String("upstream", "", "address to forward each client to")
+	echo := flag.Bool("echo", false, "be an echo server instead of a proxy (an upstream for benchmarks)")
 	flag.Parse()
-	if *upstream == "" {
-		log.Fatal("goproxy: -upstream is required")
+	if *upstream == "" && !*echo {
+		log.Fatal("goproxy: -upstream or -echo is required")
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", *listen) // backlog: net.core.somaxconn
 	if err != nil {
 		log.Fatalf("goproxy: listen %s: %v", *listen, err)
 	}
@@ -31,6 +35,13 @@ func main() {
 			// EMFILE and the like: keep serving; the benchmark watches for it.
 			log.Printf("goproxy: accept: %v", err)
 			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if *echo {
+			go func(c net.Conn) {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}(c)
 			continue
 		}
 		go serve(c.(*net.TCPConn), *upstream)
