@@ -51,7 +51,11 @@ fn round_robin_and_least_conn() {
     let (second, tag) = tag_via(lc);
     assert_eq!(tag, "B");
     close(second);
-    std::thread::sleep(Duration::from_millis(100)); // the proxy's task ends after the close
+    // The proxy logs the close, then releases the upstream.
+    util::eventually("the close of the second client", || {
+        (proc.stderr().matches("listener=\"lc\"").count() >= 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(50));
     let (third, tag) = tag_via(lc);
     assert_eq!(
         tag, "B",
