@@ -11,6 +11,8 @@
 //!
 //! Run: `cargo bench -p pipepool --bench copy` (pin with `taskset -c 0`).
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;

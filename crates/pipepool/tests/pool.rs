@@ -471,7 +471,15 @@ fn local_cap_zero_goes_through_the_shared_pool() {
 fn many_pools_come_and_go_without_leaks() {
     let _fds = util::fd_lock();
     let base = util::fd_count();
-    let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    // Count reaper threads only: other tests' threads (some waiting on the
+    // fd lock this test holds) come and go meanwhile.
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim() == "pipepool-reaper")
+            .count()
+    };
     let base_threads = threads();
     for i in 0..200 {
         let pool = config().max_pipes(4).local_cap(2).build().unwrap();
