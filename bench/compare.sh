@@ -139,6 +139,7 @@ check_ports() {
     local p busy=()
     for p in $IPERF_PORT $ECHO_PORT $IDLE_PORT; do port_listening "$p" && busy+=("$p"); done
     for ((p = BASE_PORT + 10; p < BASE_PORT + 10 + 40; p++)); do port_listening "$p" && busy+=("$p"); done
+    for ((p = BASE_PORT + 100; p < BASE_PORT + 100 + 40; p++)); do port_listening "$p" && busy+=("$p"); done
     ((${#busy[@]} == 0)) || die "ports already in use: ${busy[*]} (set BASE_PORT)"
 }
 
@@ -152,6 +153,10 @@ wait_listen() { # PORT PID: bounded wait (5 s) for a listener; fails if PID died
         sleep 0.05
     done
     return 1
+}
+
+listen_overflows() { # system-wide TcpExt ListenOverflows (accept queue full: SYN dropped)
+    awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "ListenOverflows") c = i; h = 1 } else print $c }' /proc/net/netstat
 }
 
 cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
@@ -391,15 +396,19 @@ phase_connect() { # REP
             [[ -n ${port[$name]:-} ]] || continue
             local out=$RUN/connect-$name-c$clients-r$rep.json before=null after=null rc p=${pid[$name]}
             [[ -n $p ]] && before=$(cpu_ticks "$p")
+            local lo_before lo_after
+            lo_before=$(listen_overflows)
             timeout $((CONN_SECS + 30)) taskset -c "$LOAD_CPU" "$SPLICED" --log-level warn bench \
                 --target "127.0.0.1:${port[$name]}" --mode connect --conns "$clients" --size 1024 \
                 --duration "$CONN_SECS" --json >"$out" 2>"$out.err"
             rc=$?
             [[ -n $p ]] && after=$(cpu_ticks "$p")
+            lo_after=$(listen_overflows)
             [[ -z $before ]] && before=null
             [[ -z $after ]] && after=null
-            record "{\"kind\":\"connect\",\"rep\":$rep,\"config\":\"$name\",\"clients\":$clients,\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after}"
-            log "  rep $rep  $name  connect x$clients: $(python3 "$BENCH/report.py" connect-summary "$out")"
+            local lo=$((${lo_after:-0} - ${lo_before:-0}))
+            record "{\"kind\":\"connect\",\"rep\":$rep,\"config\":\"$name\",\"clients\":$clients,\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after,\"listen_overflows\":$lo}"
+            log "  rep $rep  $name  connect x$clients: $(python3 "$BENCH/report.py" connect-summary "$out")$( ((lo)) && echo ", $lo listen-queue overflows (SYNs dropped)")"
         done
     done
     for name in "${!pid[@]}"; do kill_pid "${pid[$name]}"; done
