@@ -20,6 +20,7 @@
 #   BASE_PORT=21300   loopback ports BASE_PORT..BASE_PORT+199 are used
 #   HAPROXY_PIPESIZE  tune.pipesize for HAProxy (default: kernel default, 64 KiB)
 #   SPLICED_ARGS      extra flags for every `spliced run`
+#   SPLICED_BIN       use this spliced binary instead of building target/release/spliced
 #   ECHO_SERVER=spliced|go   upstream of the connect test: `spliced bench --serve --echo`
 #                     (default) or `goproxy -echo` (listen backlog = somaxconn)
 #   OUT=bench/out     where results go
@@ -167,13 +168,15 @@ cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
 }
 
 # ---------------------------------------------------------------- builds
-SPLICED=$ROOT/target/release/spliced
+SPLICED=${SPLICED_BIN:-$ROOT/target/release/spliced}
 GOPROXY_BIN=$OUT/bin/goproxy
 HAVE_SPLICED=0
 
 build_spliced() {
-    log "cargo build --release -p spliced"
-    if ! (cd "$ROOT" && cargo build --release -p spliced) >"$RUN/build-spliced.log" 2>&1; then
+    if [[ -n ${SPLICED_BIN:-} ]]; then
+        log "using SPLICED_BIN=$SPLICED_BIN (not rebuilt)"
+    elif log "cargo build --release -p spliced"
+        ! (cd "$ROOT" && cargo build --release -p spliced) >"$RUN/build-spliced.log" 2>&1; then
         log "WARNING: spliced does not build (see $RUN/build-spliced.log): spliced configurations skipped"
         return
     fi
@@ -202,7 +205,7 @@ build_pool_bench() {
 
 build_goproxy() {
     log "go build bench/goproxy"
-    (cd "$BENCH/goproxy" && GOTOOLCHAIN=local GOPROXY=off GOFLAGS= CGO_ENABLED=0 \
+    (cd "$BENCH/goproxy" && GOTOOLCHAIN=local GOPROXY=off GOFLAGS='' CGO_ENABLED=0 \
         go build -o "$GOPROXY_BIN" .) >"$RUN/build-goproxy.log" 2>&1 \
         || die "go build failed (see $RUN/build-goproxy.log)"
 }
@@ -480,7 +483,7 @@ phase_pool() {
     if [[ -f $goroot/src/internal/poll/splice_linux_test.go ]] \
         && grep -q 'func BenchmarkSplicePipe' "$goroot/src/internal/poll/splice_linux_test.go"; then
         log "pool: (cd $goroot/src && go test internal/poll -run XXX -bench SplicePipe -benchtime $GO_BENCHTIME -count $REPS)"
-        (cd "$goroot/src" && GOTOOLCHAIN=local GOPROXY=off GOFLAGS= timeout 600 \
+        (cd "$goroot/src" && GOTOOLCHAIN=local GOPROXY=off GOFLAGS='' timeout 600 \
             go test internal/poll -run XXX -bench SplicePipe -benchtime "$GO_BENCHTIME" -count "$REPS") \
             >"$RUN/pool-go.log" 2>&1
         record "{\"kind\":\"pool-go\",\"rc\":$?,\"log\":\"pool-go.log\",\"go\":\"$(go version)\"}"
