@@ -87,6 +87,11 @@ pub(crate) struct RunArgs {
     /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub(crate) grace_period: Option<DurationValue>,
+    /// Once every listener and the metrics socket are bound, run as this
+    /// user (no supplementary groups, the user's group): start as root to
+    /// bind ports below 1024, then serve unprivileged.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) user: Option<String>,
     /// Check the configuration, print it and exit.
     #[arg(long)]
     pub(crate) check: bool,
@@ -111,6 +116,7 @@ impl RunArgs {
             metrics: self.metrics,
             grace_period: self.grace_period,
             log_level,
+            user: self.user.clone(),
         }
     }
 }

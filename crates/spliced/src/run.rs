@@ -72,7 +72,14 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
         ),
         None => None,
     };
-    let proxy = Proxy::start(settings.listeners.clone(), &ctx).await?;
+    let bound = Proxy::bind(settings.listeners.clone(), &ctx).await?;
+    if let Some(user) = &settings.user {
+        // Every socket is bound: nothing needs root any more. Before the
+        // first accept, so that no connection (and no pipe) is ever
+        // served as root.
+        crate::privileges::drop_to(user)?;
+    }
+    let proxy = bound.start()?;
     for ((name, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {
         announce(&format!(
             "listening on {addr} (listener `{name}`, {} to {}, copy {})",
@@ -144,10 +151,14 @@ fn print_settings(s: &Settings) {
         s.pool.max_pipes, s.pool.pipe_size, s.pool.idle_timeout
     );
     println!(
-        "metrics: {}; grace_period {:?}; worker_threads {}",
+        "metrics: {}; grace_period {:?}; worker_threads {}; user {}",
         s.metrics.map_or("off".to_owned(), |a| a.to_string()),
         s.grace_period,
         s.worker_threads
-            .map_or("one per core".to_owned(), |n| n.to_string())
+            .map_or("one per core".to_owned(), |n| n.to_string()),
+        s.user.as_ref().map_or("as started".to_owned(), |u| format!(
+            "{} (uid {}, gid {})",
+            u.name, u.uid, u.gid
+        ))
     );
 }

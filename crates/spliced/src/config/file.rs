@@ -24,6 +24,8 @@ pub(crate) struct FileConfig {
     pub(crate) metrics: Option<Spanned<String>>,
     /// A tracing filter such as `info` or `spliced=debug`.
     pub(crate) log_level: Option<Spanned<String>>,
+    /// The user to run as once the sockets are bound.
+    pub(crate) user: Option<Spanned<String>>,
     /// Default `balance` of the listeners.
     pub(crate) balance: Option<Spanned<Balance>>,
     /// Default `copy` of the listeners.

@@ -87,6 +87,8 @@ pub(crate) struct Settings {
     pub(crate) worker_threads: Option<usize>,
     /// The tracing filter from the file, if any (flags and `RUST_LOG` win).
     pub(crate) log_level: Option<String>,
+    /// Run as this user once every socket is bound; `None`: as started.
+    pub(crate) user: Option<crate::privileges::Account>,
 }
 
 /// One listener and its upstream group.

@@ -49,6 +49,8 @@ pub(crate) struct Overrides {
     pub(crate) grace_period: Option<DurationValue>,
     /// `--log-level`.
     pub(crate) log_level: Option<String>,
+    /// `--user`.
+    pub(crate) user: Option<String>,
 }
 
 /// Reads `path` (if any), applies the flags and validates the result.
@@ -183,6 +185,15 @@ impl Resolver<'_> {
             }
             (None, None) => None,
         };
+        let user = self
+            .pick(
+                (o.user.as_ref(), "user"),
+                &[(f.user.as_ref(), "user".into())],
+                None,
+                "user",
+            )
+            .map(|u| crate::privileges::lookup(&u.value).map_err(|e| u.error(e)))
+            .transpose()?;
         let listeners = self.listeners()?;
         Ok(Settings {
             listeners,
@@ -191,6 +202,7 @@ impl Resolver<'_> {
             grace_period: grace,
             worker_threads: workers.map(|w| w.value),
             log_level,
+            user,
         })
     }
 

@@ -130,6 +130,35 @@ impl Listener {
     }
 }
 
+/// Every listener of one process, bound but not accepting yet.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    listeners: Vec<Listener>,
+    tracker: Tracker,
+}
+
+impl Bound {
+    /// Starts accepting on every listener.
+    ///
+    /// # Errors
+    /// As `getsockname(2)`.
+    pub(crate) fn start(self) -> io::Result<Proxy> {
+        let shutdown = Shutdown::new();
+        let mut addrs = Vec::with_capacity(self.listeners.len());
+        let mut accept_loops = Vec::with_capacity(self.listeners.len());
+        for l in self.listeners {
+            addrs.push((l.settings().name.clone(), l.local_addr()?));
+            accept_loops.push(tokio::spawn(l.serve(shutdown.clone())));
+        }
+        Ok(Proxy {
+            addrs,
+            shutdown,
+            tracker: self.tracker,
+            accept_loops,
+        })
+    }
+}
+
 /// Every listener of one process, accepting.
 #[derive(Debug)]
 pub(crate) struct Proxy {
@@ -149,6 +178,17 @@ impl Proxy {
         listeners: Vec<ListenerSettings>,
         ctx: &Context,
     ) -> anyhow::Result<Proxy> {
+        Ok(Proxy::bind(listeners, ctx).await?.start()?)
+    }
+
+    /// Binds every listener (all or none); [`Bound::start`] then accepts.
+    ///
+    /// # Errors
+    /// The first listener that cannot bind, named with its address.
+    pub(crate) async fn bind(
+        listeners: Vec<ListenerSettings>,
+        ctx: &Context,
+    ) -> anyhow::Result<Bound> {
         use anyhow::Context as _;
         let mut bound = Vec::with_capacity(listeners.len());
         for settings in listeners {
@@ -158,18 +198,9 @@ impl Proxy {
                 .with_context(|| format!("cannot listen on {addr} (listener `{name}`)"))?;
             bound.push(l);
         }
-        let shutdown = Shutdown::new();
-        let mut addrs = Vec::with_capacity(bound.len());
-        let mut accept_loops = Vec::with_capacity(bound.len());
-        for l in bound {
-            addrs.push((l.settings().name.clone(), l.local_addr()?));
-            accept_loops.push(tokio::spawn(l.serve(shutdown.clone())));
-        }
-        Ok(Proxy {
-            addrs,
-            shutdown,
+        Ok(Bound {
+            listeners: bound,
             tracker: ctx.tracker.clone(),
-            accept_loops,
         })
     }
 

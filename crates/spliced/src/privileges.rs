@@ -1,0 +1,223 @@
+//! `user = "NAME"` / `--user NAME`: start as root (to bind port 80, say),
+//! then run as NAME once every listener and the metrics socket are bound.
+//!
+//! The drop is `setgroups([])`, `setgid(gid)`, `setuid(uid)` through the C
+//! library, which applies each one to every thread of the process (glibc
+//! and musl signal the other threads to repeat the call; the raw syscalls
+//! that `rustix::thread` offers change one thread only, which is why this
+//! module uses `libc`). Afterwards it reads `/proc/self/task/*/status` to
+//! prove that every thread runs as NAME with no capability left, and that
+//! root cannot be regained.
+//!
+//! The only `unsafe` of the crate lives here: four libc calls.
+
+use std::ffi::CString;
+use std::io;
+
+use anyhow::{bail, Context as _};
+
+/// A user to run as, looked up at configuration time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Account {
+    /// The name as given.
+    pub(crate) name: String,
+    /// Its user id.
+    pub(crate) uid: u32,
+    /// Its primary group id.
+    pub(crate) gid: u32,
+}
+
+/// Looks `name` up in the user database (`getpwnam_r(3)`: `/etc/passwd`,
+/// or whatever NSS is configured with).
+///
+/// # Errors
+/// A message for a config error: an empty name, a name with a NUL byte, a
+/// user that does not exist, or a failing lookup.
+pub(crate) fn lookup(name: &str) -> Result<Account, String> {
+    if name.is_empty() {
+        return Err("the user name is empty".into());
+    }
+    let c_name =
+        CString::new(name).map_err(|_| format!("`{}` is not a user name", name.escape_debug()))?;
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: all-zero bytes are a valid `passwd` (null pointers and
+        // zero ids); getpwnam_r overwrites it before we read it.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `c_name` is NUL-terminated; `pwd`, `buf` (with its true
+        // length) and `found` are valid for writes for the whole call, and
+        // the strings `pwd` points to live in `buf`, which we do not touch
+        // before copying the ids out.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                c_name.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            0 if found.is_null() => return Err(format!("no such user `{name}`")),
+            0 => {
+                return Ok(Account {
+                    name: name.to_owned(),
+                    uid: pwd.pw_uid,
+                    gid: pwd.pw_gid,
+                })
+            }
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            // Some C libraries report "not found" as an errno.
+            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => {
+                return Err(format!("no such user `{name}`"))
+            }
+            errno => {
+                return Err(format!(
+                    "cannot look up user `{name}`: {}",
+                    io::Error::from_raw_os_error(errno)
+                ))
+            }
+        }
+    }
+}
+
+/// Makes the whole process run as `account`: no supplementary groups, its
+/// primary group, its user id (real, effective and saved), then checks
+/// every thread.
+///
+/// Already running as exactly that user (and group, with no supplementary
+/// group) is fine and changes nothing.
+///
+/// # Errors
+/// A call refused (`EPERM`: not started as root), a thread left with other
+/// ids or with capabilities, or root still reachable.
+pub(crate) fn drop_to(account: &Account) -> anyhow::Result<()> {
+    let Account { name, uid, gid } = account;
+    if all_threads_run_as(*uid, *gid).is_ok() {
+        tracing::debug!("already running as user `{name}` (uid {uid}, gid {gid})");
+        return Ok(());
+    }
+    // SAFETY: a count of 0 with a null list is the documented way to clear
+    // the supplementary groups; nothing is read through the pointer.
+    check(unsafe { libc::setgroups(0, std::ptr::null()) })
+        .context("cannot drop the supplementary groups (is spliced started as root?)")?;
+    // SAFETY: plain integer argument; libc applies it to every thread.
+    check(unsafe { libc::setgid(*gid) })
+        .with_context(|| format!("cannot change the group to gid {gid}"))?;
+    // SAFETY: as above.
+    check(unsafe { libc::setuid(*uid) })
+        .with_context(|| format!("cannot change the user to `{name}` (uid {uid})"))?;
+    if *uid != 0 {
+        // SAFETY: as above. This must fail; if it succeeds we are root
+        // again and stop below.
+        if unsafe { libc::setuid(0) } == 0 {
+            bail!("could regain root after changing to user `{name}`");
+        }
+    }
+    all_threads_run_as(*uid, *gid)
+        .with_context(|| format!("the change to user `{name}` did not reach every thread"))?;
+    tracing::info!("running as user `{name}` (uid {uid}, gid {gid})");
+    Ok(())
+}
+
+/// `Ok` when every thread of this process has `uid` and `gid` as its real,
+/// effective, saved and filesystem ids, no supplementary group and (for a
+/// user other than root) no effective or permitted capability.
+fn all_threads_run_as(uid: u32, gid: u32) -> anyhow::Result<()> {
+    let tasks = std::fs::read_dir("/proc/self/task").context("cannot list /proc/self/task")?;
+    let mut seen = 0;
+    for task in tasks {
+        let path = task?.path().join("status");
+        let status = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            // The thread exited since the listing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        check_status(&status, uid, gid).with_context(|| path.display().to_string())?;
+        seen += 1;
+    }
+    if seen == 0 {
+        bail!("no thread found in /proc/self/task");
+    }
+    Ok(())
+}
+
+/// Checks one `/proc/*/status` text (see [`all_threads_run_as`]).
+fn check_status(status: &str, uid: u32, gid: u32) -> anyhow::Result<()> {
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map(str::trim)
+            .with_context(|| format!("no {key} line"))
+    };
+    let ids = |key: &str, want: u32| -> anyhow::Result<()> {
+        let line = field(key)?;
+        if line.split_whitespace().all(|v| v == want.to_string()) {
+            Ok(())
+        } else {
+            bail!("{key}: {line} (want {want} everywhere)")
+        }
+    };
+    ids("Uid", uid)?;
+    ids("Gid", gid)?;
+    let groups = field("Groups")?;
+    if !groups.is_empty() {
+        bail!("supplementary groups left: {groups}");
+    }
+    if uid != 0 {
+        for key in ["CapEff", "CapPrm"] {
+            let caps = field(key)?;
+            if u64::from_str_radix(caps, 16) != Ok(0) {
+                bail!("{key}: {caps} (want none)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A libc return value as a `Result`, with `errno` on failure.
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_and_missing_users() {
+        let root = lookup("root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        let e = lookup("no-such-user-spliced").unwrap_err();
+        assert!(e.contains("no such user `no-such-user-spliced`"), "{e}");
+        assert!(lookup("").unwrap_err().contains("empty"));
+        assert!(lookup("a\0b").unwrap_err().contains("not a user name"));
+    }
+
+    const STATUS: &str = "Name:\tspliced\nUid:\t65534\t65534\t65534\t65534\n\
+        Gid:\t65534\t65534\t65534\t65534\nGroups:\t\nCapPrm:\t0000000000000000\n\
+        CapEff:\t0000000000000000\n";
+
+    #[test]
+    fn status_checks() {
+        check_status(STATUS, 65534, 65534).unwrap();
+        let e = check_status(STATUS, 65534, 0).unwrap_err().to_string();
+        assert!(e.contains("Gid"), "{e}");
+        let saved_root = STATUS.replace(
+            "Uid:\t65534\t65534\t65534\t65534",
+            "Uid:\t65534\t65534\t0\t65534",
+        );
+        assert!(check_status(&saved_root, 65534, 65534).is_err());
+        let grouped = STATUS.replace("Groups:\t\n", "Groups:\t0 \n");
+        assert!(check_status(&grouped, 65534, 65534).is_err());
+        let capable = STATUS.replace("CapEff:\t0000000000000000", "CapEff:\t000001ffffffffff");
+        assert!(check_status(&capable, 65534, 65534).is_err());
+    }
+}
