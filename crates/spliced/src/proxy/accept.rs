@@ -104,7 +104,7 @@ impl RefusalLog {
         tracing::debug!(listener, client = %peer, "refused: max_conns ({max_conns}) connections open");
         let n = self.since_warn.fetch_add(1, Relaxed) + 1;
         let mut last = self.last_warn.lock().unwrap_or_else(|p| p.into_inner());
-        if last.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+        if !last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             *last = Some(Instant::now());
             self.since_warn.store(0, Relaxed);
             tracing::warn!(
