@@ -67,7 +67,12 @@ pub(crate) use crate::pipe::Pipe;
 /// ```
 #[derive(Clone)]
 pub struct PipePool {
-    handle: Arc<Handle>,
+    /// The pool itself, one pointer away from every get and put.
+    shared: Arc<Shared>,
+    /// Counts the user-facing handles: the pool shuts down when the last
+    /// clone drops (thread caches hold `shared` too, so its count can't
+    /// tell).
+    _handle: Arc<Handle>,
 }
 
 /// Shuts the pool down when the last [`PipePool`] clone goes.
@@ -91,7 +96,10 @@ impl PipePool {
         config.validate()?;
         let shared = Arc::new(Shared::new(ids::acquire(), config));
         Ok(PipePool {
-            handle: Arc::new(Handle { shared }),
+            _handle: Arc::new(Handle {
+                shared: shared.clone(),
+            }),
+            shared,
         })
     }
 
@@ -110,7 +118,7 @@ impl PipePool {
     }
 
     fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+        &self.shared
     }
 
     /// The configuration the pool was built with.
@@ -240,6 +248,7 @@ impl DerefMut for PooledPipe<'_> {
 }
 
 impl Drop for PooledPipe<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(pipe) = self.pipe.take() {
             self.pool.put(pipe);
