@@ -44,10 +44,13 @@
 //!   with id `i`.
 //!
 //! # Timing of reclamation
-//! The clock lags real time by at most one tick while pipes are alive, so a
-//! pipe is never closed before it was idle `idle_timeout`, and a pipe in the
-//! shared pool is closed by about `idle_timeout + 3 * tick`
-//! (= 1.75 x `idle_timeout`), without any call into the pool.
+//! The clock lags real time by at most one tick while pipes are alive and the
+//! reaper thread is scheduled on time, so a pipe is never closed before it
+//! was idle `idle_timeout`, and a pipe in the shared pool is closed by about
+//! `idle_timeout + 3 * tick` (= 1.75 x `idle_timeout`), without any call into
+//! the pool. (If the reaper is starved of CPU, pipes given back meanwhile
+//! carry an old stamp and may be closed early: only a lost reuse, never a
+//! lost byte.)
 //!
 //! Thread caches are not visible to the reaper (that is the price of a fast
 //! path without atomics). A thread moves its stale pipes to the shared pool

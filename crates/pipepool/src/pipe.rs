@@ -59,7 +59,7 @@ impl Pipe {
     /// or `pipe-user-pages-soft` (unprivileged users only) the kernel answers
     /// `EPERM`, and the pipe is used at the size it has, which
     /// [`capacity`](Pipe::capacity) reports (after the soft limit, new pipes
-    /// have one page). [`got_requested_size`](Pipe::got_requested_size) tells
+    /// have one page, or two since Linux 5.14). [`got_requested_size`](Pipe::got_requested_size) tells
     /// which case happened.
     ///
     /// # Errors

@@ -266,7 +266,9 @@ impl fmt::Debug for PooledPipe<'_> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum GetError {
-    /// `max_pipes` pipes are alive. Copy through memory instead.
+    /// `max_pipes` pipes are alive (pipes being closed at that moment by
+    /// another thread or the reaper still count). Copy through memory
+    /// instead.
     Exhausted {
         /// The pool's bound.
         max_pipes: usize,

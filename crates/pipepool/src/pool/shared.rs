@@ -302,6 +302,9 @@ impl Shared {
                 local_idle += t.idle.load(Relaxed) as u64;
             }
         }
+        // `created` first: a close racing with this read can then only make
+        // `live` look smaller, never larger than the pipes that exist.
+        let created = c.created.load(Relaxed);
         let closed = [
             &c.closed_idle,
             &c.closed_dirty,
@@ -309,7 +312,6 @@ impl Shared {
             &c.closed_shutdown,
         ]
         .map(|a| a.load(Relaxed));
-        let created = c.created.load(Relaxed);
         let live = created.saturating_sub(closed.iter().sum());
         let idle = (self.idle_len.load(Relaxed) as u64 + local_idle).min(live);
         PoolStats {

@@ -177,7 +177,9 @@ mod tests {
         assert_eq!(kind(write_socket(&w)), "unix");
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut t = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let mut t = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
         assert_eq!(kind(read_socket(&t)), "tcp");
         assert_eq!(kind(write_socket(&t)), "tcp");
         let fd = {

@@ -53,6 +53,10 @@ impl Socket<'_> {
     /// `try_io` clears the socket's read readiness. `Ok(0)` is end of file.
     pub(super) fn splice_into(self, pipe: &mut Pipe) -> io::Result<usize> {
         debug_assert!(pipe.is_empty(), "splice into a pipe that is not empty");
+        #[cfg(test)]
+        if let Some(errno) = tests::injected_failure() {
+            return Err(errno.into());
+        }
         match self {
             Socket::Tcp(s) => s.try_io(Interest::READABLE, || pipe.splice_from(s, usize::MAX)),
             Socket::Unix(s) => s.try_io(Interest::READABLE, || pipe.splice_from(s, usize::MAX)),
@@ -65,6 +69,40 @@ impl Socket<'_> {
         match self {
             Socket::Tcp(s) => s.try_io(Interest::WRITABLE, || pipe.splice_to(s, usize::MAX)),
             Socket::Unix(s) => s.try_io(Interest::WRITABLE, || pipe.splice_to(s, usize::MAX)),
+        }
+    }
+}
+
+/// A way for unit tests to make a splice in fail as the kernel would
+/// (no socket refuses `splice` reads on current kernels).
+#[cfg(test)]
+pub(super) mod tests {
+    use std::cell::Cell;
+
+    use rustix::io::Errno;
+
+    thread_local! {
+        /// Let this many splices in through, then fail the next with this
+        /// errno.
+        static FAIL_SPLICE_IN: Cell<Option<(usize, Errno)>> = const { Cell::new(None) };
+    }
+
+    /// Makes the splice in after the next `after` ones (on this thread)
+    /// fail with `errno`.
+    pub(in crate::tokio) fn fail_splice_in(after: usize, errno: Errno) {
+        FAIL_SPLICE_IN.set(Some((after, errno)));
+    }
+
+    pub(super) fn injected_failure() -> Option<Errno> {
+        match FAIL_SPLICE_IN.get()? {
+            (0, errno) => {
+                FAIL_SPLICE_IN.set(None);
+                Some(errno)
+            }
+            (n, errno) => {
+                FAIL_SPLICE_IN.set(Some((n - 1, errno)));
+                None
+            }
         }
     }
 }

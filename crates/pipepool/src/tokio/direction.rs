@@ -184,7 +184,11 @@ impl<'p> Direction<'p> {
             match self.phase {
                 Phase::Copying => {
                     ready!(self.poll_copy(cx, reader, writer))?;
-                    self.phase = if self.shutdown { Phase::ShuttingDown } else { Phase::Done };
+                    self.phase = if self.shutdown {
+                        Phase::ShuttingDown
+                    } else {
+                        Phase::Done
+                    };
                 }
                 Phase::ShuttingDown => {
                     ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
@@ -212,7 +216,8 @@ impl<'p> Direction<'p> {
         loop {
             let activity = self.activity();
             let step = self.step(cx, reader, writer);
-            if self.activity() != activity || matches!(step, Poll::Ready(Ok(Step::Finished) | Err(_)))
+            if self.activity() != activity
+                || matches!(step, Poll::Ready(Ok(Step::Finished) | Err(_)))
             {
                 coop.made_progress();
             }
@@ -310,8 +315,8 @@ impl<'p> Direction<'p> {
 
         // 4. Read more: into a pipe if we can.
         if self.mode == Mode::Splice {
-            let src = detect::read_socket(&*reader)
-                .expect("a direction splices only from a socket");
+            let src =
+                detect::read_socket(&*reader).expect("a direction splices only from a socket");
             match src.poll_read_ready(cx) {
                 Poll::Pending => return self.poll_flush_while_idle(cx, writer),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -413,5 +418,77 @@ impl<'p> Direction<'p> {
         } else {
             drop(pipe); // empty: back to the pool's cache
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use ::tokio::net::UnixStream;
+    use rustix::io::Errno;
+
+    use super::super::detect::tests::fail_splice_in;
+    use crate::tokio::{copy_with, CopyOptions};
+    use crate::{Method, PoolConfig};
+
+    /// `EINVAL` on the very first splice in: the direction copies through
+    /// memory for good, and every byte arrives.
+    #[tokio::test(flavor = "current_thread")]
+    async fn source_refusing_the_first_splice_falls_back() {
+        let pool = PoolConfig::default().build().unwrap();
+        let (mut client, mut a) = UnixStream::pair().unwrap();
+        let (mut b, mut server) = UnixStream::pair().unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        client.write_all(&data).await.unwrap_or_default();
+        let sender = ::tokio::spawn(async move {
+            client.shutdown().await.unwrap();
+        });
+        fail_splice_in(0, Errno::INVAL);
+        let opts = CopyOptions::new().pool(&pool);
+        let (done, got) = ::tokio::join!(copy_with(&mut a, &mut b, &opts), async {
+            let mut got = vec![0u8; data.len()];
+            server.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let done = done.unwrap();
+        assert_eq!(
+            (done.bytes, done.method),
+            (data.len() as u64, Method::Userspace)
+        );
+        assert!(got == data);
+        sender.await.unwrap();
+        let stats = pool.stats();
+        // The pipe taken for the refused splice went back clean.
+        assert_eq!(
+            (stats.created, stats.in_use, stats.closed_dirty),
+            (1, 0, 0),
+            "{stats:?}"
+        );
+    }
+
+    /// `EINVAL` after bytes moved is an error, as Go and HAProxy treat it:
+    /// the count says what was delivered.
+    #[tokio::test(flavor = "current_thread")]
+    async fn refusal_after_bytes_moved_is_an_error() {
+        let pool = PoolConfig::default().build().unwrap();
+        let (mut client, mut a) = UnixStream::pair().unwrap();
+        let (mut b, mut server) = UnixStream::pair().unwrap();
+        fail_splice_in(1, Errno::INVAL);
+        let opts = CopyOptions::new().pool(&pool);
+        let copy = copy_with(&mut a, &mut b, &opts);
+        let peers = async {
+            client.write_all(b"first").await.unwrap();
+            let mut got = [0u8; 5];
+            server.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"first");
+            client.write_all(b"second").await.unwrap();
+        };
+        let (err, ()) = ::tokio::join!(copy, peers);
+        let err = err.unwrap_err();
+        assert_eq!(
+            err.error().raw_os_error(),
+            Some(Errno::INVAL.raw_os_error())
+        );
+        assert_eq!((err.bytes_copied(), err.method()), (5, Method::Splice));
     }
 }

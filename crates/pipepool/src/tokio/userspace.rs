@@ -95,7 +95,10 @@ impl Buffer {
         mut writer: Pin<&mut W>,
     ) -> Poll<io::Result<usize>> {
         let n = loop {
-            match ready!(writer.as_mut().poll_write(cx, &self.data[self.start..self.end])) {
+            match ready!(writer
+                .as_mut()
+                .poll_write(cx, &self.data[self.start..self.end]))
+            {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Poll::Ready(Err(e)),
                 Ok(0) => return Poll::Ready(Err(write_zero())),
@@ -155,18 +158,26 @@ mod tests {
         let mut buf = Buffer::new(4);
         assert!(buf.is_empty() && buf.has_room());
         let mut src: &[u8] = b"abcdef";
-        let n = poll_fn(|cx| buf.poll_fill(cx, Pin::new(&mut src))).await.unwrap();
+        let n = poll_fn(|cx| buf.poll_fill(cx, Pin::new(&mut src)))
+            .await
+            .unwrap();
         assert_eq!(n, 4);
         assert!(!buf.has_room());
         let mut out = Vec::new();
-        let n = poll_fn(|cx| buf.poll_drain(cx, Pin::new(&mut out))).await.unwrap();
+        let n = poll_fn(|cx| buf.poll_drain(cx, Pin::new(&mut out)))
+            .await
+            .unwrap();
         assert_eq!((n, &out[..]), (4, &b"abcd"[..]));
         assert!(buf.is_empty() && buf.has_room());
         buf.release();
         assert!(buf.data.is_empty());
-        let n = poll_fn(|cx| buf.poll_fill(cx, Pin::new(&mut src))).await.unwrap();
+        let n = poll_fn(|cx| buf.poll_fill(cx, Pin::new(&mut src)))
+            .await
+            .unwrap();
         assert_eq!(n, 2);
-        let n = poll_fn(|cx| buf.poll_fill(cx, Pin::new(&mut src))).await.unwrap();
+        let n = poll_fn(|cx| buf.poll_fill(cx, Pin::new(&mut src)))
+            .await
+            .unwrap();
         assert_eq!(n, 0, "end of file");
     }
 
