@@ -149,6 +149,8 @@ def med(values):
 def fmt(v, nd=2):
     if v is None:
         return "-"
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
     if isinstance(v, int) or (isinstance(v, float) and abs(v) >= 1000):
         return f"{v:,.0f}"
     return f"{v:.{nd}f}"
@@ -336,7 +338,7 @@ def report(run, out_json):
         for n in clients:
             row += [fmt(m.get(f"connect{n}_conns_per_sec")), fmt(m.get(f"connect{n}_p50_ms"), 3),
                     fmt(m.get(f"connect{n}_p99_ms"), 3), fmt(m.get(f"connect{n}_cpu_us_per_conn"), 1),
-                    fmt(m.get(f"connect{n}_listen_overflows"))]
+                    fmt(m.get(f"connect{n}_listen_overflows"), 1)]
         rows.append(row)
     if any(any(x != "-" for x in r[1:]) for r in rows):
         hdr = ["short connections"]
