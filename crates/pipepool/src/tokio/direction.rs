@@ -431,6 +431,13 @@ mod tests {
     use crate::tokio::{copy_with, CopyOptions};
     use crate::{Method, PoolConfig};
 
+    /// Fails the test instead of hanging it.
+    async fn within<F: std::future::Future>(fut: F) -> F::Output {
+        ::tokio::time::timeout(std::time::Duration::from_secs(30), fut)
+            .await
+            .expect("still running after 30 s")
+    }
+
     /// `EINVAL` on the very first splice in: the direction copies through
     /// memory for good, and every byte arrives.
     #[tokio::test(flavor = "current_thread")]
@@ -439,31 +446,26 @@ mod tests {
         let (mut client, mut a) = UnixStream::pair().unwrap();
         let (mut b, mut server) = UnixStream::pair().unwrap();
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
-        client.write_all(&data).await.unwrap_or_default();
+        let sent = data.clone();
         let sender = ::tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
             client.shutdown().await.unwrap();
         });
         fail_splice_in(0, Errno::INVAL);
         let opts = CopyOptions::new().pool(&pool);
-        let (done, got) = ::tokio::join!(copy_with(&mut a, &mut b, &opts), async {
+        let receiver = async {
             let mut got = vec![0u8; data.len()];
             server.read_exact(&mut got).await.unwrap();
             got
-        });
+        };
+        let (done, got) = within(async { ::tokio::join!(copy_with(&mut a, &mut b, &opts), receiver) }).await;
         let done = done.unwrap();
-        assert_eq!(
-            (done.bytes, done.method),
-            (data.len() as u64, Method::Userspace)
-        );
+        assert_eq!((done.bytes, done.method), (data.len() as u64, Method::Userspace));
         assert!(got == data);
         sender.await.unwrap();
         let stats = pool.stats();
         // The pipe taken for the refused splice went back clean.
-        assert_eq!(
-            (stats.created, stats.in_use, stats.closed_dirty),
-            (1, 0, 0),
-            "{stats:?}"
-        );
+        assert_eq!((stats.created, stats.in_use, stats.closed_dirty), (1, 0, 0), "{stats:?}");
     }
 
     /// `EINVAL` after bytes moved is an error, as Go and HAProxy treat it:
@@ -483,7 +485,7 @@ mod tests {
             assert_eq!(&got, b"first");
             client.write_all(b"second").await.unwrap();
         };
-        let (err, ()) = ::tokio::join!(copy, peers);
+        let (err, ()) = within(async { ::tokio::join!(copy, peers) }).await;
         let err = err.unwrap_err();
         assert_eq!(
             err.error().raw_os_error(),
