@@ -248,7 +248,8 @@ fn bench_relay(c: &mut Criterion) {
                 let mut fleet = None;
                 group.bench_function(id, |b| {
                     // Set up on first use, so a filtered-out case costs nothing.
-                    let fleet = fleet.get_or_insert_with(|| rt.block_on(Fleet::new(addr, streams, size)));
+                    let fleet =
+                        fleet.get_or_insert_with(|| rt.block_on(Fleet::new(addr, streams, size)));
                     b.iter_custom(|rounds| {
                         let cpu0 = process_cpu();
                         let t0 = Instant::now();

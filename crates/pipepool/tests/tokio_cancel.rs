@@ -12,7 +12,6 @@
 
 #![cfg(feature = "tokio")]
 
-#[allow(unreachable_pub)] // helpers shared by several test binaries
 mod util;
 
 use std::time::Duration;
@@ -54,9 +53,15 @@ async fn pipes_in_use(pool: &PipePool, n: u64) {
 /// empty, by the kernel's count; all of them are given back afterwards.
 fn assert_idle_pipes_empty(pool: &PipePool) {
     let before = pool.stats();
-    let pipes: Vec<_> = (0..before.idle).map(|_| pool.get().expect("an idle pipe")).collect();
+    let pipes: Vec<_> = (0..before.idle)
+        .map(|_| pool.get().expect("an idle pipe"))
+        .collect();
     for pipe in &pipes {
-        assert_eq!(pipe.kernel_len().unwrap(), 0, "a pipe with bytes was pooled");
+        assert_eq!(
+            pipe.kernel_len().unwrap(),
+            0,
+            "a pipe with bytes was pooled"
+        );
     }
     assert_eq!(pool.stats().created, before.created, "took only idle pipes");
 }
@@ -88,7 +93,9 @@ async fn drop_bidi_mid_transfer() {
 
         // What the server gets is an exact prefix of the stream.
         drop((a, b));
-        let got = within(30, "server", recv_stream(&mut server, 0)).await.unwrap();
+        let got = within(30, "server", recv_stream(&mut server, 0))
+            .await
+            .unwrap();
         assert!(got > 0);
         let mut client = within(30, "sender", sender).await.unwrap();
         client.shutdown().await.ok();
@@ -111,8 +118,12 @@ async fn drop_copy_by_timeout() {
             let _ = send_stream(&mut client, 0, 1 << 30).await;
         });
         let opts = CopyOptions::new().pool(&pool);
-        let copy = tokio::time::timeout(Duration::from_millis(300), copy_with(&mut a, &mut b, &opts));
-        assert!(copy.await.is_err(), "the copy cannot finish: the server never reads");
+        let copy =
+            tokio::time::timeout(Duration::from_millis(300), copy_with(&mut a, &mut b, &opts));
+        assert!(
+            copy.await.is_err(),
+            "the copy cannot finish: the server never reads"
+        );
         let stats = pool.stats();
         assert_eq!((stats.in_use, stats.closed_dirty), (0, 1), "{stats:?}");
         assert_idle_pipes_empty(&pool);
@@ -138,7 +149,11 @@ async fn drop_while_idle() {
         );
         assert!(copy.await.is_err());
         let stats = pool.stats();
-        assert_eq!((stats.created, stats.in_use, stats.closed_dirty), (0, 0, 0), "{stats:?}");
+        assert_eq!(
+            (stats.created, stats.in_use, stats.closed_dirty),
+            (0, 0, 0),
+            "{stats:?}"
+        );
     }
     drop(pool);
     assert_eq!(util::pipe_and_socket_fd_count(), baseline);
@@ -169,4 +184,8 @@ macro_rules! on_both_runtimes {
     };
 }
 
-on_both_runtimes!(drop_bidi_mid_transfer, drop_copy_by_timeout, drop_while_idle);
+on_both_runtimes!(
+    drop_bidi_mid_transfer,
+    drop_copy_by_timeout,
+    drop_while_idle
+);

@@ -9,7 +9,6 @@
 
 #![cfg(feature = "tokio")]
 
-#[allow(unreachable_pub)] // helpers shared by several test binaries
 mod util;
 
 use std::future::Future;
@@ -59,13 +58,20 @@ async fn duplex_streams_take_the_userspace_copy() {
         .await
         .unwrap();
     assert_eq!((report.a_to_b, report.b_to_a), (LEN, LEN));
-    assert_eq!((report.a_to_b_method, report.b_to_a_method), (Method::Userspace, Method::Userspace));
+    assert_eq!(
+        (report.a_to_b_method, report.b_to_a_method),
+        (Method::Userspace, Method::Userspace)
+    );
     up.await.unwrap();
     down.await.unwrap();
     drop((a, b));
     assert_eq!(got_server.await.unwrap(), LEN);
     assert_eq!(got_client.await.unwrap(), LEN);
-    assert_eq!(pool.stats().created, 0, "no pipe for types that cannot be spliced");
+    assert_eq!(
+        pool.stats().created,
+        0,
+        "no pipe for types that cannot be spliced"
+    );
 }
 
 /// A socket on one side and a duplex on the other: userspace.
@@ -76,7 +82,9 @@ async fn socket_to_duplex_takes_the_userspace_copy() {
     let sent = feed(client);
     let got = drain(server);
     let opts = CopyOptions::new().pool(&pool);
-    let done = within(60, "copy", copy_with(&mut a, &mut b, &opts)).await.unwrap();
+    let done = within(60, "copy", copy_with(&mut a, &mut b, &opts))
+        .await
+        .unwrap();
     assert_eq!((done.bytes, done.method), (LEN, Method::Userspace));
     sent.await.unwrap();
     drop(b);
@@ -100,7 +108,10 @@ async fn unix_streams_are_spliced() {
         .await
         .unwrap();
     assert_eq!((report.a_to_b, report.b_to_a), (LEN, LEN));
-    assert_eq!((report.a_to_b_method, report.b_to_a_method), (Method::Splice, Method::Splice));
+    assert_eq!(
+        (report.a_to_b_method, report.b_to_a_method),
+        (Method::Splice, Method::Splice)
+    );
     up.await.unwrap();
     down.await.unwrap();
     drop((a, b));
@@ -123,7 +134,9 @@ async fn split_halves_are_spliced() {
     let (sent, got) = (feed(client), drain(server));
     let (mut a_r, _a_w) = a.into_split();
     let (_b_r, mut b_w) = b.into_split();
-    let done = within(60, "owned tcp halves", copy_with(&mut a_r, &mut b_w, &opts)).await.unwrap();
+    let done = within(60, "owned tcp halves", copy_with(&mut a_r, &mut b_w, &opts))
+        .await
+        .unwrap();
     assert_eq!((done.bytes, done.method), (LEN, Method::Splice));
     sent.await.unwrap();
     drop(b_w); // an owned write half shuts the socket down when dropped
@@ -136,9 +149,13 @@ async fn split_halves_are_spliced() {
     {
         let (mut a_r, _) = a.split();
         let (_, mut b_w) = b.split();
-        let done = within(60, "borrowed tcp halves", copy_with(&mut a_r, &mut b_w, &opts))
-            .await
-            .unwrap();
+        let done = within(
+            60,
+            "borrowed tcp halves",
+            copy_with(&mut a_r, &mut b_w, &opts),
+        )
+        .await
+        .unwrap();
         assert_eq!((done.bytes, done.method), (LEN, Method::Splice));
     }
     sent.await.unwrap();
@@ -152,7 +169,9 @@ async fn split_halves_are_spliced() {
     {
         let (mut a_r, _) = a.split();
         let (_b_r, mut b_w) = b.into_split();
-        let done = within(60, "unix halves", copy_with(&mut a_r, &mut b_w, &opts)).await.unwrap();
+        let done = within(60, "unix halves", copy_with(&mut a_r, &mut b_w, &opts))
+            .await
+            .unwrap();
         assert_eq!((done.bytes, done.method), (LEN, Method::Splice));
     }
     sent.await.unwrap();
@@ -165,7 +184,9 @@ async fn split_halves_are_spliced() {
     {
         let (mut a_r, _a_w) = a.into_split();
         let (_, mut b_w) = b.split();
-        let done = within(60, "tcp to unix", copy_with(&mut a_r, &mut b_w, &opts)).await.unwrap();
+        let done = within(60, "tcp to unix", copy_with(&mut a_r, &mut b_w, &opts))
+            .await
+            .unwrap();
         assert_eq!((done.bytes, done.method), (LEN, Method::Splice));
     }
     sent.await.unwrap();
@@ -189,13 +210,18 @@ async fn destination_refusing_splice_loses_nothing() {
     fcntl_setfl(&b, fcntl_getfl(&b).unwrap() | OFlags::APPEND).unwrap();
     let (sent, got) = (feed(client), drain(server));
     let opts = CopyOptions::new().pool(&pool);
-    let done = within(60, "copy", copy_with(&mut a, &mut b, &opts)).await.unwrap();
+    let done = within(60, "copy", copy_with(&mut a, &mut b, &opts))
+        .await
+        .unwrap();
     assert_eq!((done.bytes, done.method), (LEN, Method::Userspace));
     sent.await.unwrap();
     drop(b);
     assert_eq!(got.await.unwrap(), LEN);
     let stats = pool.stats();
-    assert_eq!(stats.created, 1, "the first burst went into a pipe: {stats:?}");
+    assert_eq!(
+        stats.created, 1,
+        "the first burst went into a pipe: {stats:?}"
+    );
     assert_eq!((stats.in_use, stats.closed_dirty), (0, 0), "{stats:?}");
 }
 
@@ -205,8 +231,13 @@ async fn zero_copy_off_takes_no_pipe() {
     let (client, mut a) = tcp_pair().await;
     let (mut b, server) = tcp_pair().await;
     let (sent, got) = (feed(client), drain(server));
-    let opts = CopyOptions::new().pool(&pool).zero_copy(false).buffer_size(4096);
-    let done = within(60, "copy", copy_with(&mut a, &mut b, &opts)).await.unwrap();
+    let opts = CopyOptions::new()
+        .pool(&pool)
+        .zero_copy(false)
+        .buffer_size(4096);
+    let done = within(60, "copy", copy_with(&mut a, &mut b, &opts))
+        .await
+        .unwrap();
     assert_eq!((done.bytes, done.method), (LEN, Method::Userspace));
     sent.await.unwrap();
     drop(b);
@@ -236,7 +267,10 @@ async fn idle_timeout() {
     assert_eq!((err.a_to_b(), err.b_to_a()), (5, 0));
     let mut got = Vec::new();
     server.read_to_end(&mut got).await.unwrap();
-    assert_eq!(got, b"hello", "the half-close went through before the timeout");
+    assert_eq!(
+        got, b"hello",
+        "the half-close went through before the timeout"
+    );
 
     // A byte every 50 ms for 600 ms: never 150 ms without one.
     let (mut client, mut a) = tcp_pair().await;
@@ -328,7 +362,11 @@ struct Endless {
 }
 
 impl AsyncRead for Endless {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let n = (buf.remaining() as u64).min(self.left) as usize;
         buf.put_slice(&vec![0u8; n]);
         self.left -= n as u64;
@@ -339,7 +377,11 @@ impl AsyncRead for Endless {
 struct Sink;
 
 impl AsyncWrite for Sink {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -379,7 +421,11 @@ fn yields_after_bounded_work() {
         assert!(polls < 1000, "never finished");
         match copy.as_mut().poll(&mut cx) {
             Poll::Ready(done) => break done.unwrap(),
-            Poll::Pending => assert_eq!(wakes.0.load(Ordering::Relaxed), polls, "yielded without a wake-up"),
+            Poll::Pending => assert_eq!(
+                wakes.0.load(Ordering::Relaxed),
+                polls,
+                "yielded without a wake-up"
+            ),
         }
     };
     assert_eq!(done.bytes, TOTAL);
@@ -391,7 +437,10 @@ fn yields_after_bounded_work() {
 #[test]
 fn futures_are_send() {
     fn assert_send<T: Send>(_: &T) {}
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (mut a, mut b) = tcp_pair().await;
         let opts = CopyOptions::new();

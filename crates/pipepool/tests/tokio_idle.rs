@@ -14,7 +14,6 @@
 
 #![cfg(feature = "tokio")]
 
-#[allow(unreachable_pub)] // helpers shared by several test binaries
 mod util;
 
 use std::time::Duration;
@@ -43,8 +42,9 @@ fn connections() -> usize {
 async fn idle_connections(n: usize) {
     // `local_cap(0)`: every idle pipe is in the shared pool, where `trim`
     // reaches it. Leaked: the spawned relays need a `'static` pool.
-    let pool: &'static PipePool =
-        Box::leak(Box::new(PoolConfig::default().local_cap(0).build().unwrap()));
+    let pool: &'static PipePool = Box::leak(Box::new(
+        PoolConfig::default().local_cap(0).build().unwrap(),
+    ));
     let pipe_fds = util::pipe_fd_count();
 
     let (front, back) = (Pairs::new(), Pairs::new());
@@ -65,8 +65,16 @@ async fn idle_connections(n: usize) {
     // Let every relay run until it waits for its sockets.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stats = pool.stats();
-    assert_eq!((stats.created, stats.in_use), (0, 0), "{n} idle connections: {stats:?}");
-    assert_eq!(util::pipe_fd_count(), pipe_fds, "{n} idle connections hold pipe fds");
+    assert_eq!(
+        (stats.created, stats.in_use),
+        (0, 0),
+        "{n} idle connections: {stats:?}"
+    );
+    assert_eq!(
+        util::pipe_fd_count(),
+        pipe_fds,
+        "{n} idle connections hold pipe fds"
+    );
 
     // One byte each way on every connection: each direction takes a pipe
     // and gives it back.
@@ -83,13 +91,20 @@ async fn idle_connections(n: usize) {
     .await;
     let stats = pool.stats();
     assert!(stats.created > 0, "no pipe was used: {stats:?}");
-    assert_eq!(stats.in_use, 0, "{n} idle connections hold pipes: {stats:?}");
+    assert_eq!(
+        stats.in_use, 0,
+        "{n} idle connections hold pipes: {stats:?}"
+    );
     assert_eq!(stats.closed_dirty, 0, "{stats:?}");
     // Only the pool's idle pipes are open, and closing those leaves none.
     assert_eq!(util::pipe_fd_count(), pipe_fds + 2 * stats.live as usize);
     pool.trim();
     assert_eq!(pool.stats().live, 0);
-    assert_eq!(util::pipe_fd_count(), pipe_fds, "{n} idle connections hold pipe fds");
+    assert_eq!(
+        util::pipe_fd_count(),
+        pipe_fds,
+        "{n} idle connections hold pipe fds"
+    );
 
     // Hang up: every relay sees end of file both ways and finishes.
     drop(peers);

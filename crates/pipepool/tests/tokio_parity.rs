@@ -9,7 +9,6 @@
 
 #![cfg(feature = "tokio")]
 
-#[allow(unreachable_pub)] // helpers shared by several test binaries
 mod util;
 
 use std::io;
@@ -424,10 +423,17 @@ async fn plain_errors_are_raw_os_errors() {
     let (mut b, _server) = tcp_pair().await;
     client.set_zero_linger().unwrap();
     drop(client);
-    let err = within(60, "relay", pipepool::tokio::copy_bidirectional(&mut a, &mut b))
-        .await
-        .unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::CONNRESET.raw_os_error()));
+    let err = within(
+        60,
+        "relay",
+        pipepool::tokio::copy_bidirectional(&mut a, &mut b),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::CONNRESET.raw_os_error())
+    );
 }
 
 macro_rules! on_both_runtimes {

@@ -10,7 +10,6 @@
 
 #![cfg(feature = "tokio")]
 
-#[allow(unreachable_pub)] // helpers shared by several test binaries
 mod util;
 
 use std::time::Duration;
@@ -80,7 +79,12 @@ fn sha(data: &[u8]) -> [u8; 32] {
 
 /// Runs `conns` proxied connections at once through `pool`; checks every
 /// byte (by SHA-256) and every report. Returns the reports.
-async fn proxy_many(pool: &'static PipePool, conns: usize, max_size: usize, seed: u64) -> Vec<pipepool::tokio::BidiReport> {
+async fn proxy_many(
+    pool: &'static PipePool,
+    conns: usize,
+    max_size: usize,
+    seed: u64,
+) -> Vec<pipepool::tokio::BidiReport> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let plans: Vec<Plan> = (0..conns)
         .map(|_| Plan {
@@ -109,11 +113,22 @@ async fn proxy_many(pool: &'static PipePool, conns: usize, max_size: usize, seed
     let mut reports = Vec::with_capacity(conns);
     for (plan, relay, client, server) in tasks {
         let report = relay.await.unwrap().expect("relay");
-        assert_eq!((report.a_to_b, report.b_to_a), (plan.up as u64, plan.down as u64));
+        assert_eq!(
+            (report.a_to_b, report.b_to_a),
+            (plan.up as u64, plan.down as u64)
+        );
         let up = &block()[plan.up_at..plan.up_at + plan.up];
         let down = &block()[plan.down_at..plan.down_at + plan.down];
-        assert_eq!(server.await.unwrap(), sha(up), "client -> server bytes differ");
-        assert_eq!(client.await.unwrap(), sha(down), "server -> client bytes differ");
+        assert_eq!(
+            server.await.unwrap(),
+            sha(up),
+            "client -> server bytes differ"
+        );
+        assert_eq!(
+            client.await.unwrap(),
+            sha(down),
+            "server -> client bytes differ"
+        );
         reports.push(report);
     }
     reports
@@ -153,7 +168,11 @@ fn assert_back_to_baseline(pool: &PipePool, baseline: usize) {
         pool.stats()
     );
     let stats = pool.stats();
-    assert_eq!((stats.live, stats.in_use, stats.idle), (0, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.live, stats.in_use, stats.idle),
+        (0, 0, 0),
+        "{stats:?}"
+    );
 }
 
 /// What every fd of the process points to, for failure messages.
@@ -173,16 +192,26 @@ fn thousand_connections(multi_thread: bool) {
     let baseline = util::pipe_and_socket_fd_count();
     let rt = util::net::runtime(multi_thread);
 
-    let reports = rt.block_on(within(240, "1,000 connections", proxy_many(pool, 1000, 96 << 10, 1)));
+    let reports = rt.block_on(within(
+        240,
+        "1,000 connections",
+        proxy_many(pool, 1000, 96 << 10, 1),
+    ));
     let moved: u64 = reports.iter().map(|r| r.a_to_b + r.b_to_a).sum();
     assert!(moved > 50 << 20, "{moved} bytes");
     for r in &reports {
         // Everything went through pipes: the pool was never at its bound.
-        assert_eq!((r.a_to_b_method, r.b_to_a_method), (Method::Splice, Method::Splice));
+        assert_eq!(
+            (r.a_to_b_method, r.b_to_a_method),
+            (Method::Splice, Method::Splice)
+        );
     }
     let stats = pool.stats();
     assert_eq!(stats.in_use, 0, "a pipe still on loan: {stats:?}");
-    assert_eq!(stats.closed_dirty, 0, "a pipe was dropped with bytes: {stats:?}");
+    assert_eq!(
+        stats.closed_dirty, 0,
+        "a pipe was dropped with bytes: {stats:?}"
+    );
     assert_eq!(stats.gets_refused + stats.gets_failed, 0, "{stats:?}");
     assert!(stats.created > 0);
     drop(rt);
@@ -198,7 +227,11 @@ fn pool_at_its_bound(multi_thread: bool) {
     let baseline = util::pipe_and_socket_fd_count();
     let rt = util::net::runtime(multi_thread);
 
-    let reports = rt.block_on(within(240, "200 connections", proxy_many(pool, 200, 256 << 10, 2)));
+    let reports = rt.block_on(within(
+        240,
+        "200 connections",
+        proxy_many(pool, 200, 256 << 10, 2),
+    ));
     let stats = pool.stats();
     assert!(stats.gets_refused > 0, "the bound was never hit: {stats:?}");
     assert_eq!(stats.created, 1, "{stats:?}");

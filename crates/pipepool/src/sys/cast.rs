@@ -41,7 +41,7 @@ pub(crate) enum Socket<'a> {
 /// `T` must be `U` up to lifetimes, and every lifetime in `U` must be no
 /// longer than the matching lifetime in `T` (with `U` covariant in it).
 #[inline(always)]
-unsafe fn cast_ref<'b, T: ?Sized, U>(t: &'b T) -> &'b U {
+unsafe fn cast_ref<T: ?Sized, U>(t: &T) -> &U {
     // SAFETY: the caller guarantees that `T` and `U` are the same type up to
     // lifetimes, with `U`'s no longer than `T`'s: same layout, same validity,
     // and the result does not outlive the borrow of `t`. Casting a possibly

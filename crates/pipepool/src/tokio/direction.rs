@@ -458,14 +458,22 @@ mod tests {
             server.read_exact(&mut got).await.unwrap();
             got
         };
-        let (done, got) = within(async { ::tokio::join!(copy_with(&mut a, &mut b, &opts), receiver) }).await;
+        let (done, got) =
+            within(async { ::tokio::join!(copy_with(&mut a, &mut b, &opts), receiver) }).await;
         let done = done.unwrap();
-        assert_eq!((done.bytes, done.method), (data.len() as u64, Method::Userspace));
+        assert_eq!(
+            (done.bytes, done.method),
+            (data.len() as u64, Method::Userspace)
+        );
         assert!(got == data);
         sender.await.unwrap();
         let stats = pool.stats();
         // The pipe taken for the refused splice went back clean.
-        assert_eq!((stats.created, stats.in_use, stats.closed_dirty), (1, 0, 0), "{stats:?}");
+        assert_eq!(
+            (stats.created, stats.in_use, stats.closed_dirty),
+            (1, 0, 0),
+            "{stats:?}"
+        );
     }
 
     /// `EINVAL` after bytes moved is an error, as Go and HAProxy treat it:
