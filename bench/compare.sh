@@ -20,6 +20,7 @@
 #   BASE_PORT=21300   loopback ports BASE_PORT..BASE_PORT+199 are used
 #   HAPROXY_PIPESIZE  tune.pipesize for HAProxy (default: kernel default, 64 KiB)
 #   SPLICED_ARGS      extra flags for every `spliced run`
+#   POOL_FILTER=get_put   criterion filter for the pool benchmarks
 #   SPLICED_BIN       use this spliced binary instead of building target/release/spliced
 #   ECHO_SERVER=spliced|go   upstream of the connect test: `spliced bench --serve --echo`
 #                     (default) or `goproxy -echo` (listen backlog = somaxconn)
@@ -60,6 +61,7 @@ HAPROXY_PIPESIZE=${HAPROXY_PIPESIZE:-}
 SPLICED_ARGS=${SPLICED_ARGS:-}
 NO_INSTALL=${NO_INSTALL:-0}
 ECHO_SERVER=${ECHO_SERVER:-spliced}
+POOL_FILTER=${POOL_FILTER:-get_put}
 
 IPERF_PORT=$((BASE_PORT))        # iperf3 -s
 ECHO_PORT=$((BASE_PORT + 1))     # spliced bench --serve --echo
@@ -467,11 +469,11 @@ phase_idle() { # REP
 
 # ---------------------------------------------------------------- pool alone
 phase_pool() {
-    log "pool: cargo bench -p pipepool --bench pool -- $CRITERION_ARGS"
+    log "pool: cargo bench -p pipepool --bench pool -- $POOL_FILTER $CRITERION_ARGS"
     local marker=$RUN/pool.marker
     touch "$marker"
     # shellcheck disable=SC2086
-    if (cd "$ROOT" && timeout 600 cargo bench -p pipepool --bench pool -- $CRITERION_ARGS) \
+    if (cd "$ROOT" && timeout 600 cargo bench -p pipepool --bench pool -- $POOL_FILTER $CRITERION_ARGS) \
         >"$RUN/pool-rust.log" 2>&1; then
         record "{\"kind\":\"pool-rust\",\"rc\":0,\"log\":\"pool-rust.log\",\"criterion_dir\":\"$ROOT/target/criterion\",\"marker\":\"$marker\"}"
     else
