@@ -19,24 +19,11 @@ use std::time::Duration;
 use pipepool::tokio::{copy_bidirectional_with, copy_with, CopyOptions};
 use pipepool::{PipePool, PoolConfig};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
-use util::net::{recv_stream, send_stream, tcp_pair, within};
+use util::net::{recv_stream, send_stream, small_buffers, tcp_pair, within};
 
 fn pool() -> PipePool {
     PoolConfig::default().local_cap(0).build().unwrap()
-}
-
-/// Small socket buffers on the relay's destination and the server, so
-/// that the relay soon cannot write and holds a pipe with bytes inside. (Not
-/// on the source side: with buffers below loopback's 64 KiB MSS, TCP's
-/// silly-window avoidance can stall the sender for a persist timeout.)
-fn small_buffers(sockets: &[&TcpStream]) {
-    use rustix::net::sockopt;
-    for s in sockets {
-        sockopt::set_socket_send_buffer_size(s, 8 << 10).unwrap();
-        sockopt::set_socket_recv_buffer_size(s, 8 << 10).unwrap();
-    }
 }
 
 /// Waits until `pool` has `n` pipes on loan (polling its statistics).
@@ -74,6 +61,7 @@ async fn drop_bidi_mid_transfer() {
     {
         let (mut client, mut a) = tcp_pair().await;
         let (mut b, mut server) = tcp_pair().await;
+        // Only the destination side: the relay soon cannot write.
         small_buffers(&[&b, &server]);
         let sender = tokio::spawn(async move {
             // Runs until the relay is gone and the connection closes.
@@ -113,6 +101,7 @@ async fn drop_copy_by_timeout() {
     {
         let (mut client, mut a) = tcp_pair().await;
         let (mut b, server) = tcp_pair().await;
+        // Only the destination side: the relay soon cannot write.
         small_buffers(&[&b, &server]);
         let sender = tokio::spawn(async move {
             let _ = send_stream(&mut client, 0, 1 << 30).await;
@@ -161,7 +150,7 @@ async fn drop_while_idle() {
 
 /// Each scenario as a test per runtime flavor, one test at a time (the
 /// lock is taken outside the runtime: it is not held across `.await`).
-macro_rules! on_both_runtimes {
+macro_rules! on_both_runtimes_counted {
     ($($scenario:ident),* $(,)?) => {
         mod multi_thread {
             $(
@@ -184,7 +173,7 @@ macro_rules! on_both_runtimes {
     };
 }
 
-on_both_runtimes!(
+on_both_runtimes_counted!(
     drop_bidi_mid_transfer,
     drop_copy_by_timeout,
     drop_while_idle

@@ -9,6 +9,7 @@
 
 #![cfg(feature = "tokio")]
 
+#[macro_use]
 mod util;
 
 use std::future::Future;
@@ -320,27 +321,6 @@ async fn hold_pipe_keeps_pipes_while_idle() {
         let (report, ()) = within(60, "relay", async { tokio::join!(relay, talk) }).await;
         assert_eq!((report.unwrap().a_to_b, pool.stats().in_use), (1, 0));
     }
-}
-
-macro_rules! on_both_runtimes {
-    ($($scenario:ident),* $(,)?) => {
-        mod multi_thread {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario().await
-                }
-            )*
-        }
-        mod current_thread {
-            $(
-                #[tokio::test(flavor = "current_thread")]
-                async fn $scenario() {
-                    super::$scenario().await
-                }
-            )*
-        }
-    };
 }
 
 on_both_runtimes!(

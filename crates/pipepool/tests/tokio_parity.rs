@@ -9,6 +9,7 @@
 
 #![cfg(feature = "tokio")]
 
+#[macro_use]
 mod util;
 
 use std::io;
@@ -434,27 +435,6 @@ async fn plain_errors_are_raw_os_errors() {
         err.raw_os_error(),
         Some(rustix::io::Errno::CONNRESET.raw_os_error())
     );
-}
-
-macro_rules! on_both_runtimes {
-    ($($scenario:ident),* $(,)?) => {
-        mod multi_thread {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario().await
-                }
-            )*
-        }
-        mod current_thread {
-            $(
-                #[tokio::test(flavor = "current_thread")]
-                async fn $scenario() {
-                    super::$scenario().await
-                }
-            )*
-        }
-    };
 }
 
 on_both_runtimes!(

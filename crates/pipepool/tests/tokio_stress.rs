@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use util::net::{within, Pairs, PERIOD};
+use util::net::{small_buffers, within, Pairs, PERIOD};
 
 /// What one connection sends each way: a slice of a random block.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +99,8 @@ async fn proxy_many(
     for plan in plans {
         let (client, mut a) = pairs.pair().await;
         let (mut b, server) = pairs.pair().await;
+        // Relays soon wait to write, holding pipes full of bytes: many
+        // pipes on loan at once, and a bounded pool runs out.
         small_buffers(&[&client, &a, &b, &server]);
         let up = &block()[plan.up_at..plan.up_at + plan.up];
         let down = &block()[plan.down_at..plan.down_at + plan.down];
@@ -132,17 +134,6 @@ async fn proxy_many(
         reports.push(report);
     }
     reports
-}
-
-/// Small socket buffers (8 KiB asked, the kernel doubles it), so that a
-/// relay soon waits to write and holds a pipe full of bytes meanwhile: the
-/// tests then have many pipes on loan at once, and a bounded pool runs out.
-fn small_buffers(sockets: &[&TcpStream]) {
-    use rustix::net::sockopt;
-    for s in sockets {
-        sockopt::set_socket_send_buffer_size(s, 8 << 10).unwrap();
-        sockopt::set_socket_recv_buffer_size(s, 8 << 10).unwrap();
-    }
 }
 
 /// A pool that lives as long as the test process, as a proxy's does (the

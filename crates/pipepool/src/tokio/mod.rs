@@ -65,7 +65,10 @@
 //!
 //! - **An idle connection holds no pipe.** A direction holds a pipe only
 //!   while bytes are in it: 10,000 idle proxied connections hold 0 pipes
-//!   and 0 pipe fds (other splice proxies hold 2 pipes, 4 fds, each).
+//!   and 0 pipe fds (other splice proxies hold 2 pipes, 4 fds, each). tokio
+//!   reports a freshly accepted socket readable before anything arrived, so
+//!   a direction's first readiness is confirmed with a one-byte
+//!   `recv(MSG_PEEK)` before a pipe is taken (once per direction).
 //! - **The pool at its bound is not an error.** When
 //!   [`PipePool::get`](crate::PipePool::get) refuses (`max_pipes` pipes
 //!   alive, or `pipe2` failed for lack of fds), that burst goes through the
@@ -109,10 +112,14 @@
 //! thread.
 //!
 //! # `SIGPIPE`
-//! `splice(2)` into a socket whose peer is gone raises `SIGPIPE`: unlike
-//! `send(2)`, it takes no `MSG_NOSIGNAL`. Rust programs ignore `SIGPIPE` by
-//! default (the error then comes back as `BrokenPipe`, like tokio's); a
-//! program that restores the default action must not splice to sockets.
+//! `splice(2)` into a socket whose peer is gone raises `SIGPIPE` (checked:
+//! with the default action, the process dies): unlike `send(2)`, a splice
+//! takes no `MSG_NOSIGNAL`. Rust binaries ignore `SIGPIPE` from the start,
+//! and the error then comes back as `BrokenPipe`, as tokio's does. A
+//! program that restores the default action, or a host that never ignored
+//! it (a C program or an interpreter loading Rust code), must ignore
+//! `SIGPIPE` itself (HAProxy does), or turn zero-copy off
+//! ([`CopyOptions::zero_copy`]).
 
 mod bidirectional;
 mod detect;
@@ -123,5 +130,5 @@ mod unidirectional;
 mod userspace;
 
 pub use bidirectional::{copy_bidirectional, copy_bidirectional_with, BidiError, BidiReport};
-pub use options::{CopyOptions, DEFAULT_BUFFER_SIZE};
+pub use options::CopyOptions;
 pub use unidirectional::{copy, copy_with};

@@ -350,6 +350,19 @@ pub mod net {
         out
     }
 
+    /// Asks for 8 KiB socket buffers (the kernel doubles that) on each of
+    /// `sockets`, so that a relay writing to them soon has to wait, holding
+    /// a pipe full of bytes meanwhile. (Buffers below loopback's 64 KiB MSS
+    /// can make TCP's silly-window avoidance stall a sender until a persist
+    /// timeout: slower, never wrong.)
+    pub fn small_buffers(sockets: &[&TcpStream]) {
+        use rustix::net::sockopt;
+        for s in sockets {
+            sockopt::set_socket_send_buffer_size(s, 8 << 10).expect("SO_SNDBUF");
+            sockopt::set_socket_recv_buffer_size(s, 8 << 10).expect("SO_RCVBUF");
+        }
+    }
+
     /// One connected loopback TCP pair.
     pub async fn tcp_pair() -> (TcpStream, TcpStream) {
         Pairs::new().pair().await
@@ -442,4 +455,30 @@ pub mod net {
             }
         }
     }
+}
+
+/// `on_both_runtimes!(a, b)`: for each `async fn a()` of the test file, a
+/// `#[tokio::test]` on a 2-worker multi-thread runtime (`multi_thread::a`)
+/// and one on a current-thread runtime (`current_thread::a`).
+#[cfg(feature = "tokio")]
+#[allow(unused_macros)] // most test binaries do not use it
+macro_rules! on_both_runtimes {
+    ($($scenario:ident),* $(,)?) => {
+        mod multi_thread {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario().await
+                }
+            )*
+        }
+        mod current_thread {
+            $(
+                #[tokio::test(flavor = "current_thread")]
+                async fn $scenario() {
+                    super::$scenario().await
+                }
+            )*
+        }
+    };
 }
