@@ -74,10 +74,13 @@
 //!   alive, or `pipe2` failed for lack of fds), that burst goes through the
 //!   userspace buffer and the next one tries the pool again.
 //! - **A kernel that refuses to splice** (`EINVAL`, `ENOSYS`, ... on the
-//!   first splice, before any byte of that direction moved; kTLS sockets do
-//!   this) switches that direction to the userspace copy for good. When the
-//!   *destination* refuses, the bytes already in the pipe are moved to the
-//!   buffer first, so none is lost.
+//!   first splice, before any byte of that direction moved) switches that
+//!   direction to the userspace copy for good. When the *destination*
+//!   refuses, the bytes already in the pipe are moved to the buffer first,
+//!   so none is lost. A refusal after bytes moved ends the copy with that
+//!   error, as in Go. A `TcpStream` with kernel TLS receive (`TCP_ULP`
+//!   `tls`) refuses mid-stream, at its first non-data record: give such
+//!   sockets `zero_copy(false)`.
 //! - **No byte crosses connections.** A pipe is given back only empty; a
 //!   pipe dropped with bytes inside is closed by the pool, never reused
 //!   (`closed_dirty` in [`PoolStats`](crate::PoolStats)).
@@ -98,7 +101,7 @@
 //! - bytes read from the source and not yet written are lost with the
 //!   future: in tokio they sit in its buffer, here in the buffer or in a
 //!   pipe. At most one pipeful (the pipe's capacity, 1 MiB by default, a
-//!   little more under GRO) per direction. The sockets themselves are
+//!   little more under GRO) or one buffer per direction. The sockets themselves are
 //!   untouched, so the caller may go on using them, knowing those bytes are
 //!   gone;
 //! - a pipe dropped with bytes inside is closed, never returned to the pool
