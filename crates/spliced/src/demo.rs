@@ -17,7 +17,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use pipepool::{PoolConfig, PoolStats};
-use tokio::net::TcpListener;
 
 use crate::bench::connect::{self, ConnectOptions};
 use crate::bench::report::{ConnectReport, StreamReport};
@@ -84,12 +83,10 @@ pub(crate) fn main(args: &DemoArgs, log_flag: Option<&str>) -> anyhow::Result<Ex
 }
 
 async fn demo(plan: Plan) -> anyhow::Result<ExitCode> {
-    let sink = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind a loopback port")?;
-    let echo = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind a loopback port")?;
+    let sink =
+        crate::net::listen(([127, 0, 0, 1], 0).into()).context("cannot bind a loopback port")?;
+    let echo =
+        crate::net::listen(([127, 0, 0, 1], 0).into()).context("cannot bind a loopback port")?;
     let (sink_addr, echo_addr) = (sink.local_addr()?, echo.local_addr()?);
     tokio::spawn(serve(sink, ServeMode::Sink));
     tokio::spawn(serve(echo, ServeMode::Echo));

@@ -18,6 +18,7 @@ mod forward;
 mod limits;
 mod logging;
 mod metrics;
+mod net;
 mod privileges;
 mod proxy;
 mod run;

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use tokio::net::TcpListener;
 
 use crate::cli::{BenchArgs, Mode};
 use crate::shutdown::Signals;
@@ -52,9 +51,7 @@ pub(crate) fn main(args: &BenchArgs, log_flag: Option<&str>) -> anyhow::Result<E
 
 async fn serve_main(addr: SocketAddr, mode: ServeMode) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = crate::net::listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let what = match mode {
         ServeMode::Echo => "echo",
         ServeMode::Sink => "sink",

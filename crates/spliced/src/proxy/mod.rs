@@ -57,7 +57,7 @@ impl Listener {
     /// # Errors
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(crate) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
-        let listener = TcpListener::bind(settings.listen).await?;
+        let listener = crate::net::listen(settings.listen)?;
         let balancer = Balancer::new(settings.balance, settings.upstreams.clone());
         let forwarder = Forwarder {
             pool: ctx.pool.clone(),
