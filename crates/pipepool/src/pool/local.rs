@@ -59,9 +59,22 @@ impl LocalCache {
         Some(idle.pipe)
     }
 
+    /// Keeps an empty pipe. Needs `cap > 0`.
     #[inline]
     fn push(&mut self, pipe: Box<Pipe>) {
         let now = self.shared.now();
+        if now != self.checked_at || self.pipes.len() >= self.cap {
+            self.make_room(now);
+        }
+        self.pipes.push(Idle { pipe, stamp: now });
+        self.stats.idle.store(self.pipes.len(), Relaxed);
+    }
+
+    /// Once per clock tick, moves the stale pipes out; when full, spills
+    /// the oldest half.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, now: u64) {
         if now != self.checked_at {
             self.checked_at = now;
             self.spill_stale(now);
@@ -69,8 +82,6 @@ impl LocalCache {
         if self.pipes.len() >= self.cap {
             self.spill(self.batch());
         }
-        self.pipes.push(Idle { pipe, stamp: now });
-        self.stats.idle.store(self.pipes.len(), Relaxed);
     }
 
     /// Takes a batch from the shared pool; returns one pipe and keeps the
@@ -202,12 +213,25 @@ pub(super) fn push(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe
     if shared.config.local_cap == 0 {
         return Err(pipe);
     }
+    // An `Option<Box<_>>` is one nullable pointer: if the thread-local is
+    // gone, the closure never runs and the pipe is still here.
     let mut pipe = Some(pipe);
     with_caches(|c| {
-        if let Some(cache) = c.slot(shared) {
-            cache.push(pipe.take()?);
-            return Some(());
-        }
+        c.slot(shared)?.push(pipe.take()?);
+        Some(())
+    });
+    match pipe {
+        None => Ok(()),
+        Some(pipe) => push_new_cache(shared, pipe),
+    }
+}
+
+/// Put on a thread without a cache for this pool yet: makes one.
+#[cold]
+#[inline(never)]
+fn push_new_cache(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
+    let mut pipe = Some(pipe);
+    with_caches(|c| {
         c.slot_or_insert(shared).push(pipe.take()?);
         Some(())
     });

@@ -154,15 +154,28 @@ impl PipePool {
 
     #[inline]
     fn put(&self, pipe: Box<Pipe>) {
-        let shared = self.shared();
         if !pipe.is_empty() {
-            shared.close(pipe, CloseReason::Dirty);
-            return;
+            return self.put_dirty(pipe);
         }
-        if let Err(pipe) = local::push(shared, pipe) {
-            let stamp = shared.now();
-            shared.give_batch([shared::Idle { pipe, stamp }]);
+        if let Err(pipe) = local::push(self.shared(), pipe) {
+            self.put_shared(pipe);
         }
+    }
+
+    /// A pipe with bytes inside: closed, never pooled.
+    #[cold]
+    #[inline(never)]
+    fn put_dirty(&self, pipe: Box<Pipe>) {
+        self.shared().close(pipe, CloseReason::Dirty);
+    }
+
+    /// No usable thread cache: straight to the shared pool.
+    #[cold]
+    #[inline(never)]
+    fn put_shared(&self, pipe: Box<Pipe>) {
+        let shared = self.shared();
+        let stamp = shared.now();
+        shared.give_batch([shared::Idle { pipe, stamp }]);
     }
 
     /// A snapshot of the pool's statistics.
