@@ -176,8 +176,14 @@ impl Producer {
 
     /// Counts the bytes of the last [`next`](Self::next) as written.
     pub(crate) fn commit(&mut self) {
-        self.sha.update(&self.buf);
-        self.sent += self.buf.len() as u64;
+        self.commit_prefix(self.buf.len());
+    }
+
+    /// Counts the first `n` bytes of the last [`next`](Self::next) as
+    /// written (a short write).
+    pub(crate) fn commit_prefix(&mut self, n: usize) {
+        self.sha.update(&self.buf[..n]);
+        self.sent += n as u64;
     }
 
     /// SHA-256 of everything committed.
