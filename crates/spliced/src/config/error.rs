@@ -72,6 +72,7 @@ impl ConfigError {
                 None => name,
             })
             .or_else(|| field_at(text, span.start))
+            .or_else(|| header_at(text, span.start))
             .unwrap_or_else(|| "(syntax)".to_owned());
         ConfigError {
             origin,
@@ -135,6 +136,23 @@ fn field_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
+/// The name in the table header (`[pool]`, `[[listener]]`) on the line
+/// holding byte `offset`, if that line is a well-formed header: a type
+/// error about a whole table (`[listener]` for `[[listener]]`, a table
+/// given twice) is reported under the table's name.
+fn header_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let name = line
+        .strip_prefix("[[")
+        .and_then(|r| r.strip_suffix("]]"))
+        .or_else(|| line.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?
+        .trim();
+    let plain = !name.is_empty() && !name.contains(['[', ']', '#', '=']);
+    plain.then(|| name.to_owned())
+}
+
 /// The table that byte `offset` of `text` is in, from the closest header
 /// above it: `pool`, or `listener[N]` for the N-th `[[listener]]`.
 fn table_at(text: &str, offset: usize) -> Option<String> {
@@ -179,6 +197,19 @@ mod tests {
         assert_eq!(line_col(TEXT, 0), (1, 1));
         assert_eq!(line_col(TEXT, 12), (1, 13));
         assert_eq!(line_col(TEXT, 15), (2, 1));
+    }
+
+    #[test]
+    fn table_headers_name_their_table() {
+        let text = "a = 1\n[listener]\nlisten = 1\n[[listener]\n[ pool ]\n";
+        let at = |needle: &str| text.find(needle).unwrap();
+        assert_eq!(
+            header_at(text, at("[listener]")).as_deref(),
+            Some("listener")
+        );
+        assert_eq!(header_at(text, at("[[listener]\n")), None);
+        assert_eq!(header_at(text, at("[ pool")).as_deref(), Some("pool"));
+        assert_eq!(header_at(text, at("a = 1")), None);
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub(crate) fn load(path: Option<&Path>, flags: &Overrides) -> Result<Settings, C
     };
     let r = Resolver {
         path: path.unwrap_or(Path::new("-")),
+        has_file: path.is_some(),
         text: &text,
         file: &file,
         flags,
@@ -97,7 +98,10 @@ impl<T> Picked<T> {
 
 /// Resolution state: the file (raw text for locations) and the flags.
 struct Resolver<'a> {
+    /// The file, if one was given (`-` if not).
     path: &'a Path,
+    /// Whether a file was given (it may be empty).
+    has_file: bool,
     text: &'a str,
     file: &'a FileConfig,
     flags: &'a Overrides,
@@ -226,15 +230,15 @@ impl Resolver<'_> {
             )?]);
         }
         if f.listener.is_empty() {
-            let message = if self.text.is_empty() {
-                "nothing to do: give --listen ADDR --upstream ADDR, or --config FILE"
-            } else {
+            let message = if self.has_file {
                 "the file has no [[listener]] table (and no --listen flag was given)"
-            };
-            let origin = if self.text.is_empty() {
-                Origin::Default
             } else {
+                "nothing to do: give --listen ADDR --upstream ADDR, or --config FILE"
+            };
+            let origin = if self.has_file {
                 Origin::in_file(self.path, self.text, 0..0)
+            } else {
+                Origin::Default
             };
             return Err(ConfigError::new(origin, "listener", message));
         }
@@ -501,7 +505,13 @@ fn check_upstream(s: &str) -> Result<(), String> {
     let bad = || format!("`{s}` is not a host:port address (e.g. 10.0.0.1:80 or backend:80)");
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() || port == 0 || (host.contains(':') && !host.starts_with('[')) {
+    let host_ok = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => !host.is_empty() && !host.contains([':', ']']),
+    };
+    if !host_ok || port == 0 {
         return Err(bad());
     }
     Ok(())
@@ -602,5 +612,8 @@ mod tests {
         assert!(check_upstream("backend").is_err());
         assert!(check_upstream("backend:0").is_err());
         assert!(check_upstream(":80").is_err());
+        assert!(check_upstream("[::1:80").is_err());
+        assert!(check_upstream("[backend]:80").is_err());
+        assert!(check_upstream("::1]:80").is_err());
     }
 }
