@@ -439,3 +439,43 @@ fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// The pattern helpers themselves.
+mod pattern {
+    use crate::faults_common::{fill, Checker};
+
+    #[test]
+    fn fill_is_position_exact_at_any_alignment() {
+        let mut whole = vec![0u8; 100];
+        fill(7, 0, &mut whole);
+        for start in 0..20 {
+            for len in [0, 1, 5, 8, 13, 40] {
+                let mut part = vec![0u8; len];
+                fill(7, start as u64, &mut part);
+                assert_eq!(part, whole[start..start + len]);
+            }
+        }
+        let mut other = vec![0u8; 100];
+        fill(8, 0, &mut other);
+        assert_ne!(whole, other);
+    }
+
+    #[test]
+    fn checker_counts_foreign_and_extra_bytes() {
+        let mut c = Checker::new(3, 20);
+        let mut right = vec![0u8; 10];
+        fill(3, 0, &mut right);
+        c.take(&right);
+        assert_eq!(c.bad, 0);
+        let mut foreign = vec![0u8; 10];
+        fill(4, 10, &mut foreign);
+        c.take(&foreign);
+        assert!(c.bad >= 9, "{}", c.bad);
+        assert_eq!(c.first_bad.map(|p| p >= 10), Some(true));
+        let mut extra = vec![0u8; 5];
+        fill(3, 20, &mut extra);
+        let before = c.bad;
+        c.take(&extra);
+        assert_eq!(c.bad, before + 5, "bytes past the limit are wrong");
+    }
+}
