@@ -218,7 +218,8 @@ impl Scrape {
             .iter()
             .filter(|(k, _)| k.split('{').next() == Some(name))
             .map(|(_, v)| v)
-            .sum()
+            .sum::<f64>()
+            + 0.0 // an empty f64 sum is -0.0
     }
 
     /// The sum of the samples of `name` whose labels contain `label`
@@ -228,7 +229,8 @@ impl Scrape {
             .iter()
             .filter(|(k, _)| k.split('{').next() == Some(name) && k.contains(label))
             .map(|(_, v)| v)
-            .sum()
+            .sum::<f64>()
+            + 0.0
     }
 
     /// The pool and connection figures, for messages.
