@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use crate::faults_common::{down_stream, up_stream, Checker, Producer, Rng};
@@ -43,7 +43,7 @@ pub(crate) async fn client(
     let mut tx = Producer::new(up_stream(plan.id));
     let mut rng = Rng::new(plan.seed);
     let result = tokio::time::timeout(CONN_TIMEOUT, async {
-        let mut s = TcpStream::connect(proxy).await?;
+        let mut s = connect(proxy, plan.mode == Mode::SlowClient).await?;
         // The header at once: a burst of connects can overflow the
         // proxy's SYN queue, and a connection answered with a SYN cookie
         // exists on the proxy's side only once data arrives.
@@ -140,7 +140,7 @@ async fn receive<R: AsyncRead + Unpin>(
 ) -> io::Result<()> {
     loop {
         let want = match pauses.as_deref_mut() {
-            Some(rng) => rng.range(1024, 8192) as usize,
+            Some(rng) => rng.range(1024, 16384) as usize,
             None => buf.len(),
         };
         let n = r.read(&mut buf[..want]).await?;
@@ -149,7 +149,20 @@ async fn receive<R: AsyncRead + Unpin>(
         }
         rx.take(&buf[..n]);
         if let Some(rng) = pauses.as_deref_mut() {
-            tokio::time::sleep(Duration::from_millis(rng.range(1, 4))).await;
+            tokio::time::sleep(Duration::from_millis(rng.range(1, 3))).await;
         }
     }
+}
+
+/// Connects to the proxy. A slow reader also makes the proxy's side small:
+/// a small receive buffer and a small MSS (the proxy's send buffer is
+/// sized from the MSS), so that what the reader has not taken yet backs up
+/// into the proxy's pipe instead of vanishing into socket buffers.
+async fn connect(proxy: SocketAddr, slow_reader: bool) -> io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    if slow_reader {
+        socket.set_recv_buffer_size(16 << 10)?;
+        socket2::SockRef::from(&socket).set_tcp_mss(1024)?;
+    }
+    socket.connect(proxy).await
 }

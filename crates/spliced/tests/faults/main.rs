@@ -71,7 +71,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long the upstream stays down when it restarts.
 const GAP: Duration = Duration::from_millis(400);
 
-/// The two tests each load the machine fully: one at a time.
+/// The tests each load the machine fully: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 #[test]
@@ -81,7 +81,23 @@ fn splice_1000_connections_with_resets_half_closes_slow_readers_and_an_upstream_
         copy: "splice",
         wave: 1000,
         trickle_max: 600,
+        max_pipes: None,
         seed: faults_common::seed(DEFAULT_SEED),
+    });
+}
+
+/// Only 4 pipes for 500 connections: most bursts find the pool at its
+/// bound and go through memory, so directions switch between pipe and
+/// buffer mid-stream, under the same faults.
+#[test]
+fn splice_with_4_pipes_for_500_connections_mixes_pipes_and_buffers() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    run(&Suite {
+        copy: "splice",
+        wave: 500,
+        trickle_max: 200,
+        max_pipes: Some(4),
+        seed: faults_common::seed(DEFAULT_SEED) ^ 0x4_0000_0004,
     });
 }
 
@@ -92,6 +108,7 @@ fn userspace_300_connections_with_the_same_faults() {
         copy: "userspace",
         wave: 300,
         trickle_max: 200,
+        max_pipes: None,
         seed: faults_common::seed(DEFAULT_SEED) ^ 0x0005_5E25_0ACE,
     });
 }
@@ -103,6 +120,8 @@ struct Suite {
     wave: usize,
     /// Most connections started one by one during the run.
     trickle_max: usize,
+    /// `--max-pipes`, if not the default.
+    max_pipes: Option<usize>,
     seed: u64,
 }
 
@@ -147,26 +166,29 @@ async fn drive(suite: &Suite) {
     let upstream = Upstream::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&sh))
         .await
         .unwrap();
-    let mut proc = Proc::spawn_env(
-        &[
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream.addr.to_string(),
-            "--copy",
-            suite.copy,
-            "--metrics",
-            "127.0.0.1:0",
-            "--connect-timeout",
-            "2s",
-            "--pipe-idle-timeout",
-            "1s",
-            "--grace-period",
-            "1s",
-        ],
-        &[("RUST_LOG", "info")],
-    );
+    let max_pipes = suite.max_pipes.map(|n| n.to_string());
+    let up_addr = upstream.addr.to_string();
+    let mut args = vec![
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &up_addr,
+        "--copy",
+        suite.copy,
+        "--metrics",
+        "127.0.0.1:0",
+        "--connect-timeout",
+        "2s",
+        "--pipe-idle-timeout",
+        "1s",
+        "--grace-period",
+        "1s",
+    ];
+    if let Some(n) = &max_pipes {
+        args.extend(["--max-pipes", n]);
+    }
+    let mut proc = Proc::spawn_env(&args, &[("RUST_LOG", "info")]);
     let proxy = proc.listen_addr();
     let metrics = metrics_addr(&mut proc);
     let pid = proc.pid();
@@ -328,6 +350,14 @@ async fn drive(suite: &Suite) {
         "no client met the restart gap: {}",
         settled.summary()
     );
+    if let Some(n) = suite.max_pipes {
+        assert!(
+            settled.sum("pipepool_gets_refused_total") > 0.0
+                && settled.sum("pipepool_live") <= n as f64,
+            "the pool was never at its bound of {n}: {}",
+            settled.summary()
+        );
+    }
     if suite.copy == "splice" {
         assert!(
             settled.sum("pipepool_created_total") > 0.0,

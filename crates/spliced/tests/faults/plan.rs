@@ -135,16 +135,21 @@ impl Plan {
     }
 }
 
-/// 5% empty, 1% of 1-4 MiB (not for slow modes), else up to 320 KiB (96
-/// KiB for slow modes).
+/// 5% empty; else for slow modes 30% of 0.5-2 MiB (more than the socket
+/// buffers hold, so that the proxy's pipe stays full while the reader
+/// sleeps), 70% up to 96 KiB; else 1% of 1-4 MiB, 94% up to 320 KiB.
 fn draw_size(rng: &mut Rng, slow: bool) -> u32 {
     let r = rng.below(100);
     let n = if r < 5 {
         0
-    } else if r == 5 && !slow {
+    } else if slow && r < 35 {
+        rng.range(512 << 10, 2 << 20)
+    } else if slow {
+        rng.range(1, 96 << 10)
+    } else if r == 5 {
         rng.range(1 << 20, 4 << 20)
     } else {
-        rng.range(1, if slow { 96 << 10 } else { 320 << 10 })
+        rng.range(1, 320 << 10)
     };
     n as u32
 }

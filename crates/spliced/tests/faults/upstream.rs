@@ -247,7 +247,7 @@ async fn answer(
             let slow = plan.mode == Mode::SlowUpstream;
             loop {
                 let want = if slow {
-                    rng.range(512, 4096) as usize
+                    rng.range(1024, 16384) as usize
                 } else {
                     buf.len()
                 };
