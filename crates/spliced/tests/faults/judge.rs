@@ -15,6 +15,10 @@ pub(crate) struct Report {
     pub(crate) summary: String,
 }
 
+/// Judges every client against the upstream's records: wrong bytes on
+/// either end, hangs, SHA-256 of completed streams at both ends, and an
+/// explanation for every stream that did not complete (a reset on purpose,
+/// or a lifetime overlapping the upstream's restart from `down` to `back`).
 pub(crate) fn judge(
     records: &[ClientRecord],
     sh: &UpShared,

@@ -32,6 +32,11 @@
 //! connection works; and the proxy's fds and pool statistics return to
 //! their baseline.
 //!
+//! Three runs, one at a time: `copy = "splice"` with a wave of 1,000;
+//! `copy = "userspace"` with 300; and splice with `--max-pipes 4` for 500,
+//! where most bursts find the pool at its bound and directions switch
+//! between pipe and buffer mid-stream.
+//!
 //! The seed is printed; set `FAULTS_SEED` to replay a run.
 //!
 //! Files: [`plan`] (modes, sizes, the header), [`upstream`], [`client`],
@@ -128,8 +133,8 @@ struct Suite {
 fn run(suite: &Suite) {
     let started = Instant::now();
     eprintln!(
-        "faults ({}): seed {:#x} (set FAULTS_SEED to replay)",
-        suite.copy, suite.seed
+        "faults ({}, max_pipes {:?}): seed {:#x} (set FAULTS_SEED to replay)",
+        suite.copy, suite.max_pipes, suite.seed
     );
     let limit = faults_common::raise_fd_limit();
     let need = 2 * (suite.wave + suite.trickle_max) as u64 + 256;
