@@ -72,11 +72,20 @@ fn metrics_after_traffic() {
     exchange(addrs[0], 100_000);
     exchange(addrs[1], 50_000);
 
+    // A connection's task updates the counters after its client saw EOF:
+    // wait until every connection of both listeners has been accounted.
     let body = util::eventually("the byte counters", || {
         let (status, body) = http_get(metrics, "/metrics");
         assert_eq!(status, "HTTP/1.1 200 OK");
         let up = value(&body, "spliced_bytes_total{listener=\"u\",direction=\"client_to_upstream\",method=\"userspace\"}");
-        (up == Some(50_000.0)).then_some(body)
+        let active = |l: &str| {
+            value(
+                &body,
+                &format!("spliced_connections_active{{listener=\"{l}\"}}"),
+            )
+        };
+        (up == Some(50_000.0) && active("z") == Some(0.0) && active("u") == Some(0.0))
+            .then_some(body)
     });
     let sample =
         |prefix: &str| value(&body, prefix).unwrap_or_else(|| panic!("no {prefix} in:\n{body}"));
