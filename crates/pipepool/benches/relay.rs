@@ -13,12 +13,15 @@
 //! Connections are set up once per case and reused: each round, every
 //! client writes the round's bytes and waits for the sink's one-byte ack
 //! (which comes back through the relay), so a round is pure relaying, and
-//! the relays sit idle between rounds as real ones do. Everything runs on
-//! one tokio runtime with 2 worker threads.
+//! the relays sit idle between rounds as real ones do. The client and the
+//! sink run on a tokio runtime with 2 worker threads; the relays on one of
+//! their own with a single worker thread (`relay-worker`), like a proxy
+//! pinned to one core.
 //!
 //! Besides criterion's throughput, every case records the CPU time of the
-//! whole process (`getrusage(RUSAGE_SELF)`, user + system) and prints CPU
-//! seconds per GB relayed at the end; the table is also written to
+//! relay's thread (utime + stime from `/proc/self/task/*/stat`) and of the
+//! whole process (`getrusage(RUSAGE_SELF)`), and prints CPU seconds per GB
+//! relayed for both at the end; the table is also written to
 //! `target/relay-cpu.txt`. The client and the sink do the same work in every
 //! variant (the client writes each byte from memory; the sink discards
 //! without copying, `recv(MSG_TRUNC)`), so differences between variants are
@@ -99,8 +102,33 @@ fn process_cpu() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// (case, CPU seconds per GB): filled while benchmarking.
-static CPU: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
+/// User + system CPU time of the relay runtime's threads (named
+/// `relay-worker`), from `/proc/self/task/*/stat` (clock ticks).
+fn relay_cpu() -> Duration {
+    let tick = 1.0 / rustix::param::clock_ticks_per_second() as f64;
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // comm is in parentheses and may hold spaces: split after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(relay-worker") {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // Fields 14 and 15 of stat are the 12th and 13th after the comm.
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        total += ticks as f64 * tick;
+    }
+    Duration::from_secs_f64(total)
+}
+
+/// (case, relay CPU s/GB, whole-process CPU s/GB): filled while
+/// benchmarking.
+static CPU: Mutex<Vec<(String, f64, f64)>> = Mutex::new(Vec::new());
 
 /// Discards up to `max` bytes from `s` without copying them
 /// (`recv(MSG_TRUNC)`, which TCP supports): the sink costs the same, and
@@ -218,10 +246,19 @@ fn bench_relay(c: &mut Criterion) {
         tokio::spawn(sink(listener));
         addr
     });
+    // The relays run on a runtime of their own, one worker thread, like a
+    // proxy pinned to one core; their CPU is measured apart from the
+    // client's and the sink's.
+    let relay_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("relay-worker")
+        .enable_all()
+        .build()
+        .unwrap();
     let relays: Vec<(Variant, SocketAddr)> = VARIANTS
         .iter()
         .map(|&v| {
-            rt.block_on(async {
+            relay_rt.block_on(async {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = listener.local_addr().unwrap();
                 tokio::spawn(relay(listener, sink_addr, v));
@@ -244,6 +281,7 @@ fn bench_relay(c: &mut Criterion) {
             for &(variant, addr) in &relays {
                 let id = BenchmarkId::new(variant.name(), label);
                 let mut cpu = Duration::ZERO;
+                let mut cpu_relay = Duration::ZERO;
                 let mut bytes = 0u64;
                 let mut fleet = None;
                 group.bench_function(id, |b| {
@@ -251,19 +289,21 @@ fn bench_relay(c: &mut Criterion) {
                     let fleet =
                         fleet.get_or_insert_with(|| rt.block_on(Fleet::new(addr, streams, size)));
                     b.iter_custom(|rounds| {
-                        let cpu0 = process_cpu();
+                        let (cpu0, relay0) = (process_cpu(), relay_cpu());
                         let t0 = Instant::now();
                         rt.block_on(fleet.run(rounds));
                         let wall = t0.elapsed();
                         cpu += process_cpu() - cpu0;
+                        cpu_relay += relay_cpu().saturating_sub(relay0);
                         bytes += rounds * round_bytes;
                         wall
                     })
                 });
                 if bytes > 0 {
-                    let per_gb = cpu.as_secs_f64() / (bytes as f64 / 1e9);
+                    let gb = bytes as f64 / 1e9;
                     let key = format!("relay/{streams}/{}/{label}", variant.name());
-                    CPU.lock().unwrap().push((key, per_gb));
+                    let row = (key, cpu_relay.as_secs_f64() / gb, cpu.as_secs_f64() / gb);
+                    CPU.lock().unwrap().push(row);
                 }
                 // Dropping the fleet ends its clients; the relays and sink
                 // tasks follow at end of file.
@@ -273,6 +313,7 @@ fn bench_relay(c: &mut Criterion) {
         group.finish();
     }
     rt.shutdown_timeout(Duration::from_secs(5));
+    relay_rt.shutdown_timeout(Duration::from_secs(5));
 }
 
 /// Prints the CPU table and writes it to `target/relay-cpu.txt`.
@@ -281,11 +322,13 @@ fn report(_: &mut Criterion) {
     if rows.is_empty() {
         return;
     }
-    let mut out = String::from("case\tcpu_s_per_gb\n");
-    for (k, v) in rows.iter() {
-        out += &format!("{k}\t{v:.3}\n");
+    let mut out = String::from("case\tcpu_s_per_gb\tprocess_cpu_s_per_gb\n");
+    for (k, relay, all) in rows.iter() {
+        out += &format!("{k}\t{relay:.3}\t{all:.3}\n");
     }
-    println!("\nCPU seconds per GB relayed (whole process: client, relay and sink):\n{out}");
+    println!(
+        "\nCPU seconds per GB relayed (the relay's thread; the whole process: client, relay, sink):\n{out}"
+    );
     let dir = std::env::var("CARGO_TARGET_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").into());
     let _ = std::fs::write(format!("{dir}/relay-cpu.txt"), out);
