@@ -171,7 +171,10 @@ fn report(_: &mut Criterion) {
         out += &format!("{k}\t{v:.3}\n");
     }
     println!("\nCPU seconds per GB of the copying thread:\n{out}");
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    // Benches run in the package's directory: the workspace's target/ is
+    // two levels up.
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").into());
     let _ = std::fs::write(format!("{dir}/copy-cpu.txt"), out);
 }
 
