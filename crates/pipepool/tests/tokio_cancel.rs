@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use pipepool::tokio::{copy_bidirectional_with, copy_with, CopyOptions};
 use pipepool::{PipePool, PoolConfig};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use util::net::{recv_stream, send_stream, small_buffers, tcp_pair, within};
 
@@ -178,3 +178,113 @@ on_both_runtimes_counted!(
     drop_copy_by_timeout,
     drop_while_idle
 );
+
+/// The byte at position `pos` of [`flush_on_drop_stream`] (period 251, a
+/// prime: no pipe or buffer size lines up with it).
+fn pattern_at(pos: u64) -> u8 {
+    (pos % 251) as u8
+}
+
+/// Reads what has reached `server` without waiting (raw non-blocking
+/// `recv`, so the runtime is not entered), until nothing more arrives for
+/// a few rounds: afterwards the relay's destination socket has room.
+fn drain_now(server: &tokio::net::TcpStream, into: &mut Vec<u8>) {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut quiet_rounds = 0;
+    while quiet_rounds < 5 {
+        let mut got = 0;
+        loop {
+            match rustix::net::recv(server, &mut buf[..], rustix::net::RecvFlags::DONTWAIT) {
+                Ok((0, _)) => break,
+                Ok((n, _)) => {
+                    into.extend_from_slice(&buf[..n]);
+                    got += n;
+                }
+                Err(_) => break, // EAGAIN: nothing more for now
+            }
+        }
+        quiet_rounds = if got == 0 { quiet_rounds + 1 } else { 0 };
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A relay cancelled while its pipe holds bytes, at a moment when the
+/// destination has room again, writes those bytes out as it is dropped:
+/// a caller that then goes on relaying by itself delivers the whole
+/// stream, every byte once and in order, and the pipe goes back to the
+/// pool clean. (Without the flush on drop, the pipe's bytes, up to 64 KiB
+/// here, would be missing from the server's count.)
+#[test]
+fn a_cancelled_relay_writes_out_its_pipe_when_the_destination_has_room() {
+    const TOTAL: u64 = 48 << 20;
+    // Opens sockets: not while the other tests count fds.
+    let _fds = util::fd_lock();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = PoolConfig::default()
+            .pipe_size(64 << 10)
+            .local_cap(0)
+            .build()
+            .unwrap();
+        let (mut client, mut a) = tcp_pair().await;
+        let (mut b, mut server) = tcp_pair().await;
+        let sender = tokio::spawn(async move {
+            let chunk: Vec<u8> = (0..TOTAL).map(pattern_at).collect();
+            client.write_all(&chunk).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut received = Vec::with_capacity(TOTAL as usize);
+        {
+            let opts = CopyOptions::new().pool(&pool);
+            let relay = copy_with(&mut a, &mut b, &opts);
+            tokio::pin!(relay);
+            // Run the relay (and the sender) until it holds a pipe with
+            // bytes: the server reads nothing, so the destination fills.
+            within(60, "a pipe with bytes", async {
+                while pool.stats().in_use == 0 {
+                    tokio::select! {
+                        biased;
+                        r = &mut relay => panic!("relay ended: {r:?}"),
+                        () = tokio::time::sleep(Duration::from_millis(1)) => {}
+                    }
+                }
+            })
+            .await;
+            // The relay is not polled again: make room at the destination,
+            // then drop the relay future (end of this block).
+            drain_now(&server, &mut received);
+        }
+        let st = pool.stats();
+        assert_eq!(st.in_use, 0, "{st:?}");
+        assert_eq!(
+            st.closed_dirty, 0,
+            "the pipe's bytes were written out on drop: {st:?}"
+        );
+        // Go on relaying by hand, and read the rest at the server.
+        let rest = within(60, "the rest of the stream", async {
+            let relay = async {
+                tokio::io::copy(&mut a, &mut b).await.unwrap();
+                b.shutdown().await.unwrap();
+            };
+            let read = async {
+                let mut rest = Vec::new();
+                server.read_to_end(&mut rest).await.unwrap();
+                rest
+            };
+            tokio::join!(relay, read).1
+        })
+        .await;
+        received.extend_from_slice(&rest);
+        drop(sender.await.unwrap());
+        assert_eq!(received.len() as u64, TOTAL, "bytes lost or repeated");
+        let first_bad = received
+            .iter()
+            .enumerate()
+            .find(|&(pos, &byte)| byte != pattern_at(pos as u64));
+        assert_eq!(first_bad, None, "the stream differs at a byte");
+    });
+}

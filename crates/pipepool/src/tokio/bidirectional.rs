@@ -127,17 +127,29 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let mut a_to_b = Direction::new(opts, &*a, &*b, true);
-    let mut b_to_a = Direction::new(opts, &*b, &*a, true);
+    let a_to_b = Direction::new(opts, &*a, &*b, true);
+    let b_to_a = Direction::new(opts, &*b, &*a, true);
+    let mut state = Both {
+        a,
+        b,
+        a_to_b,
+        b_to_a,
+    };
     let mut idle = IdleTimer::new(opts.idle_timeout);
     poll_fn(|cx| {
+        let Both {
+            a,
+            b,
+            a_to_b,
+            b_to_a,
+        } = &mut state;
         // Like tokio: poll a -> b, then b -> a, and stop at the first error.
         let error = 'failed: {
-            let ab = match a_to_b.poll(cx, a, b) {
+            let ab = match a_to_b.poll(cx, &mut **a, &mut **b) {
                 Poll::Ready(Err(e)) => break 'failed e,
                 other => other,
             };
-            let ba = match b_to_a.poll(cx, b, a) {
+            let ba = match b_to_a.poll(cx, &mut **b, &mut **a) {
                 Poll::Ready(Err(e)) => break 'failed e,
                 other => other,
             };
@@ -162,6 +174,23 @@ where
         }))
     })
     .await
+}
+
+/// The two ends and the two directions of a [`copy_bidirectional_with`],
+/// kept together so that dropping the future (cancellation) can first
+/// write out what the directions hold ([`Direction::flush_on_drop`]).
+struct Both<'x, 'p, A: ?Sized, B: ?Sized> {
+    a: &'x mut A,
+    b: &'x mut B,
+    a_to_b: Direction<'p>,
+    b_to_a: Direction<'p>,
+}
+
+impl<A: ?Sized, B: ?Sized> Drop for Both<'_, '_, A, B> {
+    fn drop(&mut self) {
+        self.a_to_b.flush_on_drop(&*self.b);
+        self.b_to_a.flush_on_drop(&*self.a);
+    }
 }
 
 /// What a finished [`copy_bidirectional_with`] moved, and how.

@@ -63,6 +63,25 @@ impl Socket<'_> {
         }
     }
 
+    /// Splices what `pipe` holds into the socket now, bypassing tokio's
+    /// readiness: for a copy future being dropped, which will not wait.
+    /// `WouldBlock` when the socket's send buffer is full.
+    pub(super) fn splice_now(self, pipe: &mut Pipe) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => pipe.splice_to(s, usize::MAX),
+            Socket::Unix(s) => pipe.splice_to(s, usize::MAX),
+        }
+    }
+
+    /// `write(2)` of `data` into the socket now, bypassing tokio's
+    /// readiness (as [`splice_now`](Socket::splice_now)).
+    pub(super) fn write_now(self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => sys::write(s, data),
+            Socket::Unix(s) => sys::write(s, data),
+        }
+    }
+
     /// Splices what `pipe` holds into the socket; `WouldBlock` (the socket's
     /// send buffer is full) clears its write readiness.
     pub(super) fn splice_out_of(self, pipe: &mut Pipe) -> io::Result<usize> {

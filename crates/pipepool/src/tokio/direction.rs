@@ -145,6 +145,39 @@ impl<'p> Direction<'p> {
         }
     }
 
+    /// For a copy future being dropped: writes the bytes this direction
+    /// holds (in its pipe or its buffer) into `writer`, as far as the socket
+    /// takes them now, without waiting. Only tokio sockets can be written
+    /// without a `Context`; for other writers, and for what does not fit,
+    /// the bytes go with the future (a pipe left with bytes is closed by the
+    /// pool, never reused). Bytes are only ever in the pipe or in the
+    /// buffer, so their order is kept.
+    pub(super) fn flush_on_drop<W: ?Sized>(&mut self, writer: &W) {
+        let Some(socket) = detect::write_socket(writer) else {
+            return;
+        };
+        if let Some(pipe) = self.pipe.as_mut() {
+            while !pipe.is_empty() {
+                match socket.splice_now(pipe) {
+                    Ok(n) if n > 0 => self.written += n as u64,
+                    _ => break,
+                }
+            }
+            if pipe.is_empty() {
+                self.pipe = None; // back to the pool, clean
+            }
+        }
+        while !self.buf.is_empty() {
+            match socket.write_now(self.buf.pending()) {
+                Ok(n) if n > 0 => {
+                    self.buf.consume(n);
+                    self.written += n as u64;
+                }
+                _ => break,
+            }
+        }
+    }
+
     /// Bytes written to the destination so far.
     pub(super) fn written(&self) -> u64 {
         self.written

@@ -98,12 +98,19 @@
 //! Dropping a copy future at any `.await` point (a `select!`, a `timeout`)
 //! is safe in the same sense as dropping tokio's:
 //! - every byte counted as written was written to the destination;
-//! - bytes read from the source and not yet written are lost with the
-//!   future: in tokio they sit in its buffer, here in the buffer or in a
-//!   pipe. At most one pipeful (the pipe's capacity, 1 MiB by default, a
-//!   little more under GRO) or one buffer per direction. The sockets themselves are
-//!   untouched, so the caller may go on using them, knowing those bytes are
-//!   gone;
+//! - bytes read from the source and not yet written (in a pipe, or in the
+//!   buffer) are written to the destination when the future is dropped, as
+//!   far as the destination socket takes them at that moment: a
+//!   non-blocking splice (or `write`) loop until the pipe is empty or the
+//!   socket answers `EAGAIN`. Only what the destination cannot take right
+//!   then is lost with the future, as bytes in tokio's buffer always are:
+//!   at most one pipeful (the pipe's capacity, 1 MiB by default, a little
+//!   more under GRO) or one buffer per direction. Destinations that are not
+//!   tokio sockets (TLS streams, ...) cannot be written without a task
+//!   context: their buffered bytes are lost, as in tokio. The sockets are
+//!   otherwise untouched, so the caller may go on using them: a relay that
+//!   cancels its copy and goes on copying itself loses no byte when the
+//!   destination had room;
 //! - a pipe dropped with bytes inside is closed, never returned to the pool
 //!   (so its bytes can never reach another connection); an empty one goes
 //!   back to the pool. Nothing leaks: no pipe, no fd, no task.

@@ -11,6 +11,21 @@ use super::idle::IdleTimer;
 use super::options::CopyOptions;
 use crate::{CopyError, Transfer};
 
+/// The ends and the direction of a [`copy_with`], kept together so that
+/// dropping the future can first write out what the direction holds
+/// ([`Direction::flush_on_drop`]).
+struct One<'x, 'p, R: ?Sized, W: ?Sized> {
+    reader: &'x mut R,
+    writer: &'x mut W,
+    dir: Direction<'p>,
+}
+
+impl<R: ?Sized, W: ?Sized> Drop for One<'_, '_, R, W> {
+    fn drop(&mut self) {
+        self.dir.flush_on_drop(&*self.writer);
+    }
+}
+
 /// Copies everything `reader` gives into `writer`, zero-copy between tokio
 /// sockets: a drop-in replacement for [`tokio::io::copy`](::tokio::io::copy).
 ///
@@ -112,10 +127,20 @@ where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let mut dir = Direction::new(opts, &*reader, &*writer, false);
+    let dir = Direction::new(opts, &*reader, &*writer, false);
+    let mut state = One {
+        reader,
+        writer,
+        dir,
+    };
     let mut idle = IdleTimer::new(opts.idle_timeout);
     poll_fn(|cx| {
-        let error = match dir.poll(cx, reader, writer) {
+        let One {
+            reader,
+            writer,
+            dir,
+        } = &mut state;
+        let error = match dir.poll(cx, &mut **reader, &mut **writer) {
             Poll::Ready(Ok(bytes)) => {
                 return Poll::Ready(Ok(Transfer {
                     bytes,

@@ -46,6 +46,20 @@ impl Buffer {
         self.start == self.end
     }
 
+    /// The bytes read and not yet written.
+    pub(super) fn pending(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// Marks the first `n` pending bytes written.
+    pub(super) fn consume(&mut self, n: usize) {
+        self.start += n.min(self.end - self.start);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
     /// Whether a read could add bytes now.
     pub(super) fn has_room(&self) -> bool {
         self.data.is_empty() || self.end < self.data.len()
