@@ -3,7 +3,7 @@
 
 Usage: bench/criterion_table.py GROUP_PREFIX [CPU_FILE]
   GROUP_PREFIX  e.g. "pool", "copy", "relay" (matched against group ids)
-  CPU_FILE      optional tab-separated "case<TAB>cpu_s_per_gb" file written
+  CPU_FILE      optional tab-separated "case<TAB>cpu_s_per_gb[<TAB>...]" file written
                 by the copy and relay benches (target/copy-cpu.txt, ...)
 Reads target/criterion/**/new/{estimates,benchmark}.json.
 """
@@ -17,7 +17,7 @@ cpu = {}
 if len(sys.argv) > 2 and pathlib.Path(sys.argv[2]).exists():
     for line in pathlib.Path(sys.argv[2]).read_text().splitlines()[1:]:
         if "\t" in line:
-            k, v = line.split("\t")
+            k, v = line.split("\t")[:2]
             cpu[k] = float(v)
 
 
