@@ -39,20 +39,7 @@ fn echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
             count.fetch_add(1, SeqCst);
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 64 << 10];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = s.shutdown(Shutdown::Write);
-            });
+            thread::spawn(move || util::echo_until_eof(&mut s));
         }
     });
     (addr, accepted)

@@ -249,6 +249,23 @@ impl Drop for ConfigFile {
     }
 }
 
+/// Echoes what `s` sends until end of file (or an error), then shuts its
+/// write half down.
+pub(crate) fn echo_until_eof(s: &mut TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = s.shutdown(Shutdown::Write);
+}
+
 /// An upstream on a thread: on each connection it writes `tag` and a
 /// newline, then echoes until EOF.
 pub(crate) fn tag_server(tag: &str) -> SocketAddr {
@@ -261,18 +278,7 @@ pub(crate) fn tag_server(tag: &str) -> SocketAddr {
             let tag = tag.clone();
             thread::spawn(move || {
                 let _ = s.write_all(tag.as_bytes());
-                let mut buf = [0u8; 64 * 1024];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = s.shutdown(Shutdown::Write);
+                echo_until_eof(&mut s);
             });
         }
     });
