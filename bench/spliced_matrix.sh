@@ -16,8 +16,13 @@ SECS=${SECS:-4}
 BIN=${SPLICED_BIN:-target/release/spliced}
 [ -n "${SPLICED_BIN:-}" ] || cargo build --release -q -p spliced
 OUT=$(mktemp -d /tmp/spliced-matrix.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# `start` runs in a command substitution (a subshell), so the processes it
+# starts are remembered in pid files, not in a shell variable.
+cleanup() {
+  for f in "$OUT"/*.pid; do
+    [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  done
+}
 trap cleanup EXIT
 
 # start NAME CPU ARGS...: runs spliced, waits for its "listening on" line,
@@ -25,7 +30,6 @@ trap cleanup EXIT
 start() {
   local name=$1 cpu=$2; shift 2
   taskset -c "$cpu" "$BIN" --log-level warn "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" &
-  pids+=($!)
   echo $! >"$OUT/$name.pid"
   for _ in $(seq 100); do
     grep -q "listening on" "$OUT/$name.out" 2>/dev/null && break
