@@ -89,14 +89,12 @@ impl LocalCache {
     fn refill(&mut self) -> Option<Box<Pipe>> {
         // `local_cap / 2` kept, one returned: with `local_cap` 0 (or 1) the
         // cache keeps nothing, as `pipes.len() <= local_cap` requires.
+        debug_assert!(self.pipes.is_empty(), "refill of a cache that has pipes");
+        // The cache is empty here; the batch lands oldest first and the
+        // newest (warmest) pipe is the one handed out.
         let want = self.shared.config.local_cap / 2 + 1;
-        let mut got = Vec::with_capacity(want);
-        self.shared.take_batch(want, &mut got);
-        // `got` is newest first; keep the cache oldest first.
-        let first = got.pop();
-        while let Some(item) = got.pop() {
-            self.pipes.push(item);
-        }
+        self.shared.take_batch(want, &mut self.pipes);
+        let first = self.pipes.pop();
         self.stats.idle.store(self.pipes.len(), Relaxed);
         first.map(|item| item.pipe)
     }

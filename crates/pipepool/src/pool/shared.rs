@@ -118,7 +118,8 @@ impl Shared {
         self.live.load(Relaxed)
     }
 
-    /// Moves up to `n` idle pipes into `out`, newest first, for one get
+    /// Appends up to `n` idle pipes to `out`, oldest first (the newest
+    /// last, where a `pop` finds it), for one get
     /// (counted once in `gets_shared`; the rest of the batch is counted in
     /// `gets_local` as the thread cache hands it out). Returns how many.
     pub(super) fn take_batch(&self, n: usize, out: &mut Vec<Idle>) -> usize {
@@ -128,7 +129,7 @@ impl Shared {
         let mut idle = lock(&self.idle);
         let k = n.min(idle.len());
         let from = idle.len() - k;
-        out.extend(idle.drain(from..).rev());
+        out.extend(idle.drain(from..));
         self.idle_len.store(idle.len(), Relaxed);
         drop(idle);
         if k > 0 {
