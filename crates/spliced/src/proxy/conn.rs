@@ -52,29 +52,17 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
     );
     let duration_ms = start.elapsed().as_millis() as u64;
     let method = outcome.method();
-    match &outcome.error {
-        None => tracing::info!(
-            listener = name,
-            client = %peer,
-            upstream = lease.addr(),
-            to_upstream = outcome.to_upstream,
-            to_client = outcome.to_client,
-            duration_ms,
-            method,
-            outcome = ending.as_str(),
-            "connection closed"
-        ),
-        Some(e) => tracing::info!(
-            listener = name,
-            client = %peer,
-            upstream = lease.addr(),
-            to_upstream = outcome.to_upstream,
-            to_client = outcome.to_client,
-            duration_ms,
-            method,
-            outcome = ending.as_str(),
-            error = %e,
-            "connection closed"
-        ),
-    }
+    // `error` is recorded only when there is one.
+    tracing::info!(
+        listener = name,
+        client = %peer,
+        upstream = lease.addr(),
+        to_upstream = outcome.to_upstream,
+        to_client = outcome.to_client,
+        duration_ms,
+        method,
+        outcome = ending.as_str(),
+        error = outcome.error.as_ref().map(tracing::field::display),
+        "connection closed"
+    );
 }
