@@ -167,6 +167,13 @@ impl Caches {
     }
 }
 
+// A `const` initializer: no lazy-init check on each access (loom's
+// `thread_local!` has no const form).
+#[cfg(not(loom))]
+thread_local! {
+    static CACHES: RefCell<Caches> = const { RefCell::new(Caches { slots: Vec::new() }) };
+}
+#[cfg(loom)]
 thread_local! {
     static CACHES: RefCell<Caches> = RefCell::new(Caches::default());
 }
