@@ -16,7 +16,20 @@
 //! the relays sit idle between rounds as real ones do. The client and the
 //! sink run on a tokio runtime with 2 worker threads; the relays on one of
 //! their own with a single worker thread (`relay-worker`), like a proxy
-//! pinned to one core.
+//! pinned to one core. On a machine with 2 CPUs or more, the relay thread is
+//! pinned to the first CPU this process may use and every other thread
+//! (client, sink, main) to the second, as `taskset -c 0` / `-c 1` would pin
+//! a proxy and its load: the relay then has a core to itself and its numbers
+//! do not swing with the scheduler's placement. `RELAY_PIN=0` turns the
+//! pinning off.
+//!
+//! `RELAY_CC=NAME` runs every connection of the bench (client, relay, sink)
+//! with TCP congestion control `NAME` (set on the listeners and on each
+//! socket before it connects, so that none of them ever runs the system's
+//! default). Unset, the system default applies
+//! (`sysctl net.ipv4.tcp_congestion_control`). It matters on loopback:
+//! with `bbr` the kernel paces every socket with hrtimers, which costs every
+//! variant alike (see BENCHMARKS.md, section 3).
 //!
 //! Besides criterion's throughput, every case records the CPU time of the
 //! relay's thread (utime + stime from `/proc/self/task/*/stat`) and of the
@@ -126,6 +139,53 @@ fn relay_cpu() -> Duration {
     Duration::from_secs_f64(total)
 }
 
+/// The CPUs to pin to: (relay, everything else), when pinning is on and the
+/// process may use at least two CPUs.
+fn pin_cpus() -> Option<(usize, usize)> {
+    if std::env::var_os("RELAY_PIN").is_some_and(|v| v == "0") {
+        return None;
+    }
+    let allowed = rustix::thread::sched_getaffinity(None).ok()?;
+    let mut cpus = (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c));
+    Some((cpus.next()?, cpus.next()?))
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
+}
+
+/// `RELAY_CC`, the congestion control every socket of the bench gets.
+fn congestion() -> Option<String> {
+    std::env::var("RELAY_CC").ok().filter(|v| !v.is_empty())
+}
+
+/// Sets `RELAY_CC` on `sock` (a listener or a socket about to connect).
+fn set_cc(sock: impl std::os::fd::AsFd) {
+    if let Some(cc) = congestion() {
+        rustix::net::sockopt::set_tcp_congestion(sock, &cc)
+            .unwrap_or_else(|e| panic!("RELAY_CC={cc}: setsockopt(TCP_CONGESTION): {e}"));
+    }
+}
+
+/// A listener on a loopback port, with `RELAY_CC`.
+async fn listen() -> TcpListener {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    set_cc(&listener);
+    listener
+}
+
+/// Connects to `addr` with `RELAY_CC` and `TCP_NODELAY`.
+async fn connect(addr: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    set_cc(&sock);
+    let s = sock.connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
 /// (case, relay CPU s/GB, whole-process CPU s/GB): filled while
 /// benchmarking.
 static CPU: Mutex<Vec<(String, f64, f64)>> = Mutex::new(Vec::new());
@@ -176,9 +236,8 @@ async fn sink(listener: TcpListener) {
 async fn relay(listener: TcpListener, sink: SocketAddr, variant: Variant) {
     loop {
         let (a, _) = listener.accept().await.unwrap();
-        let b = TcpStream::connect(sink).await.unwrap();
+        let b = connect(sink).await;
         a.set_nodelay(true).unwrap();
-        b.set_nodelay(true).unwrap();
         tokio::spawn(variant.relay(a, b));
     }
 }
@@ -198,8 +257,7 @@ impl Fleet {
         let (done_tx, done) = mpsc::unbounded_channel();
         let mut go = Vec::with_capacity(streams);
         for _ in 0..streams {
-            let mut s = TcpStream::connect(relay).await.unwrap();
-            s.set_nodelay(true).unwrap();
+            let mut s = connect(relay).await;
             s.write_u64(size).await.unwrap();
             let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
             let done_tx = done_tx.clone();
@@ -235,13 +293,30 @@ impl Fleet {
 }
 
 fn bench_relay(c: &mut Criterion) {
+    match congestion() {
+        Some(cc) => println!("congestion control: {cc} (RELAY_CC)"),
+        None => println!("congestion control: the system default"),
+    }
+    let pins = pin_cpus();
+    match pins {
+        Some((relay, load)) => {
+            println!("pinning: relay thread on CPU {relay}, client, sink and main on CPU {load}");
+            pin_to(load);
+        }
+        None => println!("pinning: off"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .on_thread_start(move || {
+            if let Some((_, load)) = pins {
+                pin_to(load);
+            }
+        })
         .enable_all()
         .build()
         .unwrap();
     let sink_addr = rt.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = listen().await;
         let addr = listener.local_addr().unwrap();
         tokio::spawn(sink(listener));
         addr
@@ -252,6 +327,11 @@ fn bench_relay(c: &mut Criterion) {
     let relay_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("relay-worker")
+        .on_thread_start(move || {
+            if let Some((relay, _)) = pins {
+                pin_to(relay);
+            }
+        })
         .enable_all()
         .build()
         .unwrap();
@@ -259,7 +339,7 @@ fn bench_relay(c: &mut Criterion) {
         .iter()
         .map(|&v| {
             relay_rt.block_on(async {
-                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = listen().await;
                 let addr = listener.local_addr().unwrap();
                 tokio::spawn(relay(listener, sink_addr, v));
                 (v, addr)
