@@ -36,7 +36,10 @@ pub(crate) enum Command {
 
 /// `spliced run`.
 #[derive(Debug, Args)]
+// `allow_negative_numbers`: `--max-conns -3` is a bad value (and says so),
+// not an unknown flag `-3`.
 #[command(
+    allow_negative_numbers = true,
     after_help = "Flags override the config file. With --listen, the file's listeners are \
 replaced by one; --upstream without --listen sets the upstreams of the file's only listener."
 )]
@@ -57,14 +60,14 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum)]
     pub(crate) copy: Option<CopyMode>,
     /// Timeout of one upstream connect (e.g. 3s, 500ms) [default: 3s].
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
     pub(crate) connect_timeout: Option<DurationValue>,
     /// Upstreams tried per client before giving up [default: 3].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub(crate) connect_attempts: Option<usize>,
     /// Close connections with no traffic either way for this long; 0: never
     /// [default: 5m].
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
     pub(crate) idle_timeout: Option<DurationValue>,
     /// Most client connections open at once per listener [default: 10000].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
@@ -76,16 +79,16 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub(crate) max_pipes: Option<usize>,
     /// Size asked for each pipe (e.g. 1MiB, 256KiB) [default: 1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    #[arg(long, value_name = "SIZE", value_parser = size, allow_hyphen_values = true)]
     pub(crate) pipe_size: Option<SizeValue>,
     /// Close pooled pipes idle this long [default: 10s].
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
     pub(crate) pipe_idle_timeout: Option<DurationValue>,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<SocketAddr>,
     /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
     pub(crate) grace_period: Option<DurationValue>,
     /// Once every listener and the metrics socket are bound, run as this
     /// user (no supplementary groups, the user's group): start as root to
@@ -128,7 +131,7 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     pub(crate) small: bool,
     /// Bulk bytes pushed through the proxy per copy method [default: 2GiB].
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    #[arg(long, value_name = "SIZE", value_parser = size, allow_hyphen_values = true)]
     pub(crate) bytes: Option<SizeValue>,
     /// Short connections per copy method [default: 5000].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
@@ -153,6 +156,7 @@ pub(crate) enum Mode {
 /// `spliced bench`.
 #[derive(Debug, Args)]
 #[command(
+    allow_negative_numbers = true,
     after_help = "Client: spliced bench --target ADDR [--mode stream|connect] ...\n\
 Server: spliced bench --serve ADDR [--echo|--sink]\n\n\
 stream: --conns connections write for --duration (or until --size bytes each); by default \
@@ -176,10 +180,10 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub(crate) conns: Option<usize>,
     /// Bytes per request (connect) [default: 1KiB], or per connection (stream) [default: no limit].
-    #[arg(long, value_name = "BYTES", value_parser = size)]
+    #[arg(long, value_name = "BYTES", value_parser = size, allow_hyphen_values = true)]
     pub(crate) size: Option<SizeValue>,
     /// How long to run (e.g. 10, 10s, 500ms).
-    #[arg(long, value_name = "SECS", value_parser = duration, default_value = "5s")]
+    #[arg(long, value_name = "SECS", value_parser = duration, default_value = "5s", allow_hyphen_values = true)]
     pub(crate) duration: DurationValue,
     /// stream: only send (for a --sink server); do not expect an echo.
     #[arg(long)]
@@ -210,6 +214,9 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
+        Err(_) if s.trim_start().starts_with('-') => {
+            Err(format!("`{s}`: must be a whole number of at least 1"))
+        }
         Err(e) => Err(format!("`{s}`: {e}")),
     }
 }

@@ -125,6 +125,38 @@ fn a_missing_file_and_bad_flags_exit_2() {
             ],
             "--max-conns",
         ),
+        (
+            &[
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "a:1",
+                "--max-conns",
+                "-3",
+            ],
+            "invalid value '-3' for '--max-conns <N>': `-3`: must be a whole number of at least 1",
+        ),
+        (
+            &["bench", "--target", "127.0.0.1:9", "--conns", "-1"],
+            "invalid value '-1' for '--conns <N>'",
+        ),
+        (
+            &[
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "a:1",
+                "--idle-timeout",
+                "-5s",
+            ],
+            "invalid value '-5s' for '--idle-timeout <DURATION>'",
+        ),
+        (
+            &["bench", "--target", "127.0.0.1:9", "--duration", "-1s"],
+            "invalid value '-1s' for '--duration <SECS>'",
+        ),
         (&["run"], "--listen"),
         (&["bench", "--mode", "stream"], "--target"),
     ] {
