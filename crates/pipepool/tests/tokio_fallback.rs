@@ -1,7 +1,7 @@
 //! Which path a copy takes, and that every path delivers: types that cannot
 //! be spliced (`tokio::io::duplex`, a socket and a duplex) take the userspace
-//! copy; `UnixStream`s and the split halves of TCP and Unix streams are
-//! spliced; a destination the kernel refuses to splice into (a real
+//! copy; `UnixStream`s, the split halves of TCP and Unix streams, and
+//! `&mut`s to and `Box`es of whole streams are spliced; a destination the kernel refuses to splice into (a real
 //! `EINVAL`) falls back without losing a byte. (The source side of that
 //! fallback is covered by a unit test in `src/tokio/direction.rs`, with an
 //! injected `EINVAL`: no socket refuses `splice` reads on current kernels.) Also the idle timeout, the bounded work per poll, and
@@ -324,7 +324,44 @@ async fn hold_pipe_keeps_pipes_while_idle() {
     }
 }
 
+/// `&mut TcpStream` (what `copy_bidirectional(&mut a, &mut b)` passes when
+/// `a` and `b` are themselves `&mut TcpStream`) and `Box<TcpStream>` are
+/// spliced too, both ways, every byte delivered.
+async fn references_and_boxes_are_spliced() {
+    let pool = PoolConfig::default().build().unwrap();
+    let opts = CopyOptions::new().pool(&pool);
+    let (client, mut a) = tcp_pair().await;
+    let (b, server) = tcp_pair().await;
+    let mut b = Box::new(b);
+    let (client_r, client_w) = client.into_split();
+    let (server_r, server_w) = server.into_split();
+    let (up, down) = (feed(client_w), feed(server_w));
+    let (got_server, got_client) = (drain(server_r), drain(client_r));
+    let mut a_ref = &mut a;
+    let report = within(
+        60,
+        "relay",
+        copy_bidirectional_with(&mut a_ref, &mut b, &opts),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.a_to_b, report.b_to_a), (LEN, LEN));
+    assert_eq!(
+        (report.a_to_b_method, report.b_to_a_method),
+        (Method::Splice, Method::Splice)
+    );
+    up.await.unwrap();
+    down.await.unwrap();
+    drop((a, b));
+    assert_eq!(got_server.await.unwrap(), LEN);
+    assert_eq!(got_client.await.unwrap(), LEN);
+    let stats = pool.stats();
+    assert!(stats.created > 0);
+    assert_eq!((stats.in_use, stats.closed_dirty), (0, 0), "{stats:?}");
+}
+
 on_both_runtimes!(
+    references_and_boxes_are_spliced,
     duplex_streams_take_the_userspace_copy,
     socket_to_duplex_takes_the_userspace_copy,
     unix_streams_are_spliced,

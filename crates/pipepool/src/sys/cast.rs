@@ -55,9 +55,9 @@ fn is<T: ?Sized, U: ?Sized + 'static>() -> bool {
     typeid::of::<T>() == TypeId::of::<U>()
 }
 
-/// The socket a reader reads from, when the reader is `TcpStream`,
-/// `UnixStream`, or one of their read halves (owned or borrowed).
-pub(crate) fn read_socket<T: ?Sized>(t: &T) -> Option<Socket<'_>> {
+/// The socket `t` is, when `T` is a whole stream (a reader and a writer
+/// alike): `TcpStream`, `UnixStream`, a `&mut` to one, or a `Box` of one.
+fn stream<T: ?Sized>(t: &T) -> Option<Socket<'_>> {
     if is::<T, TcpStream>() {
         // SAFETY: `TcpStream` has no lifetime parameter, so `T` is `TcpStream`.
         return Some(Socket::Tcp(unsafe { cast_ref::<T, TcpStream>(t) }));
@@ -65,6 +65,38 @@ pub(crate) fn read_socket<T: ?Sized>(t: &T) -> Option<Socket<'_>> {
     if is::<T, UnixStream>() {
         // SAFETY: `UnixStream` has no lifetime parameter, so `T` is `UnixStream`.
         return Some(Socket::Unix(unsafe { cast_ref::<T, UnixStream>(t) }));
+    }
+    if is::<T, &'static mut TcpStream>() {
+        // SAFETY: `T` is `&'x mut TcpStream` with `'x: 'b` (the borrow of
+        // `t`); `&mut` is covariant in its lifetime, so reading
+        // `&'b &'x mut TcpStream` as `&'b &'b mut TcpStream` shortens the
+        // lifetime only, and only a shared reborrow of the stream is made.
+        let r = unsafe { cast_ref::<T, &mut TcpStream>(t) };
+        return Some(Socket::Tcp(r));
+    }
+    if is::<T, &'static mut UnixStream>() {
+        // SAFETY: as for `&mut TcpStream` just above.
+        let r = unsafe { cast_ref::<T, &mut UnixStream>(t) };
+        return Some(Socket::Unix(r));
+    }
+    if is::<T, Box<TcpStream>>() {
+        // SAFETY: `Box<TcpStream>` has no lifetime parameter, so `T` is it.
+        let b = unsafe { cast_ref::<T, Box<TcpStream>>(t) };
+        return Some(Socket::Tcp(b));
+    }
+    if is::<T, Box<UnixStream>>() {
+        // SAFETY: `Box<UnixStream>` has no lifetime parameter, so `T` is it.
+        let b = unsafe { cast_ref::<T, Box<UnixStream>>(t) };
+        return Some(Socket::Unix(b));
+    }
+    None
+}
+
+/// The socket a reader reads from, when the reader is a whole stream (see
+/// [`stream`]) or one of the read halves (owned or borrowed).
+pub(crate) fn read_socket<T: ?Sized>(t: &T) -> Option<Socket<'_>> {
+    if let Some(socket) = stream(t) {
+        return Some(socket);
     }
     if is::<T, tcp::OwnedReadHalf>() {
         // SAFETY: no lifetime parameter, so `T` is `tcp::OwnedReadHalf`.
@@ -92,16 +124,11 @@ pub(crate) fn read_socket<T: ?Sized>(t: &T) -> Option<Socket<'_>> {
     None
 }
 
-/// The socket a writer writes to, when the writer is `TcpStream`,
-/// `UnixStream`, or one of their write halves (owned or borrowed).
+/// The socket a writer writes to, when the writer is a whole stream (see
+/// [`stream`]) or one of the write halves (owned or borrowed).
 pub(crate) fn write_socket<T: ?Sized>(t: &T) -> Option<Socket<'_>> {
-    if is::<T, TcpStream>() {
-        // SAFETY: `TcpStream` has no lifetime parameter, so `T` is `TcpStream`.
-        return Some(Socket::Tcp(unsafe { cast_ref::<T, TcpStream>(t) }));
-    }
-    if is::<T, UnixStream>() {
-        // SAFETY: `UnixStream` has no lifetime parameter, so `T` is `UnixStream`.
-        return Some(Socket::Unix(unsafe { cast_ref::<T, UnixStream>(t) }));
+    if let Some(socket) = stream(t) {
+        return Some(socket);
     }
     if is::<T, tcp::OwnedWriteHalf>() {
         // SAFETY: no lifetime parameter, so `T` is `tcp::OwnedWriteHalf`.
@@ -182,6 +209,27 @@ mod tests {
             .unwrap();
         assert_eq!(kind(read_socket(&t)), "tcp");
         assert_eq!(kind(write_socket(&t)), "tcp");
+        {
+            // `&mut TcpStream` (as `copy(&mut r, ..)` with `r: &mut
+            // TcpStream` passes it) and `Box<TcpStream>`.
+            let r = &mut t;
+            assert_eq!(kind(read_socket(&r)), "tcp");
+            assert_eq!(kind(write_socket(&r)), "tcp");
+        }
+        let boxed = Box::new(
+            TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap(),
+        );
+        assert_eq!(kind(read_socket(&boxed)), "tcp");
+        assert_eq!(kind(write_socket(&boxed)), "tcp");
+        let mut u3 = UnixStream::pair().unwrap().0;
+        let r = &mut u3;
+        assert_eq!(kind(read_socket(&r)), "unix");
+        assert_eq!(kind(write_socket(&r)), "unix");
+        let boxed = Box::new(u3);
+        assert_eq!(kind(read_socket(&boxed)), "unix");
+        assert_eq!(kind(write_socket(&boxed)), "unix");
         let fd = {
             let (r, w) = t.split();
             assert_eq!(kind(write_socket(&w)), "tcp");
@@ -204,9 +252,13 @@ mod tests {
         let bytes: &[u8] = b"abc";
         assert_eq!(kind(read_socket(&bytes)), "none");
         assert_eq!(kind(write_socket(&Vec::<u8>::new())), "none");
-        // A reference to a socket is a different type: not detected.
+        // A shared reference to a socket is no reader: not detected.
         let (u1, _u2) = UnixStream::pair().unwrap();
         assert_eq!(kind(read_socket(&&u1)), "none");
+        // Nor a `&mut` to a half, or a box of one (not detected: userspace).
+        let (mut r, _w) = u1.into_split();
+        assert_eq!(kind(read_socket(&&mut r)), "none");
+        let u1 = r.reunite(_w).unwrap();
         // Unsized types are never sockets.
         let dyn_reader: &dyn tokio::io::AsyncRead = &u1;
         assert_eq!(kind(read_socket(dyn_reader)), "none");

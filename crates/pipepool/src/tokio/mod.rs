@@ -46,9 +46,9 @@
 //!
 //! | reader | writer | path |
 //! |---|---|---|
-//! | `TcpStream`, `UnixStream` | `TcpStream`, `UnixStream` | splice |
+//! | `TcpStream`, `UnixStream`, a `&mut` to one, a `Box` of one | the same | splice |
 //! | their read halves: `OwnedReadHalf`, `ReadHalf<'_>` (tcp and unix) | their write halves (tcp and unix) | splice ([`copy`] only) |
-//! | anything else (TLS streams, `DuplexStream`, `&mut TcpStream`, `Box<..>`, ...) | | userspace |
+//! | anything else (TLS streams, `DuplexStream`, `tokio::io::split` halves, a `&mut` to a half, `Box<dyn ..>`, ...) | | userspace |
 //!
 //! The userspace path is a copy through a buffer (64 KiB by default,
 //! [`CopyOptions::buffer_size`]), with tokio's semantics.
