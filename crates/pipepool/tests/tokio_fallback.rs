@@ -93,17 +93,22 @@ async fn socket_to_duplex_takes_the_userspace_copy() {
     assert_eq!(pool.stats().created, 0);
 }
 
-/// `UnixStream`s through `copy_bidirectional_with`: spliced both ways.
-async fn unix_streams_are_spliced() {
+/// Relays `a` <-> `b` with `copy_bidirectional_with` while `client` (the
+/// far end of `a`) and `server` (the far end of `b`) each send `LEN` bytes
+/// and read to end of file; checks that both directions were spliced, that
+/// every byte arrived, and that the pool got every pipe back clean.
+async fn spliced_both_ways<A, B, C, S>(mut a: A, mut b: B, client: C, server: S)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let pool = PoolConfig::default().build().unwrap();
-    let (client, mut a) = UnixStream::pair().unwrap();
-    let (mut b, server) = UnixStream::pair().unwrap();
-    let (client_r, client_w) = client.into_split();
-    let (server_r, server_w) = server.into_split();
-    let up = feed(client_w);
-    let down = feed(server_w);
-    let got_server = drain(server_r);
-    let got_client = drain(client_r);
+    let (client_r, client_w) = tokio::io::split(client);
+    let (server_r, server_w) = tokio::io::split(server);
+    let (up, down) = (feed(client_w), feed(server_w));
+    let (got_server, got_client) = (drain(server_r), drain(client_r));
     let opts = CopyOptions::new().pool(&pool);
     let report = within(60, "relay", copy_bidirectional_with(&mut a, &mut b, &opts))
         .await
@@ -115,12 +120,29 @@ async fn unix_streams_are_spliced() {
     );
     up.await.unwrap();
     down.await.unwrap();
-    drop((a, b));
+    // `copy_bidirectional` shut both far ends' read sides down at end of
+    // file: the drains end without `a` and `b` being dropped.
     assert_eq!(got_server.await.unwrap(), LEN);
     assert_eq!(got_client.await.unwrap(), LEN);
     let stats = pool.stats();
     assert!(stats.created > 0);
     assert_eq!((stats.in_use, stats.closed_dirty), (0, 0), "{stats:?}");
+}
+
+/// `UnixStream`s through `copy_bidirectional_with`: spliced both ways.
+async fn unix_streams_are_spliced() {
+    let (client, a) = UnixStream::pair().unwrap();
+    let (b, server) = UnixStream::pair().unwrap();
+    spliced_both_ways(a, b, client, server).await;
+}
+
+/// `&mut TcpStream` (what `copy_bidirectional(&mut a, &mut b)` passes when
+/// `a` and `b` are themselves `&mut TcpStream`) and `Box<TcpStream>` are
+/// spliced too.
+async fn references_and_boxes_are_spliced() {
+    let (client, mut a) = tcp_pair().await;
+    let (b, server) = tcp_pair().await;
+    spliced_both_ways(&mut a, Box::new(b), client, server).await;
 }
 
 /// `copy_with` between split halves (owned and borrowed, TCP and Unix, and
@@ -322,42 +344,6 @@ async fn hold_pipe_keeps_pipes_while_idle() {
         let (report, ()) = within(60, "relay", async { tokio::join!(relay, talk) }).await;
         assert_eq!((report.unwrap().a_to_b, pool.stats().in_use), (1, 0));
     }
-}
-
-/// `&mut TcpStream` (what `copy_bidirectional(&mut a, &mut b)` passes when
-/// `a` and `b` are themselves `&mut TcpStream`) and `Box<TcpStream>` are
-/// spliced too, both ways, every byte delivered.
-async fn references_and_boxes_are_spliced() {
-    let pool = PoolConfig::default().build().unwrap();
-    let opts = CopyOptions::new().pool(&pool);
-    let (client, mut a) = tcp_pair().await;
-    let (b, server) = tcp_pair().await;
-    let mut b = Box::new(b);
-    let (client_r, client_w) = client.into_split();
-    let (server_r, server_w) = server.into_split();
-    let (up, down) = (feed(client_w), feed(server_w));
-    let (got_server, got_client) = (drain(server_r), drain(client_r));
-    let mut a_ref = &mut a;
-    let report = within(
-        60,
-        "relay",
-        copy_bidirectional_with(&mut a_ref, &mut b, &opts),
-    )
-    .await
-    .unwrap();
-    assert_eq!((report.a_to_b, report.b_to_a), (LEN, LEN));
-    assert_eq!(
-        (report.a_to_b_method, report.b_to_a_method),
-        (Method::Splice, Method::Splice)
-    );
-    up.await.unwrap();
-    down.await.unwrap();
-    drop((a, b));
-    assert_eq!(got_server.await.unwrap(), LEN);
-    assert_eq!(got_client.await.unwrap(), LEN);
-    let stats = pool.stats();
-    assert!(stats.created > 0);
-    assert_eq!((stats.in_use, stats.closed_dirty), (0, 0), "{stats:?}");
 }
 
 on_both_runtimes!(
