@@ -127,8 +127,8 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let a_to_b = Direction::new(opts, &*a, &*b, true);
-    let b_to_a = Direction::new(opts, &*b, &*a, true);
+    let a_to_b = Direction::new(opts, &*a, &*b, true, true);
+    let b_to_a = Direction::new(opts, &*b, &*a, true, false);
     let mut state = Both {
         a,
         b,

@@ -32,6 +32,7 @@ use ::tokio::task::coop;
 
 use super::detect;
 use super::options::CopyOptions;
+use super::progress::Live;
 use super::userspace::{write_zero, Buffer};
 use crate::sys;
 use crate::{Method, PipePool, PooledPipe};
@@ -102,25 +103,50 @@ pub(super) struct Direction<'p> {
     need_flush: bool,
     /// Bytes read from the source, by any path.
     read: u64,
-    /// Bytes written to the destination, by any path.
-    written: u64,
-    /// The part of `written` that came out of a pipe.
-    spliced: u64,
+    /// Bytes written to the destination.
+    out: Written<'p>,
     /// Shut the writer down after end of file (`copy_bidirectional`).
     shutdown: bool,
     /// Where the direction is in its life.
     phase: Phase,
 }
 
+/// What a direction has written to its destination.
+#[derive(Debug)]
+struct Written<'p> {
+    /// Bytes, by any path.
+    total: u64,
+    /// The part of `total` that came out of a pipe.
+    spliced: u64,
+    /// Where the bytes are also counted as they are written, if anywhere.
+    live: Option<Live<'p>>,
+}
+
+impl Written<'_> {
+    /// Counts `n` bytes written, out of the pipe (`spliced`) or the buffer.
+    fn add(&mut self, n: usize, spliced: bool) {
+        let n = n as u64;
+        self.total += n;
+        if spliced {
+            self.spliced += n;
+        }
+        if let Some(live) = self.live {
+            live.add(n, spliced);
+        }
+    }
+}
+
 impl<'p> Direction<'p> {
     /// A direction from `reader` to `writer`. It splices when zero-copy is
     /// on and both are tokio sockets (or socket halves); `shutdown` says
-    /// whether the writer is shut down after end of file.
+    /// whether the writer is shut down after end of file; `a_to_b` which
+    /// side of the options' [`Progress`](super::Progress) it counts in.
     pub(super) fn new<R: ?Sized, W: ?Sized>(
         opts: &CopyOptions<'p>,
         reader: &R,
         writer: &W,
         shutdown: bool,
+        a_to_b: bool,
     ) -> Direction<'p> {
         let mode = if opts.zero_copy && detect::splice_pair(reader, writer).is_some() {
             Mode::Splice
@@ -138,8 +164,11 @@ impl<'p> Direction<'p> {
             probed: false,
             need_flush: false,
             read: 0,
-            written: 0,
-            spliced: 0,
+            out: Written {
+                total: 0,
+                spliced: 0,
+                live: opts.progress.map(|p| p.side(a_to_b)),
+            },
             shutdown,
             phase: Phase::Copying,
         }
@@ -159,7 +188,7 @@ impl<'p> Direction<'p> {
         if let Some(pipe) = self.pipe.as_mut() {
             while !pipe.is_empty() {
                 match socket.splice_now(pipe) {
-                    Ok(n) if n > 0 => self.written += n as u64,
+                    Ok(n) if n > 0 => self.out.add(n, true),
                     _ => break,
                 }
             }
@@ -171,7 +200,7 @@ impl<'p> Direction<'p> {
             match socket.write_now(self.buf.pending()) {
                 Ok(n) if n > 0 => {
                     self.buf.consume(n);
-                    self.written += n as u64;
+                    self.out.add(n, false);
                 }
                 _ => break,
             }
@@ -180,19 +209,19 @@ impl<'p> Direction<'p> {
 
     /// Bytes written to the destination so far.
     pub(super) fn written(&self) -> u64 {
-        self.written
+        self.out.total
     }
 
     /// A number that grows whenever a byte is read or written: for the idle
     /// timeout.
     pub(super) fn activity(&self) -> u64 {
-        self.read + self.written
+        self.read + self.out.total
     }
 
     /// [`Method::Splice`] if a byte went through a pipe, or if none moved
     /// yet and the direction would splice; else [`Method::Userspace`].
     pub(super) fn method(&self) -> Method {
-        if self.spliced > 0 || (self.written == 0 && self.mode == Mode::Splice) {
+        if self.out.spliced > 0 || (self.out.total == 0 && self.mode == Mode::Splice) {
             Method::Splice
         } else {
             Method::Userspace
@@ -227,7 +256,7 @@ impl<'p> Direction<'p> {
                     ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
                     self.phase = Phase::Done;
                 }
-                Phase::Done => return Poll::Ready(Ok(self.written)),
+                Phase::Done => return Poll::Ready(Ok(self.out.total)),
             }
         }
     }
@@ -245,7 +274,7 @@ impl<'p> Direction<'p> {
         W: AsyncWrite + Unpin + ?Sized,
     {
         let coop = ready!(coop::poll_proceed(cx));
-        let written_before = self.written;
+        let written_before = self.out.total;
         loop {
             let activity = self.activity();
             let step = self.step(cx, reader, writer);
@@ -256,7 +285,7 @@ impl<'p> Direction<'p> {
             }
             match step {
                 Poll::Ready(Ok(Step::Again)) => {
-                    if self.written - written_before >= YIELD_AFTER {
+                    if self.out.total - written_before >= YIELD_AFTER {
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
@@ -289,8 +318,7 @@ impl<'p> Direction<'p> {
             match dst.splice_out_of(pipe) {
                 Ok(0) => return Poll::Ready(Err(write_zero())),
                 Ok(n) => {
-                    self.written += n as u64;
-                    self.spliced += n as u64;
+                    self.out.add(n, true);
                     if pipe.is_empty() {
                         if let Some(empty) = self.pipe.take() {
                             self.give_back(empty);
@@ -298,7 +326,7 @@ impl<'p> Direction<'p> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if sys::is_unsupported(&e) && self.written == 0 => {
+                Err(e) if sys::is_unsupported(&e) && self.out.total == 0 => {
                     // The destination takes no splice. Nothing is lost: the
                     // bytes move to the buffer and go out through
                     // `poll_write`, as everything after them will.
@@ -317,7 +345,7 @@ impl<'p> Direction<'p> {
         if !self.buf.is_empty() {
             match self.buf.poll_drain(cx, Pin::new(&mut *writer)) {
                 Poll::Ready(Ok(n)) => {
-                    self.written += n as u64;
+                    self.out.add(n, false);
                     self.need_flush = true;
                     if self.mode == Mode::Splice && self.buf.is_empty() {
                         // The end of a burst through memory: back to pipes.

@@ -136,9 +136,11 @@ mod detect;
 mod direction;
 mod idle;
 mod options;
+mod progress;
 mod unidirectional;
 mod userspace;
 
 pub use bidirectional::{copy_bidirectional, copy_bidirectional_with, BidiError, BidiReport};
 pub use options::CopyOptions;
+pub use progress::Progress;
 pub use unidirectional::{copy, copy_with};

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::progress::Progress;
 use crate::{PipePool, DEFAULT_BUFFER_SIZE};
 
 /// How [`copy_with`](super::copy_with) and
@@ -42,6 +43,8 @@ pub struct CopyOptions<'p> {
     /// Benchmark knob: keep a direction's pipe for its whole life instead of
     /// giving it back whenever it is empty.
     pub(super) hold_pipe: bool,
+    /// Live byte counts to update as bytes are written.
+    pub(super) progress: Option<&'p Progress>,
 }
 
 impl<'p> CopyOptions<'p> {
@@ -56,12 +59,20 @@ impl<'p> CopyOptions<'p> {
             buffer_size: DEFAULT_BUFFER_SIZE,
             idle_timeout: None,
             hold_pipe: false,
+            progress: None,
         }
     }
 
     /// Takes pipes from `pool` instead of the global one.
     pub fn pool(mut self, pool: &'p PipePool) -> Self {
         self.pool = pool;
+        self
+    }
+
+    /// Adds every byte the copy writes to `progress`, as it goes (for live
+    /// metrics). Default: none.
+    pub fn progress(mut self, progress: &'p Progress) -> Self {
+        self.progress = Some(progress);
         self
     }
 

@@ -127,7 +127,7 @@ where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let dir = Direction::new(opts, &*reader, &*writer, false);
+    let dir = Direction::new(opts, &*reader, &*writer, false, true);
     let mut state = One {
         reader,
         writer,

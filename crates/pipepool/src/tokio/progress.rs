@@ -1,0 +1,98 @@
+//! [`Progress`]: live byte counts that copies update as they write, for
+//! metrics that must not wait for a connection to close.
+
+use crate::sync::{AtomicU64, Ordering::Relaxed};
+use crate::Method;
+
+/// Live byte counts of the copies given it through
+/// [`CopyOptions::progress`](super::CopyOptions::progress), by direction and
+/// by method: each copy adds the bytes it writes to its destination as soon
+/// as the destination has taken them. One `Progress` may serve any number of
+/// copies at once (a proxy listener shares one between all its
+/// connections), so it is read as a sum, never reset.
+///
+/// `a_to_b` is `a` -> `b` for [`copy_bidirectional_with`] and reader ->
+/// writer for [`copy_with`]. The final report of a copy still gives its own
+/// counts; the two agree once the copy is over.
+///
+/// [`copy_bidirectional_with`]: super::copy_bidirectional_with
+/// [`copy_with`]: super::copy_with
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use pipepool::tokio::{copy_with, CopyOptions, Progress};
+/// use pipepool::Method;
+///
+/// let progress = Progress::new();
+/// let opts = CopyOptions::new().progress(&progress);
+/// let mut reader: &[u8] = b"hello";
+/// let mut writer = Vec::new();
+/// copy_with(&mut reader, &mut writer, &opts).await?;
+/// assert_eq!(progress.a_to_b(), 5);
+/// assert_eq!(progress.a_to_b_by(Method::Userspace), 5); // not sockets: userspace
+/// assert_eq!(progress.b_to_a(), 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// `[a_to_b, b_to_a]`, each `[splice, userspace]`.
+    bytes: [[AtomicU64; 2]; 2],
+}
+
+impl Progress {
+    /// Counts at zero.
+    pub fn new() -> Progress {
+        Progress::default()
+    }
+
+    /// Bytes written `a` -> `b` (reader -> writer) so far, by any method.
+    pub fn a_to_b(&self) -> u64 {
+        self.sum(0)
+    }
+
+    /// Bytes written `b` -> `a` so far, by any method.
+    pub fn b_to_a(&self) -> u64 {
+        self.sum(1)
+    }
+
+    /// Bytes written `a` -> `b` so far by `method` ([`Method::Splice`] or
+    /// [`Method::Userspace`]; the async copies use no other, so any other
+    /// gives 0).
+    pub fn a_to_b_by(&self, method: Method) -> u64 {
+        self.by(0, method)
+    }
+
+    /// Bytes written `b` -> `a` so far by `method` (as
+    /// [`a_to_b_by`](Progress::a_to_b_by)).
+    pub fn b_to_a_by(&self, method: Method) -> u64 {
+        self.by(1, method)
+    }
+
+    fn sum(&self, side: usize) -> u64 {
+        self.bytes[side].iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    fn by(&self, side: usize, method: Method) -> u64 {
+        match method {
+            Method::Splice => self.bytes[side][0].load(Relaxed),
+            Method::Userspace => self.bytes[side][1].load(Relaxed),
+            _ => 0,
+        }
+    }
+
+    /// The counters of one side: `a_to_b` (`true`) or `b_to_a`.
+    pub(super) fn side(&self, a_to_b: bool) -> Live<'_> {
+        Live(&self.bytes[usize::from(!a_to_b)])
+    }
+}
+
+/// One direction's counters in a [`Progress`]: `[splice, userspace]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Live<'p>(&'p [AtomicU64; 2]);
+
+impl Live<'_> {
+    /// Counts `n` bytes written, out of a pipe (`spliced`) or a buffer.
+    pub(super) fn add(self, n: u64, spliced: bool) {
+        self.0[usize::from(!spliced)].fetch_add(n, Relaxed);
+    }
+}
