@@ -8,6 +8,7 @@
 use std::io;
 use std::time::Duration;
 
+use pipepool::tokio::Progress;
 use pipepool::{Method, PipePool};
 use tokio::net::TcpStream;
 
@@ -54,12 +55,19 @@ impl Outcome {
 impl Forwarder {
     /// Copies both ways until both directions reach EOF (each EOF is
     /// passed on as a write shutdown), an error, or the idle timeout
-    /// (`ErrorKind::TimedOut`).
-    pub(crate) async fn run(&self, client: &mut TcpStream, upstream: &mut TcpStream) -> Outcome {
+    /// (`ErrorKind::TimedOut`). Bytes are added to `progress` (client ->
+    /// upstream as `a_to_b`) as they are written.
+    pub(crate) async fn run(
+        &self,
+        client: &mut TcpStream,
+        upstream: &mut TcpStream,
+        progress: &Progress,
+    ) -> Outcome {
         let opts = pipepool::tokio::CopyOptions::new()
             .pool(&self.pool)
             .zero_copy(self.mode == CopyMode::Splice)
-            .idle_timeout(self.idle_timeout);
+            .idle_timeout(self.idle_timeout)
+            .progress(progress);
         match pipepool::tokio::copy_bidirectional_with(client, upstream, &opts).await {
             Ok(r) => Outcome {
                 to_upstream: r.a_to_b,

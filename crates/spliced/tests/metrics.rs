@@ -36,6 +36,26 @@ fn value(body: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Where `proc` serves `/metrics`, from the line it logs at start.
+fn metrics_addr(proc: &mut Proc) -> SocketAddr {
+    let line = proc.wait_for_line("metrics on http://");
+    line.split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The sum of the sample lines starting with `prefix` (e.g. one direction's
+/// bytes over both copy methods).
+fn sum(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Sends `n` bytes through and reads the tag plus their echo.
 fn exchange(proxy: SocketAddr, n: usize) {
     let mut s = connect(proxy);
@@ -59,14 +79,7 @@ fn metrics_after_traffic() {
     ));
     let mut proc = Proc::spawn(&["run", "--config", config.arg()]);
     let addrs = proc.listen_addrs(2);
-    let line = proc.wait_for_line("metrics on http://");
-    let metrics: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.strip_suffix("/metrics"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let metrics = metrics_addr(&mut proc);
 
     exchange(addrs[0], 100_000); // first try: the dead upstream, then UP
     exchange(addrs[0], 100_000);
@@ -136,4 +149,56 @@ fn metrics_after_traffic() {
 
     let (status, _) = http_get(metrics, "/nope");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
+/// A connection's bytes are in `spliced_bytes_total` while it is still
+/// open, not only after it closes.
+#[test]
+fn bytes_are_counted_while_the_connection_runs() {
+    let up = tag_server("UP");
+    let config = ConfigFile::new(&format!(
+        "metrics = \"127.0.0.1:0\"\n\
+         [[listener]]\nname = \"live\"\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{up}\"]\n"
+    ));
+    let mut proc = Proc::spawn(&["run", "--config", config.arg()]);
+    let addr = proc.listen_addr();
+    let metrics = metrics_addr(&mut proc);
+    let mut s = connect(addr);
+    assert_eq!(read_line(&mut s).unwrap(), "UP");
+    for round in 1..=2u32 {
+        let data = vec![b'x'; 300_000];
+        s.write_all(&data).unwrap();
+        let mut back = vec![0u8; data.len()];
+        s.read_exact(&mut back).unwrap();
+        let (to_up, to_client) = (
+            300_000.0 * f64::from(round),
+            300_000.0 * f64::from(round) + 3.0,
+        );
+        util::eventually("the live byte counters", || {
+            let (_, body) = http_get(metrics, "/metrics");
+            let got = (
+                sum(
+                    &body,
+                    "spliced_bytes_total{listener=\"live\",direction=\"client_to_upstream\"",
+                ),
+                sum(
+                    &body,
+                    "spliced_bytes_total{listener=\"live\",direction=\"upstream_to_client\"",
+                ),
+            );
+            assert!(got.0 <= to_up && got.1 <= to_client, "{got:?}:\n{body}");
+            (got == (to_up, to_client)).then_some(())
+        });
+        // Counted while the connection is open.
+        let (_, body) = http_get(metrics, "/metrics");
+        assert_eq!(
+            value(&body, "spliced_connections_active{listener=\"live\"}"),
+            Some(1.0),
+            "{body}"
+        );
+    }
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
 }

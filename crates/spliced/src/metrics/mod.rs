@@ -4,13 +4,15 @@
 //!
 //! [`PoolStats`]: pipepool::PoolStats
 
+mod bytes;
 pub(crate) mod http;
 mod pool;
 
 use std::fmt;
 use std::sync::Arc;
 
-use pipepool::{Method, PipePool};
+use pipepool::tokio::Progress;
+use pipepool::PipePool;
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,16 +23,6 @@ use prometheus_client::registry::Registry;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: String,
-}
-
-/// Labels: listener, direction and copy method.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BytesLabels {
-    listener: String,
-    /// `client_to_upstream` or `upstream_to_client`.
-    direction: &'static str,
-    /// `splice` or `userspace`.
-    method: &'static str,
 }
 
 /// Labels: listener, upstream and why the connect failed.
@@ -58,7 +50,8 @@ pub(crate) struct Metrics {
     refused: Family<ListenerLabels, Counter>,
     accept_errors: Family<ListenerLabels, Counter>,
     closed: Family<OutcomeLabels, Counter>,
-    bytes: Family<BytesLabels, Counter>,
+    /// Adds each listener's live byte counters to `spliced_bytes_total`.
+    bytes: bytes::BytesCollector,
     connect_failures: Family<UpstreamLabels, Counter>,
 }
 
@@ -107,6 +100,7 @@ impl Ending {
 impl Metrics {
     /// Registers every metric; the pool's are read from `pool` at each scrape.
     pub(crate) fn new(pool: &PipePool) -> Metrics {
+        let bytes = bytes::BytesCollector::default();
         let mut m = Metrics {
             registry: Registry::default(),
             active: Family::default(),
@@ -114,7 +108,7 @@ impl Metrics {
             refused: Family::default(),
             accept_errors: Family::default(),
             closed: Family::default(),
-            bytes: Family::default(),
+            bytes: bytes.clone(),
             connect_failures: Family::default(),
         };
         let sub = m.registry.sub_registry_with_prefix("spliced");
@@ -144,15 +138,11 @@ impl Metrics {
             m.closed.clone(),
         );
         sub.register(
-            "bytes",
-            "Bytes forwarded, by direction and copy method (counted when a connection closes)",
-            m.bytes.clone(),
-        );
-        sub.register(
             "upstream_connect_failures",
             "Failed connects to an upstream, by reason",
             m.connect_failures.clone(),
         );
+        m.registry.register_collector(Box::new(bytes));
         m.registry
             .register_collector(Box::new(pool::PoolCollector::new(pool.clone())));
         m
@@ -181,6 +171,7 @@ impl Metrics {
             accepted: self.accepted.get_or_create(&l).clone(),
             refused: self.refused.get_or_create(&l).clone(),
             accept_errors: self.accept_errors.get_or_create(&l).clone(),
+            progress: self.bytes.progress(name),
         }
     }
 }
@@ -198,6 +189,9 @@ pub(crate) struct ListenerMetrics {
     pub(crate) refused: Counter,
     /// `spliced_accept_errors_total`.
     pub(crate) accept_errors: Counter,
+    /// `spliced_bytes_total`: the live counters every connection of this
+    /// listener adds to as it forwards.
+    pub(crate) progress: Arc<Progress>,
 }
 
 impl ListenerMetrics {
@@ -218,29 +212,15 @@ impl ListenerMetrics {
             .inc();
     }
 
-    /// Counts a finished connection: its outcome and its bytes.
-    pub(crate) fn closed(&self, ending: Ending, up: (u64, Method), down: (u64, Method)) {
-        let outcome = ending.as_str();
+    /// Counts a finished connection by its outcome (its bytes were
+    /// counted as they went, in [`progress`](ListenerMetrics::progress)).
+    pub(crate) fn closed(&self, ending: Ending) {
         self.metrics
             .closed
             .get_or_create(&OutcomeLabels {
                 listener: self.name.clone(),
-                outcome,
+                outcome: ending.as_str(),
             })
             .inc();
-        for (direction, (bytes, method)) in
-            [("client_to_upstream", up), ("upstream_to_client", down)]
-        {
-            if bytes > 0 {
-                self.metrics
-                    .bytes
-                    .get_or_create(&BytesLabels {
-                        listener: self.name.clone(),
-                        direction,
-                        method: method.as_str(),
-                    })
-                    .inc_by(bytes);
-            }
-        }
     }
 }

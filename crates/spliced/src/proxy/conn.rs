@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pipepool::Method;
 use tokio::net::TcpStream;
 
 use super::{connect, Shared};
@@ -22,11 +21,7 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
     let (mut upstream, lease) = match connect::connect(shared).await {
         Ok(ok) => ok,
         Err(e) => {
-            shared.metrics.closed(
-                Ending::NoUpstream,
-                (0, Method::Userspace),
-                (0, Method::Userspace),
-            );
+            shared.metrics.closed(Ending::NoUpstream);
             tracing::warn!(
                 listener = name,
                 client = %peer,
@@ -38,18 +33,17 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
         }
     };
     let _ = upstream.set_nodelay(true);
-    let outcome = shared.forwarder.run(&mut client, &mut upstream).await;
+    let outcome = shared
+        .forwarder
+        .run(&mut client, &mut upstream, &shared.metrics.progress)
+        .await;
     drop((client, upstream));
     let ending = match &outcome.error {
         None => Ending::Ok,
         Some(e) if e.kind() == io::ErrorKind::TimedOut => Ending::IdleTimeout,
         Some(_) => Ending::Error,
     };
-    shared.metrics.closed(
-        ending,
-        (outcome.to_upstream, outcome.up_method),
-        (outcome.to_client, outcome.down_method),
-    );
+    shared.metrics.closed(ending);
     let duration_ms = start.elapsed().as_millis() as u64;
     let method = outcome.method();
     // `error` is recorded only when there is one.
