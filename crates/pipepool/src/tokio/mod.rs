@@ -92,7 +92,8 @@
 //! file. The first error of either direction (read, write, flush, shutdown)
 //! ends the copy. [`copy_with`] and [`copy_bidirectional_with`] report the
 //! bytes written up to the error, and can end an idle copy with
-//! [`CopyOptions::idle_timeout`].
+//! [`CopyOptions::idle_timeout`]. For counts while a copy runs (a proxy's
+//! metrics), give the copies a [`Progress`] ([`CopyOptions::progress`]).
 //!
 //! # Cancellation
 //! Dropping a copy future at any `.await` point (a `select!`, a `timeout`)
