@@ -432,9 +432,9 @@ impl<'p> Direction<'p> {
             Poll::Ready(Ok(n)) => self.read += n as u64,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => {
-                if self.mode == Mode::Splice {
-                    self.buf.release();
-                }
+                // Nothing to read: an empty buffer goes back to the thread's
+                // spares, so an idle connection holds none.
+                self.buf.release();
                 return self.poll_flush_while_idle(cx, writer);
             }
         }

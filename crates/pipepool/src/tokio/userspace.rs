@@ -3,20 +3,62 @@
 //! after the kernel refused a splice, and for a burst that found the pipe
 //! pool at its bound.
 
+use std::cell::RefCell;
 use std::io;
+use std::mem;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::sync::thread_local;
 use crate::Pipe;
+
+/// Most spare buffers a thread keeps (16 x 64 KiB = 1 MiB by default).
+const SPARES_PER_THREAD: usize = 16;
+
+thread_local! {
+    /// Storage given back by the buffers of this thread's copies, for the
+    /// next burst of any copy that runs here. A buffer gives its storage
+    /// back whenever it is empty and its reader has nothing, and when it is
+    /// dropped: an idle connection holds no buffer, and a new burst or a new
+    /// connection takes a spare one instead of allocating and zeroing anew.
+    static SPARES: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Storage of `size` bytes: a spare one of this thread, or a new one.
+fn take_storage(size: usize) -> Box<[u8]> {
+    let spare = SPARES.try_with(|spares| {
+        let mut spares = spares.try_borrow_mut().ok()?;
+        let i = spares.iter().rposition(|b| b.len() == size)?;
+        Some(spares.swap_remove(i))
+    });
+    spare
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| vec![0; size].into_boxed_slice())
+}
+
+/// Keeps `data` for this thread's next [`take_storage`], unless the thread
+/// has enough spares (or is exiting): then it is freed.
+fn give_storage(data: Box<[u8]>) {
+    let _ = SPARES.try_with(|spares| {
+        if let Ok(mut spares) = spares.try_borrow_mut() {
+            if spares.len() < SPARES_PER_THREAD {
+                spares.push(data);
+            }
+        }
+    });
+}
 
 /// A byte buffer with a read end and a write end.
 ///
 /// Invariant: `start <= end <= data.len()`; `data[start..end]` are bytes
-/// read from the source and not yet written. The storage is allocated on the
-/// first read and can be released while empty, so a direction that splices
-/// costs no buffer memory between bursts.
+/// read from the source and not yet written. The storage is taken on the
+/// first read (from the thread's spares, else allocated) and given back
+/// while empty and idle, and on drop, so an idle direction costs no buffer
+/// memory. The bytes of `data` outside `start..end` are stale (another
+/// copy's, for a spare) and are never written anywhere.
 #[derive(Debug)]
 pub(super) struct Buffer {
     /// The storage; empty until the first read (or after `release`).
@@ -65,12 +107,22 @@ impl Buffer {
         self.data.is_empty() || self.end < self.data.len()
     }
 
-    /// Frees the storage if the buffer is empty.
+    /// Gives the storage back (to this thread's spares) if the buffer is
+    /// empty.
     pub(super) fn release(&mut self) {
         if self.is_empty() {
-            self.data = Box::default();
+            self.give_back();
             self.start = 0;
             self.end = 0;
+        }
+    }
+
+    /// Hands `data` to the thread's spares when it has the usual size (one
+    /// grown by [`take_from_pipe`](Buffer::take_from_pipe) is freed).
+    fn give_back(&mut self) {
+        let data = mem::take(&mut self.data);
+        if data.len() == self.size {
+            give_storage(data);
         }
     }
 
@@ -82,7 +134,7 @@ impl Buffer {
         mut reader: Pin<&mut R>,
     ) -> Poll<io::Result<usize>> {
         if self.data.is_empty() {
-            self.data = vec![0; self.size].into_boxed_slice();
+            self.data = take_storage(self.size);
         }
         let mut free = ReadBuf::new(&mut self.data[self.end..]);
         loop {
@@ -156,6 +208,12 @@ impl Buffer {
     }
 }
 
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
 /// The error a copy ends with when the writer accepts nothing (tokio's
 /// kind and message).
 pub(super) fn write_zero() -> io::Error {
@@ -193,6 +251,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 0, "end of file");
+    }
+
+    #[tokio::test]
+    async fn storage_is_reused_from_the_thread_spares() {
+        let mut a = Buffer::new(1000);
+        let mut src: &[u8] = b"xyz";
+        poll_fn(|cx| a.poll_fill(cx, Pin::new(&mut src)))
+            .await
+            .unwrap();
+        let first = a.data.as_ptr();
+        // Not empty: nothing to give back.
+        a.release();
+        assert_eq!(a.data.as_ptr(), first);
+        a.consume(3);
+        a.release();
+        assert!(a.data.is_empty());
+        // Another buffer of the same size on this thread takes that storage,
+        // and reads only fresh bytes from it.
+        let mut b = Buffer::new(1000);
+        let mut src: &[u8] = b"q";
+        poll_fn(|cx| b.poll_fill(cx, Pin::new(&mut src)))
+            .await
+            .unwrap();
+        assert_eq!(b.data.as_ptr(), first);
+        assert_eq!(b.pending(), b"q");
+        // A dropped buffer gives its storage back too; other sizes do not
+        // take it.
+        drop(b);
+        let mut c = Buffer::new(999);
+        let mut src: &[u8] = b"r";
+        poll_fn(|cx| c.poll_fill(cx, Pin::new(&mut src)))
+            .await
+            .unwrap();
+        assert_ne!(c.data.as_ptr(), first);
+        let again = take_storage(1000);
+        assert_eq!(again.as_ptr(), first);
     }
 
     #[test]
