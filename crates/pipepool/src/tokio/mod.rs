@@ -51,7 +51,11 @@
 //! | anything else (TLS streams, `DuplexStream`, `tokio::io::split` halves, a `&mut` to a half, `Box<dyn ..>`, ...) | | userspace |
 //!
 //! The userspace path is a copy through a buffer (64 KiB by default,
-//! [`CopyOptions::buffer_size`]), with tokio's semantics.
+//! [`CopyOptions::buffer_size`]), with tokio's semantics. Unlike tokio's,
+//! the buffer is held only while it has bytes or its reader has some: an
+//! empty one goes back to a small per-thread spare list (16 at most)
+//! whenever the reader has nothing, and the next burst takes one from
+//! there, so an idle connection holds no buffer either.
 //!
 //! # How a direction splices
 //! A direction waits until its source socket is readable, takes an empty
