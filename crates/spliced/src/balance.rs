@@ -6,9 +6,18 @@
 //! a burst spreads out instead of piling onto the one that was idle), and
 //! breaks ties in turn. Either way a client tries each upstream at most
 //! once.
+//!
+//! Passive health: an upstream whose connect fails is put last in every
+//! plan for a while (1 s after one failure, doubling with each failure in a
+//! row, 30 s at most), so clients stop paying a refused or silent connect
+//! before reaching a live upstream. It is never skipped: it is still tried
+//! when the upstreams before it fail too (so when every upstream is down,
+//! they are all tried, and a recovered one is found), and the first
+//! connect that succeeds makes it healthy again.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::Balance;
 
@@ -19,7 +28,16 @@ pub(crate) struct Balancer {
     upstreams: Vec<Upstream>,
     /// Where the next plan starts (round-robin order and tie-breaks).
     next: AtomicUsize,
+    /// The clock of `down_until`: milliseconds are counted from here.
+    start: Instant,
 }
+
+/// How long an upstream stays last in the plans after its first failure in
+/// a row; each further failure doubles it, up to [`MAX_BACKOFF`].
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest an upstream stays last in the plans after failures.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// An upstream address and its open connections.
 #[derive(Debug)]
@@ -28,6 +46,10 @@ struct Upstream {
     /// Connections to it that are open or connecting; only [`Lease`]s
     /// change it.
     active: AtomicUsize,
+    /// Connect failures in a row (0: healthy).
+    failures: AtomicU32,
+    /// Until when (ms on the balancer's clock) it goes last in the plans.
+    down_until: AtomicU64,
 }
 
 /// One connection counted against an upstream; released on drop.
@@ -51,24 +73,65 @@ impl Balancer {
                 .map(|addr| Upstream {
                     addr,
                     active: AtomicUsize::new(0),
+                    failures: AtomicU32::new(0),
+                    down_until: AtomicU64::new(0),
                 })
                 .collect(),
             next: AtomicUsize::new(0),
+            start: Instant::now(),
         })
     }
 
+    /// Milliseconds on the balancer's clock.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// The upstreams to try for one client, best first: `attempts`
-    /// distinct indexes at most.
+    /// distinct indexes at most. Upstreams backing off after failures come
+    /// last.
     pub(crate) fn plan(&self, attempts: usize) -> Vec<usize> {
+        self.plan_at(attempts, self.now_ms())
+    }
+
+    fn plan_at(&self, attempts: usize, now_ms: u64) -> Vec<usize> {
         let n = self.upstreams.len();
         let start = self.next.fetch_add(1, Relaxed) % n;
         let mut order: Vec<usize> = (0..n).map(|k| (start + k) % n).collect();
+        // Stable sorts: equal keys keep their round-robin order.
         if self.policy == Balance::LeastConn {
-            // Stable: equal loads keep their round-robin order.
             order.sort_by_key(|&i| self.upstreams[i].active.load(Relaxed));
         }
+        order.sort_by_key(|&i| self.upstreams[i].down_until.load(Relaxed) > now_ms);
         order.truncate(attempts.max(1));
         order
+    }
+
+    /// Records a failed connect to upstream `index`: it goes last in the
+    /// plans for the returned time (doubling with each failure in a row).
+    pub(crate) fn failed(&self, index: usize) -> Duration {
+        self.failed_at(index, self.now_ms())
+    }
+
+    fn failed_at(&self, index: usize, now_ms: u64) -> Duration {
+        let u = &self.upstreams[index];
+        let k = u.failures.fetch_add(1, Relaxed).min(16);
+        let backoff = FIRST_BACKOFF.saturating_mul(1 << k).min(MAX_BACKOFF);
+        let until = now_ms.saturating_add(backoff.as_millis() as u64);
+        u.down_until.fetch_max(until, Relaxed);
+        backoff
+    }
+
+    /// Records a successful connect to upstream `index`: healthy again.
+    /// Returns whether it was backing off.
+    pub(crate) fn succeeded(&self, index: usize) -> bool {
+        let u = &self.upstreams[index];
+        if u.failures.load(Relaxed) == 0 {
+            return false; // the common case: no write
+        }
+        u.failures.store(0, Relaxed);
+        u.down_until.store(0, Relaxed);
+        true
     }
 
     /// The address of upstream `index`.
@@ -96,6 +159,18 @@ impl Lease {
     /// The upstream's address.
     pub(crate) fn addr(&self) -> &str {
         self.balancer.addr(self.index)
+    }
+
+    /// Records a failed connect to this upstream (see
+    /// [`Balancer::failed`]).
+    pub(crate) fn failed(&self) -> Duration {
+        self.balancer.failed(self.index)
+    }
+
+    /// Records a successful connect to this upstream (see
+    /// [`Balancer::succeeded`]).
+    pub(crate) fn succeeded(&self) -> bool {
+        self.balancer.succeeded(self.index)
     }
 }
 
@@ -138,6 +213,45 @@ mod tests {
         // 0 and 1 tie at one connection each: in turn from the rotating start.
         assert_eq!(b.plan(3), vec![1, 0, 2]);
         assert_eq!(b.plan(3), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_failing_upstream_goes_last_for_a_growing_while() {
+        let b = Balancer::new(Balance::RoundRobin, addrs(3));
+        assert_eq!(b.failed_at(0, 1000), Duration::from_secs(1));
+        // Last in every plan until 2000 ms, but still in it.
+        assert_eq!(b.plan_at(3, 1500), vec![1, 2, 0]);
+        assert_eq!(b.plan_at(3, 1500), vec![1, 2, 0]);
+        assert_eq!(b.plan_at(3, 1500), vec![2, 1, 0]);
+        // With fewer attempts than upstreams, it drops out of the plan.
+        assert_eq!(b.plan_at(2, 1999), vec![1, 2]);
+        // Backoff over: back in turn.
+        assert_eq!(b.plan_at(3, 2000), vec![1, 2, 0]);
+        assert_eq!(b.plan_at(3, 2000), vec![2, 0, 1]);
+        // Failures in a row double the time, up to the cap.
+        assert_eq!(b.failed_at(0, 2000), Duration::from_secs(2));
+        assert_eq!(b.failed_at(0, 2000), Duration::from_secs(4));
+        for _ in 0..10 {
+            b.failed_at(0, 2000);
+        }
+        assert_eq!(b.failed_at(0, 2000), MAX_BACKOFF);
+        assert_eq!(b.plan_at(3, 2000 + 29_999), vec![1, 2, 0]);
+        // A success makes it healthy at once; a second one changes nothing.
+        assert!(b.succeeded(0));
+        assert!(!b.succeeded(0));
+        assert_eq!(b.plan_at(3, 2001), vec![1, 2, 0]);
+        assert_eq!(b.plan_at(3, 2001), vec![2, 0, 1], "0 is in turn again");
+        assert_eq!(b.failed_at(0, 3000), FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn all_down_keeps_the_usual_order() {
+        let b = Balancer::new(Balance::LeastConn, addrs(2));
+        b.failed_at(0, 0);
+        b.failed_at(1, 0);
+        let _l = b.lease(0);
+        assert_eq!(b.plan_at(2, 10), vec![1, 0]);
+        assert_eq!(b.plan_at(2, 10), vec![1, 0]);
     }
 
     #[test]

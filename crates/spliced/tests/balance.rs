@@ -124,6 +124,38 @@ fn a_refused_upstream_is_skipped_and_all_down_closes_the_client() {
     assert!(log.contains("refused"), "{log}");
 }
 
+#[test]
+fn a_refused_upstream_goes_last_until_it_answers() {
+    let live = tag_server("LIVE");
+    let dead = dead_addr();
+    let mut proc = Proc::spawn(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &dead.to_string(),
+        "--upstream",
+        &live.to_string(),
+    ]);
+    let proxy = proc.listen_addr();
+    // Plain round-robin would start 5 of these 10 clients at the dead
+    // upstream. After its first refusal it goes last for 1 s (then 2 s...),
+    // so the live one is tried first: one refusal, two if this loop took
+    // over a second.
+    for _ in 0..10 {
+        let (s, tag) = tag_via(proxy);
+        assert_eq!(tag, "LIVE");
+        close(s);
+    }
+    let log = util::eventually("ten closes in the log", || {
+        let log = proc.stderr();
+        (log.matches("connection closed").count() == 10).then_some(log)
+    });
+    let refusals = log.matches("connect failed").count();
+    assert!((1..=2).contains(&refusals), "{refusals} refusals:\n{log}");
+    assert!(log.contains("backoff_ms=1000"), "{log}");
+}
+
 /// A listener whose accept queue is full: the kernel drops new SYNs, so a
 /// connect to it hangs until its timeout.
 fn silent_upstream() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {

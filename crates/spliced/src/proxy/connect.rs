@@ -1,6 +1,7 @@
 //! Connecting a client's upstream: the balancer's plan, one attempt per
 //! upstream with `connect_timeout` each, the next upstream after a refusal
 //! or a timeout, and a summary of every failure when all attempts fail.
+//! Each outcome goes back to the balancer (passive health).
 
 use std::io;
 use std::sync::Arc;
@@ -26,7 +27,12 @@ pub(super) async fn connect(shared: &Arc<Shared>) -> io::Result<(TcpStream, Leas
         let attempt =
             tokio::time::timeout(settings.connect_timeout, TcpStream::connect(lease.addr()));
         let (why, text, kind) = match attempt.await {
-            Ok(Ok(stream)) => return Ok((stream, lease)),
+            Ok(Ok(stream)) => {
+                if lease.succeeded() {
+                    tracing::info!(listener = %settings.name, upstream = lease.addr(), "upstream answers again");
+                }
+                return Ok((stream, lease));
+            }
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 (ConnectFailure::Refused, e.to_string(), e.kind())
             }
@@ -38,7 +44,13 @@ pub(super) async fn connect(shared: &Arc<Shared>) -> io::Result<(TcpStream, Leas
             ),
         };
         shared.metrics.connect_failed(lease.addr(), why);
-        tracing::debug!(listener = %settings.name, upstream = lease.addr(), "connect failed: {text}");
+        let backoff = lease.failed();
+        tracing::warn!(
+            listener = %settings.name,
+            upstream = lease.addr(),
+            backoff_ms = backoff.as_millis() as u64,
+            "connect failed: {text}; the upstream goes last in the plans meanwhile"
+        );
         failures.push(format!("{}: {text}", lease.addr()));
         last_kind = kind;
     }
