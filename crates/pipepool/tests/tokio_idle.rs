@@ -18,11 +18,10 @@ mod util;
 
 use std::time::Duration;
 
-use pipepool::tokio::{copy_bidirectional_with, CopyOptions};
+use pipepool::tokio::CopyOptions;
 use pipepool::{PipePool, PoolConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use util::net::{within, Pairs};
+use util::net::{hang_up, one_byte_each_way, spawn_relays};
 
 /// The connections the test wants.
 const WANTED: usize = 10_000;
@@ -47,21 +46,7 @@ async fn idle_connections(n: usize) {
     ));
     let pipe_fds = util::pipe_fd_count();
 
-    let (front, back) = (Pairs::new(), Pairs::new());
-    let mut peers = Vec::with_capacity(n);
-    let mut relays = Vec::with_capacity(n);
-    within(120, "connecting", async {
-        for _ in 0..n {
-            let (client, mut a) = front.pair().await;
-            let (mut b, server) = back.pair().await;
-            relays.push(tokio::spawn(async move {
-                let opts = CopyOptions::new().pool(pool);
-                copy_bidirectional_with(&mut a, &mut b, &opts).await
-            }));
-            peers.push((client, server));
-        }
-    })
-    .await;
+    let (mut peers, relays) = spawn_relays(n, &CopyOptions::new().pool(pool)).await;
     // Let every relay run until it waits for its sockets.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stats = pool.stats();
@@ -78,17 +63,7 @@ async fn idle_connections(n: usize) {
 
     // One byte each way on every connection: each direction takes a pipe
     // and gives it back.
-    within(120, "one byte each way", async {
-        for (client, server) in &mut peers {
-            let mut byte = [0u8; 1];
-            client.write_all(b"?").await.unwrap();
-            server.read_exact(&mut byte).await.unwrap();
-            server.write_all(b"!").await.unwrap();
-            client.read_exact(&mut byte).await.unwrap();
-            assert_eq!(&byte, b"!");
-        }
-    })
-    .await;
+    one_byte_each_way(&mut peers).await;
     let stats = pool.stats();
     assert!(stats.created > 0, "no pipe was used: {stats:?}");
     assert_eq!(
@@ -107,14 +82,7 @@ async fn idle_connections(n: usize) {
     );
 
     // Hang up: every relay sees end of file both ways and finishes.
-    drop(peers);
-    within(120, "relays", async {
-        for relay in relays {
-            let report = relay.await.unwrap().expect("relay");
-            assert_eq!((report.a_to_b, report.b_to_a), (1, 1));
-        }
-    })
-    .await;
+    hang_up(peers, relays).await;
     pool.trim();
 }
 

@@ -13,10 +13,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use pipepool::tokio::{copy_bidirectional_with, CopyOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pipepool::tokio::CopyOptions;
 
-use util::net::{within, Pairs};
+use util::net::{hang_up, one_byte_each_way, spawn_relays};
 
 /// Bytes allocated and not yet freed, by anyone in this process.
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -65,35 +64,12 @@ const CONNECTIONS: usize = 1000;
 const MAX_HEAP_PER_CONNECTION: isize = 16 << 10;
 
 async fn idle_userspace_connections() {
-    let (front, back) = (Pairs::new(), Pairs::new());
-    let mut peers = Vec::with_capacity(CONNECTIONS);
-    let mut relays = Vec::with_capacity(CONNECTIONS);
     let before = LIVE.load(Relaxed);
-    within(120, "connecting", async {
-        for _ in 0..CONNECTIONS {
-            let (client, mut a) = front.pair().await;
-            let (mut b, server) = back.pair().await;
-            relays.push(tokio::spawn(async move {
-                let opts = CopyOptions::new().zero_copy(false);
-                copy_bidirectional_with(&mut a, &mut b, &opts).await
-            }));
-            peers.push((client, server));
-        }
-    })
-    .await;
+    let opts = CopyOptions::new().zero_copy(false);
+    let (mut peers, relays) = spawn_relays(CONNECTIONS, &opts).await;
     // One byte each way on every connection: each direction fills its
     // buffer once, writes it out, then finds nothing more to read.
-    within(120, "one byte each way", async {
-        for (client, server) in &mut peers {
-            let mut byte = [0u8; 1];
-            client.write_all(b"?").await.unwrap();
-            server.read_exact(&mut byte).await.unwrap();
-            server.write_all(b"!").await.unwrap();
-            client.read_exact(&mut byte).await.unwrap();
-            assert_eq!(&byte, b"!");
-        }
-    })
-    .await;
+    one_byte_each_way(&mut peers).await;
     // Let every relay run until it waits for its sockets again.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let per_connection = (LIVE.load(Relaxed) - before) / CONNECTIONS as isize;
@@ -102,14 +78,7 @@ async fn idle_userspace_connections() {
         "{CONNECTIONS} idle userspace connections hold {per_connection} bytes of heap each"
     );
 
-    drop(peers);
-    within(120, "relays", async {
-        for relay in relays {
-            let report = relay.await.unwrap().expect("relay");
-            assert_eq!((report.a_to_b, report.b_to_a), (1, 1));
-        }
-    })
-    .await;
+    hang_up(peers, relays).await;
 }
 
 #[test]

@@ -363,6 +363,63 @@ pub mod net {
         }
     }
 
+    /// A relay task: `copy_bidirectional_with` between two sockets.
+    pub type Relay =
+        tokio::task::JoinHandle<Result<pipepool::tokio::BidiReport, pipepool::tokio::BidiError>>;
+
+    /// `n` relays, `client <-> a | copy_bidirectional_with | b <-> server`,
+    /// each on a task of its own with `opts`; returns the far ends
+    /// `(client, server)` and the tasks.
+    pub async fn spawn_relays(
+        n: usize,
+        opts: &pipepool::tokio::CopyOptions<'static>,
+    ) -> (Vec<(TcpStream, TcpStream)>, Vec<Relay>) {
+        let (front, back) = (Pairs::new(), Pairs::new());
+        let mut peers = Vec::with_capacity(n);
+        let mut relays = Vec::with_capacity(n);
+        within(120, "connecting", async {
+            for _ in 0..n {
+                let (client, mut a) = front.pair().await;
+                let (mut b, server) = back.pair().await;
+                let opts = opts.clone();
+                relays.push(tokio::spawn(async move {
+                    pipepool::tokio::copy_bidirectional_with(&mut a, &mut b, &opts).await
+                }));
+                peers.push((client, server));
+            }
+        })
+        .await;
+        (peers, relays)
+    }
+
+    /// Sends one byte client -> server and one back on every pair.
+    pub async fn one_byte_each_way(peers: &mut [(TcpStream, TcpStream)]) {
+        within(120, "one byte each way", async {
+            for (client, server) in peers {
+                let mut byte = [0u8; 1];
+                client.write_all(b"?").await.unwrap();
+                server.read_exact(&mut byte).await.unwrap();
+                server.write_all(b"!").await.unwrap();
+                client.read_exact(&mut byte).await.unwrap();
+                assert_eq!(&byte, b"!");
+            }
+        })
+        .await;
+    }
+
+    /// Hangs up every pair and checks that every relay then ends, having
+    /// moved one byte each way.
+    pub async fn hang_up(peers: Vec<(TcpStream, TcpStream)>, relays: Vec<Relay>) {
+        drop(peers);
+        within(120, "relays", async {
+            for relay in relays {
+                let report = relay.await.unwrap().expect("relay");
+                assert_eq!((report.a_to_b, report.b_to_a), (1, 1));
+            }
+        })
+        .await;
+    }
+
     /// One connected loopback TCP pair.
     pub async fn tcp_pair() -> (TcpStream, TcpStream) {
         Pairs::new().pair().await
