@@ -134,6 +134,16 @@ impl Balancer {
         true
     }
 
+    /// Each upstream's address and whether it is healthy now (not backing
+    /// off after failed connects), for the metrics.
+    pub(crate) fn health(&self) -> Vec<(&str, bool)> {
+        let now = self.now_ms();
+        self.upstreams
+            .iter()
+            .map(|u| (u.addr.as_str(), u.down_until.load(Relaxed) <= now))
+            .collect()
+    }
+
     /// The address of upstream `index`.
     pub(crate) fn addr(&self, index: usize) -> &str {
         &self.upstreams[index].addr
@@ -242,6 +252,7 @@ mod tests {
         assert_eq!(b.plan_at(3, 2001), vec![1, 2, 0]);
         assert_eq!(b.plan_at(3, 2001), vec![2, 0, 1], "0 is in turn again");
         assert_eq!(b.failed_at(0, 3000), FIRST_BACKOFF);
+        assert_eq!(b.health()[1], ("10.0.0.1:80", true));
     }
 
     #[test]

@@ -202,3 +202,51 @@ fn bytes_are_counted_while_the_connection_runs() {
     s.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
 }
+
+/// `spliced_upstream_healthy`: 0 for an upstream backing off after failed
+/// connects, 1 for one in turn.
+#[test]
+fn upstream_health_is_exported() {
+    let up = tag_server("UP");
+    let dead = dead_addr();
+    let config = ConfigFile::new(&format!(
+        "metrics = \"127.0.0.1:0\"\n\
+         [[listener]]\nname = \"bad\"\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{dead}\"]\n\
+         [[listener]]\nname = \"good\"\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{up}\"]\n"
+    ));
+    let mut proc = Proc::spawn(&["run", "--config", config.arg()]);
+    let addrs = proc.listen_addrs(2);
+    let metrics = metrics_addr(&mut proc);
+    let healthy = |body: &str, listener: &str, upstream: &str| {
+        value(
+            body,
+            &format!("spliced_upstream_healthy{{listener=\"{listener}\",upstream=\"{upstream}\"}}"),
+        )
+    };
+    let (_, body) = http_get(metrics, "/metrics");
+    assert_eq!(
+        healthy(&body, "bad", &dead.to_string()),
+        Some(1.0),
+        "{body}"
+    );
+    // Three clients, three refusals in a row: the dead upstream backs off
+    // for 1 s, then 2, then 4 from the third.
+    for _ in 0..3 {
+        let mut s = connect(addrs[0]);
+        let mut buf = [0u8; 8];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "no upstream: closed");
+    }
+    let body = util::eventually("three refusals counted", || {
+        let (_, body) = http_get(metrics, "/metrics");
+        let refused = format!(
+            "spliced_upstream_connect_failures_total{{listener=\"bad\",upstream=\"{dead}\",reason=\"refused\"}}"
+        );
+        (value(&body, &refused) == Some(3.0)).then_some(body)
+    });
+    assert_eq!(
+        healthy(&body, "bad", &dead.to_string()),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(healthy(&body, "good", &up.to_string()), Some(1.0), "{body}");
+}

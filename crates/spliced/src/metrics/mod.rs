@@ -7,12 +7,15 @@
 mod bytes;
 pub(crate) mod http;
 mod pool;
+mod upstreams;
 
 use std::fmt;
 use std::sync::Arc;
 
 use pipepool::tokio::Progress;
 use pipepool::PipePool;
+
+use crate::balance::Balancer;
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -52,6 +55,8 @@ pub(crate) struct Metrics {
     closed: Family<OutcomeLabels, Counter>,
     /// Adds each listener's live byte counters to `spliced_bytes_total`.
     bytes: bytes::BytesCollector,
+    /// Reports each listener's upstreams as `spliced_upstream_healthy`.
+    upstreams: upstreams::UpstreamCollector,
     connect_failures: Family<UpstreamLabels, Counter>,
 }
 
@@ -101,6 +106,7 @@ impl Metrics {
     /// Registers every metric; the pool's are read from `pool` at each scrape.
     pub(crate) fn new(pool: &PipePool) -> Metrics {
         let bytes = bytes::BytesCollector::default();
+        let upstreams = upstreams::UpstreamCollector::default();
         let mut m = Metrics {
             registry: Registry::default(),
             active: Family::default(),
@@ -109,6 +115,7 @@ impl Metrics {
             accept_errors: Family::default(),
             closed: Family::default(),
             bytes: bytes.clone(),
+            upstreams: upstreams.clone(),
             connect_failures: Family::default(),
         };
         let sub = m.registry.sub_registry_with_prefix("spliced");
@@ -143,6 +150,7 @@ impl Metrics {
             m.connect_failures.clone(),
         );
         m.registry.register_collector(Box::new(bytes));
+        m.registry.register_collector(Box::new(upstreams));
         m.registry
             .register_collector(Box::new(pool::PoolCollector::new(pool.clone())));
         m
@@ -159,8 +167,14 @@ impl Metrics {
         out
     }
 
-    /// The handles of one listener, so that the hot path does no lookup.
-    pub(crate) fn listener(self: &Arc<Self>, name: &str) -> ListenerMetrics {
+    /// The handles of one listener, so that the hot path does no lookup;
+    /// its upstreams are reported from `balancer`.
+    pub(crate) fn listener(
+        self: &Arc<Self>,
+        name: &str,
+        balancer: &Arc<Balancer>,
+    ) -> ListenerMetrics {
+        self.upstreams.add(name, balancer);
         let l = ListenerLabels {
             listener: name.to_owned(),
         };

@@ -64,7 +64,7 @@ impl Listener {
             mode: settings.copy,
             idle_timeout: settings.idle_timeout,
         };
-        let metrics = ctx.metrics.listener(&settings.name);
+        let metrics = ctx.metrics.listener(&settings.name, &balancer);
         Ok(Listener {
             listener,
             limit: Arc::new(Semaphore::new(settings.max_conns)),

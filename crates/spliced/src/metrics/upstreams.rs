@@ -1,0 +1,56 @@
+//! `spliced_upstream_healthy`: per listener and upstream, 1 while the
+//! upstream is in turn, 0 while it backs off after failed connects (see
+//! [`crate::balance`]), read from the balancers at each scrape.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+use crate::balance::Balancer;
+
+/// (listener name, its balancer), in the order the listeners started.
+type Balancers = Mutex<Vec<(String, Arc<Balancer>)>>;
+
+/// The listeners' balancers. Clones share them: one is registered with the
+/// registry, another takes each listener's balancer as it starts.
+#[derive(Debug, Clone, Default)]
+pub(super) struct UpstreamCollector {
+    balancers: Arc<Balancers>,
+}
+
+impl UpstreamCollector {
+    /// Reports the upstreams of `balancer` as listener `name`'s.
+    pub(super) fn add(&self, name: &str, balancer: &Arc<Balancer>) {
+        self.balancers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name.to_owned(), Arc::clone(balancer)));
+    }
+}
+
+impl Collector for UpstreamCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let balancers = self
+            .balancers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut family = encoder.encode_descriptor(
+            "spliced_upstream_healthy",
+            "1 while the upstream is tried in turn, 0 while it goes last after failed connects",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, balancer) in &balancers {
+            for (addr, healthy) in balancer.health() {
+                let labels = [("listener", name.as_str()), ("upstream", addr)];
+                let g = ConstGauge::new(i64::from(healthy));
+                g.encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
