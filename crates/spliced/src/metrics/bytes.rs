@@ -3,7 +3,7 @@
 //! (one [`Progress`] per listener), so a long connection shows up while it
 //! runs, not only when it closes.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use pipepool::tokio::Progress;
 use pipepool::Method;
@@ -11,39 +11,24 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 
-/// (listener name, its counters), in the order the listeners started.
-type Listeners = Mutex<Vec<(String, Arc<Progress>)>>;
+use super::listeners::PerListener;
 
-/// The listeners' live byte counts. Clones share them: one is registered
-/// with the registry, another hands out each listener's counters.
+/// The listeners' live byte counts.
 #[derive(Debug, Clone, Default)]
 pub(super) struct BytesCollector {
-    listeners: Arc<Listeners>,
+    listeners: PerListener<Progress>,
 }
 
 impl BytesCollector {
     /// The counters of listener `name`, made on first use.
     pub(super) fn progress(&self, name: &str) -> Arc<Progress> {
-        let mut listeners = self
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, p)) = listeners.iter().find(|(n, _)| n == name) {
-            return Arc::clone(p);
-        }
-        let p = Arc::new(Progress::new());
-        listeners.push((name.to_owned(), Arc::clone(&p)));
-        p
+        self.listeners.get_or_add(name, Progress::new)
     }
 }
 
 impl Collector for BytesCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let listeners = self
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let listeners = self.listeners.snapshot();
         let mut family = encoder.encode_descriptor(
             "spliced_bytes",
             "Bytes forwarded, by direction and copy method (counted as they are written)",

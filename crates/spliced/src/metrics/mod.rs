@@ -6,6 +6,7 @@
 
 mod bytes;
 pub(crate) mod http;
+mod listeners;
 mod pool;
 mod upstreams;
 

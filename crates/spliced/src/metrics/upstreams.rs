@@ -2,42 +2,32 @@
 //! upstream is in turn, 0 while it backs off after failed connects (see
 //! [`crate::balance`]), read from the balancers at each scrape.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
+use super::listeners::PerListener;
 use crate::balance::Balancer;
 
-/// (listener name, its balancer), in the order the listeners started.
-type Balancers = Mutex<Vec<(String, Arc<Balancer>)>>;
-
-/// The listeners' balancers. Clones share them: one is registered with the
-/// registry, another takes each listener's balancer as it starts.
+/// The listeners' balancers.
 #[derive(Debug, Clone, Default)]
 pub(super) struct UpstreamCollector {
-    balancers: Arc<Balancers>,
+    balancers: PerListener<Balancer>,
 }
 
 impl UpstreamCollector {
     /// Reports the upstreams of `balancer` as listener `name`'s.
     pub(super) fn add(&self, name: &str, balancer: &Arc<Balancer>) {
-        self.balancers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((name.to_owned(), Arc::clone(balancer)));
+        self.balancers.add(name, balancer);
     }
 }
 
 impl Collector for UpstreamCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let balancers = self
-            .balancers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let balancers = self.balancers.snapshot();
         let mut family = encoder.encode_descriptor(
             "spliced_upstream_healthy",
             "1 while the upstream is tried in turn, 0 while it goes last after failed connects",

@@ -1,0 +1,60 @@
+//! [`PerListener`]: what a collector reads for each listener at each
+//! scrape, registered as the listeners start.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A listener's name and its item.
+type Entry<T> = (String, Arc<T>);
+
+/// (listener name, item) pairs, in the order the listeners started. Clones
+/// share them: one sits in the registered collector, another takes the
+/// listeners' items as they start.
+#[derive(Debug)]
+pub(super) struct PerListener<T> {
+    items: Arc<Mutex<Vec<Entry<T>>>>,
+}
+
+impl<T> Clone for PerListener<T> {
+    fn clone(&self) -> Self {
+        PerListener {
+            items: Arc::clone(&self.items),
+        }
+    }
+}
+
+impl<T> Default for PerListener<T> {
+    fn default() -> Self {
+        PerListener {
+            items: Arc::default(),
+        }
+    }
+}
+
+impl<T> PerListener<T> {
+    /// Listener `name`'s item, made by `make` on first use.
+    pub(super) fn get_or_add(&self, name: &str, make: impl FnOnce() -> T) -> Arc<T> {
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, item)) = items.iter().find(|(n, _)| n == name) {
+            return Arc::clone(item);
+        }
+        let item = Arc::new(make());
+        items.push((name.to_owned(), Arc::clone(&item)));
+        item
+    }
+
+    /// Adds `item` as listener `name`'s.
+    pub(super) fn add(&self, name: &str, item: &Arc<T>) {
+        self.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name.to_owned(), Arc::clone(item)));
+    }
+
+    /// Every (listener, item) now, for one scrape.
+    pub(super) fn snapshot(&self) -> Vec<Entry<T>> {
+        self.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
