@@ -12,6 +12,9 @@ fn demo_small_prints_its_table() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     for needle in [
         "Gbit/s",
+        "CPU s/GB",
+        "CPU us/conn",
+        "the proxy's CPU per GB",
         "conn/s",
         "p99 ms",
         "created",
@@ -32,8 +35,16 @@ fn demo_small_prints_its_table() {
         let line = row(name);
         let cells: Vec<&str> = line.split_whitespace().collect();
         let gbps: f64 = cells[1].parse().unwrap();
+        let cpu_per_gb: f64 = cells[2].parse().unwrap();
         let errors: u64 = cells.last().unwrap().parse().unwrap();
         assert!(gbps > 0.0, "{stdout}");
+        // The proxy's thread did the forwarding: it used some CPU, and less
+        // than one core and a half (it is one thread; the whole process would
+        // show about two).
+        assert!(
+            cpu_per_gb > 0.0 && cpu_per_gb * gbps / 8.0 < 1.5,
+            "{stdout}"
+        );
         assert_eq!(errors, 0, "{stdout}");
     }
     // The splice run used the pool: at least one pipe created.
