@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use pipepool::tokio::{copy_bidirectional_with, copy_with, CopyOptions};
-use pipepool::{Method, PoolConfig};
+use pipepool::{Method, PoolConfig, PoolStats};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::UnixStream;
 
@@ -45,34 +45,10 @@ fn drain<R: AsyncRead + Unpin + Send + 'static>(mut r: R) -> tokio::task::JoinHa
 /// `client <-> a | relay | b <-> server` where every link is a
 /// `tokio::io::duplex`: the userspace path, both ways.
 async fn duplex_streams_take_the_userspace_copy() {
-    let pool = PoolConfig::default().build().unwrap();
-    let (client, mut a) = tokio::io::duplex(64 << 10);
-    let (mut b, server) = tokio::io::duplex(16 << 10);
-    let (client_r, client_w) = tokio::io::split(client);
-    let (server_r, server_w) = tokio::io::split(server);
-    let up = feed(client_w);
-    let down = feed(server_w);
-    let got_server = drain(server_r);
-    let got_client = drain(client_r);
-    let opts = CopyOptions::new().pool(&pool);
-    let report = within(60, "relay", copy_bidirectional_with(&mut a, &mut b, &opts))
-        .await
-        .unwrap();
-    assert_eq!((report.a_to_b, report.b_to_a), (LEN, LEN));
-    assert_eq!(
-        (report.a_to_b_method, report.b_to_a_method),
-        (Method::Userspace, Method::Userspace)
-    );
-    up.await.unwrap();
-    down.await.unwrap();
-    drop((a, b));
-    assert_eq!(got_server.await.unwrap(), LEN);
-    assert_eq!(got_client.await.unwrap(), LEN);
-    assert_eq!(
-        pool.stats().created,
-        0,
-        "no pipe for types that cannot be spliced"
-    );
+    let (client, a) = tokio::io::duplex(64 << 10);
+    let (b, server) = tokio::io::duplex(16 << 10);
+    let stats = relay_both_ways(a, b, client, server, Method::Userspace).await;
+    assert_eq!(stats.created, 0, "no pipe for types that cannot be spliced");
 }
 
 /// A socket on one side and a duplex on the other: userspace.
@@ -95,9 +71,15 @@ async fn socket_to_duplex_takes_the_userspace_copy() {
 
 /// Relays `a` <-> `b` with `copy_bidirectional_with` while `client` (the
 /// far end of `a`) and `server` (the far end of `b`) each send `LEN` bytes
-/// and read to end of file; checks that both directions were spliced, that
-/// every byte arrived, and that the pool got every pipe back clean.
-async fn spliced_both_ways<A, B, C, S>(mut a: A, mut b: B, client: C, server: S)
+/// and read to end of file; checks that both directions took `method` and
+/// that every byte arrived. Returns the pool's statistics afterwards.
+async fn relay_both_ways<A, B, C, S>(
+    mut a: A,
+    mut b: B,
+    client: C,
+    server: S,
+    method: Method,
+) -> PoolStats
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -116,7 +98,7 @@ where
     assert_eq!((report.a_to_b, report.b_to_a), (LEN, LEN));
     assert_eq!(
         (report.a_to_b_method, report.b_to_a_method),
-        (Method::Splice, Method::Splice)
+        (method, method)
     );
     up.await.unwrap();
     down.await.unwrap();
@@ -124,7 +106,11 @@ where
     // file: the drains end without `a` and `b` being dropped.
     assert_eq!(got_server.await.unwrap(), LEN);
     assert_eq!(got_client.await.unwrap(), LEN);
-    let stats = pool.stats();
+    pool.stats()
+}
+
+/// Both directions spliced, and the pool got every pipe back clean.
+fn assert_pipes_back_clean(stats: PoolStats) {
     assert!(stats.created > 0);
     assert_eq!((stats.in_use, stats.closed_dirty), (0, 0), "{stats:?}");
 }
@@ -133,7 +119,7 @@ where
 async fn unix_streams_are_spliced() {
     let (client, a) = UnixStream::pair().unwrap();
     let (b, server) = UnixStream::pair().unwrap();
-    spliced_both_ways(a, b, client, server).await;
+    assert_pipes_back_clean(relay_both_ways(a, b, client, server, Method::Splice).await);
 }
 
 /// `&mut TcpStream` (what `copy_bidirectional(&mut a, &mut b)` passes when
@@ -142,7 +128,8 @@ async fn unix_streams_are_spliced() {
 async fn references_and_boxes_are_spliced() {
     let (client, mut a) = tcp_pair().await;
     let (b, server) = tcp_pair().await;
-    spliced_both_ways(&mut a, Box::new(b), client, server).await;
+    let stats = relay_both_ways(&mut a, Box::new(b), client, server, Method::Splice).await;
+    assert_pipes_back_clean(stats);
 }
 
 /// `copy_with` between split halves (owned and borrowed, TCP and Unix, and

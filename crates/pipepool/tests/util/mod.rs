@@ -130,27 +130,17 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<D
 
 /// Blocks until `fd` is readable (or hung up).
 pub fn wait_readable(fd: impl AsFd) {
-    let mut fds = [rustix::event::PollFd::new(
-        &fd,
-        rustix::event::PollFlags::IN,
-    )];
-    loop {
-        match rustix::event::poll(&mut fds, None) {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => {
-                other.expect("poll");
-                return;
-            }
-        }
-    }
+    wait(fd, rustix::event::PollFlags::IN);
 }
 
 /// Blocks until `fd` is writable (or in error).
 pub fn wait_writable(fd: impl AsFd) {
-    let mut fds = [rustix::event::PollFd::new(
-        &fd,
-        rustix::event::PollFlags::OUT,
-    )];
+    wait(fd, rustix::event::PollFlags::OUT);
+}
+
+/// Blocks in `poll(2)` until `fd` has one of `events` (or an error).
+fn wait(fd: impl AsFd, events: rustix::event::PollFlags) {
+    let mut fds = [rustix::event::PollFd::new(&fd, events)];
     loop {
         match rustix::event::poll(&mut fds, None) {
             Err(rustix::io::Errno::INTR) => continue,
