@@ -69,13 +69,15 @@ pub(crate) struct RunArgs {
     /// [default: 5m].
     #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
     pub(crate) idle_timeout: Option<DurationValue>,
-    /// Most client connections open at once per listener [default: 10000].
+    /// Most client connections open at once per listener [default: sized to
+    /// the fd limit, at most 10000].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub(crate) max_conns: Option<usize>,
     /// Tokio worker threads [default: one per core].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub(crate) worker_threads: Option<usize>,
-    /// Most pipes alive in the pool [default: a quarter of the fd limit, 16..=4096].
+    /// Most pipes alive in the pool [default: what the fd limit leaves after
+    /// max_conns, at most 4096].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub(crate) max_pipes: Option<usize>,
     /// Size asked for each pipe (e.g. 1MiB, 256KiB) [default: 1MiB].

@@ -19,13 +19,15 @@ use crate::shutdown::{Signals, Tracker};
 /// A [`config::ConfigError`] (exit code 2), or a runtime failure such as an
 /// address in use (exit code 1).
 pub(crate) fn main(args: &RunArgs, log_flag: Option<String>) -> anyhow::Result<ExitCode> {
+    // First: the default max_conns and max_pipes are sized to the raised
+    // limit (and `--check` shows what a start would use).
+    let nofile = crate::limits::raise_nofile();
     let settings = config::load(args.config.as_deref(), &args.overrides(log_flag.clone()))?;
     if args.check {
         print_settings(&settings);
         return Ok(ExitCode::SUCCESS);
     }
     crate::logging::init(log_flag.as_deref(), settings.log_level.as_deref(), "info");
-    let nofile = crate::limits::raise_nofile();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = settings.worker_threads {
         builder.worker_threads(n);
@@ -52,18 +54,7 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
         tracker: Tracker::default(),
     };
     let mut signals = Signals::install().context("cannot install signal handlers")?;
-    if let Some(limit) = nofile {
-        // 2 sockets per connection, 2 fds per pipe, a few spare.
-        let conns: usize = settings.listeners.iter().map(|l| l.max_conns).sum();
-        let need = 2 * conns as u64 + 2 * settings.pool.max_pipes as u64 + 64;
-        if need > limit {
-            tracing::warn!(
-                "max_conns ({conns} in all) and max_pipes ({}) may need {need} fds, above the \
-                 fd limit ({limit}): accept backs off on EMFILE when it is reached",
-                settings.pool.max_pipes
-            );
-        }
-    }
+    check_fd_budget(&settings, nofile);
     let metrics_server = match settings.metrics {
         Some(addr) => Some(
             MetricsServer::bind(addr)
@@ -121,6 +112,33 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says how the defaults were sized to the fd limit (info), or warns when
+/// the settings given need more fds than the limit (the defaults never
+/// do: [`crate::limits::fit`]).
+fn check_fd_budget(settings: &Settings, nofile: Option<u64>) {
+    let Some(limit) = nofile else { return };
+    let conns: usize = settings.listeners.iter().map(|l| l.max_conns).sum();
+    let pipes = settings.pool.max_pipes;
+    let need = crate::limits::fds_needed(limit, conns, pipes);
+    if need > limit {
+        tracing::warn!(
+            "max_conns ({conns} in all) and max_pipes ({pipes}) may need {need} fds, above the \
+             fd limit ({limit}): accept backs off on EMFILE when it is reached"
+        );
+    } else if settings.fds_fitted.is_some() {
+        tracing::info!(
+            "fd limit {limit}: defaults sized to fit, max_conns {} and max_pipes {pipes} \
+             (up to {need} fds)",
+            settings
+                .listeners
+                .iter()
+                .map(|l| format!("{} for `{}`", l.max_conns, l.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
 /// A line on stdout for scripts and tests (logs go to stderr).
 fn announce(line: &str) {
     use std::io::Write;
@@ -150,6 +168,9 @@ fn print_settings(s: &Settings) {
         "pool: max_pipes {}, pipe_size {}, idle_timeout {:?}",
         s.pool.max_pipes, s.pool.pipe_size, s.pool.idle_timeout
     );
+    if let Some(limit) = s.fds_fitted {
+        println!("defaults of max_conns and max_pipes sized to the fd limit ({limit})");
+    }
     println!(
         "metrics: {}; grace_period {:?}; worker_threads {}; user {}",
         s.metrics.map_or("off".to_owned(), |a| a.to_string()),

@@ -32,6 +32,9 @@ fn emfile_backs_off_without_spinning_and_recovers() {
             &up.to_string(),
             "--copy",
             "userspace",
+            // Past the fd limit on purpose: the defaults would fit it.
+            "--max-conns",
+            "1000",
             "--metrics",
             "127.0.0.1:0",
         ],

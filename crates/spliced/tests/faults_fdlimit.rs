@@ -104,6 +104,9 @@ fn out_of_fds_pipes_fall_back_to_userspace_and_every_byte_arrives() {
             "127.0.0.1:0",
             "--pipe-idle-timeout",
             "1m",
+            // Past the fd limit on purpose: the defaults would fit it.
+            "--max-conns",
+            "1000",
         ],
     );
     let proxy = proc.listen_addr();

@@ -24,8 +24,6 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) const DEFAULT_CONNECT_ATTEMPTS: usize = 3;
 /// Default idle timeout of a proxied connection.
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Default bound on open client connections, per listener.
-pub(crate) const DEFAULT_MAX_CONNS: usize = 10_000;
 /// Default grace period after SIGINT/SIGTERM.
 pub(crate) const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
@@ -89,6 +87,9 @@ pub(crate) struct Settings {
     pub(crate) log_level: Option<String>,
     /// Run as this user once every socket is bound; `None`: as started.
     pub(crate) user: Option<crate::privileges::Account>,
+    /// The fd limit that made a default `max_conns` or `max_pipes` smaller
+    /// than its built-in cap ([`crate::limits::fit`]); `None`: none was.
+    pub(crate) fds_fitted: Option<u64>,
 }
 
 /// One listener and its upstream group.
@@ -110,6 +111,7 @@ pub(crate) struct ListenerSettings {
     pub(crate) connect_attempts: usize,
     /// Close after this long without a byte either way; `None`: never.
     pub(crate) idle_timeout: Option<Duration>,
-    /// Most client connections open at once, at least 1.
+    /// Most client connections open at once, at least 1 (by default
+    /// sized to the fd limit, see [`crate::limits::fit`]).
     pub(crate) max_conns: usize,
 }

@@ -12,7 +12,7 @@ use super::file::{FileConfig, ListenerSection};
 use super::units::{DurationValue, SizeValue};
 use super::{
     Balance, ConfigError, CopyMode, ListenerSettings, Origin, Settings, DEFAULT_CONNECT_ATTEMPTS,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNS,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT,
 };
 
 /// Settings given as flags to `spliced run`; each overrides the file.
@@ -198,10 +198,23 @@ impl Resolver<'_> {
             )
             .map(|u| crate::privileges::lookup(&u.value).map_err(|e| u.error(e)))
             .transpose()?;
-        let listeners = self.listeners()?;
+        let mut listeners = self.listeners()?;
+        let given_pipes = self.max_pipes();
+        let fit = crate::limits::fit(
+            crate::limits::nofile(),
+            &listeners
+                .iter()
+                .map(|(_, given)| *given)
+                .collect::<Vec<_>>(),
+            given_pipes.as_ref().map(|p| p.value),
+        );
+        for ((l, _), n) in listeners.iter_mut().zip(&fit.max_conns) {
+            l.max_conns = *n;
+        }
         Ok(Settings {
-            listeners,
-            pool: self.pool()?,
+            listeners: listeners.into_iter().map(|(l, _)| l).collect(),
+            pool: self.pool(given_pipes, fit.max_pipes)?,
+            fds_fitted: fit.shrunk.then(crate::limits::nofile).flatten(),
             metrics,
             grace_period: grace,
             worker_threads: workers.map(|w| w.value),
@@ -210,7 +223,9 @@ impl Resolver<'_> {
         })
     }
 
-    fn listeners(&self) -> Result<Vec<ListenerSettings>, ConfigError> {
+    /// Each listener, with its `max_conns` if one was given (else 0 until
+    /// [`crate::limits::fit`] picks the default).
+    fn listeners(&self) -> Result<Vec<(ListenerSettings, Option<usize>)>, ConfigError> {
         let (f, o) = (self.file, self.flags);
         if let Some(listen) = o.listen {
             if o.upstreams.is_empty() {
@@ -249,12 +264,12 @@ impl Resolver<'_> {
                 "--upstream without --listen applies to a single listener, but the file has several",
             ));
         }
-        let mut out: Vec<ListenerSettings> = Vec::new();
+        let mut out: Vec<(ListenerSettings, Option<usize>)> = Vec::new();
         for (i, section) in f.listener.iter().enumerate() {
             let l = section.get_ref();
             let listen = self.listen_addr(l, i)?;
             if listen.port() != 0 {
-                if let Some(prev) = out.iter().find(|p| p.listen == listen) {
+                if let Some((prev, _)) = out.iter().find(|(p, _)| p.listen == listen) {
                     return Err(ConfigError::new(
                         self.origin(&l.listen),
                         format!("listener[{i}].listen"),
@@ -338,7 +353,7 @@ impl Resolver<'_> {
         listen: SocketAddr,
         upstreams: Vec<String>,
         i: usize,
-    ) -> Result<ListenerSettings, ConfigError> {
+    ) -> Result<(ListenerSettings, Option<usize>), ConfigError> {
         let (f, o) = (self.file, self.flags);
         let at = |field: &str| format!("listener[{i}].{field}");
         let balance = self
@@ -408,22 +423,23 @@ impl Resolver<'_> {
                 "idle_timeout",
             )
             .expect("has a default");
-        let max_conns = self
-            .pick(
-                (o.max_conns.as_ref(), "max-conns"),
-                &[
-                    (l.and_then(|l| l.max_conns.as_ref()), at("max_conns")),
-                    (f.max_conns.as_ref(), "max_conns".into()),
-                ],
-                Some(DEFAULT_MAX_CONNS),
-                "max_conns",
-            )
-            .expect("has a default");
-        if max_conns.value == 0 {
-            return Err(max_conns.error("must be at least 1"));
+        let max_conns = self.pick(
+            (o.max_conns.as_ref(), "max-conns"),
+            &[
+                (l.and_then(|l| l.max_conns.as_ref()), at("max_conns")),
+                (f.max_conns.as_ref(), "max_conns".into()),
+            ],
+            None,
+            "max_conns",
+        );
+        if let Some(m) = &max_conns {
+            if m.value == 0 {
+                return Err(m.error("must be at least 1"));
+            }
         }
         let connect_attempts = attempts.value.min(upstreams.len());
-        Ok(ListenerSettings {
+        let given_conns = max_conns.map(|m| m.value);
+        let l = ListenerSettings {
             name,
             listen,
             upstreams,
@@ -432,13 +448,15 @@ impl Resolver<'_> {
             connect_timeout: connect_timeout.value.0,
             connect_attempts,
             idle_timeout: Some(idle.value.0).filter(|d| !d.is_zero()),
-            max_conns: max_conns.value,
-        })
+            max_conns: given_conns.unwrap_or(0),
+        };
+        Ok((l, given_conns))
     }
 
-    fn pool(&self) -> Result<pipepool::PoolConfig, ConfigError> {
+    /// `max_pipes` if given.
+    fn max_pipes(&self) -> Option<Picked<usize>> {
         let (o, pool) = (self.flags, self.file.pool.as_ref());
-        let max_pipes = self.pick(
+        self.pick(
             (o.max_pipes.as_ref(), "max-pipes"),
             &[(
                 pool.and_then(|p| p.max_pipes.as_ref()),
@@ -446,7 +464,16 @@ impl Resolver<'_> {
             )],
             None,
             "pool.max_pipes",
-        );
+        )
+    }
+
+    /// The pool's settings; `max_pipes` is `default_pipes` unless given.
+    fn pool(
+        &self,
+        max_pipes: Option<Picked<usize>>,
+        default_pipes: usize,
+    ) -> Result<pipepool::PoolConfig, ConfigError> {
+        let (o, pool) = (self.flags, self.file.pool.as_ref());
         let pipe_size = self.pick(
             (o.pipe_size.as_ref(), "pipe-size"),
             &[(
@@ -465,16 +492,20 @@ impl Resolver<'_> {
             None,
             "pool.idle_timeout",
         );
-        let mut config = pipepool::PoolConfig::default();
         if let Some(p) = &max_pipes {
             if p.value == 0 {
                 return Err(
                     p.error("must be at least 1 (use copy = \"userspace\" to turn splicing off)")
                 );
             }
-            let local_cap = config.local_cap.min(p.value);
-            config = config.max_pipes(p.value).local_cap(local_cap);
         }
+        let n = max_pipes.as_ref().map_or(default_pipes, |p| p.value);
+        // `max_idle` follows `max_pipes` (the library's default is sized
+        // from the fd limit when `default()` runs, not from `n`).
+        let mut config = pipepool::PoolConfig::default()
+            .max_pipes(n)
+            .max_idle(n)
+            .local_cap(pipepool::DEFAULT_LOCAL_CAP.min(n));
         if let Some(p) = &pipe_size {
             let bytes = usize::try_from(p.value.0).unwrap_or(usize::MAX);
             config = config.pipe_size(bytes);
