@@ -52,6 +52,13 @@ const FILE_CASES: &[FileCase] = &[
     ("[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"a:99999\"]\n", 3, "listener[0].upstreams[0]", &["a:99999"]),
     ("{L}[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"[::1:80\"]\n", 6, "listener[1].upstreams[0]", &["[::1:80"]),
     ("{L}name = \"\"\n", 4, "listener[0].name", &["empty"]),
+    // Names and hosts that would break the Prometheus text format (and
+    // the log lines): rejected.
+    ("{L}name = \"a\\\"b\"\n", 4, "listener[0].name", &["quote, backslash"]),
+    ("{L}name = \"a\\nb\"\n", 4, "listener[0].name", &["control character"]),
+    ("{L}name = 'a\\b'\n", 4, "listener[0].name", &["backslash"]),
+    ("[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"a\\\"b:1\"]\n", 3, "listener[0].upstreams[0]", &["host name"]),
+    ("[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"a\\nb:1\"]\n", 3, "listener[0].upstreams[0]", &["host name"]),
     ("{L}max_conns = 0\n", 4, "listener[0].max_conns", &["at least 1"]),
     ("{L}connect_attempts = 0\n", 4, "listener[0].connect_attempts", &["at least 1"]),
     ("{L}connect_timeout = \"1 fortnight\"\n", 4, "listener[0].connect_timeout", &["fortnight"]),

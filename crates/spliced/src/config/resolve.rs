@@ -293,7 +293,12 @@ impl Resolver<'_> {
                         "must not be empty",
                     ))
                 }
-                Some(n) => n.get_ref().clone(),
+                Some(n) => {
+                    check_label(n.get_ref()).map_err(|m| {
+                        ConfigError::new(self.origin(n), format!("listener[{i}].name"), m)
+                    })?;
+                    n.get_ref().clone()
+                }
                 None => l.listen.get_ref().clone(),
             };
             out.push(self.listener(Some(l), name, listen, ups, i)?);
@@ -545,6 +550,38 @@ fn check_upstream(s: &str) -> Result<(), String> {
     if !host_ok || port == 0 {
         return Err(bad());
     }
+    // A host name is a metric label and a log field: DNS characters only
+    // (no quote, backslash, space or control character can reach them).
+    if !host.starts_with('[')
+        && !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(format!(
+            "`{}`: a host name may hold only letters, digits, `.`, `-` and `_`",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a listener name: a metric label value and a log field, so no
+/// control character (newline...), quote or backslash, and at most 128
+/// characters.
+fn check_label(name: &str) -> Result<(), String> {
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '"' | '\\'))
+    {
+        return Err(format!(
+            "`{}` holds {:?}: no quote, backslash or control character (it is a metric label)",
+            name.escape_debug(),
+            c
+        ));
+    }
+    if name.chars().count() > 128 {
+        return Err("longer than 128 characters".to_owned());
+    }
     Ok(())
 }
 
@@ -646,5 +683,20 @@ mod tests {
         assert!(check_upstream("[::1:80").is_err());
         assert!(check_upstream("[backend]:80").is_err());
         assert!(check_upstream("::1]:80").is_err());
+        assert!(check_upstream("back\"end:80").is_err());
+        assert!(check_upstream("back\\end:80").is_err());
+        assert!(check_upstream("back\nend:80").is_err());
+        assert!(check_upstream("back end:80").is_err());
+        assert!(check_upstream("db_1.internal-x:80").is_ok());
+    }
+
+    #[test]
+    fn label_syntax() {
+        assert!(check_label("web (eu-1) é").is_ok());
+        assert!(check_label("a\"b").is_err());
+        assert!(check_label("a\\b").is_err());
+        assert!(check_label("a\nb").is_err());
+        assert!(check_label("a\tb").is_err());
+        assert!(check_label(&"x".repeat(129)).is_err());
     }
 }
