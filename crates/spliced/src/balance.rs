@@ -25,7 +25,9 @@ use crate::config::Balance;
 #[derive(Debug)]
 pub(crate) struct Balancer {
     policy: Balance,
-    upstreams: Vec<Upstream>,
+    /// Shared with the balancer a reload replaced, for the addresses both
+    /// have: open connections, health and backoff carry over.
+    upstreams: Vec<Arc<Upstream>>,
     /// Where the next plan starts (round-robin order and tie-breaks).
     next: AtomicUsize,
     /// The clock of `down_until`: milliseconds are counted from here.
@@ -64,21 +66,48 @@ impl Balancer {
     ///
     /// # Panics
     /// If `addrs` is empty (the config's validation rules that out).
+    #[cfg(test)]
     pub(crate) fn new(policy: Balance, addrs: Vec<String>) -> Arc<Balancer> {
+        Balancer::renew(policy, addrs, None)
+    }
+
+    /// A balancer over `addrs` (not empty) that takes over the state of
+    /// `previous` (the one a reload replaces) for the addresses both have:
+    /// their open connections (least-conn), failures and backoff.
+    ///
+    /// # Panics
+    /// If `addrs` is empty (the config's validation rules that out).
+    pub(crate) fn renew(
+        policy: Balance,
+        addrs: Vec<String>,
+        previous: Option<&Balancer>,
+    ) -> Arc<Balancer> {
         assert!(!addrs.is_empty(), "a balancer needs at least one upstream");
+        let kept = |addr: &str| {
+            previous?
+                .upstreams
+                .iter()
+                .find(|u| u.addr == addr)
+                .map(Arc::clone)
+        };
         Arc::new(Balancer {
             policy,
             upstreams: addrs
                 .into_iter()
-                .map(|addr| Upstream {
-                    addr,
-                    active: AtomicUsize::new(0),
-                    failures: AtomicU32::new(0),
-                    down_until: AtomicU64::new(0),
+                .map(|addr| {
+                    kept(&addr).unwrap_or_else(|| {
+                        Arc::new(Upstream {
+                            addr,
+                            active: AtomicUsize::new(0),
+                            failures: AtomicU32::new(0),
+                            down_until: AtomicU64::new(0),
+                        })
+                    })
                 })
                 .collect(),
             next: AtomicUsize::new(0),
-            start: Instant::now(),
+            // One clock with `previous`: `down_until` values carry over.
+            start: previous.map_or_else(Instant::now, |p| p.start),
         })
     }
 
@@ -263,6 +292,26 @@ mod tests {
         let _l = b.lease(0);
         assert_eq!(b.plan_at(2, 10), vec![1, 0]);
         assert_eq!(b.plan_at(2, 10), vec![1, 0]);
+    }
+
+    #[test]
+    fn a_renewed_balancer_keeps_the_state_of_the_upstreams_it_keeps() {
+        let old = Balancer::new(Balance::LeastConn, addrs(2));
+        let _open = old.lease(1);
+        old.failed(0);
+        let new = Balancer::renew(
+            Balance::LeastConn,
+            vec![addrs(3)[2].clone(), addrs(2)[1].clone()],
+            Some(&old),
+        );
+        // 10.0.0.1 keeps its open connection; 10.0.0.2 is new and empty.
+        assert_eq!((new.active(0), new.active(1)), (0, 1));
+        assert_eq!(new.plan(2), vec![0, 1]);
+        // 10.0.0.0 is gone; a lease of the old balancer still releases.
+        drop(_open);
+        assert_eq!(new.active(1), 0);
+        let again = Balancer::renew(Balance::RoundRobin, addrs(1), Some(&old));
+        assert_eq!(again.health(), vec![("10.0.0.0:80", false)]);
     }
 
     #[test]

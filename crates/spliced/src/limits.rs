@@ -89,12 +89,13 @@ pub(crate) fn fit(limit: Option<u64>, conns: &[Option<usize>], pipes: Option<usi
         Some(p) => budget.saturating_sub(p.saturating_mul(2)) / 2,
         None => budget / 5 * 2,
     };
-    let each = if defaulted == 0 {
-        0
-    } else {
-        let share = conn_budget.saturating_sub(given) / defaulted;
-        shrunk |= share < MAX_DEFAULT_CONNS;
-        share.clamp(1, MAX_DEFAULT_CONNS)
+    // (No listener left to default: no share to compute.)
+    let each = match conn_budget.saturating_sub(given).checked_div(defaulted) {
+        Some(share) => {
+            shrunk |= share < MAX_DEFAULT_CONNS;
+            share.clamp(1, MAX_DEFAULT_CONNS)
+        }
+        None => 0,
     };
     let max_conns: Vec<usize> = conns.iter().map(|c| c.unwrap_or(each)).collect();
     let total: usize = max_conns.iter().sum();

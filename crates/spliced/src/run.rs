@@ -1,6 +1,7 @@
 //! `spliced run`: settings, runtime, listeners, metrics, then wait for a
 //! signal and shut down gracefully.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::config::{self, Settings};
 use crate::metrics::http::MetricsServer;
 use crate::metrics::Metrics;
 use crate::proxy::{Context, Proxy};
-use crate::shutdown::{Signals, Tracker};
+use crate::shutdown::{Signals, Tracker, SIGHUP};
 
 /// Runs the proxy until SIGINT/SIGTERM and the grace period.
 ///
@@ -36,12 +37,23 @@ pub(crate) fn main(args: &RunArgs, log_flag: Option<String>) -> anyhow::Result<E
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let result = runtime.block_on(serve(settings, nofile));
+    let reload = args
+        .config
+        .clone()
+        .map(|path| (path, args.overrides(log_flag.clone())));
+    let result = runtime.block_on(serve(settings, nofile, reload));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
 
-async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCode> {
+/// The file SIGHUP re-reads and the flags that override it.
+type ReloadFrom = (PathBuf, config::Overrides);
+
+async fn serve(
+    mut settings: Settings,
+    nofile: Option<u64>,
+    reload_from: Option<ReloadFrom>,
+) -> anyhow::Result<ExitCode> {
     let pool = settings
         .pool
         .clone()
@@ -70,14 +82,9 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
         // served as root.
         crate::privileges::drop_to(user)?;
     }
-    let proxy = bound.start()?;
-    for ((name, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {
-        announce(&format!(
-            "listening on {addr} (listener `{name}`, {} to {}, copy {})",
-            l.balance.as_str(),
-            l.upstreams.join(", "),
-            l.copy.as_str()
-        ));
+    let mut proxy = bound.start()?;
+    for ((_, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {
+        announce_listener(*addr, l);
     }
     if let Some(server) = metrics_server {
         announce(&format!(
@@ -86,7 +93,16 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
         ));
         tokio::spawn(server.serve(Arc::clone(&metrics)));
     }
-    let signal = signals.recv().await;
+    let signal = loop {
+        let signal = signals.recv().await;
+        if signal != SIGHUP {
+            break signal;
+        }
+        match &reload_from {
+            Some(from) => reload(from, &mut settings, &mut proxy, &metrics, nofile).await,
+            None => tracing::warn!("SIGHUP: started without --config, nothing to re-read"),
+        }
+    };
     let open = proxy.active();
     tracing::info!(
         "{signal}: stopped accepting; waiting up to {:?} for {open} open connection(s)",
@@ -110,6 +126,95 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
     tracing::info!("pool at exit: {:?}", pool.stats());
     announce("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: re-reads the file, applies the flags again, validates, and
+/// applies the listeners' settings to the running proxy. A file that fails
+/// (or a new listener that cannot bind) changes nothing.
+async fn reload(
+    (path, flags): &ReloadFrom,
+    running: &mut Settings,
+    proxy: &mut Proxy,
+    metrics: &Metrics,
+    nofile: Option<u64>,
+) {
+    let fail = |e: &dyn std::fmt::Display| {
+        metrics.reloaded(false);
+        tracing::error!(
+            "reload of {} failed, the running config stays: {e}",
+            path.display()
+        );
+        announce(&format!("reload failed: {e}"));
+    };
+    let new = match config::load(Some(path), flags) {
+        Ok(new) => new,
+        Err(e) => return fail(&e),
+    };
+    let done = match proxy.reload(new.listeners.clone(), new.grace_period).await {
+        Ok(done) => done,
+        Err(e) => return fail(&format!("{e:#}")),
+    };
+    metrics.reloaded(true);
+    let stay = restart_only(running, &new);
+    if !stay.is_empty() {
+        tracing::warn!(
+            "reload: {} changed but apply(ies) only at a restart; still running with the old value(s)",
+            stay.join(", ")
+        );
+    }
+    for (name, addr) in &done.added {
+        if let Some(l) = new.listeners.iter().find(|l| &l.name == name) {
+            announce_listener(*addr, l);
+        }
+    }
+    running.listeners = new.listeners;
+    running.grace_period = new.grace_period;
+    check_fd_budget(running, nofile);
+    announce(&format!(
+        "reloaded {}: {} listener(s) kept, {} added, {} removed{}",
+        path.display(),
+        done.kept,
+        done.added.len(),
+        done.removed.len(),
+        if done.removed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", done.removed.join(", "))
+        }
+    ));
+}
+
+/// The process-wide settings that differ between `old` and `new`: they
+/// apply at the next start only.
+fn restart_only(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.pool != new.pool {
+        changed.push("[pool]");
+    }
+    if old.metrics != new.metrics {
+        changed.push("metrics");
+    }
+    if old.worker_threads != new.worker_threads {
+        changed.push("worker_threads");
+    }
+    if old.user != new.user {
+        changed.push("user");
+    }
+    if old.log_level != new.log_level {
+        changed.push("log_level");
+    }
+    changed
+}
+
+/// The stdout line of a listener that accepts.
+fn announce_listener(addr: std::net::SocketAddr, l: &config::ListenerSettings) {
+    announce(&format!(
+        "listening on {addr} (listener `{}`, {} to {}, copy {})",
+        l.name,
+        l.balance.as_str(),
+        l.upstreams.join(", "),
+        l.copy.as_str()
+    ));
 }
 
 /// Says how the defaults were sized to the fd limit (info), or warns when

@@ -1,6 +1,7 @@
 //! Graceful shutdown: [`Shutdown`] tells the accept loops to stop,
 //! [`Tracker`] counts the connections still open so that `run` can wait for
-//! them for a grace period, and [`Signals`] waits for SIGINT or SIGTERM.
+//! them for a grace period, and [`Signals`] waits for SIGINT or SIGTERM
+//! (and SIGHUP, the reload).
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -99,13 +100,17 @@ impl Drop for Tracked {
     }
 }
 
-/// SIGINT and SIGTERM handlers. Install them before announcing the
-/// listeners, so that a signal sent right after is never fatal.
+/// SIGINT, SIGTERM and SIGHUP handlers. Install them before announcing
+/// the listeners, so that a signal sent right after is never fatal.
 #[derive(Debug)]
 pub(crate) struct Signals {
     int: Signal,
     term: Signal,
+    hup: Signal,
 }
+
+/// The name [`Signals::recv`] returns for SIGHUP.
+pub(crate) const SIGHUP: &str = "SIGHUP";
 
 impl Signals {
     /// Installs the handlers.
@@ -116,14 +121,16 @@ impl Signals {
         Ok(Signals {
             int: unix_signal(SignalKind::interrupt())?,
             term: unix_signal(SignalKind::terminate())?,
+            hup: unix_signal(SignalKind::hangup())?,
         })
     }
 
-    /// Waits for the next SIGINT or SIGTERM and returns its name.
+    /// Waits for the next SIGINT, SIGTERM or SIGHUP and returns its name.
     pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.int.recv() => "SIGINT",
             _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => SIGHUP,
         }
     }
 }

@@ -42,12 +42,22 @@ impl<T> PerListener<T> {
         item
     }
 
-    /// Adds `item` as listener `name`'s.
-    pub(super) fn add(&self, name: &str, item: &Arc<T>) {
+    /// Makes `item` listener `name`'s (replacing its previous one, after
+    /// a reload).
+    pub(super) fn set(&self, name: &str, item: &Arc<T>) {
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        match items.iter_mut().find(|(n, _)| n == name) {
+            Some((_, old)) => *old = Arc::clone(item),
+            None => items.push((name.to_owned(), Arc::clone(item))),
+        }
+    }
+
+    /// Forgets the listeners not in `names` (removed by a reload).
+    pub(super) fn retain(&self, names: &[&str]) {
         self.items
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((name.to_owned(), Arc::clone(item)));
+            .retain(|(n, _)| names.contains(&n.as_str()));
     }
 
     /// Every (listener, item) now, for one scrape.

@@ -46,8 +46,17 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Labels: how a config reload ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    /// `ok` or `error`.
+    result: &'static str,
+}
+
 /// Every metric of one process, registered in one [`Registry`].
 pub(crate) struct Metrics {
+    reloads: Family<ReloadLabels, Counter>,
+    last_reload: Gauge,
     registry: Registry,
     active: Family<ListenerLabels, Gauge>,
     accepted: Family<ListenerLabels, Counter>,
@@ -109,6 +118,8 @@ impl Metrics {
         let bytes = bytes::BytesCollector::default();
         let upstreams = upstreams::UpstreamCollector::default();
         let mut m = Metrics {
+            reloads: Family::default(),
+            last_reload: Gauge::default(),
             registry: Registry::default(),
             active: Family::default(),
             accepted: Family::default(),
@@ -150,6 +161,20 @@ impl Metrics {
             "Failed connects to an upstream, by reason",
             m.connect_failures.clone(),
         );
+        sub.register(
+            "config_reloads",
+            "Config reloads (SIGHUP), by result",
+            m.reloads.clone(),
+        );
+        sub.register(
+            "config_last_reload_seconds",
+            "Unix time of the last successful config load (start or reload)",
+            m.last_reload.clone(),
+        );
+        for result in ["ok", "error"] {
+            let _ = m.reloads.get_or_create(&ReloadLabels { result });
+        }
+        m.loaded();
         m.registry.register_collector(Box::new(bytes));
         m.registry.register_collector(Box::new(upstreams));
         m.registry
@@ -168,14 +193,39 @@ impl Metrics {
         out
     }
 
+    /// Notes a successful config load now.
+    fn loaded(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.last_reload.set(now);
+    }
+
+    /// Counts a config reload; a successful one also sets
+    /// `spliced_config_last_reload_seconds`.
+    pub(crate) fn reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        if ok {
+            self.loaded();
+        }
+    }
+
+    /// Forgets the upstreams of the listeners not in `names` (removed by a
+    /// reload). Their counters stay: counters never go back.
+    pub(crate) fn retain_listeners(&self, names: &[&str]) {
+        self.upstreams.retain(names);
+    }
+
     /// The handles of one listener, so that the hot path does no lookup;
-    /// its upstreams are reported from `balancer`.
+    /// its upstreams are reported from `balancer` (which replaces the
+    /// listener's previous one after a reload).
     pub(crate) fn listener(
         self: &Arc<Self>,
         name: &str,
         balancer: &Arc<Balancer>,
     ) -> ListenerMetrics {
-        self.upstreams.add(name, balancer);
+        self.upstreams.set(name, balancer);
         let l = ListenerLabels {
             listener: name.to_owned(),
         };

@@ -19,9 +19,15 @@ pub(super) struct UpstreamCollector {
 }
 
 impl UpstreamCollector {
-    /// Reports the upstreams of `balancer` as listener `name`'s.
-    pub(super) fn add(&self, name: &str, balancer: &Arc<Balancer>) {
-        self.balancers.add(name, balancer);
+    /// Reports the upstreams of `balancer` as listener `name`'s (instead
+    /// of its previous balancer's, after a reload).
+    pub(super) fn set(&self, name: &str, balancer: &Arc<Balancer>) {
+        self.balancers.set(name, balancer);
+    }
+
+    /// Stops reporting the listeners not in `names`.
+    pub(super) fn retain(&self, names: &[&str]) {
+        self.balancers.retain(names);
     }
 }
 

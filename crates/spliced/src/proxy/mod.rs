@@ -1,6 +1,13 @@
-//! The proxy: one [`Listener`] per configured listener, each with its
+//! The proxy: one listener per configured listener, each with its
 //! upstream group, its `max_conns` bound and its accept loop; one task per
 //! client connection ([`conn`]).
+//!
+//! Hot reload ([`Proxy::reload`]): everything a listener's connections use
+//! is built from its settings alone ([`Shared::new`]) and published in a
+//! watch channel; each accept takes the current one, so a reload swaps in
+//! a new one for new connections while open connections keep theirs.
+//! Settings added to [`ListenerSettings`] (and built in `Shared::new`)
+//! reload with no further work.
 
 mod accept;
 mod conn;
@@ -8,11 +15,13 @@ mod connect;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pipepool::PipePool;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::watch;
 
 use crate::balance::Balancer;
 use crate::config::ListenerSettings;
@@ -31,17 +40,8 @@ pub(crate) struct Context {
     pub(crate) tracker: Tracker,
 }
 
-/// A bound listener, ready to [`serve`](Listener::serve).
-#[derive(Debug)]
-pub(crate) struct Listener {
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    /// Permits for `max_conns` open client connections.
-    limit: Arc<Semaphore>,
-    tracker: Tracker,
-}
-
-/// What the connections of one listener share.
+/// What the connections of one listener share: everything built from its
+/// settings. A reload builds a new one for the next connections.
 #[derive(Debug)]
 struct Shared {
     settings: ListenerSettings,
@@ -51,6 +51,38 @@ struct Shared {
     refusals: accept::RefusalLog,
 }
 
+impl Shared {
+    /// Builds what connections use from `settings`; `previous` (the
+    /// listener's before a reload) hands over its upstreams' state.
+    fn new(settings: ListenerSettings, ctx: &Context, previous: Option<&Shared>) -> Shared {
+        let balancer = Balancer::renew(
+            settings.balance,
+            settings.upstreams.clone(),
+            previous.map(|p| &*p.balancer),
+        );
+        let forwarder = Forwarder {
+            pool: ctx.pool.clone(),
+            mode: settings.copy,
+            idle_timeout: settings.idle_timeout,
+        };
+        let metrics = ctx.metrics.listener(&settings.name, &balancer);
+        Shared {
+            settings,
+            balancer,
+            forwarder,
+            metrics,
+            refusals: accept::RefusalLog::default(),
+        }
+    }
+}
+
+/// A bound listener, not accepting yet.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
 impl Listener {
     /// Binds the listen address.
     ///
@@ -58,24 +90,9 @@ impl Listener {
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(crate) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
         let listener = crate::net::listen(settings.listen)?;
-        let balancer = Balancer::new(settings.balance, settings.upstreams.clone());
-        let forwarder = Forwarder {
-            pool: ctx.pool.clone(),
-            mode: settings.copy,
-            idle_timeout: settings.idle_timeout,
-        };
-        let metrics = ctx.metrics.listener(&settings.name, &balancer);
         Ok(Listener {
             listener,
-            limit: Arc::new(Semaphore::new(settings.max_conns)),
-            shared: Arc::new(Shared {
-                settings,
-                balancer,
-                forwarder,
-                metrics,
-                refusals: accept::RefusalLog::default(),
-            }),
-            tracker: ctx.tracker.clone(),
+            shared: Arc::new(Shared::new(settings, ctx, None)),
         })
     }
 
@@ -87,46 +104,120 @@ impl Listener {
         self.listener.local_addr()
     }
 
-    /// The listener's settings.
-    pub(crate) fn settings(&self) -> &ListenerSettings {
-        &self.shared.settings
+    /// Starts the accept loop.
+    fn start(self, all: &Tracker) -> io::Result<Running> {
+        let addr = self.local_addr()?;
+        let (current, rx) = watch::channel(Arc::clone(&self.shared));
+        let stop = Shutdown::new();
+        let kill = Shutdown::new();
+        let tracker = Tracker::default();
+        let accept_loop = tokio::spawn(serve(
+            self.listener,
+            rx,
+            stop.clone(),
+            kill.clone(),
+            [all.clone(), tracker.clone()],
+        ));
+        Ok(Running {
+            addr,
+            current,
+            stop,
+            kill,
+            tracker,
+            accept_loop,
+        })
+    }
+}
+
+/// One connection counted against its listener's `max_conns` until dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Accepts clients until `stop`, each served by its own task with the
+/// listener's current [`Shared`], then closes the listening socket. Open
+/// connections go on (until `kill`). Each is counted in both `trackers`
+/// (the process's and the listener's).
+async fn serve(
+    listener: TcpListener,
+    current: watch::Receiver<Arc<Shared>>,
+    stop: Shutdown,
+    kill: Shutdown,
+    trackers: [Tracker; 2],
+) {
+    // Open connections, checked against the current `max_conns` (a
+    // reload that lowers it refuses new clients until enough have closed).
+    let open = Arc::new(AtomicUsize::new(0));
+    // accept(2) errors are counted under the listener's first name.
+    let first = Arc::clone(&current.borrow());
+    accept::run(
+        listener,
+        stop,
+        |stream, peer| {
+            let shared = Arc::clone(&current.borrow());
+            let m = &shared.metrics;
+            let max_conns = shared.settings.max_conns;
+            if open.fetch_add(1, Relaxed) >= max_conns {
+                open.fetch_sub(1, Relaxed);
+                m.refused.inc();
+                shared.refusals.note(&shared.settings.name, peer, max_conns);
+                drop(stream); // closed at once
+                return;
+            }
+            let slot = Slot(Arc::clone(&open));
+            m.accepted.inc();
+            m.active.inc();
+            let tracked = trackers.each_ref().map(Tracker::track);
+            let kill = kill.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = conn::handle(&shared, stream, peer) => {}
+                    () = kill.triggered() => tracing::info!(
+                        listener = %shared.settings.name,
+                        client = %peer,
+                        "connection closed: its listener was removed and the grace period is over"
+                    ),
+                }
+                shared.metrics.active.dec();
+                drop((slot, tracked));
+            });
+        },
+        &first.metrics,
+    )
+    .await;
+}
+
+/// A listener accepting.
+#[derive(Debug)]
+struct Running {
+    /// The bound address.
+    addr: SocketAddr,
+    /// What new connections use; a reload sends a new one.
+    current: watch::Sender<Arc<Shared>>,
+    /// Stops the accept loop (the listening socket closes).
+    stop: Shutdown,
+    /// Closes the listener's open connections.
+    kill: Shutdown,
+    /// The listener's open connections.
+    tracker: Tracker,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Whether `new` is the same listener as this one: the same configured
+    /// address (and, for port 0, the same name).
+    fn is(&self, new: &ListenerSettings) -> bool {
+        let now = self.current.borrow();
+        let old = &now.settings;
+        old.listen == new.listen && (new.listen.port() != 0 || old.name == new.name)
     }
 
-    /// Accepts clients until `shutdown`, each served by its own task, then
-    /// closes the listening socket. Open connections go on.
-    pub(crate) async fn serve(self, shutdown: Shutdown) {
-        let Listener {
-            listener,
-            shared,
-            limit,
-            tracker,
-        } = self;
-        accept::run(
-            listener,
-            shutdown,
-            |stream, peer| {
-                let m = &shared.metrics;
-                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                    m.refused.inc();
-                    shared
-                        .refusals
-                        .note(&shared.settings.name, peer, shared.settings.max_conns);
-                    drop(stream); // closed at once
-                    return;
-                };
-                m.accepted.inc();
-                m.active.inc();
-                let tracked = tracker.track();
-                let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    conn::handle(&shared, stream, peer).await;
-                    shared.metrics.active.dec();
-                    drop((permit, tracked));
-                });
-            },
-            &shared.metrics,
-        )
-        .await;
+    fn name(&self) -> String {
+        self.current.borrow().settings.name.clone()
     }
 }
 
@@ -134,7 +225,7 @@ impl Listener {
 #[derive(Debug)]
 pub(crate) struct Bound {
     listeners: Vec<Listener>,
-    tracker: Tracker,
+    ctx: Context,
 }
 
 impl Bound {
@@ -143,20 +234,29 @@ impl Bound {
     /// # Errors
     /// As `getsockname(2)`.
     pub(crate) fn start(self) -> io::Result<Proxy> {
-        let shutdown = Shutdown::new();
-        let mut addrs = Vec::with_capacity(self.listeners.len());
-        let mut accept_loops = Vec::with_capacity(self.listeners.len());
+        let mut running = Vec::with_capacity(self.listeners.len());
         for l in self.listeners {
-            addrs.push((l.settings().name.clone(), l.local_addr()?));
-            accept_loops.push(tokio::spawn(l.serve(shutdown.clone())));
+            running.push(l.start(&self.ctx.tracker)?);
         }
-        Ok(Proxy {
-            addrs,
-            shutdown,
-            tracker: self.tracker,
-            accept_loops,
-        })
+        let mut proxy = Proxy {
+            addrs: Vec::new(),
+            listeners: running,
+            ctx: self.ctx,
+        };
+        proxy.update_addrs();
+        Ok(proxy)
     }
+}
+
+/// What a reload changed.
+#[derive(Debug, Default)]
+pub(crate) struct Reloaded {
+    /// Listeners bound by the reload: name and address.
+    pub(crate) added: Vec<(String, SocketAddr)>,
+    /// Listeners that stopped accepting.
+    pub(crate) removed: Vec<String>,
+    /// Listeners kept, with their settings re-applied.
+    pub(crate) kept: usize,
 }
 
 /// Every listener of one process, accepting.
@@ -164,9 +264,9 @@ impl Bound {
 pub(crate) struct Proxy {
     /// Name and bound address of each listener.
     addrs: Vec<(String, SocketAddr)>,
-    shutdown: Shutdown,
-    tracker: Tracker,
-    accept_loops: Vec<tokio::task::JoinHandle<()>>,
+    /// In the order of the config.
+    listeners: Vec<Running>,
+    ctx: Context,
 }
 
 impl Proxy {
@@ -189,18 +289,9 @@ impl Proxy {
         listeners: Vec<ListenerSettings>,
         ctx: &Context,
     ) -> anyhow::Result<Bound> {
-        use anyhow::Context as _;
-        let mut bound = Vec::with_capacity(listeners.len());
-        for settings in listeners {
-            let (name, addr) = (settings.name.clone(), settings.listen);
-            let l = Listener::bind(settings, ctx)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (listener `{name}`)"))?;
-            bound.push(l);
-        }
         Ok(Bound {
-            listeners: bound,
-            tracker: ctx.tracker.clone(),
+            listeners: bind_all(listeners, ctx).await?,
+            ctx: ctx.clone(),
         })
     }
 
@@ -209,19 +300,115 @@ impl Proxy {
         &self.addrs
     }
 
+    fn update_addrs(&mut self) {
+        self.addrs = self.listeners.iter().map(|r| (r.name(), r.addr)).collect();
+    }
+
     /// Connections open now.
     pub(crate) fn active(&self) -> usize {
-        self.tracker.active()
+        self.ctx.tracker.active()
+    }
+
+    /// Applies a new list of listeners: the new ones are bound (all or
+    /// none: on an error nothing changes) and accept; those no longer
+    /// listed stop accepting, and their open connections are closed if
+    /// still open after `grace`; the others take their new settings for
+    /// their next connections. Open connections are never touched
+    /// otherwise.
+    ///
+    /// # Errors
+    /// A new listener that cannot bind, named with its address.
+    pub(crate) async fn reload(
+        &mut self,
+        listeners: Vec<ListenerSettings>,
+        grace: Duration,
+    ) -> anyhow::Result<Reloaded> {
+        // Pair each new listener with the running one it replaces, if any.
+        let mut taken = vec![false; self.listeners.len()];
+        let mut pairs = Vec::with_capacity(listeners.len());
+        let mut fresh = Vec::new();
+        for settings in listeners {
+            let found =
+                (0..self.listeners.len()).find(|&i| !taken[i] && self.listeners[i].is(&settings));
+            if let Some(i) = found {
+                taken[i] = true;
+            } else {
+                fresh.push(settings.clone());
+            }
+            pairs.push((settings, found));
+        }
+        // Bind first: an error leaves everything as it was.
+        let mut bound = bind_all(fresh, &self.ctx).await?.into_iter();
+        let mut old: Vec<Option<Running>> = self.listeners.drain(..).map(Some).collect();
+        let mut done = Reloaded::default();
+        for (settings, found) in pairs {
+            match found.and_then(|i| old[i].take()) {
+                Some(r) => {
+                    let previous = Arc::clone(&r.current.borrow());
+                    let shared = Shared::new(settings, &self.ctx, Some(&previous));
+                    r.current.send_replace(Arc::new(shared));
+                    done.kept += 1;
+                    self.listeners.push(r);
+                }
+                None => {
+                    let l = bound.next().expect("one bound listener per new one");
+                    let r = l.start(&self.ctx.tracker)?;
+                    done.added.push((r.name(), r.addr));
+                    self.listeners.push(r);
+                }
+            }
+        }
+        for r in old.into_iter().flatten() {
+            done.removed.push(r.name());
+            r.stop.trigger();
+            tokio::spawn(async move {
+                let _ = r.accept_loop.await;
+                let left = r.tracker.drained(grace).await;
+                if left > 0 {
+                    tracing::warn!(
+                        "closing {left} connection(s) of a removed listener after the grace period"
+                    );
+                    r.kill.trigger();
+                }
+            });
+        }
+        let names: Vec<String> = self.listeners.iter().map(Running::name).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.ctx.metrics.retain_listeners(&names);
+        self.update_addrs();
+        Ok(done)
     }
 
     /// Stops accepting (the listening sockets close), then waits up to
     /// `grace` for open connections to finish. Returns how many were still
     /// open (they end when the runtime does).
-    pub(crate) async fn stop(self, grace: std::time::Duration) -> usize {
-        self.shutdown.trigger();
-        for task in self.accept_loops {
-            let _ = task.await;
+    pub(crate) async fn stop(self, grace: Duration) -> usize {
+        for r in &self.listeners {
+            r.stop.trigger();
         }
-        self.tracker.drained(grace).await
+        for r in self.listeners {
+            let _ = r.accept_loop.await;
+        }
+        self.ctx.tracker.drained(grace).await
     }
+}
+
+/// Binds every listener (all or none).
+///
+/// # Errors
+/// The first listener that cannot bind, named with its address.
+async fn bind_all(
+    listeners: Vec<ListenerSettings>,
+    ctx: &Context,
+) -> anyhow::Result<Vec<Listener>> {
+    use anyhow::Context as _;
+    let mut bound = Vec::with_capacity(listeners.len());
+    for settings in listeners {
+        let (name, addr) = (settings.name.clone(), settings.listen);
+        let l = Listener::bind(settings, ctx)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (listener `{name}`)"))?;
+        bound.push(l);
+    }
+    Ok(bound)
 }
