@@ -7,6 +7,10 @@
 //! breaks ties in turn. Either way a client tries each upstream at most
 //! once.
 //!
+//! Addresses: an upstream given as an IP address is parsed once; one given
+//! by host name is resolved by [`crate::dns`] (at load, then again in the
+//! background every `dns_ttl`), so no connect waits for `getaddrinfo`.
+//!
 //! Passive health: an upstream whose connect fails is put last in every
 //! plan for a while (1 s after one failure, doubling with each failure in a
 //! row, 30 s at most), so clients stop paying a refused or silent connect
@@ -15,8 +19,10 @@
 //! they are all tried, and a recovered one is found), and the first
 //! connect that succeeds makes it healthy again.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::Balance;
@@ -32,6 +38,9 @@ pub(crate) struct Balancer {
     next: AtomicUsize,
     /// The clock of `down_until`: milliseconds are counted from here.
     start: Instant,
+    /// Set when a reload replaced this balancer (or removed its
+    /// listener): its background resolver stops.
+    retired: AtomicBool,
 }
 
 /// How long an upstream stays last in the plans after its first failure in
@@ -41,10 +50,19 @@ pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest an upstream stays last in the plans after failures.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// What an upstream's `host:port` resolves to.
+type Resolved = Result<Arc<[SocketAddr]>, String>;
+
 /// An upstream address and its open connections.
 #[derive(Debug)]
 struct Upstream {
+    /// `host:port` as configured.
     addr: String,
+    /// Whether `addr` holds a host name (not an IP address) to resolve.
+    named: bool,
+    /// The addresses to connect to, or why there are none yet. An IP
+    /// address is parsed once; a name is set by [`Balancer::set_resolved`].
+    resolved: RwLock<Resolved>,
     /// Connections to it that are open or connecting; only [`Lease`]s
     /// change it.
     active: AtomicUsize,
@@ -96,7 +114,13 @@ impl Balancer {
                 .into_iter()
                 .map(|addr| {
                     kept(&addr).unwrap_or_else(|| {
+                        let literal = addr.parse::<SocketAddr>();
                         Arc::new(Upstream {
+                            named: literal.is_err(),
+                            resolved: RwLock::new(match literal {
+                                Ok(ip) => Ok(Arc::from([ip])),
+                                Err(_) => Err(format!("`{addr}` is not resolved yet")),
+                            }),
                             addr,
                             active: AtomicUsize::new(0),
                             failures: AtomicU32::new(0),
@@ -108,7 +132,50 @@ impl Balancer {
             next: AtomicUsize::new(0),
             // One clock with `previous`: `down_until` values carry over.
             start: previous.map_or_else(Instant::now, |p| p.start),
+            retired: AtomicBool::new(false),
         })
+    }
+
+    /// The `(index, host:port)` of each upstream given by host name.
+    pub(crate) fn names(&self) -> Vec<(usize, String)> {
+        self.upstreams
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.named)
+            .map(|(i, u)| (i, u.addr.clone()))
+            .collect()
+    }
+
+    /// Stores what upstream `index`'s name resolved to. A failure keeps
+    /// the addresses of the last success (if any): a DNS outage does not
+    /// take a known upstream away. Returns whether the addresses changed.
+    pub(crate) fn set_resolved(&self, index: usize, r: Result<Vec<SocketAddr>, String>) -> bool {
+        let mut now = self.upstreams[index]
+            .resolved
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match (r, &*now) {
+            (Ok(new), Ok(old)) if **old == *new => false,
+            (Ok(new), _) => {
+                *now = Ok(Arc::from(new));
+                true
+            }
+            (Err(_), Ok(_)) => false,
+            (Err(e), Err(_)) => {
+                *now = Err(e);
+                false
+            }
+        }
+    }
+
+    /// Stops the background resolver of this balancer.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Relaxed);
+    }
+
+    /// Whether [`retire`](Balancer::retire) was called.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Relaxed)
     }
 
     /// Milliseconds on the balancer's clock.
@@ -195,9 +262,22 @@ impl Balancer {
 }
 
 impl Lease {
-    /// The upstream's address.
+    /// The upstream's address, as configured.
     pub(crate) fn addr(&self) -> &str {
         self.balancer.addr(self.index)
+    }
+
+    /// The socket addresses to connect to (resolved in the background).
+    ///
+    /// # Errors
+    /// `NotFound` when the upstream's name has not resolved (yet), with
+    /// the resolver's error.
+    pub(crate) fn socket_addrs(&self) -> io::Result<Arc<[SocketAddr]>> {
+        let u = &self.balancer.upstreams[self.index];
+        match &*u.resolved.read().unwrap_or_else(PoisonError::into_inner) {
+            Ok(addrs) => Ok(Arc::clone(addrs)),
+            Err(e) => Err(io::Error::new(io::ErrorKind::NotFound, e.clone())),
+        }
     }
 
     /// Records a failed connect to this upstream (see
@@ -312,6 +392,32 @@ mod tests {
         assert_eq!(new.active(1), 0);
         let again = Balancer::renew(Balance::RoundRobin, addrs(1), Some(&old));
         assert_eq!(again.health(), vec![("10.0.0.0:80", false)]);
+    }
+
+    #[test]
+    fn addresses_are_parsed_once_or_resolved() {
+        let b = Balancer::new(
+            Balance::RoundRobin,
+            vec!["10.0.0.1:80".into(), "backend:80".into(), "[::1]:81".into()],
+        );
+        assert_eq!(b.names(), vec![(1, "backend:80".to_owned())]);
+        let ip = b.lease(0).socket_addrs().unwrap();
+        assert_eq!(&*ip, &["10.0.0.1:80".parse().unwrap()]);
+        assert_eq!(
+            &*b.lease(2).socket_addrs().unwrap(),
+            &["[::1]:81".parse().unwrap()]
+        );
+        let e = b.lease(1).socket_addrs().unwrap_err();
+        assert!(e.to_string().contains("not resolved yet"), "{e}");
+        let a: SocketAddr = "10.9.9.9:80".parse().unwrap();
+        assert!(b.set_resolved(1, Ok(vec![a])));
+        assert!(!b.set_resolved(1, Ok(vec![a])));
+        // A failure keeps the last good addresses.
+        assert!(!b.set_resolved(1, Err("SERVFAIL".into())));
+        assert_eq!(&*b.lease(1).socket_addrs().unwrap(), &[a]);
+        // Kept across a renewal.
+        let c = Balancer::renew(Balance::RoundRobin, vec!["backend:80".into()], Some(&b));
+        assert_eq!(&*c.lease(0).socket_addrs().unwrap(), &[a]);
     }
 
     #[test]

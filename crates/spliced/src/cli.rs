@@ -73,6 +73,10 @@ pub(crate) struct RunArgs {
     /// the fd limit, at most 10000].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub(crate) max_conns: Option<usize>,
+    /// Resolve upstream host names again this often, in the background
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+    pub(crate) dns_ttl: Option<DurationValue>,
     /// Tokio worker threads [default: one per core].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub(crate) worker_threads: Option<usize>,
@@ -114,6 +118,7 @@ impl RunArgs {
             connect_attempts: self.connect_attempts,
             idle_timeout: self.idle_timeout,
             max_conns: self.max_conns,
+            dns_ttl: self.dns_ttl,
             worker_threads: self.worker_threads,
             max_pipes: self.max_pipes,
             pipe_size: self.pipe_size,

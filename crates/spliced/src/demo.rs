@@ -173,6 +173,7 @@ async fn run_mode(
         connect_attempts: 1,
         idle_timeout: Some(Duration::from_secs(30)),
         max_conns: 10_000,
+        dns_ttl: crate::config::DEFAULT_DNS_TTL,
     };
     // The proxy on a runtime of its own, one worker thread: its CPU time is
     // that thread's.

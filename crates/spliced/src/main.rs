@@ -17,6 +17,7 @@ mod bench;
 mod cli;
 mod config;
 mod demo;
+mod dns;
 mod forward;
 mod limits;
 mod logging;

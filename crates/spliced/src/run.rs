@@ -257,7 +257,7 @@ fn print_settings(s: &Settings) {
     println!("configuration OK");
     for l in &s.listeners {
         println!(
-            "listener `{}` on {}: {} to [{}], copy {}, connect_timeout {:?} x{} attempt(s), idle_timeout {}, max_conns {}",
+            "listener `{}` on {}: {} to [{}], copy {}, connect_timeout {:?} x{} attempt(s), idle_timeout {}, max_conns {}, dns_ttl {:?}",
             l.name,
             l.listen,
             l.balance.as_str(),
@@ -266,7 +266,8 @@ fn print_settings(s: &Settings) {
             l.connect_timeout,
             l.connect_attempts,
             l.idle_timeout.map_or("off".to_owned(), |d| format!("{d:?}")),
-            l.max_conns
+            l.max_conns,
+            l.dns_ttl
         );
     }
     println!(

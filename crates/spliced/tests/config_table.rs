@@ -61,6 +61,8 @@ const FILE_CASES: &[FileCase] = &[
     ("[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"a\\nb:1\"]\n", 3, "listener[0].upstreams[0]", &["host name"]),
     ("{L}max_conns = 0\n", 4, "listener[0].max_conns", &["at least 1"]),
     ("{L}connect_attempts = 0\n", 4, "listener[0].connect_attempts", &["at least 1"]),
+    ("{L}dns_ttl = 0\n", 4, "listener[0].dns_ttl", &["longer than zero"]),
+    ("dns_ttl = \"soon\"\n{L}", 1, "dns_ttl", &["not a duration"]),
     ("{L}connect_timeout = \"1 fortnight\"\n", 4, "listener[0].connect_timeout", &["fortnight"]),
     ("{L}copy = \"zero-copy\"\n", 4, "listener[0].copy", &["splice"]),
     ("[listener]\nlisten = \"127.0.0.1:0\"\n", 1, "listener", &["sequence"]),
@@ -78,6 +80,7 @@ type FlagCase = (&'static [&'static str], &'static [&'static str]);
 const RUN_FLAG_CASES: &[FlagCase] = &[
     (&["--connect-timeout", "0"], &["--connect-timeout", "longer than zero"]),
     (&["--connect-attempts", "0"], &["--connect-attempts", "at least 1"]),
+    (&["--dns-ttl", "0"], &["--dns-ttl", "longer than zero"]),
     (&["--worker-threads", "0"], &["--worker-threads", "at least 1"]),
     (&["--max-pipes", "0"], &["--max-pipes", "at least 1"]),
     (&["--max-pipes", "99999999999999999999999"], &["--max-pipes", "too large"]),

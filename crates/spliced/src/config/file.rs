@@ -38,6 +38,8 @@ pub(crate) struct FileConfig {
     pub(crate) idle_timeout: Option<Spanned<DurationValue>>,
     /// Default `max_conns` of the listeners.
     pub(crate) max_conns: Option<Spanned<usize>>,
+    /// Default `dns_ttl` of the listeners.
+    pub(crate) dns_ttl: Option<Spanned<DurationValue>>,
     /// The pipe pool.
     pub(crate) pool: Option<PoolSection>,
     /// `[[listener]]` tables.
@@ -79,4 +81,6 @@ pub(crate) struct ListenerSection {
     pub(crate) idle_timeout: Option<Spanned<DurationValue>>,
     /// Most client connections open at once.
     pub(crate) max_conns: Option<Spanned<usize>>,
+    /// Re-resolve upstream host names this often.
+    pub(crate) dns_ttl: Option<Spanned<DurationValue>>,
 }

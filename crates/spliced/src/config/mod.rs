@@ -24,6 +24,8 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) const DEFAULT_CONNECT_ATTEMPTS: usize = 3;
 /// Default idle timeout of a proxied connection.
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default interval between background re-resolutions of upstream names.
+pub(crate) const DEFAULT_DNS_TTL: Duration = Duration::from_secs(30);
 /// Default grace period after SIGINT/SIGTERM.
 pub(crate) const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
@@ -111,6 +113,9 @@ pub(crate) struct ListenerSettings {
     pub(crate) connect_attempts: usize,
     /// Close after this long without a byte either way; `None`: never.
     pub(crate) idle_timeout: Option<Duration>,
+    /// How often upstream host names are resolved again in the
+    /// background (not zero).
+    pub(crate) dns_ttl: Duration,
     /// Most client connections open at once, at least 1 (by default
     /// sized to the fd limit, see [`crate::limits::fit`]).
     pub(crate) max_conns: usize,

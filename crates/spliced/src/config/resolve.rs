@@ -12,7 +12,7 @@ use super::file::{FileConfig, ListenerSection};
 use super::units::{DurationValue, SizeValue};
 use super::{
     Balance, ConfigError, CopyMode, ListenerSettings, Origin, Settings, DEFAULT_CONNECT_ATTEMPTS,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_TTL, DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT,
 };
 
 /// Settings given as flags to `spliced run`; each overrides the file.
@@ -35,6 +35,8 @@ pub(crate) struct Overrides {
     pub(crate) idle_timeout: Option<DurationValue>,
     /// `--max-conns`.
     pub(crate) max_conns: Option<usize>,
+    /// `--dns-ttl`.
+    pub(crate) dns_ttl: Option<DurationValue>,
     /// `--worker-threads`.
     pub(crate) worker_threads: Option<usize>,
     /// `--max-pipes`.
@@ -442,6 +444,20 @@ impl Resolver<'_> {
                 return Err(m.error("must be at least 1"));
             }
         }
+        let dns_ttl = self
+            .pick(
+                (o.dns_ttl.as_ref(), "dns-ttl"),
+                &[
+                    (l.and_then(|l| l.dns_ttl.as_ref()), at("dns_ttl")),
+                    (f.dns_ttl.as_ref(), "dns_ttl".into()),
+                ],
+                Some(DurationValue(DEFAULT_DNS_TTL)),
+                "dns_ttl",
+            )
+            .expect("has a default");
+        if dns_ttl.value.0.is_zero() {
+            return Err(dns_ttl.error("must be longer than zero"));
+        }
         let connect_attempts = attempts.value.min(upstreams.len());
         let given_conns = max_conns.map(|m| m.value);
         let l = ListenerSettings {
@@ -453,6 +469,7 @@ impl Resolver<'_> {
             connect_timeout: connect_timeout.value.0,
             connect_attempts,
             idle_timeout: Some(idle.value.0).filter(|d| !d.is_zero()),
+            dns_ttl: dns_ttl.value.0,
             max_conns: given_conns.unwrap_or(0),
         };
         Ok((l, given_conns))

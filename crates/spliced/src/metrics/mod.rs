@@ -46,7 +46,7 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
-/// Labels: how a config reload ended.
+/// Labels: how a config reload (or a DNS lookup) ended.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     /// `ok` or `error`.
@@ -57,6 +57,7 @@ struct ReloadLabels {
 pub(crate) struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     last_reload: Gauge,
+    dns_lookups: Family<ReloadLabels, Counter>,
     registry: Registry,
     active: Family<ListenerLabels, Gauge>,
     accepted: Family<ListenerLabels, Counter>,
@@ -120,6 +121,7 @@ impl Metrics {
         let mut m = Metrics {
             reloads: Family::default(),
             last_reload: Gauge::default(),
+            dns_lookups: Family::default(),
             registry: Registry::default(),
             active: Family::default(),
             accepted: Family::default(),
@@ -171,8 +173,14 @@ impl Metrics {
             "Unix time of the last successful config load (start or reload)",
             m.last_reload.clone(),
         );
+        sub.register(
+            "dns_lookups",
+            "Lookups of upstream host names (at load and every dns_ttl), by result",
+            m.dns_lookups.clone(),
+        );
         for result in ["ok", "error"] {
             let _ = m.reloads.get_or_create(&ReloadLabels { result });
+            let _ = m.dns_lookups.get_or_create(&ReloadLabels { result });
         }
         m.loaded();
         m.registry.register_collector(Box::new(bytes));
@@ -209,6 +217,14 @@ impl Metrics {
         if ok {
             self.loaded();
         }
+    }
+
+    /// Counts a lookup of an upstream's host name.
+    pub(crate) fn dns_lookup(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.dns_lookups
+            .get_or_create(&ReloadLabels { result })
+            .inc();
     }
 
     /// Forgets the upstreams of the listeners not in `names` (removed by a

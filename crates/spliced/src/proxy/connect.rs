@@ -24,8 +24,10 @@ pub(super) async fn connect(shared: &Arc<Shared>) -> io::Result<(TcpStream, Leas
     let mut last_kind = io::ErrorKind::Other;
     for index in plan {
         let lease = shared.balancer.lease(index);
-        let attempt =
-            tokio::time::timeout(settings.connect_timeout, TcpStream::connect(lease.addr()));
+        // Resolved at load and in the background (crate::dns): no lookup here.
+        let attempt = tokio::time::timeout(settings.connect_timeout, async {
+            TcpStream::connect(&*lease.socket_addrs()?).await
+        });
         let (why, text, kind) = match attempt.await {
             Ok(Ok(stream)) => {
                 if lease.succeeded() {

@@ -74,6 +74,21 @@ impl Shared {
             refusals: accept::RefusalLog::default(),
         }
     }
+
+    /// Resolves the upstreams' host names (at load).
+    async fn resolve(&self, ctx: &Context) {
+        crate::dns::resolve(&self.balancer, &ctx.metrics, &self.settings.name).await;
+    }
+
+    /// Resolves them again every `dns_ttl` until retired.
+    fn refresh_dns(&self, ctx: &Context) {
+        crate::dns::refresh_every(
+            self.settings.dns_ttl,
+            &self.balancer,
+            &ctx.metrics,
+            &self.settings.name,
+        );
+    }
 }
 
 /// A bound listener, not accepting yet.
@@ -90,9 +105,11 @@ impl Listener {
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(crate) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
         let listener = crate::net::listen(settings.listen)?;
+        let shared = Shared::new(settings, ctx, None);
+        shared.resolve(ctx).await;
         Ok(Listener {
             listener,
-            shared: Arc::new(Shared::new(settings, ctx, None)),
+            shared: Arc::new(shared),
         })
     }
 
@@ -105,8 +122,10 @@ impl Listener {
     }
 
     /// Starts the accept loop.
-    fn start(self, all: &Tracker) -> io::Result<Running> {
+    fn start(self, ctx: &Context) -> io::Result<Running> {
+        let all = &ctx.tracker;
         let addr = self.local_addr()?;
+        self.shared.refresh_dns(ctx);
         let (current, rx) = watch::channel(Arc::clone(&self.shared));
         let stop = Shutdown::new();
         let kill = Shutdown::new();
@@ -236,7 +255,7 @@ impl Bound {
     pub(crate) fn start(self) -> io::Result<Proxy> {
         let mut running = Vec::with_capacity(self.listeners.len());
         for l in self.listeners {
-            running.push(l.start(&self.ctx.tracker)?);
+            running.push(l.start(&self.ctx)?);
         }
         let mut proxy = Proxy {
             addrs: Vec::new(),
@@ -346,13 +365,16 @@ impl Proxy {
                 Some(r) => {
                     let previous = Arc::clone(&r.current.borrow());
                     let shared = Shared::new(settings, &self.ctx, Some(&previous));
+                    shared.resolve(&self.ctx).await;
+                    shared.refresh_dns(&self.ctx);
                     r.current.send_replace(Arc::new(shared));
+                    previous.balancer.retire();
                     done.kept += 1;
                     self.listeners.push(r);
                 }
                 None => {
                     let l = bound.next().expect("one bound listener per new one");
-                    let r = l.start(&self.ctx.tracker)?;
+                    let r = l.start(&self.ctx)?;
                     done.added.push((r.name(), r.addr));
                     self.listeners.push(r);
                 }
@@ -360,6 +382,7 @@ impl Proxy {
         }
         for r in old.into_iter().flatten() {
             done.removed.push(r.name());
+            r.current.borrow().balancer.retire();
             r.stop.trigger();
             tokio::spawn(async move {
                 let _ = r.accept_loop.await;
