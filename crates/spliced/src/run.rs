@@ -146,7 +146,7 @@ async fn reload(
         );
         announce(&format!("reload failed: {e}"));
     };
-    let new = match config::load(Some(path), flags) {
+    let new = match config::reload(path, flags, running.pool.max_pipes) {
         Ok(new) => new,
         Err(e) => return fail(&e),
     };

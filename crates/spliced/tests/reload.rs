@@ -3,8 +3,8 @@
 //! arrives intact; new connections follow the new file; a listener added
 //! by a reload accepts, a removed one refuses new clients and its open
 //! connections run until the grace period, then close; a broken file is
-//! rejected with FILE:LINE: field and the running config stays; the
-//! reloads are counted in the metrics.
+//! rejected with FILE:LINE: field and the running config stays; a new
+//! max_conns applies at once; the reloads are counted in the metrics.
 
 mod util;
 
@@ -107,7 +107,7 @@ fn reloads_apply_to_new_connections_and_never_touch_open_ones() {
         format!(
             "metrics = \"127.0.0.1:0\"\ngrace_period = \"1s\"\n{}{}",
             listener("main", main_port, b, "balance = \"least-conn\"\n"),
-            listener("extra", extra_port, b, "max_conns = 5\n")
+            listener("extra", extra_port, b, "max_conns = 1\n")
         ),
     )
     .unwrap();
@@ -160,11 +160,24 @@ fn reloads_apply_to_new_connections_and_never_touch_open_ones() {
             && line.contains("field `listener[0].balance`"),
         "{line}"
     );
-    assert!(proc.stderr().contains("the running config stays"));
+    util::eventually("the error on stderr", || {
+        proc.stderr()
+            .contains("the running config stays")
+            .then_some(())
+    });
     assert_eq!(tag_of(main), "B");
-    assert_eq!(tag_of(extra), "B");
+    // `extra` keeps max_conns = 1: one held connection, the next refused.
+    let mut held = util::eventually("a connection to `extra`", || {
+        let mut s = connect(extra);
+        (read_line(&mut s).ok()? == "B").then_some(s)
+    });
+    let mut refused = connect(extra);
+    assert!(
+        read_line(&mut refused).is_err(),
+        "max_conns = 1 not applied"
+    );
 
-    // Reload 3: main back to A, extra kept.
+    // Reload 3: main back to A, extra kept (default max_conns).
     std::fs::write(
         &config.path,
         format!(
@@ -178,6 +191,9 @@ fn reloads_apply_to_new_connections_and_never_touch_open_ones() {
     let line = proc.wait_for_line("2 listener(s) kept, 0 added, 0 removed");
     assert!(line.contains("reloaded"), "{line}");
     assert_eq!(tag_of(main), "A");
+    assert_eq!(tag_of(extra), "B", "the new max_conns applies at once");
+    held.write_all(b"held\n").unwrap();
+    assert_eq!(read_line(&mut held).unwrap(), "held");
 
     // The transfer, open across all three, arrives intact.
     go_on.send(()).unwrap();

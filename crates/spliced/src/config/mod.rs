@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub(crate) use error::{ConfigError, Origin};
-pub(crate) use resolve::{load, Overrides};
+pub(crate) use resolve::{load, reload, Overrides};
 
 /// Default timeout of one upstream connect.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

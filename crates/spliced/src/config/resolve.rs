@@ -60,6 +60,28 @@ pub(crate) struct Overrides {
 /// # Errors
 /// A [`ConfigError`] naming where the first bad setting was given.
 pub(crate) fn load(path: Option<&Path>, flags: &Overrides) -> Result<Settings, ConfigError> {
+    load_with(path, flags, None)
+}
+
+/// [`load`] for a reload: `pipes_in_use` is the running pool's
+/// `max_pipes`, which a default cannot change (the pool is built once):
+/// the default `max_conns` are sized around it.
+///
+/// # Errors
+/// As [`load`].
+pub(crate) fn reload(
+    path: &Path,
+    flags: &Overrides,
+    pipes_in_use: usize,
+) -> Result<Settings, ConfigError> {
+    load_with(Some(path), flags, Some(pipes_in_use))
+}
+
+fn load_with(
+    path: Option<&Path>,
+    flags: &Overrides,
+    pipes_in_use: Option<usize>,
+) -> Result<Settings, ConfigError> {
     let (file, text) = match path {
         Some(path) => {
             let text = fs::read_to_string(path).map_err(|e| {
@@ -81,6 +103,7 @@ pub(crate) fn load(path: Option<&Path>, flags: &Overrides) -> Result<Settings, C
         text: &text,
         file: &file,
         flags,
+        pipes_in_use,
     };
     r.settings()
 }
@@ -107,6 +130,8 @@ struct Resolver<'a> {
     text: &'a str,
     file: &'a FileConfig,
     flags: &'a Overrides,
+    /// On a reload, the running pool's `max_pipes`: the default.
+    pipes_in_use: Option<usize>,
 }
 
 impl Resolver<'_> {
@@ -208,7 +233,7 @@ impl Resolver<'_> {
                 .iter()
                 .map(|(_, given)| *given)
                 .collect::<Vec<_>>(),
-            given_pipes.as_ref().map(|p| p.value),
+            given_pipes.as_ref().map(|p| p.value).or(self.pipes_in_use),
         );
         for ((l, _), n) in listeners.iter_mut().zip(&fit.max_conns) {
             l.max_conns = *n;
