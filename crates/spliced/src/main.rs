@@ -27,6 +27,7 @@ mod privileges;
 mod proxy;
 mod run;
 mod shutdown;
+mod systemd;
 
 use std::process::ExitCode;
 

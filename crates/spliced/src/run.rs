@@ -28,7 +28,13 @@ pub(crate) fn main(args: &RunArgs, log_flag: Option<String>) -> anyhow::Result<E
         print_settings(&settings);
         return Ok(ExitCode::SUCCESS);
     }
+    // Before any other fd is opened or thread started.
+    let inherited =
+        crate::systemd::take_inherited().context("cannot take the sockets systemd passed")?;
     crate::logging::init(log_flag.as_deref(), settings.log_level.as_deref(), "info");
+    if !inherited.is_empty() {
+        tracing::info!("socket activation: systemd passed listening sockets on {inherited:?}");
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = settings.worker_threads {
         builder.worker_threads(n);
@@ -66,7 +72,7 @@ async fn serve(
         tracker: Tracker::default(),
     };
     let mut signals = Signals::install().context("cannot install signal handlers")?;
-    check_fd_budget(&settings, nofile);
+    check_fd_budget(&settings, nofile, true);
     let metrics_server = match settings.metrics {
         Some(addr) => Some(
             MetricsServer::bind(addr)
@@ -93,17 +99,25 @@ async fn serve(
         ));
         tokio::spawn(server.serve(Arc::clone(&metrics)));
     }
+    warn_unused_sockets();
+    crate::systemd::ready(&status(&proxy));
     let signal = loop {
         let signal = signals.recv().await;
         if signal != SIGHUP {
             break signal;
         }
         match &reload_from {
-            Some(from) => reload(from, &mut settings, &mut proxy, &metrics, nofile).await,
+            Some(from) => {
+                crate::systemd::reloading();
+                reload(from, &mut settings, &mut proxy, &metrics, nofile).await;
+                warn_unused_sockets();
+                crate::systemd::ready(&status(&proxy));
+            }
             None => tracing::warn!("SIGHUP: started without --config, nothing to re-read"),
         }
     };
     let open = proxy.active();
+    crate::systemd::stopping(&format!("{signal}: {open} connection(s) open"));
     tracing::info!(
         "{signal}: stopped accepting; waiting up to {:?} for {open} open connection(s)",
         settings.grace_period
@@ -169,7 +183,7 @@ async fn reload(
     }
     running.listeners = new.listeners;
     running.grace_period = new.grace_period;
-    check_fd_budget(running, nofile);
+    check_fd_budget(running, nofile, false);
     announce(&format!(
         "reloaded {}: {} listener(s) kept, {} added, {} removed{}",
         path.display(),
@@ -182,6 +196,27 @@ async fn reload(
             format!(" ({})", done.removed.join(", "))
         }
     ));
+}
+
+/// The `STATUS=` line for systemd.
+fn status(proxy: &Proxy) -> String {
+    let addrs: Vec<String> = proxy
+        .addrs()
+        .iter()
+        .map(|(name, addr)| format!("{name} on {addr}"))
+        .collect();
+    format!("listening: {}", addrs.join(", "))
+}
+
+/// Warns about sockets systemd passed that no listener uses.
+fn warn_unused_sockets() {
+    let unused = crate::systemd::unused();
+    if !unused.is_empty() {
+        tracing::warn!(
+            "socket activation: no listener has the address of the socket(s) on {unused:?}: \
+             unused (a listener with that `listen` address takes it, also at a reload)"
+        );
+    }
 }
 
 /// The process-wide settings that differ between `old` and `new`: they
@@ -217,10 +252,10 @@ fn announce_listener(addr: std::net::SocketAddr, l: &config::ListenerSettings) {
     ));
 }
 
-/// Says how the defaults were sized to the fd limit (info), or warns when
-/// the settings given need more fds than the limit (the defaults never
-/// do: [`crate::limits::fit`]).
-fn check_fd_budget(settings: &Settings, nofile: Option<u64>) {
+/// Says how the defaults were sized to the fd limit (info, if `tell_fit`),
+/// or warns when the settings given need more fds than the limit (the
+/// defaults never do: [`crate::limits::fit`]).
+fn check_fd_budget(settings: &Settings, nofile: Option<u64>, tell_fit: bool) {
     let Some(limit) = nofile else { return };
     let conns: usize = settings.listeners.iter().map(|l| l.max_conns).sum();
     let pipes = settings.pool.max_pipes;
@@ -230,7 +265,7 @@ fn check_fd_budget(settings: &Settings, nofile: Option<u64>) {
             "max_conns ({conns} in all) and max_pipes ({pipes}) may need {need} fds, above the \
              fd limit ({limit}): accept backs off on EMFILE when it is reached"
         );
-    } else if settings.fds_fitted.is_some() {
+    } else if tell_fit && settings.fds_fitted.is_some() {
         tracing::info!(
             "fd limit {limit}: defaults sized to fit, max_conns {} and max_pipes {pipes} \
              (up to {need} fds)",

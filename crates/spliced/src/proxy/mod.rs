@@ -104,7 +104,11 @@ impl Listener {
     /// # Errors
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(crate) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
-        let listener = crate::net::listen(settings.listen)?;
+        // A socket passed by systemd (socket activation), else our own.
+        let listener = match crate::systemd::inherited(settings.listen)? {
+            Some(l) => l,
+            None => crate::net::listen(settings.listen)?,
+        };
         let shared = Shared::new(settings, ctx, None);
         shared.resolve(ctx).await;
         Ok(Listener {

@@ -52,6 +52,12 @@ impl Proc {
         Proc::start(cmd, &[])
     }
 
+    /// Starts `cmd` (which runs the binary, e.g. through `sh -c`) like
+    /// [`Proc::spawn_env`] does.
+    pub(crate) fn spawn_command(cmd: Command, env: &[(&str, &str)]) -> Proc {
+        Proc::start(cmd, env)
+    }
+
     fn start(mut cmd: Command, env: &[(&str, &str)]) -> Proc {
         cmd.env("RUST_LOG", "info")
             .stdin(Stdio::null())
