@@ -714,6 +714,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_keeps_the_running_pools_size_unless_the_file_sets_it() {
+        let dir = std::env::temp_dir().join(format!("spliced-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.toml");
+        let l = "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\n";
+        std::fs::write(&path, l).unwrap();
+        let s = reload(&path, &Overrides::default(), 100).unwrap();
+        assert_eq!((s.pool.max_pipes, s.pool.max_idle), (100, 100));
+        let fit = crate::limits::fit(crate::limits::nofile(), &[None], Some(100));
+        assert_eq!(s.listeners[0].max_conns, fit.max_conns[0]);
+        std::fs::write(&path, format!("[pool]\nmax_pipes = 7\n{l}")).unwrap();
+        let s = reload(&path, &Overrides::default(), 100).unwrap();
+        assert_eq!(s.pool.max_pipes, 7);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn upstream_syntax() {
         assert!(check_upstream("10.0.0.1:80").is_ok());
         assert!(check_upstream("backend:80").is_ok());
