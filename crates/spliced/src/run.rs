@@ -129,7 +129,15 @@ async fn serve(
     tokio::pin!(stop);
     let left = tokio::select! {
         left = &mut stop => left,
-        again = signals.recv() => {
+        again = async {
+            // A SIGHUP while shutting down reloads nothing and ends nothing.
+            loop {
+                match signals.recv().await {
+                    SIGHUP => tracing::info!("SIGHUP while shutting down: ignored"),
+                    again => break again,
+                }
+            }
+        } => {
             tracing::warn!("{again} again: not waiting for the grace period");
             ctx.tracker.active()
         }

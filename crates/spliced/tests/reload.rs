@@ -238,3 +238,29 @@ fn sighup_without_a_config_file_is_ignored() {
     });
     assert_eq!(tag_of(addr), "UP");
 }
+
+#[test]
+fn sighup_during_the_grace_period_changes_nothing() {
+    let up = tag_server("UP");
+    let config = ConfigFile::new(&format!(
+        "grace_period = \"30s\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{up}\"]\n"
+    ));
+    let mut proc = Proc::spawn(&["run", "--config", config.arg()]);
+    let addr = proc.listen_addr();
+    let mut open = connect(addr);
+    assert_eq!(read_line(&mut open).unwrap(), "UP");
+    proc.signal(Signal::TERM);
+    proc.wait_for_line("shutting down (1 connection(s) open)");
+    proc.signal(Signal::HUP);
+    util::eventually("the SIGHUP to be seen", || {
+        proc.stderr()
+            .contains("SIGHUP while shutting down: ignored")
+            .then_some(())
+    });
+    // Still waiting for the open connection, which still works.
+    open.write_all(b"on\n").unwrap();
+    assert_eq!(read_line(&mut open).unwrap(), "on");
+    drop(open);
+    assert!(proc.wait_exit(Duration::from_secs(20)).success());
+    assert!(!proc.stderr().contains("again"), "{}", proc.stderr());
+}
