@@ -14,7 +14,8 @@ use crate::metrics::Metrics;
 use crate::proxy::{Context, Proxy};
 use crate::shutdown::{Signals, Tracker, SIGHUP};
 
-/// Runs the proxy until SIGINT/SIGTERM and the grace period.
+/// Runs the proxy until SIGINT/SIGTERM and the grace period; SIGHUP
+/// reloads the `--config` file.
 ///
 /// # Errors
 /// A [`config::ConfigError`] (exit code 2), or a runtime failure such as an
@@ -28,10 +29,10 @@ pub(crate) fn main(args: &RunArgs, log_flag: Option<String>) -> anyhow::Result<E
         print_settings(&settings);
         return Ok(ExitCode::SUCCESS);
     }
-    // Before any other fd is opened or thread started.
+    crate::logging::init(log_flag.as_deref(), settings.log_level.as_deref(), "info");
+    // Before the runtime starts its threads (the environment changes).
     let inherited =
         crate::systemd::take_inherited().context("cannot take the sockets systemd passed")?;
-    crate::logging::init(log_flag.as_deref(), settings.log_level.as_deref(), "info");
     if !inherited.is_empty() {
         tracing::info!("socket activation: systemd passed listening sockets on {inherited:?}");
     }

@@ -24,7 +24,7 @@ use sd_notify::NotifyState;
 static INHERITED: Mutex<Vec<(SocketAddr, TcpListener)>> = Mutex::new(Vec::new());
 
 /// Takes the listening sockets passed by systemd, once, at start (before
-/// anything else opens an fd); returns their addresses. Passed fds that
+/// the runtime starts its threads); returns their addresses. Passed fds that
 /// are not bound TCP sockets are closed and reported.
 ///
 /// # Errors
@@ -32,8 +32,8 @@ static INHERITED: Mutex<Vec<(SocketAddr, TcpListener)>> = Mutex::new(Vec::new())
 pub(crate) fn take_inherited() -> std::io::Result<Vec<SocketAddr>> {
     let fds = sd_notify::listen_fds()?;
     // Not for children, and never taken twice: the variables describe
-    // this process's fds. (Called at the top of `run`, before the runtime
-    // or any other thread exists.)
+    // this process's fds. (Called in `run` before the runtime or any
+    // other thread exists.)
     std::env::remove_var("LISTEN_FDS");
     std::env::remove_var("LISTEN_PID");
     std::env::remove_var("LISTEN_FDNAMES");
