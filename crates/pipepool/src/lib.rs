@@ -52,6 +52,7 @@
 //! (`ci/loom.sh`); the integration tests use real pipes, sockets, files and
 //! child processes, and count `/proc/self/fd` to prove that nothing leaks.
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 #[cfg(not(loom))]
@@ -65,6 +66,7 @@ mod pool;
 mod sync;
 mod sys;
 #[cfg(all(feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
 #[cfg(not(loom))]
