@@ -155,16 +155,7 @@ fn wait(fd: impl AsFd, events: rustix::event::PollFlags) {
 /// Raises the soft `RLIMIT_NOFILE` to at least `n` (up to the hard limit)
 /// for the tests that hold many pipes. Returns the soft limit now in force.
 pub fn raise_nofile(n: u64) -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    match lim.current {
-        Some(cur) if cur < n => {
-            lim.current = Some(lim.maximum.map_or(n, |max| max.min(n)));
-            setrlimit(Resource::Nofile, lim).expect("setrlimit(RLIMIT_NOFILE)");
-            lim.current.unwrap_or(u64::MAX)
-        }
-        cur => cur.unwrap_or(u64::MAX),
-    }
+    rlimit::increase_nofile_limit(n).expect("setrlimit(RLIMIT_NOFILE)")
 }
 
 /// Moves everything from `src` to `dst` through `pipe` with
@@ -230,19 +221,15 @@ pub fn pipe_and_socket_fd_count() -> usize {
 /// least `n`. Returns the soft limit now in force, which is below `n` only
 /// when the hard limit could not be raised.
 pub fn raise_nofile_hard(n: u64) -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let lim = getrlimit(Resource::Nofile);
-    if lim.current.is_some_and(|cur| cur < n) {
-        let max = lim.maximum.map_or(n, |max| max.max(n));
-        let want = Rlimit {
-            current: Some(n),
-            maximum: Some(max),
-        };
-        if setrlimit(Resource::Nofile, want).is_err() {
-            return raise_nofile(n); // not allowed to raise the hard limit
-        }
+    let (_, hard) = rlimit::Resource::NOFILE
+        .get()
+        .expect("getrlimit(RLIMIT_NOFILE)");
+    if hard < n {
+        // Root may raise the hard limit; anyone else gets EPERM and the
+        // soft limit goes up to the hard one only.
+        let _ = rlimit::Resource::NOFILE.set(n, n);
     }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+    raise_nofile(n)
 }
 
 /// Helpers for the `tokio_*` tests: loopback pairs, a checked byte stream,

@@ -294,13 +294,7 @@ pub(crate) fn cpu_ticks(pid: u32) -> u64 {
 
 /// Raises this process's soft fd limit to the hard one; returns it.
 pub(crate) fn raise_fd_limit() -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut l = getrlimit(Resource::Nofile);
-    if l.current != l.maximum {
-        l.current = l.maximum;
-        let _ = setrlimit(Resource::Nofile, l);
-    }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+    rlimit::increase_nofile_limit(rlimit::INFINITY).expect("raise RLIMIT_NOFILE")
 }
 
 /// The test seed: `$FAULTS_SEED` (decimal or 0x-hex) or `default`.
