@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # What the tests need beyond Rust. The unprivileged tests drop to user
 # `nobody` (present in Debian's base image); nothing else is needed from
-# outside crates.io. rustfmt and clippy ship with the toolchain here.
+# outside crates.io. rustfmt and clippy ship with the toolchain here; the
+# toolchain of the MSRV (rust-version in Cargo.toml, for ci/package.sh)
+# comes from rustup when it can be fetched.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 id nobody >/dev/null
 for c in rustfmt clippy; do
   cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
 done
+msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+# A toolchain download may be refused on a machine that reaches only the
+# package registries: then ci/package.sh says so and skips the MSRV check.
+rustup run "$msrv" rustc --version >/dev/null 2>&1 ||
+  timeout 300 rustup toolchain install "$msrv" --profile minimal ||
+  echo "install: the MSRV toolchain $msrv could not be installed"

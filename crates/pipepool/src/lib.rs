@@ -52,7 +52,13 @@
 //! (`ci/loom.sh`); the integration tests use real pipes, sockets, files and
 //! child processes, and count `/proc/self/fd` to prove that nothing leaks.
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
+
+/// The examples of README.md, compiled as doctests.
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[cfg(not(loom))]
 mod copy;
@@ -65,6 +71,7 @@ mod pool;
 mod sync;
 mod sys;
 #[cfg(all(feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
 #[cfg(not(loom))]

@@ -11,6 +11,8 @@ use std::thread;
 use pipepool::{Copier, CopyError, Method, PipePool, PoolConfig};
 use sha2::{Digest, Sha256};
 
+mod util;
+
 const SIZES: &[usize] = &[0, 1, 4095, 65536, (1 << 20) + 1, 64 << 20];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,15 +25,7 @@ enum Kind {
 /// Deterministic, position-dependent bytes (so a dropped, repeated or
 /// reordered chunk changes the hash).
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    util::pattern_of(seed.into(), len)
 }
 
 fn sha(data: &[u8]) -> [u8; 32] {

@@ -179,12 +179,6 @@ on_both_runtimes_counted!(
     drop_while_idle
 );
 
-/// The byte at position `pos` of [`flush_on_drop_stream`] (period 251, a
-/// prime: no pipe or buffer size lines up with it).
-fn pattern_at(pos: u64) -> u8 {
-    (pos % 251) as u8
-}
-
 /// Reads what has reached `server` without waiting (raw non-blocking
 /// `recv`, so the runtime is not entered), until nothing more arrives for
 /// a few rounds: afterwards the relay's destination socket has room.
@@ -232,7 +226,7 @@ fn a_cancelled_relay_writes_out_its_pipe_when_the_destination_has_room() {
         let (mut client, mut a) = tcp_pair().await;
         let (mut b, mut server) = tcp_pair().await;
         let sender = tokio::spawn(async move {
-            let chunk: Vec<u8> = (0..TOTAL).map(pattern_at).collect();
+            let chunk = util::pattern(TOTAL as usize);
             client.write_all(&chunk).await.unwrap();
             client.shutdown().await.unwrap();
             client
@@ -283,8 +277,8 @@ fn a_cancelled_relay_writes_out_its_pipe_when_the_destination_has_room() {
         assert_eq!(received.len() as u64, TOTAL, "bytes lost or repeated");
         let first_bad = received
             .iter()
-            .enumerate()
-            .find(|&(pos, &byte)| byte != pattern_at(pos as u64));
+            .zip(&util::pattern(TOTAL as usize))
+            .position(|(got, want)| got != want);
         assert_eq!(first_bad, None, "the stream differs at a byte");
     });
 }

@@ -10,8 +10,6 @@
 //! start; so the defaults are chosen to fit, and only settings the
 //! operator wrote can exceed it (which is then warned about once).
 
-use rustix::process::{getrlimit, setrlimit, Resource};
-
 /// The built-in cap on a listener's default `max_conns` (a larger fd
 /// limit does not raise it).
 pub(crate) const MAX_DEFAULT_CONNS: usize = 10_000;
@@ -26,19 +24,18 @@ pub(crate) const RESERVE: u64 = 128;
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft
 /// limit in force afterwards (`None`: unlimited or unknown).
 pub(crate) fn raise_nofile() -> Option<u64> {
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        limit.current = limit.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, limit) {
-            tracing::debug!("could not raise RLIMIT_NOFILE: {e}");
-        }
+    if let Err(e) = rlimit::increase_nofile_limit(rlimit::INFINITY) {
+        tracing::debug!("could not raise RLIMIT_NOFILE: {e}");
     }
     nofile()
 }
 
 /// The soft `RLIMIT_NOFILE` now (`None`: unlimited or unknown).
 pub(crate) fn nofile() -> Option<u64> {
-    getrlimit(Resource::Nofile).current
+    rlimit::Resource::NOFILE
+        .get_soft()
+        .ok()
+        .filter(|&n| n != rlimit::INFINITY)
 }
 
 /// The fds kept out of the budget under `limit`: [`RESERVE`], or an

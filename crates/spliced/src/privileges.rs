@@ -2,21 +2,18 @@
 //! then run as NAME once every listener and the metrics socket are bound.
 //!
 //! The drop is `setgroups([])`, `setgid(gid)`, `setuid(uid)` through the C
-//! library, which applies each one to every thread of the process (glibc
-//! and musl signal the other threads to repeat the call; the raw syscalls
-//! that `rustix::thread` offers change one thread only, which is why this
-//! module uses `libc`). Afterwards it reads `/proc/self/task/*/status` to
-//! prove that every thread runs as NAME with no capability left, and that
-//! root cannot be regained.
-//!
-//! The only `unsafe` of the crate lives here: `getpwnam_r`, `setgroups`,
-//! `setgid` and `setuid`.
-#![allow(unsafe_code)]
+//! library (`nix`), which applies each one to every thread of the process
+//! (glibc and musl signal the other threads to repeat the call; the raw
+//! syscalls that `rustix::thread` offers change one thread only, which is
+//! why this module goes through libc). Afterwards it reads
+//! `/proc/self/task/*/status` to prove that every thread runs as NAME with
+//! no capability left, and that root cannot be regained.
 
-use std::ffi::CString;
 use std::io;
 
 use anyhow::{bail, Context as _};
+use nix::errno::Errno;
+use nix::unistd::{self, Gid, Uid, User};
 
 /// A user to run as, looked up at configuration time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,48 +36,23 @@ pub(crate) fn lookup(name: &str) -> Result<Account, String> {
     if name.is_empty() {
         return Err("the user name is empty".into());
     }
-    let c_name =
-        CString::new(name).map_err(|_| format!("`{}` is not a user name", name.escape_debug()))?;
-    let mut buf = vec![0 as libc::c_char; 1024];
-    loop {
-        // SAFETY: all-zero bytes are a valid `passwd` (null pointers and
-        // zero ids); getpwnam_r overwrites it before we read it.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: `c_name` is NUL-terminated; `pwd`, `buf` (with its true
-        // length) and `found` are valid for writes for the whole call, and
-        // the strings `pwd` points to live in `buf`, which we do not touch
-        // before copying the ids out.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                c_name.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        match rc {
-            0 if found.is_null() => return Err(format!("no such user `{name}`")),
-            0 => {
-                return Ok(Account {
-                    name: name.to_owned(),
-                    uid: pwd.pw_uid,
-                    gid: pwd.pw_gid,
-                })
-            }
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
-            // Some C libraries report "not found" as an errno.
-            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => {
-                return Err(format!("no such user `{name}`"))
-            }
-            errno => {
-                return Err(format!(
-                    "cannot look up user `{name}`: {}",
-                    io::Error::from_raw_os_error(errno)
-                ))
-            }
+    if name.contains('\0') {
+        return Err(format!("`{}` is not a user name", name.escape_debug()));
+    }
+    match User::from_name(name) {
+        Ok(Some(user)) => Ok(Account {
+            name: name.to_owned(),
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        }),
+        // Some C libraries report "not found" as an errno.
+        Ok(None) | Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => {
+            Err(format!("no such user `{name}`"))
         }
+        Err(errno) => Err(format!(
+            "cannot look up user `{name}`: {}",
+            io::Error::from(errno)
+        )),
     }
 }
 
@@ -100,22 +72,18 @@ pub(crate) fn drop_to(account: &Account) -> anyhow::Result<()> {
         tracing::debug!("already running as user `{name}` (uid {uid}, gid {gid})");
         return Ok(());
     }
-    // SAFETY: a count of 0 with a null list is the documented way to clear
-    // the supplementary groups; nothing is read through the pointer.
-    check(unsafe { libc::setgroups(0, std::ptr::null()) })
+    unistd::setgroups(&[])
+        .map_err(io::Error::from)
         .context("cannot drop the supplementary groups (is spliced started as root?)")?;
-    // SAFETY: plain integer argument; libc applies it to every thread.
-    check(unsafe { libc::setgid(*gid) })
+    unistd::setgid(Gid::from_raw(*gid))
+        .map_err(io::Error::from)
         .with_context(|| format!("cannot change the group to gid {gid}"))?;
-    // SAFETY: as above.
-    check(unsafe { libc::setuid(*uid) })
+    unistd::setuid(Uid::from_raw(*uid))
+        .map_err(io::Error::from)
         .with_context(|| format!("cannot change the user to `{name}` (uid {uid})"))?;
-    if *uid != 0 {
-        // SAFETY: as above. This must fail; if it succeeds we are root
-        // again and stop below.
-        if unsafe { libc::setuid(0) } == 0 {
-            bail!("could regain root after changing to user `{name}`");
-        }
+    // This must fail; if it succeeds we are root again and stop here.
+    if *uid != 0 && unistd::setuid(Uid::from_raw(0)).is_ok() {
+        bail!("could regain root after changing to user `{name}`");
     }
     all_threads_run_as(*uid, *gid)
         .with_context(|| format!("the change to user `{name}` did not reach every thread"))?;
@@ -178,15 +146,6 @@ fn check_status(status: &str, uid: u32, gid: u32) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A libc return value as a `Result`, with `errno` on failure.
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

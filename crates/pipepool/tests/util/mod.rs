@@ -155,16 +155,7 @@ fn wait(fd: impl AsFd, events: rustix::event::PollFlags) {
 /// Raises the soft `RLIMIT_NOFILE` to at least `n` (up to the hard limit)
 /// for the tests that hold many pipes. Returns the soft limit now in force.
 pub fn raise_nofile(n: u64) -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    match lim.current {
-        Some(cur) if cur < n => {
-            lim.current = Some(lim.maximum.map_or(n, |max| max.min(n)));
-            setrlimit(Resource::Nofile, lim).expect("setrlimit(RLIMIT_NOFILE)");
-            lim.current.unwrap_or(u64::MAX)
-        }
-        cur => cur.unwrap_or(u64::MAX),
-    }
+    rlimit::increase_nofile_limit(n).expect("setrlimit(RLIMIT_NOFILE)")
 }
 
 /// Moves everything from `src` to `dst` through `pipe` with
@@ -194,11 +185,33 @@ pub fn pump(pipe: &mut pipepool::Pipe, src: impl AsFd, dst: impl AsFd) -> u64 {
 }
 
 /// `len` bytes of a fixed, position-dependent pattern (so a reordering or a
-/// dropped chunk shows).
+/// dropped chunk shows): test stream 0 of [`pattern_of`].
 pub fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
-        .collect()
+    pattern_of(0, len)
+}
+
+/// The first `len` bytes of test stream `stream`: pseudo-random and
+/// position-dependent, so a dropped, repeated or reordered chunk shows,
+/// and so does a byte of another stream. The one test data generator of
+/// this crate's tests.
+pub fn pattern_of(stream: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut index = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(&pattern_word(stream, index).to_le_bytes());
+        index += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// Word `index` of test stream `stream` (SplitMix64's finalizer of both).
+fn pattern_word(stream: u64, index: u64) -> u64 {
+    let mut z =
+        stream.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// How many of this process's fds point to something whose
@@ -230,19 +243,15 @@ pub fn pipe_and_socket_fd_count() -> usize {
 /// least `n`. Returns the soft limit now in force, which is below `n` only
 /// when the hard limit could not be raised.
 pub fn raise_nofile_hard(n: u64) -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let lim = getrlimit(Resource::Nofile);
-    if lim.current.is_some_and(|cur| cur < n) {
-        let max = lim.maximum.map_or(n, |max| max.max(n));
-        let want = Rlimit {
-            current: Some(n),
-            maximum: Some(max),
-        };
-        if setrlimit(Resource::Nofile, want).is_err() {
-            return raise_nofile(n); // not allowed to raise the hard limit
-        }
+    let (_, hard) = rlimit::Resource::NOFILE
+        .get()
+        .expect("getrlimit(RLIMIT_NOFILE)");
+    if hard < n {
+        // Root may raise the hard limit; anyone else gets EPERM and the
+        // soft limit goes up to the hard one only.
+        let _ = rlimit::Resource::NOFILE.set(n, n);
     }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+    raise_nofile(n)
 }
 
 /// Helpers for the `tokio_*` tests: loopback pairs, a checked byte stream,
@@ -422,19 +431,8 @@ pub mod net {
     /// The random block of stream `which` (0 or 1).
     fn block(which: usize) -> &'static [u8] {
         static BLOCKS: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
-        let blocks = BLOCKS.get_or_init(|| {
-            let make = |mut x: u64| {
-                (0..PERIOD)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        (x >> 24) as u8
-                    })
-                    .collect()
-            };
-            [make(0x9e37_79b9_7f4a_7c15), make(0xd1b5_4a32_d192_ed03)]
-        });
+        let blocks =
+            BLOCKS.get_or_init(|| [super::pattern_of(1, PERIOD), super::pattern_of(2, PERIOD)]);
         &blocks[which]
     }
 

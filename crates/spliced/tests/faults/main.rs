@@ -477,7 +477,8 @@ fn tail(s: &str, n: usize) -> String {
 
 /// The pattern helpers themselves.
 mod pattern {
-    use crate::faults_common::{fill, Checker};
+    use crate::faults_common::Checker;
+    use crate::util::fill;
 
     #[test]
     fn fill_is_position_exact_at_any_alignment() {

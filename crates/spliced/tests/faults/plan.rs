@@ -1,9 +1,10 @@
 //! A connection's plan: its mode, sizes and reset points, drawn from the
 //! seeded RNG and sent as the connection's first 32 bytes.
 
-use faults_common::{word, Rng};
+use faults_common::Rng;
 
 use crate::faults_common;
+use crate::util::word;
 
 /// Length of the header every connection starts with.
 pub(crate) const HEADER: usize = 32;

@@ -318,17 +318,51 @@ pub(crate) fn read_line(s: &mut TcpStream) -> io::Result<String> {
     }
 }
 
-/// Deterministic pseudo-random bytes.
-pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
+/// The SplitMix64 finalizer.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Word `index` of test byte stream `stream`: every stream is its own
+/// pseudo-random sequence, so a byte of one stream found at a position of
+/// another is caught. The one test data generator of this crate
+/// ([`fill`], [`random_bytes`], and the fault tests' streams).
+pub(crate) fn word(stream: u64, index: u64) -> u64 {
+    mix(stream.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ mix(index ^ 0x5851_F42D_4C95_7F2D))
+}
+
+/// Fills `buf` with bytes `offset..offset + buf.len()` of `stream`.
+pub(crate) fn fill(stream: u64, offset: u64, buf: &mut [u8]) {
+    let mut pos = offset;
+    let mut rest = buf;
+    // Up to the next word boundary.
+    let head = ((8 - pos % 8) % 8).min(rest.len() as u64) as usize;
+    if head > 0 {
+        let w = word(stream, pos / 8).to_le_bytes();
+        let start = (pos % 8) as usize;
+        rest[..head].copy_from_slice(&w[start..start + head]);
+        rest = &mut rest[head..];
+        pos += head as u64;
     }
-    out.truncate(len);
+    let mut index = pos / 8;
+    let mut chunks = rest.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        chunk.copy_from_slice(&word(stream, index).to_le_bytes());
+        index += 1;
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let n = tail.len();
+        tail.copy_from_slice(&word(stream, index).to_le_bytes()[..n]);
+    }
+}
+
+/// The first `len` bytes of test stream `seed` (see [`fill`]).
+pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    fill(seed, 0, &mut out);
     out
 }
 
