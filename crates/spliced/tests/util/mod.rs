@@ -291,10 +291,18 @@ pub(crate) fn tag_server(tag: &str) -> SocketAddr {
     addr
 }
 
-/// A port that refuses connections (bound once, then closed).
+/// A port that refuses connections: a socket bound to it but not
+/// listening, kept for the life of the test process, so no other process
+/// (another test binary, a concurrent build's tests) can take the port and
+/// answer (a closed listener's port could be reused at once).
 pub(crate) fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    use socket2::{Domain, Socket, Type};
+    static HELD: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    HELD.lock().unwrap().push(s);
+    addr
 }
 
 /// Connects with read/write timeouts of [`WAIT`].
