@@ -46,9 +46,7 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
     if std::env::var_os("SPLICED_BENCH_FRESH_PIPES").is_some_and(|v| v == "1") {
         pool_config = pool_config.local_cap(0).max_idle(0);
     }
-    let pool = pool_config
-        .build()
-        .context("cannot build the pipe pool")?;
+    let pool = pool_config.build().context("cannot build the pipe pool")?;
     let metrics = Arc::new(Metrics::new(&pool));
     let ctx = Context {
         pool: pool.clone(),
