@@ -679,7 +679,7 @@ estimate() {
         e = 0
         if (tests ~ /bulk/)      e += r * (a * 3 * (t + 0.6) + 2)
         if (tests ~ /connect/)   e += r * (a * nc * (c + 0.5) + 1)
-        if (tests ~ /keepalive/) e += r * (a * (k + 0.3) + 1)
+        if (tests ~ /keepalive/) e += r * (a * (k + 0.5) + 1)
         if (tests ~ /idle/)      e += (r < ir ? r : ir) * p * (ic / 1500 + 2.5)
         if (tests ~ /syscalls/)  e += p * (3 * ss * 0.006 + 3 * sk * 0.0025 + 3)
         if (tests ~ /pool/)      e += (q == 1 ? 45 : 110)

@@ -484,7 +484,7 @@ def report(run, out_json):
                           (f"connect{n}_cpu_us_per_conn", f"x{n} CPU/conn", False)]
     ratio_metrics += [("ka_req_per_sec", "keep-alive req/s", False), ("ka_cpu_us_per_req", "keep-alive CPU/req", False),
                       ("idle_rss_mib", "idle RSS", False), ("idle_fds", "idle fds", True),
-                      ("idle_pipes", "idle pipes", True),
+                      ("idle_pipes_added", "idle pipes added", True),
                       ("sys_per_short_conn", "syscalls/short conn", True), ("sys_per_ka_req", "syscalls/ka req", True)]
 
     def compare(a, b, metric, exact):
@@ -542,7 +542,9 @@ def report(run, out_json):
                     target = f"<= 0.85x: {'met' if met else 'MISSED'}"
                     targets.append({"pair": f"{a}/{b}", "target": f"{label} <= 0.85x", "value": cmp["ratio"], "met": met})
             elif b.startswith(USERSPACE) and metric.startswith("bulk"):
-                if metric.endswith("_cpu_s_per_gb"):
+                if cmp["verdict"].startswith("n/a"):
+                    target = "lead: n/a (<3 reps)"
+                elif metric.endswith("_cpu_s_per_gb"):
                     met = cmp["verdict"] == "ahead"
                     target = f"clear lead (ahead): {'met' if met else 'MISSED'}"
                     targets.append({"pair": f"{a}/{b}", "target": f"{label}: clear lead (ranges apart)", "value": cmp["ratio"], "met": met})
