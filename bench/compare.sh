@@ -33,6 +33,7 @@
 #                     `spliced bench --serve --echo` (default) or `goproxy -echo`
 #   OUT=bench/out     where results go
 #   NO_INSTALL=1      never apt-get; fail if a tool is missing
+#   ESTIMATE_ONLY=1   build, print the estimated duration, stop
 #
 # Configurations:
 #   direct                 no proxy: the client talks to the upstream itself
@@ -711,6 +712,10 @@ for name in $CONFIGS; do
     config_ok "$name" || log "WARNING: $name cannot run here (see the warnings above): its rows are skipped"
 done
 estimate
+if [[ ${ESTIMATE_ONLY:-0} == 1 ]]; then
+    log "ESTIMATE_ONLY=1: stopping before the first test"
+    exit 0
+fi
 log "pinning: proxy under test on CPU $PROXY_CPU (taskset -c $PROXY_CPU); iperf3 client+server, spliced bench client, upstream servers and idle.py on CPU $LOAD_CPU (taskset -c $LOAD_CPU)"
 log "reps=$REPS tput=${TPUT_SECS}s connect=${CONN_SECS}s clients=[$CONN_CLIENTS] keepalive=${KA_SECS}s x$KA_CONNS idle=$IDLE_CONNS conns x$IDLE_REPS, fd limit $NOFILE; tests: $TESTS; configs: $CONFIGS"
 log "results in $RUN"
