@@ -657,18 +657,21 @@ def report(run, out_json):
     with open(out_json, "w") as f:
         json.dump(doc, f, indent=1, default=str)
 
-    # gnuplot data: one row per configuration with bulk numbers; for each
-    # test median, min, max (Gbit/s), then the same for CPU s/GB.
+    # gnuplot data: one row per configuration; for each bulk test median,
+    # min, max (Gbit/s), then the same for CPU s/GB, then CPU us per short
+    # connection (first client count) and per keep-alive request.
+    small = [f"connect{clients[0]}_cpu_us_per_conn" if clients else None, "ka_cpu_us_per_req"]
     with open(os.path.join(run, "plot.dat"), "w") as f:
         f.write("# config " + " ".join(f"gbps{t} lo hi" for t, _ in BULK_TESTS) + " "
-                + " ".join(f"cpu{t} lo hi" for t, _ in BULK_TESTS) + "\n")
+                + " ".join(f"cpu{t} lo hi" for t, _ in BULK_TESTS) + " us_per_conn lo hi us_per_req lo hi\n")
         for c in configs:
             g = [get(c, f"bulk{t}_gbps") for t, _ in BULK_TESTS]
-            if all(v is None for v in g):
-                continue
             cp = [get(c, f"bulk{t}_cpu_s_per_gb") for t, _ in BULK_TESTS]
+            sm = [get(c, m) if m else None for m in small]
+            if all(v is None for v in g + cp + sm):
+                continue
             cells = []
-            for sp in g + cp:
+            for sp in g + cp + sm:
                 cells += ["?", "?", "?"] if sp is None else [f"{sp[1]:.4f}", f"{sp[0]:.4f}", f"{sp[2]:.4f}"]
             f.write(c + " " + " ".join(cells) + "\n")
 
