@@ -63,9 +63,7 @@ fn parse() -> Result<Args, String> {
             "--conns" => conns = value()?.parse().map_err(|e| format!("--conns: {e}"))?,
             "--size" => size = value()?.parse().map_err(|e| format!("--size: {e}"))?,
             "--secs" => secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
-            "--target" => {
-                upstream = Some(value()?.parse().map_err(|e| format!("--target: {e}"))?)
-            }
+            "--target" => upstream = Some(value()?.parse().map_err(|e| format!("--target: {e}"))?),
             "--listen" => listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
             "--upstream" => {
                 upstream = Some(value()?.parse().map_err(|e| format!("--upstream: {e}"))?)
@@ -111,7 +109,11 @@ async fn relay(mode: Mode, mut client: TcpStream, upstream: SocketAddr) -> std::
 }
 
 /// One keep-alive connection: request, echo, request, ... until `until`.
-async fn ping_pong(target: SocketAddr, size: usize, until: tokio::time::Instant) -> std::io::Result<u64> {
+async fn ping_pong(
+    target: SocketAddr,
+    size: usize,
+    until: tokio::time::Instant,
+) -> std::io::Result<u64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(target).await?;
     s.set_nodelay(true)?;
@@ -122,7 +124,10 @@ async fn ping_pong(target: SocketAddr, size: usize, until: tokio::time::Instant)
         s.write_all(&req).await?;
         s.read_exact(&mut back).await?;
         if back != req {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "echo differs"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "echo differs",
+            ));
         }
         n += 1;
     }
