@@ -57,12 +57,12 @@ QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     REPS=${REPS:-2}; TPUT_SECS=${TPUT_SECS:-1}; CONN_SECS=${CONN_SECS:-1}; KA_SECS=${KA_SECS:-1}
     IDLE_CONNS=${IDLE_CONNS:-1000}; SYSCALL_SHORT=${SYSCALL_SHORT:-50}; SYSCALL_KA=${SYSCALL_KA:-100}
-    CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 0.5 --measurement-time 1}
+    CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 0.5 --measurement-time 1 --noplot}
     GO_BENCHTIME=${GO_BENCHTIME:-200ms}
 else
     REPS=${REPS:-5}; TPUT_SECS=${TPUT_SECS:-2}; CONN_SECS=${CONN_SECS:-2}; KA_SECS=${KA_SECS:-2}
     IDLE_CONNS=${IDLE_CONNS:-10000}; SYSCALL_SHORT=${SYSCALL_SHORT:-200}; SYSCALL_KA=${SYSCALL_KA:-500}
-    CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 1 --measurement-time 3}
+    CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 1 --measurement-time 3 --noplot}
     GO_BENCHTIME=${GO_BENCHTIME:-1s}
 fi
 CONFIGS=${CONFIGS:-"direct spliced-splice-t1 spliced-fresh-t1 spliced-user-t1 haproxy-splice-t1 haproxy-nosplice-t1 nginx go realm tokio-8k tokio-64k"}
