@@ -706,11 +706,11 @@ if [[ $TESTS == *bulk* || $TESTS == *connect* || $TESTS == *keepalive* || $TESTS
     build_spliced
     build_goproxy
     build_relays
+    for name in $CONFIGS; do
+        config_ok "$name" || log "WARNING: $name cannot run here (see the warnings above): its rows are skipped"
+    done
 fi
 [[ $TESTS == *pool* ]] && build_pool_bench
-for name in $CONFIGS; do
-    config_ok "$name" || log "WARNING: $name cannot run here (see the warnings above): its rows are skipped"
-done
 estimate
 if [[ ${ESTIMATE_ONLY:-0} == 1 ]]; then
     log "ESTIMATE_ONLY=1: stopping before the first test"
