@@ -1,39 +1,52 @@
 #!/usr/bin/env bash
-# bench/compare.sh: spliced against HAProxy, a minimal Go proxy and no proxy
-# at all, on loopback, in one run. See bench/README.md for what each number
-# means exactly.
+# bench/compare.sh: spliced against HAProxy, nginx, Go, the Rust relays a
+# user would otherwise pick (realm_io, tokio copy_bidirectional) and no proxy
+# at all, on loopback, in one run. Every figure is given as min / median /
+# max over the repetitions, every ratio with the range of its per-rep
+# ratios, and a verdict only the data supports. See bench/README.md.
 #
-#   bench/compare.sh                 # full run: REPS=3 (about 12-15 minutes on 2 cores)
-#   QUICK=1 bench/compare.sh         # smoke test: 1 rep, short durations (about 3 minutes)
+#   bench/compare.sh                 # full run: REPS=5 interleaved, about 16-18 minutes on 2 cores
+#   QUICK=1 bench/compare.sh         # smoke test: 2 reps, short runs, few rows of each test
+#   TESTS=syscalls bench/compare.sh  # only the exact system-call counts (about 1 minute)
+#   TESTS=pool bench/compare.sh      # only the pool against Go's (about 2 minutes)
 #
 # Environment (all optional):
-#   REPS=3            repetitions; configurations are interleaved A B C .. A B C ..
-#   QUICK=0|1         1 rep, 2 s iperf3 runs, 1 s connect runs, short pool benches
+#   REPS=5            repetitions; configurations are interleaved A B C .. A B C ..
+#   QUICK=0|1         2 reps, 1 s runs, 1,000 idle connections, short pool benches
 #   CONFIGS="..."     which configurations (names below), in this order
-#   TESTS="bulk connect idle pool"   which measurements
-#   TPUT_SECS=4       seconds per iperf3 run
-#   CONN_SECS=3       seconds per `spliced bench --mode connect` run
-#   CONN_CLIENTS="16 256"
+#   TESTS="bulk connect keepalive idle syscalls pool"   which measurements
+#   TPUT_SECS=2       seconds per iperf3 run
+#   CONN_SECS=2       seconds per `spliced bench --mode connect` run
+#   CONN_CLIENTS="16" concurrent clients of the connect test (e.g. "16 256")
+#   KA_SECS=2 KA_CONNS=16   keep-alive test: seconds, connections (1 KiB request/response)
 #   IDLE_CONNS=10000  idle connections held through each proxy (lowered to fit
 #                     the fd hard limit if it cannot be raised)
+#   IDLE_REPS=1       repetitions of the idle test (its figures are counts)
+#   SYSCALL_SHORT=200 SYSCALL_KA=500   connections / requests per strace session
 #   PROXY_CPU=0 LOAD_CPU=1   taskset CPUs: proxy / iperf3, load and upstreams
 #   BASE_PORT=21300   loopback ports BASE_PORT..BASE_PORT+199 are used
 #   HAPROXY_PIPESIZE  tune.pipesize for HAProxy (default: kernel default, 64 KiB)
 #   SPLICED_ARGS      extra flags for every `spliced run`
 #   POOL_FILTER=get_put   criterion filter for the pool benchmarks
 #   SPLICED_BIN       use this spliced binary instead of building target/release/spliced
-#   ECHO_SERVER=spliced|go   upstream of the connect test: `spliced bench --serve --echo`
-#                     (default) or `goproxy -echo` (listen backlog = somaxconn)
+#   ECHO_SERVER=spliced|go   upstream of the connect/keepalive/syscalls tests:
+#                     `spliced bench --serve --echo` (default) or `goproxy -echo`
 #   OUT=bench/out     where results go
 #   NO_INSTALL=1      never apt-get; fail if a tool is missing
+#   ESTIMATE_ONLY=1   build, print the estimated duration, stop
 #
 # Configurations:
 #   direct                 no proxy: the client talks to the upstream itself
 #   spliced-splice-tN      spliced run --copy splice --worker-threads N
+#   spliced-fresh-tN       the same with a fresh pipe per burst (no idle pipe kept:
+#                          SPLICED_BENCH_FRESH_PIPES=1, a hidden knob)
 #   spliced-user-tN        spliced run --copy userspace --worker-threads N
 #   haproxy-splice-tN      HAProxy mode tcp, option splice-request/-response, nbthread N
 #   haproxy-nosplice-tN    HAProxy mode tcp, global nosplice, nbthread N
+#   nginx                  nginx stream proxy (userspace copy), one process
 #   go                     bench/goproxy (net.Listen + io.Copy both ways)
+#   realm                  bench/relays --mode realm: realm_io::bidi_zero_copy
+#   tokio-8k, tokio-64k    bench/relays --mode tokio: copy_bidirectional, 8 / 64 KiB buffers
 
 set -uo pipefail
 
@@ -42,18 +55,21 @@ BENCH=$ROOT/bench
 OUT=${OUT:-$BENCH/out}
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
-    REPS=${REPS:-1}; TPUT_SECS=${TPUT_SECS:-2}; CONN_SECS=${CONN_SECS:-1}
-    CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 0.5 --measurement-time 1}
+    REPS=${REPS:-2}; TPUT_SECS=${TPUT_SECS:-1}; CONN_SECS=${CONN_SECS:-1}; KA_SECS=${KA_SECS:-1}
+    IDLE_CONNS=${IDLE_CONNS:-1000}; SYSCALL_SHORT=${SYSCALL_SHORT:-50}; SYSCALL_KA=${SYSCALL_KA:-100}
+    CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 0.5 --measurement-time 1 --noplot}
     GO_BENCHTIME=${GO_BENCHTIME:-200ms}
 else
-    REPS=${REPS:-3}; TPUT_SECS=${TPUT_SECS:-4}; CONN_SECS=${CONN_SECS:-3}
-    CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 1 --measurement-time 3}
+    REPS=${REPS:-5}; TPUT_SECS=${TPUT_SECS:-2}; CONN_SECS=${CONN_SECS:-2}; KA_SECS=${KA_SECS:-2}
+    IDLE_CONNS=${IDLE_CONNS:-10000}; SYSCALL_SHORT=${SYSCALL_SHORT:-200}; SYSCALL_KA=${SYSCALL_KA:-500}
+    CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 1 --measurement-time 3 --noplot}
     GO_BENCHTIME=${GO_BENCHTIME:-1s}
 fi
-CONFIGS=${CONFIGS:-"direct spliced-splice-t1 spliced-splice-t2 spliced-user-t1 haproxy-splice-t1 haproxy-splice-t2 haproxy-nosplice-t1 haproxy-nosplice-t2 go"}
-TESTS=${TESTS:-"bulk connect idle pool"}
-CONN_CLIENTS=${CONN_CLIENTS:-"16 256"}
-IDLE_CONNS=${IDLE_CONNS:-10000}
+CONFIGS=${CONFIGS:-"direct spliced-splice-t1 spliced-fresh-t1 spliced-user-t1 haproxy-splice-t1 haproxy-nosplice-t1 nginx go realm tokio-8k tokio-64k"}
+TESTS=${TESTS:-"bulk connect keepalive idle syscalls pool"}
+CONN_CLIENTS=${CONN_CLIENTS:-"16"}
+KA_CONNS=${KA_CONNS:-16}
+IDLE_REPS=${IDLE_REPS:-1}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-21300}
@@ -107,19 +123,48 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 # ---------------------------------------------------------------- tools
-ensure_tools() {
-    local -A pkg=([haproxy]=haproxy [iperf3]=iperf3 [go]=golang-go [gnuplot]=gnuplot-nox
-        [python3]=python3 [taskset]=util-linux [ss]=iproute2 [curl]=curl [getconf]=libc-bin)
-    local missing=() t
-    for t in "${!pkg[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("${pkg[$t]}"); done
-    ((${#missing[@]} == 0)) && return 0
-    [[ $NO_INSTALL == 1 ]] && die "missing: ${missing[*]} (NO_INSTALL=1)"
+apt_install() { # PACKAGE...: apt-get update (once), then install; logs to $RUN/apt.log
+    [[ $NO_INSTALL == 1 ]] && return 1
     local sudo=()
     ((EUID == 0)) || sudo=(sudo)
-    log "installing ${missing[*]} (apt-get update, then apt-get install -y)"
-    "${sudo[@]}" apt-get update -q >"$RUN/apt.log" 2>&1 || die "apt-get update failed (see $RUN/apt.log)"
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${missing[@]}" >>"$RUN/apt.log" 2>&1 \
-        || die "apt-get install ${missing[*]} failed (see $RUN/apt.log)"
+    if [[ -z ${APT_UPDATED:-} ]]; then
+        log "apt-get update"
+        "${sudo[@]}" apt-get update -q >>"$RUN/apt.log" 2>&1 || return 1
+        APT_UPDATED=1
+    fi
+    log "apt-get install -y $*"
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "$@" >>"$RUN/apt.log" 2>&1
+}
+
+NGINX_STREAM_MODULE=
+ensure_tools() {
+    local -A pkg=([haproxy]=haproxy [iperf3]=iperf3 [go]=golang-go [gnuplot]=gnuplot-nox
+        [python3]=python3 [taskset]=util-linux [ss]=iproute2 [curl]=curl [getconf]=libc-bin
+        [strace]=strace)
+    local missing=() t
+    for t in "${!pkg[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("${pkg[$t]}"); done
+    if ((${#missing[@]})); then
+        [[ $NO_INSTALL == 1 ]] && die "missing: ${missing[*]} (NO_INSTALL=1)"
+        apt_install "${missing[@]}" || die "apt-get install ${missing[*]} failed (see $RUN/apt.log)"
+    fi
+    # nginx is optional: its rows are skipped when it does not install.
+    if [[ " $CONFIGS " == *" nginx "* ]]; then
+        if ! command -v nginx >/dev/null 2>&1 || ! nginx_module >/dev/null; then
+            apt_install nginx-light libnginx-mod-stream \
+                || log "WARNING: nginx (nginx-light + libnginx-mod-stream) does not install (see $RUN/apt.log): nginx rows skipped"
+        fi
+        NGINX_STREAM_MODULE=$(nginx_module) || NGINX_STREAM_MODULE=
+    fi
+}
+
+nginx_module() { # the stream module: built in (prints "builtin") or a dynamic .so path
+    command -v nginx >/dev/null 2>&1 || return 1
+    if nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then echo builtin; return 0; fi
+    local f
+    for f in /usr/lib/nginx/modules/ngx_stream_module.so /usr/share/nginx/modules/ngx_stream_module.so; do
+        [[ -f $f ]] && { echo "$f"; return 0; }
+    done
+    return 1
 }
 
 # fd limit: the idle test needs 2 fds per connection in the proxy.
@@ -212,6 +257,18 @@ build_goproxy() {
         || die "go build failed (see $RUN/build-goproxy.log)"
 }
 
+RELAYS_BIN=$ROOT/target/bench-relays/release/relays
+HAVE_RELAYS=0
+build_relays() { # bench/relays: its own crate outside the workspace (realm_io, tokio)
+    log "cargo build --release --manifest-path bench/relays/Cargo.toml (target/bench-relays)"
+    if (cd "$BENCH/relays" && CARGO_TARGET_DIR=$ROOT/target/bench-relays cargo build --release) \
+        >"$RUN/build-relays.log" 2>&1; then
+        HAVE_RELAYS=1
+    else
+        log "WARNING: bench/relays does not build (see $RUN/build-relays.log): realm and tokio rows skipped"
+    fi
+}
+
 # ---------------------------------------------------------------- proxies
 config_index() { # NAME -> its position in CONFIGS
     local i=0 c
@@ -225,7 +282,9 @@ config_index() { # NAME -> its position in CONFIGS
 config_ok() { # NAME: can this configuration run here?
     case $1 in
         direct | go | haproxy-splice-t[0-9]* | haproxy-nosplice-t[0-9]*) return 0 ;;
-        spliced-splice-t[0-9]* | spliced-user-t[0-9]*) ((HAVE_SPLICED)) ;;
+        spliced-splice-t[0-9]* | spliced-user-t[0-9]* | spliced-fresh-t[0-9]*) ((HAVE_SPLICED)) ;;
+        realm | tokio-8k | tokio-64k) ((HAVE_RELAYS)) ;;
+        nginx) [[ -n $NGINX_STREAM_MODULE ]] ;;
         *) die "unknown configuration: $1" ;;
     esac
 }
@@ -273,6 +332,31 @@ haproxy_cfg() { # NAME LISTEN_PORT UPSTREAM_PORT FILE TAG
     } >"$file"
 }
 
+nginx_cfg() { # LISTEN_PORT UPSTREAM_PORT FILE TAG
+    local lport=$1 uport=$2 file=$3 tag=$4 conns=4000
+    [[ $tag == idle-* ]] && conns=$((IDLE_CONNS + 100))
+    {
+        echo "# generated by bench/compare.sh for nginx (stream proxy, one process)"
+        [[ $NGINX_STREAM_MODULE == builtin ]] || echo "load_module $NGINX_STREAM_MODULE;"
+        echo "daemon off;"
+        echo "master_process off;"
+        echo "worker_processes 1;"
+        echo "worker_rlimit_nofile $NOFILE;"
+        echo "pid $RUN/nginx-$tag.pid;"
+        echo "error_log $RUN/nginx-$tag.err warn;"
+        echo "events { worker_connections $((2 * conns + 64)); }"
+        echo "stream {"
+        echo "    server {"
+        echo "        listen 127.0.0.1:$lport backlog=4096;"
+        echo "        proxy_pass 127.0.0.1:$uport;"
+        echo "        proxy_half_close on;   # a client's FIN is passed on; the reply still flows"
+        echo "        proxy_timeout 10m;"
+        echo "        proxy_connect_timeout 5s;"
+        echo "    }"
+        echo "}"
+    } >"$file"
+}
+
 # start_proxy NAME UPSTREAM_PORT TAG: sets PROXY_PID and PROXY_PORT.
 # "direct" has no process: PROXY_PORT is the upstream itself.
 start_proxy() {
@@ -284,10 +368,11 @@ start_proxy() {
     case $name in
         direct) PROXY_PORT=$uport; return 0 ;;
         spliced-*)
-            local copy=splice threads=${name##*-t}
+            local copy=splice threads=${name##*-t} fresh=0
             [[ $name == spliced-user-* ]] && copy=userspace
+            [[ $name == spliced-fresh-* ]] && fresh=1
             # shellcheck disable=SC2086
-            taskset -c "$PROXY_CPU" "$SPLICED" --log-level warn run \
+            SPLICED_BENCH_FRESH_PIPES=$fresh taskset -c "$PROXY_CPU" "$SPLICED" --log-level warn run \
                 --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$uport" \
                 --copy "$copy" --worker-threads "$threads" --max-conns $((IDLE_CONNS + 1000)) \
                 --metrics "127.0.0.1:$((BASE_PORT + 100 + idx))" $SPLICED_ARGS \
@@ -300,6 +385,20 @@ start_proxy() {
         go)
             taskset -c "$PROXY_CPU" "$GOPROXY_BIN" -listen "127.0.0.1:$PROXY_PORT" \
                 -upstream "127.0.0.1:$uport" >"$logf" 2>&1 &
+            ;;
+        realm)
+            taskset -c "$PROXY_CPU" "$RELAYS_BIN" --mode realm --listen "127.0.0.1:$PROXY_PORT" \
+                --upstream "127.0.0.1:$uport" >"$logf" 2>&1 &
+            ;;
+        tokio-8k | tokio-64k)
+            local buf=8192
+            [[ $name == tokio-64k ]] && buf=65536
+            taskset -c "$PROXY_CPU" "$RELAYS_BIN" --mode tokio --buf "$buf" --listen "127.0.0.1:$PROXY_PORT" \
+                --upstream "127.0.0.1:$uport" >"$logf" 2>&1 &
+            ;;
+        nginx)
+            nginx_cfg "$PROXY_PORT" "$uport" "$RUN/nginx-$tag.cfg" "$tag"
+            taskset -c "$PROXY_CPU" nginx -e "$RUN/nginx-$tag.err" -c "$RUN/nginx-$tag.cfg" >"$logf" 2>&1 &
             ;;
     esac
     PROXY_PID=$!
@@ -371,24 +470,27 @@ phase_bulk() { # REP
 
 # ---------------------------------------------------------------- short connections
 ECHO_PID=
+ensure_echo() { # the echo upstream (echoes until EOF, then closes) on LOAD_CPU
+    [[ -n $ECHO_PID ]] && return 0
+    if [[ $ECHO_SERVER == go ]]; then
+        taskset -c "$LOAD_CPU" "$GOPROXY_BIN" -listen "127.0.0.1:$ECHO_PORT" -echo \
+            >"$RUN/echo-server.log" 2>&1 &
+    else
+        taskset -c "$LOAD_CPU" "$SPLICED" --log-level warn bench --serve "127.0.0.1:$ECHO_PORT" --echo \
+            >"$RUN/echo-server.log" 2>&1 &
+    fi
+    ECHO_PID=$!
+    track "$ECHO_PID"
+    wait_listen "$ECHO_PORT" "$ECHO_PID" || die "the echo upstream ($ECHO_SERVER) did not start"
+}
+
 phase_connect() { # REP
     local rep=$1 name clients
     if ((!HAVE_SPLICED)); then
         log "  connect: skipped (needs spliced bench)"
         return
     fi
-    if [[ -z $ECHO_PID ]]; then
-        if [[ $ECHO_SERVER == go ]]; then
-            taskset -c "$LOAD_CPU" "$GOPROXY_BIN" -listen "127.0.0.1:$ECHO_PORT" -echo \
-                >"$RUN/echo-server.log" 2>&1 &
-        else
-            taskset -c "$LOAD_CPU" "$SPLICED" --log-level warn bench --serve "127.0.0.1:$ECHO_PORT" --echo \
-                >"$RUN/echo-server.log" 2>&1 &
-        fi
-        ECHO_PID=$!
-        track "$ECHO_PID"
-        wait_listen "$ECHO_PORT" "$ECHO_PID" || die "spliced bench --serve did not start"
-    fi
+    ensure_echo
     local -A pid=() port=()
     for name in $CONFIGS; do
         config_ok "$name" || continue
@@ -417,6 +519,71 @@ phase_connect() { # REP
         done
     done
     for name in "${!pid[@]}"; do kill_pid "${pid[$name]}"; done
+}
+
+# ---------------------------------------------------------------- keep-alive requests
+# KA_CONNS connections, each sending 1 KiB and reading the 1 KiB echo over
+# and over for KA_SECS (bench/relays --mode kaload on LOAD_CPU): proxy CPU
+# per request.
+phase_keepalive() { # REP
+    local rep=$1 name
+    if ((!HAVE_RELAYS || !HAVE_SPLICED)); then
+        log "  keepalive: skipped (needs bench/relays and spliced bench --serve)"
+        return
+    fi
+    ensure_echo
+    local -A pid=() port=()
+    for name in $CONFIGS; do
+        config_ok "$name" || continue
+        if start_proxy "$name" "$ECHO_PORT" "keepalive-r$rep"; then
+            pid[$name]=$PROXY_PID; port[$name]=$PROXY_PORT
+        fi
+    done
+    for name in $CONFIGS; do
+        [[ -n ${port[$name]:-} ]] || continue
+        local out=$RUN/keepalive-$name-r$rep.json before=null after=null rc p=${pid[$name]}
+        [[ -n $p ]] && before=$(cpu_ticks "$p")
+        timeout $((KA_SECS + 30)) taskset -c "$LOAD_CPU" "$RELAYS_BIN" --mode kaload \
+            --target "127.0.0.1:${port[$name]}" --conns "$KA_CONNS" --size 1024 --secs "$KA_SECS" \
+            >"$out" 2>"$out.err"
+        rc=$?
+        [[ -n $p ]] && after=$(cpu_ticks "$p")
+        [[ -z $before ]] && before=null
+        [[ -z $after ]] && after=null
+        record "{\"kind\":\"keepalive\",\"rep\":$rep,\"config\":\"$name\",\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after}"
+        log "  rep $rep  $name  keep-alive x$KA_CONNS: $(python3 "$BENCH/report.py" keepalive-summary "$out" "$before" "$after" "$CLK_TCK")"
+    done
+    for name in "${!pid[@]}"; do kill_pid "${pid[$name]}"; done
+}
+
+# ---------------------------------------------------------------- system calls
+# Exact counts: strace -f -c -p PID on each proxy (pinned to PROXY_CPU),
+# sequential clients on LOAD_CPU (bench/syscalls.py). Run once: the counts
+# do not swing like timings.
+phase_syscalls() {
+    local name
+    if ((!HAVE_SPLICED)); then
+        log "  syscalls: skipped (needs spliced bench --serve as the echo upstream)"
+        return
+    fi
+    ensure_echo
+    for name in $CONFIGS; do
+        [[ $name == direct ]] && continue
+        config_ok "$name" || continue
+        start_proxy "$name" "$ECHO_PORT" "syscalls" || continue
+        local out=$RUN/syscalls-$name.json
+        # Warm-up (first pipes, first allocations) outside the counted sessions.
+        taskset -c "$LOAD_CPU" python3 "$BENCH/syscalls.py" client short --target "127.0.0.1:$PROXY_PORT" --n 20 \
+            >/dev/null 2>"$out.err"
+        timeout 300 taskset -c "$LOAD_CPU" python3 "$BENCH/syscalls.py" measure --pid "$PROXY_PID" \
+            --target "127.0.0.1:$PROXY_PORT" --short "$SYSCALL_SHORT" --keepalive "$SYSCALL_KA" >"$out" 2>>"$out.err"
+        local res
+        res=$(head -n1 "$out" 2>/dev/null)
+        [[ $res == \{* ]] || res="{\"error\":\"no output (see $(basename "$out").err)\"}"
+        record "{\"kind\":\"syscalls\",\"config\":\"$name\",\"result\":$res}"
+        log "  $name  syscalls: $(python3 "$BENCH/report.py" syscalls-summary "$res")"
+        kill_pid "$PROXY_PID"
+    done
 }
 
 # ---------------------------------------------------------------- idle connections
@@ -495,6 +662,32 @@ phase_pool() {
     fi
 }
 
+# ---------------------------------------------------------------- duration
+# Rough duration of the run, from per-step costs measured on the 2-core
+# machine BENCHMARKS.md names (run start-up, iperf3 and client start, proxy
+# starts; the idle holder opens about 1,500 connections a second).
+estimate() {
+    local n_all=0 n_proxy=0 name nclients
+    for name in $CONFIGS; do
+        config_ok "$name" || continue
+        n_all=$((n_all + 1))
+        [[ $name == direct ]] || n_proxy=$((n_proxy + 1))
+    done
+    nclients=$(wc -w <<<"$CONN_CLIENTS")
+    ESTIMATE=$(awk -v r="$REPS" -v a="$n_all" -v p="$n_proxy" -v t="$TPUT_SECS" -v c="$CONN_SECS" \
+        -v nc="$nclients" -v k="$KA_SECS" -v ir="$IDLE_REPS" -v ic="$IDLE_CONNS" \
+        -v ss="$SYSCALL_SHORT" -v sk="$SYSCALL_KA" -v q="$QUICK" -v tests="$TESTS" 'BEGIN {
+        e = 0
+        if (tests ~ /bulk/)      e += r * (a * 3 * (t + 0.6) + 2)
+        if (tests ~ /connect/)   e += r * (a * nc * (c + 0.5) + 1)
+        if (tests ~ /keepalive/) e += r * (a * (k + 0.5) + 1)
+        if (tests ~ /idle/)      e += (r < ir ? r : ir) * p * (ic / 1500 + 2.5)
+        if (tests ~ /syscalls/)  e += p * (3 * ss * 0.006 + 3 * sk * 0.0025 + 3)
+        if (tests ~ /pool/)      e += (q == 1 ? 45 : 110)
+        printf "%d", e }')
+    log "estimated duration: $((ESTIMATE / 60)) min $((ESTIMATE % 60)) s (after the builds)"
+}
+
 # ---------------------------------------------------------------- main
 ensure_tools
 raise_nofile
@@ -506,21 +699,32 @@ if ((NCPU < 2)); then
 fi
 check_ports
 for name in $CONFIGS; do
-    [[ $name =~ ^(direct|go|(spliced-(splice|user)|haproxy-(splice|nosplice))-t[1-9][0-9]*)$ ]] \
+    [[ $name =~ ^(direct|go|nginx|realm|tokio-8k|tokio-64k|(spliced-(splice|user|fresh)|haproxy-(splice|nosplice))-t[1-9][0-9]*)$ ]] \
         || die "unknown configuration: $name"
 done
-[[ $TESTS == *bulk* || $TESTS == *connect* || $TESTS == *idle* ]] && { build_spliced; build_goproxy; }
+if [[ $TESTS == *bulk* || $TESTS == *connect* || $TESTS == *keepalive* || $TESTS == *idle* || $TESTS == *syscalls* ]]; then
+    build_spliced
+    build_goproxy
+    build_relays
+    for name in $CONFIGS; do
+        config_ok "$name" || log "WARNING: $name cannot run here (see the warnings above): its rows are skipped"
+    done
+fi
 [[ $TESTS == *pool* ]] && build_pool_bench
-
+estimate
+if [[ ${ESTIMATE_ONLY:-0} == 1 ]]; then
+    log "ESTIMATE_ONLY=1: stopping before the first test"
+    exit 0
+fi
 log "pinning: proxy under test on CPU $PROXY_CPU (taskset -c $PROXY_CPU); iperf3 client+server, spliced bench client, upstream servers and idle.py on CPU $LOAD_CPU (taskset -c $LOAD_CPU)"
-log "reps=$REPS tput=${TPUT_SECS}s connect=${CONN_SECS}s clients=[$CONN_CLIENTS] idle=$IDLE_CONNS conns, fd limit $NOFILE; configs: $CONFIGS"
+log "reps=$REPS tput=${TPUT_SECS}s connect=${CONN_SECS}s clients=[$CONN_CLIENTS] keepalive=${KA_SECS}s x$KA_CONNS idle=$IDLE_CONNS conns x$IDLE_REPS, fd limit $NOFILE; tests: $TESTS; configs: $CONFIGS"
 log "results in $RUN"
 
 cat >"$RUN/meta.json" <<EOF
-{"stamp":"$STAMP","command":"$(printf '%q ' "${BASH_SOURCE[0]}" "$@")","env":{"QUICK":"$QUICK","REPS":"$REPS","TPUT_SECS":"$TPUT_SECS","CONN_SECS":"$CONN_SECS","CONN_CLIENTS":"$CONN_CLIENTS","IDLE_CONNS":"$IDLE_CONNS","CONFIGS":"$CONFIGS","TESTS":"$TESTS","HAPROXY_PIPESIZE":"$HAPROXY_PIPESIZE","SPLICED_ARGS":"$SPLICED_ARGS","ECHO_SERVER":"$ECHO_SERVER"},
+{"stamp":"$STAMP","command":"$(printf '%q ' "${BASH_SOURCE[0]}" "$@")","env":{"QUICK":"$QUICK","REPS":"$REPS","TPUT_SECS":"$TPUT_SECS","CONN_SECS":"$CONN_SECS","CONN_CLIENTS":"$CONN_CLIENTS","KA_SECS":"$KA_SECS","KA_CONNS":"$KA_CONNS","IDLE_CONNS":"$IDLE_CONNS","IDLE_REPS":"$IDLE_REPS","SYSCALL_SHORT":"$SYSCALL_SHORT","SYSCALL_KA":"$SYSCALL_KA","CONFIGS":"$CONFIGS","TESTS":"$TESTS","HAPROXY_PIPESIZE":"$HAPROXY_PIPESIZE","SPLICED_ARGS":"$SPLICED_ARGS","ECHO_SERVER":"$ECHO_SERVER"},
  "kernel":"$(uname -r)","cpu":"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)","ncpu":$NCPU,"clk_tck":$CLK_TCK,"nofile":$NOFILE,
  "pinning":{"proxy_cpu":$PROXY_CPU,"load_cpu":$LOAD_CPU},
- "versions":{"haproxy":"$(haproxy -v 2>/dev/null | head -n1)","iperf3":"$(iperf3 --version 2>/dev/null | head -n1)","go":"$(go version)","spliced":"$( ((HAVE_SPLICED)) && "$SPLICED" --version 2>/dev/null)","git":"$(cd "$ROOT" && git describe --always --dirty 2>/dev/null)"}}
+ "versions":{"haproxy":"$(haproxy -v 2>/dev/null | head -n1)","nginx":"$(nginx -v 2>&1 | head -n1)","strace":"$(strace -V 2>/dev/null | head -n1)","realm_io":"$(awk '/^name = "realm_io"/ {getline; print $3}' "$BENCH/relays/Cargo.lock" | tr -d '"')","iperf3":"$(iperf3 --version 2>/dev/null | head -n1)","go":"$(go version)","spliced":"$( ((HAVE_SPLICED)) && "$SPLICED" --version 2>/dev/null)","git":"$(cd "$ROOT" && git describe --always --dirty 2>/dev/null)"}}
 EOF
 : >"$RAW"
 
@@ -535,11 +739,19 @@ for ((rep = 1; rep <= REPS; rep++)); do
         log "rep $rep/$REPS: short connections (spliced bench --mode connect, ${CONN_SECS}s each)"
         phase_connect "$rep"
     fi
-    if [[ $TESTS == *idle* ]]; then
+    if [[ $TESTS == *keepalive* ]]; then
+        log "rep $rep/$REPS: keep-alive 1 KiB requests (${KA_SECS}s each, $KA_CONNS connections)"
+        phase_keepalive "$rep"
+    fi
+    if [[ $TESTS == *idle* ]] && ((rep <= IDLE_REPS)); then
         log "rep $rep/$REPS: $IDLE_CONNS idle connections"
         phase_idle "$rep"
     fi
 done
+if [[ $TESTS == *syscalls* ]]; then
+    log "system calls per short connection and per keep-alive request (strace -f -c -p PID)"
+    phase_syscalls
+fi
 cleanup
 [[ $TESTS == *pool* ]] && phase_pool
 
@@ -550,7 +762,7 @@ cp "$RUN/table.txt" "$OUT/latest.txt"
 if [[ -f $RUN/plot.dat ]] && grep -qv '^#' "$RUN/plot.dat"; then
     term=pngcairo
     gnuplot -e "set terminal" 2>&1 | grep -q pngcairo || term=png
-    if gnuplot -e "datafile='$RUN/plot.dat'; outfile='$OUT/latest.png'; term='$term'; subtitle='$STAMP, median of $REPS'" \
+    if gnuplot -e "datafile='$RUN/plot.dat'; outfile='$OUT/latest.png'; term='$term'; subtitle='$STAMP, $REPS reps'" \
         "$BENCH/plot.gp" 2>"$RUN/gnuplot.log"; then
         cp "$OUT/latest.png" "$OUT/compare-$STAMP.png"
         log "chart: $OUT/latest.png"

@@ -3,6 +3,8 @@
 
   report.py iperf-summary FILE CPU_BEFORE CPU_AFTER CLK_TCK   one line for the log
   report.py connect-summary FILE                              one line for the log
+  report.py keepalive-summary FILE CPU_BEFORE CPU_AFTER CLK_TCK one line for the log
+  report.py syscalls-summary JSON                             one line for the log
   report.py idle-summary HOLD_JSON STATE_JSON                 one line for the log
   report.py proc-state NAME PID METRICS_PORT HAPROXY_SOCK     JSON: RSS, fds, pipes, pool counters
   report.py report RUN_DIR OUT_JSON                           table on stdout, JSON, RUN_DIR/plot.dat
@@ -74,6 +76,22 @@ def connect_numbers(path):
         }, None
     except (KeyError, TypeError, ValueError) as e:
         return None, f"unexpected spliced bench JSON ({e})"
+
+
+def keepalive_numbers(path, before, after, clk_tck):
+    """req/s and proxy CPU us per request of one `relays --mode kaload` run."""
+    doc = load_json(path)
+    if doc is None:
+        return None, "no JSON from relays --mode kaload"
+    try:
+        req = int(doc["requests"])
+        secs = float(doc["secs"])
+    except (KeyError, TypeError, ValueError) as e:
+        return None, f"unexpected kaload JSON ({e})"
+    cpu_us = None
+    if before is not None and after is not None and req:
+        cpu_us = (after - before) / clk_tck / req * 1e6
+    return {"requests": req, "req_per_sec": req / secs if secs else None, "cpu_us_per_req": cpu_us}, None
 
 
 def proc_state(name, pid, metrics_port, sock):
@@ -172,7 +190,7 @@ def table(headers, rows, title=None):
 # ------------------------------------------------------------------ pool benches
 
 def criterion_estimates(root, marker):
-    """{bench id: median ns} for every criterion estimate written after marker."""
+    """{bench id: {median, lo, hi} ns} for every criterion estimate written after marker."""
     out = {}
     since = os.path.getmtime(marker) if marker and os.path.exists(marker) else 0
     for path in glob.glob(os.path.join(root, "**", "new", "estimates.json"), recursive=True):
@@ -183,7 +201,9 @@ def criterion_estimates(root, marker):
             continue
         bench_id = os.path.relpath(os.path.dirname(os.path.dirname(path)), root)
         bench_id = bench_id.replace(os.sep, "/")
-        out[bench_id] = doc.get("median", {}).get("point_estimate")
+        m = doc.get("median", {})
+        ci = m.get("confidence_interval", {})
+        out[bench_id] = {"median": m.get("point_estimate"), "lo": ci.get("lower_bound"), "hi": ci.get("upper_bound")}
     return out
 
 
@@ -221,6 +241,68 @@ def pick(ests, want_parallel):
 
 # ------------------------------------------------------------------ report
 
+# ------------------------------------------------------------------ spread and verdicts
+
+# Which way is better, per metric (True: higher is better).
+HIGHER_BETTER = ("_gbps", "_conns_per_sec", "_req_per_sec", "idle_held")
+
+
+def higher_better(metric):
+    return metric.endswith(HIGHER_BETTER)
+
+
+def spread(vals):
+    """(min, median, max) of the non-None values, or None."""
+    v = [x for x in vals if x is not None]
+    if not v:
+        return None
+    return (min(v), statistics.median(v), max(v))
+
+
+def fmt_spread(sp, nd=2):
+    if sp is None:
+        return "-"
+    lo, md, hi = sp
+    if lo == hi:
+        return fmt(md, nd)
+    return f"{fmt(md, nd)} ({fmt(lo, nd)}-{fmt(hi, nd)})"
+
+
+PARITY_BAND = (0.95, 1.05)
+
+
+def verdict(metric, a_vals, b_vals, rep_ratios, exact=False):
+    """The verdict the data supports, from spliced's side (a).
+
+    ahead / behind: the per-rep ranges of the two do not overlap (or, for
+    exact counts, the values differ). parity: the ranges overlap and every
+    per-rep ratio lies within 0.95-1.05. Otherwise: parity within noise.
+    """
+    a = [x for x in a_vals if x is not None]
+    b = [x for x in b_vals if x is not None]
+    if not a or not b:
+        return "-"
+    if exact:
+        ma, mb = statistics.median(a), statistics.median(b)
+        if abs(ma - mb) <= 0.02 * max(abs(mb), 1e-9):
+            return "same"  # within 2%: strace's attach and epoll timing, not the data path
+        better = ma > mb if higher_better(metric) else ma < mb
+        return "ahead" if better else "behind"
+    if min(len(a), len(b)) < 3:
+        return "n/a (<3 reps)"
+    hb = higher_better(metric)
+    if min(a) > max(b):
+        return "ahead" if hb else "behind"
+    if max(a) < min(b):
+        return "behind" if hb else "ahead"
+    rr = [r for r in rep_ratios if r is not None]
+    if rr and PARITY_BAND[0] <= min(rr) and max(rr) <= PARITY_BAND[1]:
+        return "parity"
+    return "parity within noise"
+
+
+# ------------------------------------------------------------------ report
+
 def report(run, out_json):
     meta = load_json(os.path.join(run, "meta.json")) or {}
     clk = meta.get("clk_tck", 100)
@@ -239,25 +321,27 @@ def report(run, out_json):
             seen.append(c)
     configs = [c for c in configs if c in seen] + [c for c in seen if c not in configs]
 
+    # results[config][metric][rep] = value
     results = {c: {} for c in configs}
     runs = []
+    syscalls = {}
 
-    def add(config, metric, value):
-        results[config].setdefault(metric, []).append(value)
+    def add(config, metric, rep, value):
+        results[config].setdefault(metric, {})[rep] = value
 
     failures = []
     for r in recs:
         k = r["kind"]
+        rep = r.get("rep", 1)
         if k == "bulk":
             g, nbytes, cpu, cpg, retr, err = iperf_numbers(
                 os.path.join(run, r["file"]), r["cpu_before"], r["cpu_after"], clk)
             t = r["test"]
-            add(r["config"], f"bulk{t}_gbps", g)
-            add(r["config"], f"bulk{t}_cpu_s_per_gb", cpg)
-            run_rec = dict(r, gbps=g, bytes=nbytes, cpu_s=cpu, cpu_s_per_gb=cpg, retransmits=retr, error=err)
-            runs.append(run_rec)
+            add(r["config"], f"bulk{t}_gbps", rep, g)
+            add(r["config"], f"bulk{t}_cpu_s_per_gb", rep, cpg)
+            runs.append(dict(r, gbps=g, bytes=nbytes, cpu_s=cpu, cpu_s_per_gb=cpg, retransmits=retr, error=err))
             if err:
-                failures.append(f"{r['config']} bulk {t} rep {r['rep']}: {err}")
+                failures.append(f"{r['config']} bulk {t} rep {rep}: {err}")
         elif k == "connect":
             n, err = connect_numbers(os.path.join(run, r["file"]))
             c = r["clients"]
@@ -265,172 +349,244 @@ def report(run, out_json):
             if n and r["cpu_before"] is not None and r["cpu_after"] is not None and n["connections"]:
                 cpu_us = (r["cpu_after"] - r["cpu_before"]) / clk / n["connections"] * 1e6
             for m in ("conns_per_sec", "p50_ms", "p99_ms"):
-                add(r["config"], f"connect{c}_{m}", n[m] if n else None)
-            add(r["config"], f"connect{c}_cpu_us_per_conn", cpu_us)
-            add(r["config"], f"connect{c}_errors", n["errors"] if n else None)
-            add(r["config"], f"connect{c}_listen_overflows", r.get("listen_overflows"))
+                add(r["config"], f"connect{c}_{m}", rep, n[m] if n else None)
+            add(r["config"], f"connect{c}_cpu_us_per_conn", rep, cpu_us)
+            add(r["config"], f"connect{c}_errors", rep, n["errors"] if n else None)
+            add(r["config"], f"connect{c}_listen_overflows", rep, r.get("listen_overflows"))
             runs.append(dict(r, **(n or {}), cpu_us_per_conn=cpu_us, error=err))
             if err:
-                failures.append(f"{r['config']} connect x{c} rep {r['rep']}: {err}")
+                failures.append(f"{r['config']} connect x{c} rep {rep}: {err}")
             elif n["errors"]:
-                failures.append(f"{r['config']} connect x{c} rep {r['rep']}: {n['errors']} errors "
+                failures.append(f"{r['config']} connect x{c} rep {rep}: {n['errors']} errors "
                                 f"({n['mismatches']} mismatches): {n['error_samples'][:2]}")
+        elif k == "keepalive":
+            n, err = keepalive_numbers(os.path.join(run, r["file"]), r["cpu_before"], r["cpu_after"], clk)
+            add(r["config"], "ka_req_per_sec", rep, n["req_per_sec"] if n else None)
+            add(r["config"], "ka_cpu_us_per_req", rep, n["cpu_us_per_req"] if n else None)
+            runs.append(dict(r, **(n or {}), error=err))
+            if err:
+                failures.append(f"{r['config']} keep-alive rep {rep}: {err}")
         elif k == "idle":
             hold = r.get("hold") or {}
             st = r.get("state") or {}
             base = r.get("baseline") or {}
             held = hold.get("ok")
-            add(r["config"], "idle_held", held)
+            add(r["config"], "idle_held", rep, held)
             rss = st.get("rss_kib")
-            add(r["config"], "idle_rss_mib", rss / 1024 if rss is not None else None)
+            add(r["config"], "idle_rss_mib", rep, rss / 1024 if rss is not None else None)
             per = None
             if held and rss is not None and base.get("rss_kib") is not None:
                 per = (rss - base["rss_kib"]) / held
-            add(r["config"], "idle_kib_per_conn", per)
-            add(r["config"], "idle_fds", st.get("fds"))
-            add(r["config"], "idle_pipes", st.get("pipes"))
-            add(r["config"], "idle_pipes_added",
+            add(r["config"], "idle_kib_per_conn", rep, per)
+            add(r["config"], "idle_fds", rep, st.get("fds"))
+            add(r["config"], "idle_pipes", rep, st.get("pipes"))
+            add(r["config"], "idle_pipes_added", rep,
                 st["pipes"] - base["pipes"] if st.get("pipes") is not None and base.get("pipes") is not None else None)
             pool_pipes = None
             if "pipepool_live" in st.get("metrics", {}):
                 pool_pipes = st["metrics"]["pipepool_live"]
             elif "PipesUsed" in st.get("haproxy_info", {}):
                 pool_pipes = st["haproxy_info"]["PipesUsed"] + st["haproxy_info"].get("PipesFree", 0)
-            add(r["config"], "idle_pool_pipes", pool_pipes)
+            add(r["config"], "idle_pool_pipes", rep, pool_pipes)
             runs.append(r)
             if held is None:
-                failures.append(f"{r['config']} idle rep {r['rep']}: the holder reported nothing")
+                failures.append(f"{r['config']} idle rep {rep}: the holder reported nothing")
             elif held < r["conns"]:
-                failures.append(f"{r['config']} idle rep {r['rep']}: held {held}/{r['conns']} "
+                failures.append(f"{r['config']} idle rep {rep}: held {held}/{r['conns']} "
                                 f"(errors {hold.get('errors')})")
+        elif k == "syscalls":
+            res = r.get("result") or {}
+            syscalls[r["config"]] = res
+            if res.get("error"):
+                failures.append(f"{r['config']} syscalls: {res['error']}")
+            for kind, metric in (("short", "sys_per_short_conn"), ("keepalive", "sys_per_ka_req")):
+                if kind in res:
+                    add(r["config"], metric, 1, res[kind]["per"])
 
-    medians = {c: {m: med(v) for m, v in ms.items()} for c, ms in results.items()}
+    stats = {c: {m: spread(v.values()) for m, v in ms.items()} for c, ms in results.items()}
+    medians = {c: {m: (sp[1] if sp else None) for m, sp in ms.items()} for c, ms in stats.items()}
 
-    # ---- tables
+    def get(c, m):
+        return stats.get(c, {}).get(m)
+
     out = []
     env = meta.get("env", {})
-    out.append(f"compare.sh {meta.get('stamp', '')}: median of {env.get('REPS', '?')} rep(s), "
-               f"configurations interleaved; kernel {meta.get('kernel', '?')}, {meta.get('ncpu', '?')} CPU "
-               f"({meta.get('cpu', '?')})")
+    reps = env.get("REPS", "?")
+    out.append(f"compare.sh {meta.get('stamp', '')}: {reps} rep(s), configurations interleaved within each; "
+               f"every figure is median (min-max over the reps); kernel {meta.get('kernel', '?')}, "
+               f"{meta.get('ncpu', '?')} CPU ({meta.get('cpu', '?')}), git {meta.get('versions', {}).get('git', '?')}")
     pin = meta.get("pinning", {})
     out.append(f"pinning: proxy on CPU {pin.get('proxy_cpu')} (taskset -c {pin.get('proxy_cpu')}), iperf3 "
                f"client+server and all load/upstream tools on CPU {pin.get('load_cpu')} (taskset -c {pin.get('load_cpu')})")
     out.append("")
-    rows = []
-    for c in configs:
-        m = medians[c]
-        row = [c]
-        for t, _ in BULK_TESTS:
-            row += [fmt(m.get(f"bulk{t}_gbps")), fmt(m.get(f"bulk{t}_cpu_s_per_gb"), 3)]
-        rows.append(row)
-    if any(any(x != "-" for x in r[1:]) for r in rows):
-        hdr = ["bulk (iperf3)"]
-        for _, name in BULK_TESTS:
-            hdr += [f"{name} Gbit/s", "CPU s/GB"]
-        out.append(table(hdr, rows, f"Bulk throughput, iperf3 -t {env.get('TPUT_SECS')}; CPU = proxy utime+stime per 1e9 bytes received"))
-        out.append("")
 
-    clients = env.get("CONN_CLIENTS", "16 256").split()
-    rows = []
-    for c in configs:
-        m = medians[c]
-        row = [c]
-        for n in clients:
-            row += [fmt(m.get(f"connect{n}_conns_per_sec")), fmt(m.get(f"connect{n}_p50_ms"), 3),
-                    fmt(m.get(f"connect{n}_p99_ms"), 3), fmt(m.get(f"connect{n}_cpu_us_per_conn"), 1),
-                    fmt(m.get(f"connect{n}_listen_overflows"), 1)]
-        rows.append(row)
-    if any(any(x != "-" for x in r[1:]) for r in rows):
-        hdr = ["short connections"]
-        for n in clients:
-            hdr += [f"x{n} conn/s", "p50 ms", "p99 ms", "CPU us/conn", "SYN drops"]
-        out.append(table(hdr, rows, f"Short connections: spliced bench --mode connect --size 1024, "
-                                     f"{env.get('CONN_SECS')} s, upstream "
-                                     f"{'goproxy -echo' if env.get('ECHO_SERVER') == 'go' else 'spliced bench --serve --echo'}; "
-                                     f"SYN drops = TcpExt ListenOverflows during the run (any listener: proxy or upstream; "
-                                     f"each costs the client a 1 s SYN retransmit)"))
-        out.append("")
+    def stat_table(title, cols, only_with_data=True):
+        """cols: [(header, metric, digits)]: one row per configuration."""
+        rows = []
+        for c in configs:
+            row = [c] + [fmt_spread(get(c, m), nd) for _, m, nd in cols]
+            if only_with_data and all(x == "-" for x in row[1:]):
+                continue
+            rows.append(row)
+        if rows:
+            out.append(table(["configuration"] + [h for h, _, _ in cols], rows, title))
+            out.append("")
 
-    rows = []
-    for c in configs:
-        m = medians[c]
-        if m.get("idle_held") is None and m.get("idle_fds") is None:
+    stat_table(f"Bulk throughput, Gbit/s (iperf3 -t {env.get('TPUT_SECS')}, received)",
+               [(f"{name}", f"bulk{t}_gbps", 2) for t, name in BULK_TESTS])
+    stat_table("Bulk: proxy CPU seconds per GB (utime+stime of the proxy per 1e9 bytes received)",
+               [(f"{name}", f"bulk{t}_cpu_s_per_gb", 3) for t, name in BULK_TESTS])
+
+    clients = env.get("CONN_CLIENTS", "16").split()
+    cols = []
+    for n in clients:
+        cols += [(f"x{n} conn/s", f"connect{n}_conns_per_sec", 0), (f"x{n} p99 ms", f"connect{n}_p99_ms", 2),
+                 (f"x{n} CPU us/conn", f"connect{n}_cpu_us_per_conn", 1),
+                 (f"x{n} SYN drops", f"connect{n}_listen_overflows", 0)]
+    stat_table(f"Short connections: spliced bench --mode connect --size 1024, {env.get('CONN_SECS')} s, upstream "
+               f"{'goproxy -echo' if env.get('ECHO_SERVER') == 'go' else 'spliced bench --serve --echo'}; "
+               f"SYN drops = TcpExt ListenOverflows during the run", cols)
+    stat_table(f"Keep-alive requests: {env.get('KA_CONNS')} connections, 1 KiB request / 1 KiB echo, "
+               f"{env.get('KA_SECS')} s (bench/relays --mode kaload)",
+               [("req/s", "ka_req_per_sec", 0), ("CPU us/req", "ka_cpu_us_per_req", 2)])
+    stat_table(f"Idle connections: {env.get('IDLE_CONNS')} opened through the proxy (1 byte echoed on each), "
+               f"then held; VmRSS, open fds, distinct pipes (all / added since start / the proxy's own count)",
+               [("held", "idle_held", 0), ("RSS MiB", "idle_rss_mib", 1), ("KiB/conn", "idle_kib_per_conn", 2),
+                ("fds", "idle_fds", 0), ("pipes", "idle_pipes", 0), ("pipes added", "idle_pipes_added", 0),
+                ("pool's own", "idle_pool_pipes", 0)])
+
+    # ---- system calls, by call name
+    for kind, label, n_env in (("short", "per short connection (1 KiB up, half-close, 1 KiB back, close)",
+                                "SYSCALL_SHORT"),
+                               ("keepalive", "per keep-alive request (1 KiB each way)", "SYSCALL_KA")):
+        cs = [c for c in configs if kind in syscalls.get(c, {})]
+        if not cs:
             continue
-        rows.append([c, fmt(m.get("idle_held")), fmt(m.get("idle_rss_mib"), 1), fmt(m.get("idle_kib_per_conn"), 2),
-                     fmt(m.get("idle_fds")), fmt(m.get("idle_pipes")), fmt(m.get("idle_pipes_added")),
-                     fmt(m.get("idle_pool_pipes"))])
-    if rows:
-        out.append(table(["idle connections", "held", "RSS MiB", "KiB/conn", "fds", "pipes", "pipes added",
-                          "pool's own count"], rows,
-                         f"Idle connections: {env.get('IDLE_CONNS')} opened through the proxy (1 byte echoed on each), "
-                         f"then held; proxy VmRSS, open fds, distinct pipes (all / opened since the proxy started / "
-                         f"the proxy's own count: pipepool_live, HAProxy PipesUsed+PipesFree)"))
+        names = []
+        for c in cs:
+            for name in syscalls[c][kind]["by_call"]:
+                if name not in names:
+                    names.append(name)
+        rows = [["total"] + [fmt(syscalls[c][kind]["per"], 2) for c in cs]]
+        for name in sorted(names, key=lambda n: -max(syscalls[c][kind]["by_call"].get(n, 0) for c in cs)):
+            rows.append([name] + [fmt(syscalls[c][kind]["by_call"].get(name), 2) for c in cs])
+        out.append(table(["system call"] + cs, rows,
+                         f"System calls {label}: strace -f -c -p PID, sequential client, "
+                         f"(count over 2N - count over N) / N, N = {env.get(n_env)}"))
         out.append("")
 
-    # ---- ratios
+    # ---- ratios, spreads and verdicts
+    ratio_metrics = [(f"bulk{t}_gbps", f"bulk {name} Gbit/s", False) for t, name in BULK_TESTS]
+    ratio_metrics += [(f"bulk{t}_cpu_s_per_gb", f"bulk {name} CPU/GB", False) for t, name in BULK_TESTS]
+    for n in clients:
+        ratio_metrics += [(f"connect{n}_conns_per_sec", f"x{n} conn/s", False),
+                          (f"connect{n}_p99_ms", f"x{n} p99", False),
+                          (f"connect{n}_cpu_us_per_conn", f"x{n} CPU/conn", False)]
+    ratio_metrics += [("ka_req_per_sec", "keep-alive req/s", False), ("ka_cpu_us_per_req", "keep-alive CPU/req", False),
+                      ("idle_rss_mib", "idle RSS", False), ("idle_fds", "idle fds", True),
+                      ("idle_pipes_added", "idle pipes added", True),
+                      ("sys_per_short_conn", "syscalls/short conn", True), ("sys_per_ka_req", "syscalls/ka req", True)]
+
+    def compare(a, b, metric, exact):
+        va, vb = results.get(a, {}).get(metric, {}), results.get(b, {}).get(metric, {})
+        ma, mb = medians.get(a, {}).get(metric), medians.get(b, {}).get(metric)
+        if ma is None or mb in (None, 0):
+            return None
+        per_rep = [va[r] / vb[r] for r in sorted(set(va) & set(vb))
+                   if va[r] is not None and vb[r] not in (None, 0)]
+        return {"ratio": ma / mb,
+                "rep_ratio_min": min(per_rep) if per_rep else None,
+                "rep_ratio_max": max(per_rep) if per_rep else None,
+                "reps": len(per_rep),
+                "verdict": verdict(metric, va.values(), vb.values(), per_rep, exact)}
+
+    USERSPACE = ("haproxy-nosplice", "nginx", "tokio-8k", "tokio-64k", "spliced-user")
+    pairs = []
+    for a in configs:
+        m = re.match(r"spliced-splice-t(\d+)$", a)
+        if not m:
+            continue
+        for b in configs:
+            if b in (a, "direct"):
+                continue
+            bt = re.search(r"-t(\d+)$", b)
+            if bt and bt.group(1) != m.group(1):
+                continue
+            pairs.append((a, b))
     ratios = {}
     targets = []
-
-    def ratio(a, b, metric):
-        va, vb = medians.get(a, {}).get(metric), medians.get(b, {}).get(metric)
-        if va is None or vb in (None, 0):
-            return None
-        return va / vb
-
-    pairs = []
-    for c in configs:
-        m = re.match(r"spliced-splice-t(\d+)$", c)
-        if m and f"haproxy-splice-t{m.group(1)}" in configs:
-            pairs.append((c, f"haproxy-splice-t{m.group(1)}"))
-    spliced_main = next((c for c in configs if c.startswith("spliced-splice")), None)
-    if spliced_main and "go" in configs:
-        pairs.append((spliced_main, "go"))
     rows = []
     for a, b in pairs:
         rr = {}
-        checks = []
-        for t, name in BULK_TESTS:
-            rr[f"bulk{t}_gbps"] = ratio(a, b, f"bulk{t}_gbps")
-            rr[f"bulk{t}_cpu_s_per_gb"] = ratio(a, b, f"bulk{t}_cpu_s_per_gb")
-        for n in clients:
-            rr[f"connect{n}_conns_per_sec"] = ratio(a, b, f"connect{n}_conns_per_sec")
-            rr[f"connect{n}_p99_ms"] = ratio(a, b, f"connect{n}_p99_ms")
-        for m in ("idle_rss_mib", "idle_fds", "idle_pipes"):
-            rr[m] = ratio(a, b, m)
+        for metric, label, exact in ratio_metrics:
+            cmp = compare(a, b, metric, exact)
+            if cmp is None:
+                continue
+            rr[metric] = cmp
+            target = ""
+            if b.startswith("haproxy-splice"):
+                if metric.endswith("_gbps") and metric.startswith("bulk"):
+                    met = cmp["ratio"] >= 0.95
+                    target = f">= 0.95x: {'met' if met else 'MISSED'}"
+                    targets.append({"pair": f"{a}/{b}", "target": f"{label} median ratio >= 0.95", "value": cmp["ratio"], "met": met})
+                elif metric.endswith("_cpu_s_per_gb"):
+                    met = cmp["ratio"] <= 1.05
+                    target = f"<= 1.05x: {'met' if met else 'MISSED'}"
+                    targets.append({"pair": f"{a}/{b}", "target": f"{label} median ratio <= 1.05", "value": cmp["ratio"], "met": met})
+                elif metric == "sys_per_short_conn":
+                    met = cmp["ratio"] <= 0.9
+                    target = f"<= 0.9x: {'met' if met else 'MISSED'}"
+                    targets.append({"pair": f"{a}/{b}", "target": f"{label} <= 0.9x", "value": cmp["ratio"], "met": met})
+                elif metric == "sys_per_ka_req":
+                    met = cmp["ratio"] <= 0.85
+                    target = f"<= 0.85x: {'met' if met else 'MISSED'}"
+                    targets.append({"pair": f"{a}/{b}", "target": f"{label} <= 0.85x", "value": cmp["ratio"], "met": met})
+            elif b.startswith(USERSPACE) and metric.startswith("bulk"):
+                if cmp["verdict"].startswith("n/a"):
+                    target = "lead: n/a (<3 reps)"
+                elif metric.endswith("_cpu_s_per_gb"):
+                    met = cmp["verdict"] == "ahead"
+                    target = f"clear lead (ahead): {'met' if met else 'MISSED'}"
+                    targets.append({"pair": f"{a}/{b}", "target": f"{label}: clear lead (ranges apart)", "value": cmp["ratio"], "met": met})
+                else:
+                    met = cmp["verdict"] != "behind"
+                    target = f"not behind: {'met' if met else 'MISSED'}"
+                    targets.append({"pair": f"{a}/{b}", "target": f"{label}: not behind", "value": cmp["ratio"], "met": met})
+            lo, hi = cmp["rep_ratio_min"], cmp["rep_ratio_max"]
+            rng = "-" if lo is None else (f"{lo:.2f}" if exact or lo == hi else f"{lo:.2f}-{hi:.2f}")
+            rows.append([f"{a} / {b}", label, f"{cmp['ratio']:.2f}x", rng, cmp["verdict"], target])
         ratios[f"{a}/{b}"] = rr
-        row = [f"{a} / {b}"]
-        for t, _ in BULK_TESTS:
-            row += [fmt(rr[f"bulk{t}_gbps"]), fmt(rr[f"bulk{t}_cpu_s_per_gb"])]
-        for n in clients:
-            row += [fmt(rr[f"connect{n}_conns_per_sec"]), fmt(rr[f"connect{n}_p99_ms"])]
-        row += [fmt(rr["idle_rss_mib"]), fmt(rr["idle_fds"]),
-                fmt(rr["idle_pipes"]) if rr["idle_pipes"] is not None else
-                f"{fmt(medians[a].get('idle_pipes'))} vs {fmt(medians[b].get('idle_pipes'))}"]
-        rows.append(row)
-        # issue 5's targets
-        if b.startswith("haproxy"):
-            for t, name in BULK_TESTS:
-                checks.append((f"bulk {name} Gbit/s >= 1.2x", rr[f"bulk{t}_gbps"], lambda v: v >= 1.2))
-                checks.append((f"bulk {name} CPU/GB <= 0.7x", rr[f"bulk{t}_cpu_s_per_gb"], lambda v: v <= 0.7))
-            for n in clients:
-                checks.append((f"x{n} conn/s >= 1.2x", rr[f"connect{n}_conns_per_sec"], lambda v: v >= 1.2))
-                checks.append((f"x{n} p99 no worse", rr[f"connect{n}_p99_ms"], lambda v: v <= 1.0))
-        for mname, label in (("idle_rss_mib", "RSS"), ("idle_fds", "fds"), ("idle_pipes", "pipes")):
-            va, vb = medians[a].get(mname), medians[b].get(mname)
-            if va is not None and vb is not None:
-                checks.append((f"idle {label} fewer", 1.0 if va < vb else 2.0, lambda v: v < 1.5))
-        for label, v, ok in checks:
-            if v is not None:
-                targets.append({"pair": f"{a}/{b}", "target": label, "value": v, "met": bool(ok(v))})
     if rows:
-        hdr = ["ratio (median/median)"]
-        for _, name in BULK_TESTS:
-            hdr += [f"{name} Gbit/s", "CPU/GB"]
-        for n in clients:
-            hdr += [f"x{n} conn/s", "p99"]
-        hdr += ["idle RSS", "fds", "pipes"]
-        out.append(table(hdr, rows, "Ratios (spliced / other, same run)"))
+        out.append(table(["pair (spliced / other)", "figure", "ratio of medians", "per-rep ratios", "verdict", "target"],
+                         rows,
+                         "Ratios, same run. verdict: ahead/behind only when the two per-rep ranges do not overlap "
+                         "(exact counts: when they differ); parity when they overlap and every per-rep ratio is "
+                         "within 0.95-1.05; else parity within noise. Reps are paired by number (interleaved)."))
         out.append("")
+
+    # ---- the pool's thesis at the proxy level
+    fresh_rows = []
+    for c in configs:
+        m = re.match(r"spliced-fresh-t(\d+)$", c)
+        pooled = f"spliced-splice-t{m.group(1)}" if m else None
+        if not pooled or pooled not in configs:
+            continue
+        for metric, label in [(f"connect{n}_cpu_us_per_conn", f"CPU us per short connection (x{n})") for n in clients] + \
+                             [("ka_cpu_us_per_req", "CPU us per keep-alive request"),
+                              ("sys_per_short_conn", "syscalls per short connection"),
+                              ("sys_per_ka_req", "syscalls per keep-alive request"),
+                              ("bulk1_cpu_s_per_gb", "bulk 1 stream CPU s/GB")]:
+            cmp = compare(pooled, c, metric, metric.startswith("sys_"))
+            if cmp is None:
+                continue
+            fresh_rows.append([label, fmt_spread(get(pooled, metric), 3), fmt_spread(get(c, metric), 3),
+                               f"{cmp['ratio']:.2f}x", cmp["verdict"]])
+    if fresh_rows:
+        out.append(table(["figure", "pooled pipes", "fresh pipe per burst", "pooled / fresh", "verdict (pooled)"],
+                         fresh_rows, "The pool at the proxy level: spliced with its pool vs a fresh pipe per burst "
+                                     "(SPLICED_BENCH_FRESH_PIPES=1: no idle pipe kept)"))
+        out.append("")
+
     # ---- pool
     pool = {}
     rust = next((r for r in recs if r["kind"] == "pool-rust"), None)
@@ -438,30 +594,29 @@ def report(run, out_json):
     if rust or gorec:
         ests = criterion_estimates(rust.get("criterion_dir", ""), rust.get("marker")) if rust and rust.get("rc") == 0 else {}
         gom, goruns = go_bench(os.path.join(run, gorec["log"])) if gorec and gorec.get("log") else ({}, {})
-        pool = {"pipepool_criterion_median_ns": ests, "go_median_ns_per_op": gom, "go_runs": goruns}
-        rows = [[f"pipepool {k}", fmt(v, 2)] for k, v in sorted(ests.items())]
-        rows += [[f"go {k}", fmt(v, 2)] for k, v in sorted(gom.items())]
+        pool = {"pipepool_criterion_ns": ests, "go_median_ns_per_op": gom, "go_runs": goruns}
+        rows = [[f"pipepool {k}", fmt(v["median"], 2), f"{fmt(v['lo'], 2)}-{fmt(v['hi'], 2)} (95% CI)"]
+                for k, v in sorted(ests.items())]
+        rows += [[f"go {k}", fmt(v, 2), f"{fmt(min(goruns[k]), 2)}-{fmt(max(goruns[k]), 2)} ({len(goruns[k])} runs)"]
+                 for k, v in sorted(gom.items())]
         single, par = pick(ests, False), pick(ests, True)
-        go_single = gom.get("BenchmarkSplicePipe/SplicePipeWithPool")
-        go_par = gom.get("BenchmarkSplicePipePoolParallel")
-        if single and go_single and ests[single]:
-            pool["single_ratio_go_over_pipepool"] = go_single / ests[single]
-            pool["single_pair"] = [single, "BenchmarkSplicePipe/SplicePipeWithPool"]
-            targets.append({"pair": "pool", "target": "get+put >= 4x faster than Go",
-                            "value": pool["single_ratio_go_over_pipepool"],
-                            "met": pool["single_ratio_go_over_pipepool"] >= 4})
-        if par and go_par and ests[par]:
-            pool["parallel_ratio_go_over_pipepool"] = go_par / ests[par]
-            pool["parallel_pair"] = [par, "BenchmarkSplicePipePoolParallel"]
+        for label, ours, theirs in (("one thread", single, "BenchmarkSplicePipe/SplicePipeWithPool"),
+                                    ("parallel", par, "BenchmarkSplicePipePoolParallel")):
+            if ours and theirs in gom and ests[ours]["median"]:
+                e = ests[ours]
+                g = goruns[theirs]
+                r = {"ratio": gom[theirs] / e["median"], "pair": [ours, theirs],
+                     "range": [min(g) / e["hi"], max(g) / e["lo"]] if e["lo"] and e["hi"] else None}
+                pool[label] = r
         if rows:
-            out.append(table(["pool get+put", "ns/op (median)"], rows,
+            out.append(table(["pool get+put", "ns/op (median)", "spread"], rows,
                              "The pool alone: cargo bench -p pipepool --bench pool vs Go's internal/poll BenchmarkSplicePipe*"))
-            if "single_ratio_go_over_pipepool" in pool:
-                out.append(f"Go / pipepool, one thread: {pool['single_ratio_go_over_pipepool']:.2f}x "
-                           f"({pool['single_pair'][0]} vs {pool['single_pair'][1]}); target >= 4x")
-            if "parallel_ratio_go_over_pipepool" in pool:
-                out.append(f"Go / pipepool, parallel: {pool['parallel_ratio_go_over_pipepool']:.2f}x "
-                           f"({pool['parallel_pair'][0]} vs {pool['parallel_pair'][1]})")
+            for label in ("one thread", "parallel"):
+                if label in pool:
+                    r = pool[label]
+                    rng = f" (range {r['range'][0]:.2f}-{r['range'][1]:.2f}: Go's slowest and fastest run against pipepool's 95% CI)" \
+                        if r["range"] else ""
+                    out.append(f"Go / pipepool, {label}: {r['ratio']:.2f}x{rng}; {r['pair'][0]} vs {r['pair'][1]}")
             out.append("")
         else:
             out.append("pool: no results (see pool-rust.log / pool-go.log in the run directory)")
@@ -469,10 +624,11 @@ def report(run, out_json):
 
     if targets:
         missed = [t for t in targets if not t["met"]]
-        out.append(f"issue 5 targets: {len(targets) - len(missed)} met, {len(missed)} missed"
-                   + ("" if not missed else ": " + "; ".join(
-                       f"{t['pair']} {t['target']} ({t['value']:.2f}x)" if "idle" not in t["target"]
-                       else f"{t['pair']} {t['target']}" for t in missed)))
+        out.append("Targets (issue 13): bulk parity with HAProxy-splice (median ratio >= 0.95 Gbit/s, <= 1.05 CPU/GB); "
+                   "a clear lead over userspace copies (CPU/GB ranges apart, throughput not behind); system calls "
+                   "<= 0.9x HAProxy's per short connection and <= 0.85x per keep-alive request")
+        out.append(f"  {len(targets) - len(missed)} met, {len(missed)} missed"
+                   + ("" if not missed else ": " + "; ".join(f"{t['pair']} {t['target']} ({t['value']:.2f}x)" for t in missed)))
         out.append("")
 
     if failures:
@@ -484,12 +640,16 @@ def report(run, out_json):
     doc = {
         "meta": meta,
         "units": {"gbps": "1e9 bit/s (iperf3 end.sum_received)", "cpu_s_per_gb": "proxy utime+stime seconds per 1e9 bytes",
-                  "latency": "ms, connect to last echoed byte", "rss": "MiB (VmRSS)"},
+                  "latency": "ms, connect to last echoed byte", "rss": "MiB (VmRSS)",
+                  "syscalls": "calls per unit, strace -f -c, (2N - N) / N"},
         "configs": configs,
+        "stats": {c: {m: ({"min": sp[0], "median": sp[1], "max": sp[2]} if sp else None) for m, sp in ms.items()}
+                  for c, ms in stats.items()},
         "median": medians,
-        "values": results,
+        "values": {c: {m: [v.get(r) for r in sorted(v)] for m, v in ms.items()} for c, ms in results.items()},
         "ratios": ratios,
         "targets": targets,
+        "syscalls": syscalls,
         "pool": pool,
         "failures": failures,
         "runs": runs,
@@ -497,17 +657,23 @@ def report(run, out_json):
     with open(out_json, "w") as f:
         json.dump(doc, f, indent=1, default=str)
 
-    # gnuplot data: one row per configuration that has bulk numbers
+    # gnuplot data: one row per configuration; for each bulk test median,
+    # min, max (Gbit/s), then the same for CPU s/GB, then CPU us per short
+    # connection (first client count) and per keep-alive request.
+    small = [f"connect{clients[0]}_cpu_us_per_conn" if clients else None, "ka_cpu_us_per_req"]
     with open(os.path.join(run, "plot.dat"), "w") as f:
-        f.write("# config " + " ".join(f"gbps{t}" for t, _ in BULK_TESTS) + " "
-                + " ".join(f"cpu{t}" for t, _ in BULK_TESTS) + "\n")
+        f.write("# config " + " ".join(f"gbps{t} lo hi" for t, _ in BULK_TESTS) + " "
+                + " ".join(f"cpu{t} lo hi" for t, _ in BULK_TESTS) + " us_per_conn lo hi us_per_req lo hi\n")
         for c in configs:
-            m = medians[c]
-            g = [m.get(f"bulk{t}_gbps") for t, _ in BULK_TESTS]
-            if all(v is None for v in g):
+            g = [get(c, f"bulk{t}_gbps") for t, _ in BULK_TESTS]
+            cp = [get(c, f"bulk{t}_cpu_s_per_gb") for t, _ in BULK_TESTS]
+            sm = [get(c, m) if m else None for m in small]
+            if all(v is None for v in g + cp + sm):
                 continue
-            cp = [m.get(f"bulk{t}_cpu_s_per_gb") for t, _ in BULK_TESTS]
-            f.write(c + " " + " ".join("?" if v is None else f"{v:.4f}" for v in g + cp) + "\n")
+            cells = []
+            for sp in g + cp + sm:
+                cells += ["?", "?", "?"] if sp is None else [f"{sp[1]:.4f}", f"{sp[0]:.4f}", f"{sp[2]:.4f}"]
+            f.write(c + " " + " ".join(cells) + "\n")
 
 
 # ------------------------------------------------------------------ main
@@ -534,6 +700,27 @@ def main():
         else:
             print(f"{n['conns_per_sec']:,.0f} conn/s, p50 {n['p50_ms']:.3f} ms, p99 {n['p99_ms']:.3f} ms"
                   + (f", {n['errors']} ERRORS {n['error_samples'][:2]}" if n["errors"] else ""))
+    elif cmd == "keepalive-summary":
+        n, err = keepalive_numbers(a[0], arg_num(a[1]), arg_num(a[2]), float(a[3]))
+        if err:
+            print(f"FAILED: {err}")
+        else:
+            print(f"{n['req_per_sec']:,.0f} req/s"
+                  + (f", proxy CPU {n['cpu_us_per_req']:.2f} us/request" if n["cpu_us_per_req"] is not None else ""))
+    elif cmd == "syscalls-summary":
+        try:
+            res = json.loads(a[0])
+        except ValueError:
+            res = {"error": "unreadable"}
+        if res.get("error"):
+            print(f"FAILED: {res['error']}")
+        else:
+            parts = []
+            for kind, label in (("short", "per short connection"), ("keepalive", "per keep-alive request")):
+                if kind in res:
+                    top = ", ".join(f"{k} {v:g}" for k, v in list(res[kind]["by_call"].items())[:8])
+                    parts.append(f"{res[kind]['per']:.2f} {label} ({top})")
+            print("; ".join(parts))
     elif cmd == "idle-summary":
         try:
             hold = json.loads(a[0]) if a[0] not in ("", "null") else None

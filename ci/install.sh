@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # What the tests need beyond Rust. The unprivileged tests drop to user
-# `nobody` (present in Debian's base image); nothing else is needed from
-# outside crates.io. rustfmt and clippy ship with the toolchain here; the
+# `nobody` (present in Debian's base image); crates/spliced/tests/syscalls.rs
+# counts spliced's system calls with strace (Debian package, installed here
+# when missing). rustfmt and clippy ship with the toolchain here; the
 # toolchain of the MSRV (rust-version in Cargo.toml, for ci/package.sh)
 # comes from rustup when it can be fetched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 id nobody >/dev/null
+if ! command -v strace >/dev/null 2>&1; then
+  sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q strace
+fi
 for c in rustfmt clippy; do
   cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
 done

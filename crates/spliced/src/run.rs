@@ -61,11 +61,13 @@ async fn serve(
     nofile: Option<u64>,
     reload_from: Option<ReloadFrom>,
 ) -> anyhow::Result<ExitCode> {
-    let pool = settings
-        .pool
-        .clone()
-        .build()
-        .context("cannot build the pipe pool")?;
+    let mut pool_config = settings.pool.clone();
+    // Hidden benchmark knob (bench/compare.sh's `spliced-fresh-t1`): keep
+    // no idle pipe, so every burst creates a pipe and closes it after.
+    if std::env::var_os("SPLICED_BENCH_FRESH_PIPES").is_some_and(|v| v == "1") {
+        pool_config = pool_config.local_cap(0).max_idle(0);
+    }
+    let pool = pool_config.build().context("cannot build the pipe pool")?;
     let metrics = Arc::new(Metrics::new(&pool));
     let ctx = Context {
         pool: pool.clone(),
