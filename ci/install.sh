@@ -7,3 +7,7 @@ id nobody >/dev/null
 for c in rustfmt clippy; do
   cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
 done
+# The PROXY protocol test puts HAProxy in front of and behind spliced.
+command -v haproxy >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+}

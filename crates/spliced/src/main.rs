@@ -12,6 +12,7 @@
 //! `unsafe` is denied except in [`privileges`] (its libc calls).
 #![deny(unsafe_code)]
 
+mod acl;
 mod balance;
 mod bench;
 mod cli;

@@ -1,10 +1,14 @@
 //! The proxy: one [`Listener`] per configured listener, each with its
-//! upstream group, its `max_conns` bound and its accept loop; one task per
-//! client connection ([`conn`]).
+//! upstream group (and SNI routes, [`sni`]), its `max_conns` bound, its
+//! access lists and its accept loop; one task per client connection
+//! ([`conn`]), which reads a PROXY header first with `accept_proxy` and
+//! writes one with `send_proxy` ([`proxy_header`]).
 
 mod accept;
 mod conn;
 mod connect;
+mod proxy_header;
+mod sni;
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +18,7 @@ use pipepool::PipePool;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::acl::{Acl, Sources};
 use crate::balance::Balancer;
 use crate::config::ListenerSettings;
 use crate::forward::Forwarder;
@@ -49,6 +54,21 @@ struct Shared {
     forwarder: Forwarder,
     metrics: ListenerMetrics,
     refusals: accept::RefusalLog,
+    /// `allow`/`deny`.
+    acl: Acl,
+    /// `max_conns_per_source`, if set.
+    sources: Option<Arc<Sources>>,
+    /// SNI routes; `balancer` is the default route.
+    routes: sni::Routes,
+}
+
+impl Shared {
+    /// Counts and logs a client closed at once (it is closed when the
+    /// caller drops it).
+    fn refuse(&self, client: SocketAddr, why: accept::Refusal, detail: &dyn std::fmt::Display) {
+        self.metrics.refused_because(why.as_str());
+        self.refusals.note(&self.settings.name, client, why, detail);
+    }
 }
 
 impl Listener {
@@ -65,6 +85,14 @@ impl Listener {
             idle_timeout: settings.idle_timeout,
         };
         let metrics = ctx.metrics.listener(&settings.name, &balancer);
+        let routes = sni::Routes::new(
+            settings
+                .routes
+                .iter()
+                .map(|r| (r.sni.clone(), Balancer::new(r.balance, r.upstreams.clone()))),
+        );
+        let acl = Acl::new(settings.allow.clone(), settings.deny.clone());
+        let sources = settings.max_conns_per_source.map(Sources::new);
         Ok(Listener {
             listener,
             limit: Arc::new(Semaphore::new(settings.max_conns)),
@@ -74,6 +102,9 @@ impl Listener {
                 forwarder,
                 metrics,
                 refusals: accept::RefusalLog::default(),
+                acl,
+                sources,
+                routes,
             }),
             tracker: ctx.tracker.clone(),
         })
@@ -106,11 +137,18 @@ impl Listener {
             shutdown,
             |stream, peer| {
                 let m = &shared.metrics;
+                // With accept_proxy the client's address is the header's:
+                // checked once it is read.
+                if !shared.settings.accept_proxy && !shared.acl.permits(peer.ip()) {
+                    shared.refuse(peer, accept::Refusal::Denied, &"address not allowed");
+                    drop(stream); // closed at once
+                    return;
+                }
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
                     m.refused.inc();
-                    shared
-                        .refusals
-                        .note(&shared.settings.name, peer, shared.settings.max_conns);
+                    let why =
+                        format_args!("max_conns ({}) connections open", shared.settings.max_conns);
+                    shared.refuse(peer, accept::Refusal::MaxConns, &why);
                     drop(stream); // closed at once
                     return;
                 };
