@@ -53,7 +53,18 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
     let mut balancer = &shared.balancer;
     let mut server_name = None;
     if !shared.routes.is_empty() {
-        server_name = sni::server_name(&client, sni::HELLO_TIMEOUT).await;
+        let peeked = sni::server_name(&client, sni::HELLO_TIMEOUT).await;
+        if peeked.rearm {
+            client = match sni::rearm(client) {
+                Ok(c) => c,
+                Err(e) => {
+                    shared.metrics.closed(Ending::Error);
+                    tracing::warn!(listener = name, client = %src, error = %e, "connection closed: cannot register the socket again");
+                    return;
+                }
+            };
+        }
+        server_name = peeked.name;
         if let Some(group) = server_name.as_deref().and_then(|n| shared.routes.find(n)) {
             balancer = group;
         }

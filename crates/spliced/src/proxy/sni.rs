@@ -171,26 +171,63 @@ fn host_name(raw: &[u8]) -> Option<String> {
 /// Peeks at `stream` until its first bytes are a whole ClientHello, not
 /// TLS, [`MAX_HELLO`] bytes long, at EOF or `timeout`; returns the server
 /// name if there is one. Nothing is consumed.
-pub(crate) async fn server_name(stream: &TcpStream, timeout: Duration) -> Option<String> {
+///
+/// A ClientHello that arrives in pieces makes the peek wait for more
+/// bytes by clearing tokio's read readiness while bytes are in the
+/// socket; the edge-triggered registration would then never report them.
+/// `Peeked::rearm` says so: the caller must [`rearm`] the stream before
+/// anything waits for it to be readable.
+pub(crate) async fn server_name(stream: &TcpStream, timeout: Duration) -> Peeked {
+    let mut rearm = false;
+    let name = peek_name(stream, timeout, &mut rearm).await;
+    Peeked { name, rearm }
+}
+
+/// What [`server_name`] found.
+#[derive(Debug)]
+pub(crate) struct Peeked {
+    /// The server name, if a whole ClientHello with one came.
+    pub(crate) name: Option<String>,
+    /// Whether the stream's readiness was cleared with bytes unread.
+    pub(crate) rearm: bool,
+}
+
+/// Registers `stream` afresh with the runtime: `epoll_ctl(ADD)` reports
+/// the bytes already there, which a cleared edge-triggered readiness
+/// would not (two `epoll_ctl` calls, only after a ClientHello in pieces).
+///
+/// # Errors
+/// As `epoll_ctl(2)`.
+pub(crate) fn rearm(stream: TcpStream) -> io::Result<TcpStream> {
+    TcpStream::from_std(stream.into_std()?)
+}
+
+async fn peek_name(stream: &TcpStream, timeout: Duration, rearm: &mut bool) -> Option<String> {
     let mut buf = vec![0u8; MAX_HELLO];
     let mut seen = 0;
     let peek = async {
         loop {
-            stream.readable().await.ok()?;
+            let ready = stream.ready(Interest::READABLE).await.ok()?;
             // A peek that sees nothing new reports WouldBlock so that tokio
-            // clears the readiness and the next `readable` waits for more
-            // bytes (a plain peek would return the same bytes at once).
+            // clears the readiness and the next wait is for more bytes (a
+            // plain peek would return the same bytes at once, forever).
             let n = stream.try_io(Interest::READABLE, || {
                 let (n, _) = rustix::net::recv(stream, &mut buf[..], RecvFlags::PEEK)?;
                 if n == seen && n != 0 {
+                    *rearm = true;
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 Ok(n)
             });
             let n = match n {
-                Ok(n) => n,
+                // The peer has closed its side: no more bytes will come
+                // (and "read closed" never clears: waiting would spin).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && ready.is_read_closed() => {
+                    return None;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(_) => return None,
+                Ok(n) => n,
             };
             if n == 0 {
                 return None; // EOF before any byte
