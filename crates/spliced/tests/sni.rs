@@ -233,6 +233,72 @@ fn a_hello_cut_short_by_eof_or_silence() {
     assert_eq!(back, [0x16, 0x03, 0x01, 0x00]);
 }
 
+/// A ClientHello record for `name` with a padding extension (21) of
+/// `pad` bytes, built by hand.
+fn big_hello(name: &str, pad: usize) -> Vec<u8> {
+    let n = name.as_bytes();
+    let mut exts = vec![0, 0];
+    exts.extend_from_slice(&((n.len() + 5) as u16).to_be_bytes());
+    exts.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
+    exts.push(0);
+    exts.extend_from_slice(&(n.len() as u16).to_be_bytes());
+    exts.extend_from_slice(n);
+    exts.extend_from_slice(&[0, 21]);
+    exts.extend_from_slice(&(pad as u16).to_be_bytes());
+    exts.resize(exts.len() + pad, 0);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[1; 32]);
+    body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    body.extend_from_slice(&exts);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![22, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+/// ClientHellos longer than the first 2 KiB peek are routed too; one
+/// longer than the 16 KiB cap goes to the default route.
+#[test]
+fn large_hellos() {
+    let big = util::tag_server("big");
+    let plain = util::tag_server("default");
+    let (route, d) = (format!("big.example={big}"), plain.to_string());
+    let mut proc = Proc::spawn(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &d,
+        "--route",
+        &route,
+    ]);
+    let proxy = proc.listen_addr();
+    for (pad, expect) in [
+        (100, "big"),
+        (5000, "big"),
+        (15000, "big"),
+        (17000, "default"),
+    ] {
+        let hello = big_hello("big.example", pad);
+        let mut c = connect(proxy);
+        c.set_nodelay(true).unwrap();
+        // In two writes for the larger ones.
+        let half = hello.len() / 2;
+        c.write_all(&hello[..half]).unwrap();
+        thread::sleep(Duration::from_millis(20));
+        c.write_all(&hello[half..]).unwrap();
+        assert_eq!(read_line(&mut c).unwrap(), expect, "padding {pad}");
+        // The whole ClientHello reached the upstream unchanged.
+        let mut echoed = vec![0u8; hello.len()];
+        c.read_exact(&mut echoed).unwrap();
+        assert!(echoed == hello, "padding {pad}: bytes changed");
+    }
+}
+
 #[test]
 fn routes_from_flags_and_a_client_that_closes_early() {
     let tls = tls();

@@ -28,6 +28,9 @@ use crate::balance::Balancer;
 /// A longer ClientHello goes to the default route.
 pub(crate) const MAX_HELLO: usize = 16 * 1024;
 
+/// The bytes peeked first.
+const FIRST_PEEK: usize = 2048;
+
 /// The largest TLS record body (2^14) and some room for a sender that
 /// pads; anything larger is not TLS.
 const MAX_RECORD: usize = (1 << 14) + 2048;
@@ -203,7 +206,9 @@ pub(crate) fn rearm(stream: TcpStream) -> io::Result<TcpStream> {
 }
 
 async fn peek_name(stream: &TcpStream, timeout: Duration, rearm: &mut bool) -> Option<String> {
-    let mut buf = vec![0u8; MAX_HELLO];
+    // Most ClientHellos fit in 2 KiB (one with a post-quantum key share
+    // is about 1.8 KiB): start there, grow to MAX_HELLO if needed.
+    let mut buf = vec![0u8; FIRST_PEEK];
     let mut seen = 0;
     let peek = async {
         loop {
@@ -236,7 +241,8 @@ async fn peek_name(stream: &TcpStream, timeout: Duration, rearm: &mut bool) -> O
             match parse(&buf[..n]) {
                 Hello::Name(name) => return Some(name),
                 Hello::NoName | Hello::NotTls => return None,
-                Hello::Incomplete if n == buf.len() => return None,
+                Hello::Incomplete if n == MAX_HELLO => return None,
+                Hello::Incomplete if n == buf.len() => buf.resize(MAX_HELLO, 0),
                 Hello::Incomplete => {}
             }
         }
