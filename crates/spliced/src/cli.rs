@@ -194,7 +194,7 @@ pub(crate) enum Mode {
 #[command(
     allow_negative_numbers = true,
     after_help = "Client: spliced bench --target ADDR [--mode stream|connect] ...\n\
-Server: spliced bench --serve ADDR [--echo|--sink]\n\n\
+Server: spliced bench --serve ADDR [--echo|--sink] [--accept-proxy]\n\n\
 stream: --conns connections write for --duration (or until --size bytes each); by default \
 they expect an echo and verify every byte that comes back; with --oneway they only send \
 (pair with a --sink server, which answers the byte count it received for verification).\n\
@@ -236,6 +236,10 @@ pub(crate) struct BenchArgs {
     /// Server: discard what is received; answer the byte count at EOF.
     #[arg(long, requires = "serve")]
     pub(crate) sink: bool,
+    /// Server: read a PROXY protocol header (v1 or v2) from each
+    /// connection first (behind `spliced run --send-proxy`).
+    #[arg(long, requires = "serve")]
+    pub(crate) accept_proxy: bool,
 }
 
 fn duration(s: &str) -> Result<DurationValue, String> {

@@ -104,6 +104,25 @@ fn send_proxy_v1_is_the_spec_line_before_the_first_byte() {
         parsed.addresses,
         ppp::v1::Addresses::new_tcp4([127, 0, 0, 1], [127, 0, 0, 1], me.port(), proxy.port())
     );
+
+    // On 0.0.0.0 the destination is the address the client reached.
+    let mut any = Proc::spawn(&[
+        "run",
+        "--listen",
+        "0.0.0.0:0",
+        "--upstream",
+        &up,
+        "--send-proxy",
+        "v1",
+    ]);
+    let port = any.listen_addr().port();
+    let mut c = connect(([127, 0, 0, 1], port).into());
+    let h = echo_through(proxy, &mut c, b"via 0.0.0.0", &headers);
+    let me = c.local_addr().unwrap();
+    assert_eq!(
+        String::from_utf8(h).unwrap(),
+        format!("PROXY TCP4 127.0.0.1 127.0.0.1 {} {port}\r\n", me.port())
+    );
 }
 
 #[test]
@@ -391,5 +410,58 @@ fn haproxy_in_front_and_behind() {
     assert!(
         log.contains(&format!("client={}", c.local_addr().unwrap())),
         "{log}"
+    );
+}
+
+/// The load generator through `--send-proxy v2` and `--route` (what the
+/// CPU-per-connection comparison runs): `spliced bench --serve
+/// --accept-proxy` strips the header, so every echo verifies.
+#[test]
+fn bench_through_send_proxy_and_routes() {
+    let mut server = Proc::spawn(&[
+        "bench",
+        "--serve",
+        "127.0.0.1:0",
+        "--echo",
+        "--accept-proxy",
+    ]);
+    let upstream = server.listen_addr().to_string();
+    let route = format!("a.example={upstream}");
+    let mut proc = Proc::spawn(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--send-proxy",
+        "v2",
+        "--route",
+        &route,
+    ]);
+    let target = proc.listen_addr().to_string();
+    let out = util::run(
+        &[
+            "bench",
+            "--target",
+            &target,
+            "--mode",
+            "connect",
+            "--conns",
+            "4",
+            "--duration",
+            "0.5",
+            "--json",
+        ],
+        WAIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["failures"]["errors"], 0, "{v}");
+    assert!(v["connections"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(
+        !server.stderr().contains("bench server:"),
+        "{}",
+        server.stderr()
     );
 }

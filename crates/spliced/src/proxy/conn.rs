@@ -89,7 +89,7 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
     let _ = upstream.set_nodelay(true);
     let mut header_error = None;
     if let Some(version) = settings.send_proxy {
-        let dst = match dst {
+        let dst = match dst.or(shared.local) {
             Some(d) => Ok(d),
             None => client.local_addr(),
         };

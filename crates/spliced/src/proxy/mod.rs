@@ -25,6 +25,8 @@ use crate::forward::Forwarder;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::shutdown::{Shutdown, Tracker};
 
+pub(crate) use proxy_header::read as read_proxy_header;
+
 /// What every listener of one process shares.
 #[derive(Debug, Clone)]
 pub(crate) struct Context {
@@ -60,6 +62,10 @@ struct Shared {
     sources: Option<Arc<Sources>>,
     /// SNI routes; `balancer` is the default route.
     routes: sni::Routes,
+    /// The bound address when it is one address (not 0.0.0.0 or ::):
+    /// every client's destination for `send_proxy`, without a
+    /// `getsockname` per connection.
+    local: Option<SocketAddr>,
 }
 
 impl Shared {
@@ -93,6 +99,7 @@ impl Listener {
         );
         let acl = Acl::new(settings.allow.clone(), settings.deny.clone());
         let sources = settings.max_conns_per_source.map(Sources::new);
+        let local = Some(listener.local_addr()?).filter(|a| !a.ip().is_unspecified());
         Ok(Listener {
             listener,
             limit: Arc::new(Semaphore::new(settings.max_conns)),
@@ -105,6 +112,7 @@ impl Listener {
                 acl,
                 sources,
                 routes,
+                local,
             }),
             tracker: ctx.tracker.clone(),
         })
