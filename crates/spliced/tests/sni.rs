@@ -299,6 +299,71 @@ fn large_hellos() {
     }
 }
 
+/// Behind a balancer: the PROXY header is read (exactly), then the
+/// ClientHello after it is peeked and routed, and the handshake completes.
+#[test]
+fn routes_behind_accept_proxy() {
+    let tls = tls();
+    let a = upstream("A", Arc::clone(&tls.server));
+    let default = upstream("D", Arc::clone(&tls.server));
+    let (a_s, d_s) = (format!("a.example={a}"), default.to_string());
+    let mut proc = Proc::spawn(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &d_s,
+        "--route",
+        &a_s,
+        "--accept-proxy",
+    ]);
+    let proxy = proc.listen_addr();
+    for (name, split) in [
+        ("a.example", false),
+        ("a.example", true),
+        ("other.example", false),
+    ] {
+        let conn = ClientConnection::new(
+            Arc::clone(&tls.client),
+            ServerName::try_from(name.to_owned()).unwrap(),
+        )
+        .unwrap();
+        let mut sock = connect(proxy);
+        sock.set_nodelay(true).unwrap();
+        let header = b"PROXY TCP4 192.0.2.9 192.0.2.1 5000 443\r\n";
+        if split {
+            // The header and the first byte of the ClientHello together.
+            let mut conn = conn;
+            let mut hello = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut hello).unwrap();
+            }
+            sock.write_all(&[&header[..], &hello[..1]].concat())
+                .unwrap();
+            thread::sleep(Duration::from_millis(50));
+            sock.write_all(&hello[1..]).unwrap();
+            let mut tls = StreamOwned::new(conn, sock);
+            writeln!(tls, "hi").unwrap();
+            let mut answer = String::new();
+            BufReader::new(&mut tls).read_line(&mut answer).unwrap();
+            assert_eq!(answer.trim_end(), format!("A {name} hi"));
+            continue;
+        }
+        sock.write_all(header).unwrap();
+        let mut tls = StreamOwned::new(conn, sock);
+        writeln!(tls, "hi").unwrap();
+        let mut answer = String::new();
+        BufReader::new(&mut tls).read_line(&mut answer).unwrap();
+        let tag = if name == "a.example" { "A" } else { "D" };
+        assert_eq!(answer.trim_end(), format!("{tag} {name} hi"));
+    }
+    let log = eventually("three close lines", || {
+        let e = proc.stderr();
+        (e.matches("connection closed").count() >= 3).then_some(e)
+    });
+    assert!(log.contains("client=192.0.2.9:5000"), "{log}");
+}
+
 #[test]
 fn routes_from_flags_and_a_client_that_closes_early() {
     let tls = tls();
