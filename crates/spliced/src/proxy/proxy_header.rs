@@ -259,6 +259,34 @@ async fn read_header(stream: &mut TcpStream) -> Result<Received, HeaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Garbage is an error, never a panic; a frame never claims more
+        /// bytes than there are or than the caps allow.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            check_any(&bytes);
+            check_any(&[b"PROXY ".as_slice(), &bytes].concat());
+            check_any(&[V2_SIGNATURE, &bytes].concat());
+        }
+
+        #[test]
+        fn mutated_headers_never_panic(at in 0usize..64, byte in any::<u8>(), v2 in any::<bool>()) {
+            let version = if v2 { ProxyVersion::V2 } else { ProxyVersion::V1 };
+            let mut h = encode(version, "[2001:db8::1]:1".parse().unwrap(), "[::1]:2".parse().unwrap());
+            let at = at % h.len();
+            h[at] = byte;
+            check_any(&h);
+        }
+    }
+
+    fn check_any(buf: &[u8]) {
+        if let Ok(Frame::Complete(n)) = frame(buf) {
+            assert!(n <= buf.len() && n <= V2_MAX);
+            let _ = parse(&buf[..n]);
+        }
+    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
