@@ -484,11 +484,8 @@ impl Resolver<'_> {
             None,
             "max_conns_per_source",
         );
-        if per_source.as_ref().is_some_and(|p| p.value == 0) {
-            return Err(per_source
-                .as_ref()
-                .expect("checked")
-                .error("must be at least 1"));
+        if let Some(p) = per_source.as_ref().filter(|p| p.value == 0) {
+            return Err(p.error("must be at least 1"));
         }
         let allow = self.networks(&o.allow, "allow", l.and_then(|l| l.allow.as_ref()), i)?;
         let deny = self.networks(&o.deny, "deny", l.and_then(|l| l.deny.as_ref()), i)?;

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use super::accept::Refusal;
 use super::proxy_header::{self, Received};
 use super::{connect, sni, Shared};
+use crate::config::ProxyVersion;
 use crate::metrics::Ending;
 
 /// Serves `client` (accepted from `peer`) until both directions are done
@@ -59,7 +60,12 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
                 Ok(c) => c,
                 Err(e) => {
                     shared.metrics.closed(Ending::Error);
-                    tracing::warn!(listener = name, client = %src, error = %e, "connection closed: cannot register the socket again");
+                    tracing::warn!(
+                        listener = name,
+                        client = %src,
+                        error = %e,
+                        "connection closed: cannot register the socket again"
+                    );
                     return;
                 }
             };
@@ -87,26 +93,12 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
         }
     };
     let _ = upstream.set_nodelay(true);
-    let mut header_error = None;
-    if let Some(version) = settings.send_proxy {
-        let dst = match dst.or(shared.local) {
-            Some(d) => Ok(d),
-            None => client.local_addr(),
-        };
-        let written = match dst {
-            Ok(dst) => {
-                let header = proxy_header::encode(version, src, dst);
-                upstream.write_all(&header).await
-            }
-            Err(e) => Err(e),
-        };
-        header_error = written.err().map(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("writing the PROXY header to the upstream: {e}"),
-            )
-        });
-    }
+    let header_error = match settings.send_proxy {
+        Some(version) => send_header(shared, &client, &mut upstream, version, src, dst)
+            .await
+            .err(),
+        None => None,
+    };
     let outcome = match header_error {
         None => Some(
             shared
@@ -145,4 +137,28 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
         error = error.map(tracing::field::display),
         "connection closed"
     );
+}
+
+/// Writes the PROXY header of `version` for client `src` to `upstream`;
+/// the destination is `dst` (from a received header), else the
+/// listener's address, else the one `client` reached.
+async fn send_header(
+    shared: &Shared,
+    client: &TcpStream,
+    upstream: &mut TcpStream,
+    version: ProxyVersion,
+    src: SocketAddr,
+    dst: Option<SocketAddr>,
+) -> io::Result<()> {
+    let dst = match dst.or(shared.local) {
+        Some(d) => d,
+        None => client.local_addr()?,
+    };
+    let header = proxy_header::encode(version, src, dst);
+    upstream.write_all(&header).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing the PROXY header to the upstream: {e}"),
+        )
+    })
 }
