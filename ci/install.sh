@@ -23,3 +23,7 @@ msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
 rustup run "$msrv" rustc --version >/dev/null 2>&1 ||
   timeout 300 rustup toolchain install "$msrv" --profile minimal ||
   echo "install: the MSRV toolchain $msrv could not be installed"
+# The PROXY protocol test puts HAProxy in front of and behind spliced.
+command -v haproxy >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+}

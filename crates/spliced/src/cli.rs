@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::units::{parse_duration, parse_size, DurationValue, SizeValue};
-use crate::config::{Balance, CopyMode, Overrides};
+use crate::config::{Balance, CopyMode, Overrides, ProxyVersion};
 
 /// spliced: an L4 TCP proxy that forwards with zero-copy splice(2) through
 /// pooled pipes.
@@ -24,6 +24,8 @@ pub(crate) struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of `RunArgs` costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     /// Run the proxy.
     Run(RunArgs),
@@ -101,6 +103,33 @@ pub(crate) struct RunArgs {
     /// bind ports below 1024, then serve unprivileged.
     #[arg(long, value_name = "NAME")]
     pub(crate) user: Option<String>,
+    /// Write a PROXY protocol header (v1 text or v2 binary) with the
+    /// client's address to each upstream before any client byte.
+    #[arg(long, value_enum, value_name = "VERSION")]
+    pub(crate) send_proxy: Option<ProxyVersion>,
+    /// Read a PROXY protocol header (v1 or v2) from each client first (a
+    /// load balancer in front) and take the client's address from it.
+    #[arg(long)]
+    pub(crate) accept_proxy: bool,
+    /// How long a client has to send its PROXY header [default: 3s].
+    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+    pub(crate) proxy_timeout: Option<DurationValue>,
+    /// Send TLS clients asking for server NAME (exact, or `*.suffix`) to
+    /// ADDR; repeat (a NAME several times makes a group). The longest
+    /// match wins; --upstream is the route for the rest.
+    #[arg(long = "route", value_name = "NAME=ADDR", value_parser = route)]
+    pub(crate) routes: Vec<(String, String)>,
+    /// Allow clients from this network (CIDR or address); repeat. Without
+    /// any, all are allowed.
+    #[arg(long, value_name = "CIDR", value_parser = crate::acl::parse_net)]
+    pub(crate) allow: Vec<ipnet::IpNet>,
+    /// Refuse clients from this network (CIDR or address); repeat. Wins
+    /// over --allow.
+    #[arg(long, value_name = "CIDR", value_parser = crate::acl::parse_net)]
+    pub(crate) deny: Vec<ipnet::IpNet>,
+    /// Most connections open at once from one client address per listener.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub(crate) max_conns_per_source: Option<usize>,
     /// Check the configuration, print it and exit.
     #[arg(long)]
     pub(crate) check: bool,
@@ -127,6 +156,13 @@ impl RunArgs {
             grace_period: self.grace_period,
             log_level,
             user: self.user.clone(),
+            send_proxy: self.send_proxy,
+            accept_proxy: self.accept_proxy.then_some(true),
+            proxy_timeout: self.proxy_timeout,
+            routes: self.routes.clone(),
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            max_conns_per_source: self.max_conns_per_source,
         }
     }
 }
@@ -165,7 +201,7 @@ pub(crate) enum Mode {
 #[command(
     allow_negative_numbers = true,
     after_help = "Client: spliced bench --target ADDR [--mode stream|connect] ...\n\
-Server: spliced bench --serve ADDR [--echo|--sink]\n\n\
+Server: spliced bench --serve ADDR [--echo|--sink] [--accept-proxy]\n\n\
 stream: --conns connections write for --duration (or until --size bytes each); by default \
 they expect an echo and verify every byte that comes back; with --oneway they only send \
 (pair with a --sink server, which answers the byte count it received for verification).\n\
@@ -207,6 +243,10 @@ pub(crate) struct BenchArgs {
     /// Server: discard what is received; answer the byte count at EOF.
     #[arg(long, requires = "serve")]
     pub(crate) sink: bool,
+    /// Server: read a PROXY protocol header (v1 or v2) from each
+    /// connection first (behind `spliced run --send-proxy`).
+    #[arg(long, requires = "serve")]
+    pub(crate) accept_proxy: bool,
 }
 
 fn duration(s: &str) -> Result<DurationValue, String> {
@@ -225,6 +265,17 @@ fn at_least_one(s: &str) -> Result<usize, String> {
             Err(format!("`{s}`: must be a whole number of at least 1"))
         }
         Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
+fn route(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, addr)) if !name.is_empty() && !addr.is_empty() => {
+            Ok((name.to_owned(), addr.to_owned()))
+        }
+        _ => Err(format!(
+            "`{s}` is not NAME=ADDR (e.g. api.example.com=10.0.0.5:443)"
+        )),
     }
 }
 

@@ -174,6 +174,13 @@ async fn run_mode(
         idle_timeout: Some(Duration::from_secs(30)),
         max_conns: 10_000,
         dns_ttl: crate::config::DEFAULT_DNS_TTL,
+        send_proxy: None,
+        accept_proxy: false,
+        proxy_timeout: Duration::from_secs(3),
+        routes: Vec::new(),
+        allow: Vec::new(),
+        deny: Vec::new(),
+        max_conns_per_source: None,
     };
     // The proxy on a runtime of its own, one worker thread: its CPU time is
     // that thread's.

@@ -12,6 +12,7 @@
 //! `unsafe` is denied: the libc calls that drop root go through `nix`.
 #![deny(unsafe_code)]
 
+mod acl;
 mod balance;
 mod bench;
 mod cli;

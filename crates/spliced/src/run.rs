@@ -298,6 +298,40 @@ fn announce(line: &str) {
     let _ = out.flush();
 }
 
+/// `--check`: a listener's PROXY protocol, access and SNI settings, one
+/// line each, only those that are set.
+fn print_listener_extras(l: &config::ListenerSettings) {
+    let list = |nets: &[ipnet::IpNet]| {
+        nets.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(v) = l.send_proxy {
+        println!("  send_proxy {}", v.as_str());
+    }
+    if l.accept_proxy {
+        println!("  accept_proxy, proxy_timeout {:?}", l.proxy_timeout);
+    }
+    if !l.allow.is_empty() {
+        println!("  allow [{}]", list(&l.allow));
+    }
+    if !l.deny.is_empty() {
+        println!("  deny [{}]", list(&l.deny));
+    }
+    if let Some(n) = l.max_conns_per_source {
+        println!("  max_conns_per_source {n}");
+    }
+    for r in &l.routes {
+        println!(
+            "  route sni `{}`: {} to [{}]",
+            r.sni,
+            r.balance.as_str(),
+            r.upstreams.join(", ")
+        );
+    }
+}
+
 /// `--check`: the resolved settings.
 fn print_settings(s: &Settings) {
     println!("configuration OK");
@@ -315,6 +349,7 @@ fn print_settings(s: &Settings) {
             l.max_conns,
             l.dns_ttl
         );
+        print_listener_extras(l);
     }
     println!(
         "pool: max_pipes {}, pipe_size {}, idle_timeout {:?}",

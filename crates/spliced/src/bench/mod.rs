@@ -41,6 +41,7 @@ pub(crate) fn main(args: &BenchArgs, log_flag: Option<&str>) -> anyhow::Result<E
                     } else {
                         ServeMode::Echo
                     },
+                    args.accept_proxy,
                 )
                 .await
             }
@@ -49,7 +50,11 @@ pub(crate) fn main(args: &BenchArgs, log_flag: Option<&str>) -> anyhow::Result<E
     })
 }
 
-async fn serve_main(addr: SocketAddr, mode: ServeMode) -> anyhow::Result<ExitCode> {
+async fn serve_main(
+    addr: SocketAddr,
+    mode: ServeMode,
+    accept_proxy: bool,
+) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
     let listener = crate::net::listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let what = match mode {
@@ -61,7 +66,7 @@ async fn serve_main(addr: SocketAddr, mode: ServeMode) -> anyhow::Result<ExitCod
         listener.local_addr()?
     );
     tokio::select! {
-        () = serve::serve(listener, mode) => {}
+        () = serve::serve_with(listener, mode, accept_proxy) => {}
         _ = signals.recv() => {}
     }
     Ok(ExitCode::SUCCESS)

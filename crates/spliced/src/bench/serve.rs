@@ -21,11 +21,24 @@ pub(crate) enum ServeMode {
 
 /// Serves every connection of `listener` until the task is dropped.
 pub(crate) async fn serve(listener: TcpListener, mode: ServeMode) {
+    serve_with(listener, mode, false).await;
+}
+
+/// [`serve`], first reading a PROXY header from each connection when
+/// `accept_proxy` (the upstream of a `spliced run --send-proxy`).
+pub(crate) async fn serve_with(listener: TcpListener, mode: ServeMode, accept_proxy: bool) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((mut stream, _)) => {
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
+                    if accept_proxy {
+                        let wait = crate::config::DEFAULT_PROXY_TIMEOUT;
+                        if let Err(e) = crate::proxy::read_proxy_header(&mut stream, wait).await {
+                            tracing::warn!("bench server: {e}");
+                            return;
+                        }
+                    }
                     let r = match mode {
                         ServeMode::Echo => echo(stream).await,
                         ServeMode::Sink => sink(stream).await,

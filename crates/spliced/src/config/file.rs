@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::units::{DurationValue, SizeValue};
-use super::{Balance, CopyMode};
+use super::{Balance, CopyMode, ProxyVersion};
 
 /// The whole file. Top-level listener settings are defaults for every
 /// `[[listener]]`.
@@ -83,4 +83,31 @@ pub(crate) struct ListenerSection {
     pub(crate) max_conns: Option<Spanned<usize>>,
     /// Re-resolve upstream host names this often.
     pub(crate) dns_ttl: Option<Spanned<DurationValue>>,
+    /// Write a PROXY header (`"v1"` or `"v2"`) to each upstream.
+    pub(crate) send_proxy: Option<Spanned<ProxyVersion>>,
+    /// Read a PROXY header from each client first.
+    pub(crate) accept_proxy: Option<Spanned<bool>>,
+    /// How long a client has to send its PROXY header.
+    pub(crate) proxy_timeout: Option<Spanned<DurationValue>>,
+    /// `[[listener.route]]` tables: SNI routes.
+    #[serde(default)]
+    pub(crate) route: Vec<Spanned<RouteSection>>,
+    /// Networks (CIDR or address) allowed to connect.
+    pub(crate) allow: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Networks (CIDR or address) refused.
+    pub(crate) deny: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Most connections open at once from one client IP address.
+    pub(crate) max_conns_per_source: Option<Spanned<usize>>,
+}
+
+/// One `[[listener.route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteSection {
+    /// A server name, or `*.suffix`.
+    pub(crate) sni: Spanned<String>,
+    /// The upstream group of this name.
+    pub(crate) upstreams: Spanned<Vec<Spanned<String>>>,
+    /// Its balance (default: the listener's).
+    pub(crate) balance: Option<Spanned<Balance>>,
 }

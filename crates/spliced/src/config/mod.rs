@@ -72,6 +72,42 @@ impl CopyMode {
     }
 }
 
+/// The PROXY protocol version written to upstreams (`send_proxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ProxyVersion {
+    /// The text line (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// The binary header (`PROXY` command, TCP over IPv4/IPv6).
+    V2,
+}
+
+impl ProxyVersion {
+    /// The name used in the config file and on the command line.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ProxyVersion::V1 => "v1",
+            ProxyVersion::V2 => "v2",
+        }
+    }
+}
+
+/// Default time a client has to send its PROXY header (`accept_proxy`).
+pub(crate) const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One SNI route of a listener: TLS clients asking for `sni` go to
+/// `upstreams`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RouteSettings {
+    /// A server name (lower case), or `*.suffix` for any name ending in
+    /// `.suffix`.
+    pub(crate) sni: String,
+    /// `host:port` of each upstream; never empty.
+    pub(crate) upstreams: Vec<String>,
+    /// The balance policy of this group.
+    pub(crate) balance: Balance,
+}
+
 /// Everything the proxy needs, validated.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -119,4 +155,18 @@ pub(crate) struct ListenerSettings {
     /// Most client connections open at once, at least 1 (by default
     /// sized to the fd limit, see [`crate::limits::fit`]).
     pub(crate) max_conns: usize,
+    /// Write a PROXY header of this version to each upstream.
+    pub(crate) send_proxy: Option<ProxyVersion>,
+    /// Read a PROXY header from each client first.
+    pub(crate) accept_proxy: bool,
+    /// How long a client has to send its PROXY header.
+    pub(crate) proxy_timeout: Duration,
+    /// SNI routes; `upstreams` is the default route.
+    pub(crate) routes: Vec<RouteSettings>,
+    /// Clients allowed (empty: all), by network.
+    pub(crate) allow: Vec<ipnet::IpNet>,
+    /// Clients refused, by network (wins over `allow`).
+    pub(crate) deny: Vec<ipnet::IpNet>,
+    /// Most connections open at once from one client IP address.
+    pub(crate) max_conns_per_source: Option<usize>,
 }

@@ -8,11 +8,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use toml::Spanned;
 
-use super::file::{FileConfig, ListenerSection};
+use super::file::{FileConfig, ListenerSection, RouteSection};
 use super::units::{DurationValue, SizeValue};
 use super::{
-    Balance, ConfigError, CopyMode, ListenerSettings, Origin, Settings, DEFAULT_CONNECT_ATTEMPTS,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_TTL, DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT,
+    Balance, ConfigError, CopyMode, ListenerSettings, Origin, ProxyVersion, RouteSettings,
+    Settings, DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_TTL,
+    DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT, DEFAULT_PROXY_TIMEOUT,
 };
 
 /// Settings given as flags to `spliced run`; each overrides the file.
@@ -53,6 +54,21 @@ pub(crate) struct Overrides {
     pub(crate) log_level: Option<String>,
     /// `--user`.
     pub(crate) user: Option<String>,
+    /// `--send-proxy`.
+    pub(crate) send_proxy: Option<ProxyVersion>,
+    /// `--accept-proxy` (`Some(true)` when given).
+    pub(crate) accept_proxy: Option<bool>,
+    /// `--proxy-timeout`.
+    pub(crate) proxy_timeout: Option<DurationValue>,
+    /// `--route NAME=ADDR`, in order: replaces the routes of the
+    /// `--listen` listener or of the file's only listener.
+    pub(crate) routes: Vec<(String, String)>,
+    /// `--allow`: replaces every listener's allow list when not empty.
+    pub(crate) allow: Vec<ipnet::IpNet>,
+    /// `--deny`: replaces every listener's deny list when not empty.
+    pub(crate) deny: Vec<ipnet::IpNet>,
+    /// `--max-conns-per-source`.
+    pub(crate) max_conns_per_source: Option<usize>,
 }
 
 /// Reads `path` (if any), applies the flags and validates the result.
@@ -284,6 +300,13 @@ impl Resolver<'_> {
             };
             return Err(ConfigError::new(origin, "listener", message));
         }
+        if !o.routes.is_empty() && f.listener.len() > 1 {
+            return Err(ConfigError::new(
+                Origin::Flag("route"),
+                "route",
+                "--route without --listen applies to a single listener, but the file has several",
+            ));
+        }
         if !o.upstreams.is_empty() && f.listener.len() > 1 {
             return Err(ConfigError::new(
                 Origin::Flag("upstream"),
@@ -483,7 +506,56 @@ impl Resolver<'_> {
         if dns_ttl.value.0.is_zero() {
             return Err(dns_ttl.error("must be longer than zero"));
         }
-        let connect_attempts = attempts.value.min(upstreams.len());
+        let send_proxy = self
+            .pick(
+                (o.send_proxy.as_ref(), "send-proxy"),
+                &[(l.and_then(|l| l.send_proxy.as_ref()), at("send_proxy"))],
+                None,
+                "send_proxy",
+            )
+            .map(|p| p.value);
+        let accept_proxy = self
+            .pick(
+                (o.accept_proxy.as_ref(), "accept-proxy"),
+                &[(l.and_then(|l| l.accept_proxy.as_ref()), at("accept_proxy"))],
+                Some(false),
+                "accept_proxy",
+            )
+            .is_some_and(|p| p.value);
+        let proxy_timeout = self
+            .pick(
+                (o.proxy_timeout.as_ref(), "proxy-timeout"),
+                &[(
+                    l.and_then(|l| l.proxy_timeout.as_ref()),
+                    at("proxy_timeout"),
+                )],
+                Some(DurationValue(DEFAULT_PROXY_TIMEOUT)),
+                "proxy_timeout",
+            )
+            .expect("has a default");
+        if proxy_timeout.value.0.is_zero() {
+            return Err(proxy_timeout.error("must be longer than zero"));
+        }
+        let per_source = self.pick(
+            (o.max_conns_per_source.as_ref(), "max-conns-per-source"),
+            &[(
+                l.and_then(|l| l.max_conns_per_source.as_ref()),
+                at("max_conns_per_source"),
+            )],
+            None,
+            "max_conns_per_source",
+        );
+        if let Some(p) = per_source.as_ref().filter(|p| p.value == 0) {
+            return Err(p.error("must be at least 1"));
+        }
+        let allow = self.networks(&o.allow, "allow", l.and_then(|l| l.allow.as_ref()), i)?;
+        let deny = self.networks(&o.deny, "deny", l.and_then(|l| l.deny.as_ref()), i)?;
+        let routes = self.routes(l, i, balance)?;
+        let largest_group = routes
+            .iter()
+            .map(|r| r.upstreams.len())
+            .fold(upstreams.len(), usize::max);
+        let connect_attempts = attempts.value.min(largest_group);
         let given_conns = max_conns.map(|m| m.value);
         let l = ListenerSettings {
             name,
@@ -496,8 +568,105 @@ impl Resolver<'_> {
             idle_timeout: Some(idle.value.0).filter(|d| !d.is_zero()),
             dns_ttl: dns_ttl.value.0,
             max_conns: given_conns.unwrap_or(0),
+            send_proxy,
+            accept_proxy,
+            proxy_timeout: proxy_timeout.value.0,
+            routes,
+            allow,
+            deny,
+            max_conns_per_source: per_source.map(|p| p.value),
         };
         Ok((l, given_conns))
+    }
+
+    /// An `allow` or `deny` list: the flags' if given, else the
+    /// listener's, else empty.
+    fn networks(
+        &self,
+        flags: &[ipnet::IpNet],
+        key: &str,
+        file: Option<&Spanned<Vec<Spanned<String>>>>,
+        i: usize,
+    ) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        if !flags.is_empty() {
+            return Ok(flags.to_vec());
+        }
+        let Some(list) = file else {
+            return Ok(Vec::new());
+        };
+        list.get_ref()
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                crate::acl::parse_net(s.get_ref()).map_err(|m| {
+                    ConfigError::new(self.origin(s), format!("listener[{i}].{key}[{j}]"), m)
+                })
+            })
+            .collect()
+    }
+
+    /// SNI routes: from `--route` flags (grouped by name, in order, with
+    /// the listener's balance) if any, else the listener's
+    /// `[[listener.route]]` tables.
+    fn routes(
+        &self,
+        l: Option<&ListenerSection>,
+        i: usize,
+        balance: Balance,
+    ) -> Result<Vec<RouteSettings>, ConfigError> {
+        let mut out: Vec<RouteSettings> = Vec::new();
+        if !self.flags.routes.is_empty() {
+            let flag = |m: String| ConfigError::new(Origin::Flag("route"), "route", m);
+            for (name, addr) in &self.flags.routes {
+                let sni = check_sni(name).map_err(flag)?;
+                check_upstream(addr).map_err(flag)?;
+                match out.iter_mut().find(|r| r.sni == sni) {
+                    Some(r) => r.upstreams.push(addr.clone()),
+                    None => out.push(RouteSettings {
+                        sni,
+                        upstreams: vec![addr.clone()],
+                        balance,
+                    }),
+                }
+            }
+            return Ok(out);
+        }
+        let Some(l) = l else {
+            return Ok(out);
+        };
+        for (j, section) in l.route.iter().enumerate() {
+            let r: &RouteSection = section.get_ref();
+            let at = |field: &str| format!("listener[{i}].route[{j}].{field}");
+            let sni = check_sni(r.sni.get_ref())
+                .map_err(|m| ConfigError::new(self.origin(&r.sni), at("sni"), m))?;
+            if out.iter().any(|p| p.sni == sni) {
+                return Err(ConfigError::new(
+                    self.origin(&r.sni),
+                    at("sni"),
+                    format!("`{sni}` has a route already"),
+                ));
+            }
+            if r.upstreams.get_ref().is_empty() {
+                return Err(ConfigError::new(
+                    self.origin(&r.upstreams),
+                    at("upstreams"),
+                    "needs at least one upstream \"host:port\"",
+                ));
+            }
+            let mut upstreams = Vec::new();
+            for (k, u) in r.upstreams.get_ref().iter().enumerate() {
+                check_upstream(u.get_ref()).map_err(|m| {
+                    ConfigError::new(self.origin(u), format!("{}[{k}]", at("upstreams")), m)
+                })?;
+                upstreams.push(u.get_ref().clone());
+            }
+            out.push(RouteSettings {
+                sni,
+                upstreams,
+                balance: r.balance.as_ref().map_or(balance, |b| *b.get_ref()),
+            });
+        }
+        Ok(out)
     }
 
     /// `max_pipes` if given.
@@ -576,6 +745,25 @@ impl Resolver<'_> {
         })?;
         Ok(config)
     }
+}
+
+/// Checks an SNI route's name: a DNS name, or `*.` and one; returned in
+/// lower case.
+fn check_sni(s: &str) -> Result<String, String> {
+    let name = s.trim().to_ascii_lowercase();
+    let host = name.strip_prefix("*.").unwrap_or(&name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(format!(
+            "`{s}` is not a server name or `*.suffix` (e.g. api.example.com or *.example.com)"
+        ));
+    }
+    Ok(name)
 }
 
 /// Checks an upstream address: `host:port` or `[v6]:port`, port not 0.

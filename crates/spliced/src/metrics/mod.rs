@@ -53,6 +53,14 @@ struct ReloadLabels {
     result: &'static str,
 }
 
+/// Labels: listener and why a client was refused.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    listener: String,
+    /// `max_conns`, `denied`, `max_conns_per_source` or `proxy_header`.
+    reason: &'static str,
+}
+
 /// Every metric of one process, registered in one [`Registry`].
 pub(crate) struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
@@ -62,6 +70,7 @@ pub(crate) struct Metrics {
     active: Family<ListenerLabels, Gauge>,
     accepted: Family<ListenerLabels, Counter>,
     refused: Family<ListenerLabels, Counter>,
+    refused_by_reason: Family<RefusedLabels, Counter>,
     accept_errors: Family<ListenerLabels, Counter>,
     closed: Family<OutcomeLabels, Counter>,
     /// Adds each listener's live byte counters to `spliced_bytes_total`.
@@ -126,6 +135,7 @@ impl Metrics {
             active: Family::default(),
             accepted: Family::default(),
             refused: Family::default(),
+            refused_by_reason: Family::default(),
             accept_errors: Family::default(),
             closed: Family::default(),
             bytes: bytes.clone(),
@@ -147,6 +157,12 @@ impl Metrics {
             "connections_refused",
             "Client connections closed at once because max_conns were open",
             m.refused.clone(),
+        );
+        sub.register(
+            "refused",
+            "Clients closed at once, by reason (max_conns, denied, max_conns_per_source, \
+             proxy_header)",
+            m.refused_by_reason.clone(),
         );
         sub.register(
             "accept_errors",
@@ -288,6 +304,17 @@ impl ListenerMetrics {
             .get_or_create(&UpstreamLabels {
                 listener: self.name.clone(),
                 upstream: upstream.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts a client closed at once for `reason` (`spliced_refused_total`).
+    pub(crate) fn refused_because(&self, reason: &'static str) {
+        self.metrics
+            .refused_by_reason
+            .get_or_create(&RefusedLabels {
+                listener: self.name.clone(),
                 reason,
             })
             .inc();

@@ -102,10 +102,43 @@ impl Backoff {
     }
 }
 
-/// Logs refusals at `max_conns`: each one at debug level, and a warning
-/// at most once a second with the count since the last one.
+/// Why a client was closed at once, as a metric label and in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// `max_conns` connections were open.
+    MaxConns,
+    /// The address is denied, or not allowed (`allow`/`deny`).
+    Denied,
+    /// `max_conns_per_source` connections from this address were open.
+    PerSource,
+    /// No valid PROXY header (`accept_proxy`).
+    ProxyHeader,
+}
+
+impl Refusal {
+    const ALL: usize = 4;
+
+    /// The `reason` label of `spliced_refused_total`.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Refusal::MaxConns => "max_conns",
+            Refusal::Denied => "denied",
+            Refusal::PerSource => "max_conns_per_source",
+            Refusal::ProxyHeader => "proxy_header",
+        }
+    }
+}
+
+/// Logs refusals: each one at debug level, and a warning per reason at
+/// most once a second with the count since the last one (a burst of
+/// refused clients is one line, not thousands).
 #[derive(Debug, Default)]
 pub(super) struct RefusalLog {
+    bursts: [Burst; Refusal::ALL],
+}
+
+#[derive(Debug, Default)]
+struct Burst {
     /// Refusals since the last warning.
     since_warn: AtomicU64,
     /// When the last warning was logged.
@@ -113,17 +146,25 @@ pub(super) struct RefusalLog {
 }
 
 impl RefusalLog {
-    /// Notes one refused client.
-    pub(super) fn note(&self, listener: &str, peer: SocketAddr, max_conns: usize) {
-        tracing::debug!(listener, client = %peer, "refused: max_conns ({max_conns}) connections open");
-        let n = self.since_warn.fetch_add(1, Relaxed) + 1;
-        let mut last = self.last_warn.lock().unwrap_or_else(|p| p.into_inner());
+    /// Notes one refused client and why (`detail`).
+    pub(super) fn note(
+        &self,
+        listener: &str,
+        peer: SocketAddr,
+        why: Refusal,
+        detail: &dyn std::fmt::Display,
+    ) {
+        tracing::debug!(listener, client = %peer, reason = why.as_str(), "refused: {detail}");
+        let burst = &self.bursts[why as usize];
+        let n = burst.since_warn.fetch_add(1, Relaxed) + 1;
+        let mut last = burst.last_warn.lock().unwrap_or_else(|p| p.into_inner());
         if !last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             *last = Some(Instant::now());
-            self.since_warn.store(0, Relaxed);
+            burst.since_warn.store(0, Relaxed);
             tracing::warn!(
                 listener,
-                "refused {n} client(s): max_conns ({max_conns}) connections open"
+                reason = why.as_str(),
+                "refused {n} client(s): {detail} (last: {peer})"
             );
         }
     }

@@ -1,30 +1,90 @@
-//! One client connection: connect an upstream, forward both ways, then log
-//! one line and count the outcome.
+//! One client connection: the PROXY header if `accept_proxy`, the access
+//! checks on the client's address, the SNI route if any, connect an
+//! upstream (and write it a PROXY header if `send_proxy`), forward both
+//! ways, then log one line and count the outcome.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{connect, Shared};
+use super::accept::Refusal;
+use super::proxy_header::{self, Received};
+use super::{connect, sni, Shared};
+use crate::config::ProxyVersion;
 use crate::metrics::Ending;
 
-/// Serves `client` until both directions are done or an error.
+/// Serves `client` (accepted from `peer`) until both directions are done
+/// or an error.
 pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
     let start = Instant::now();
-    let name = shared.settings.name.as_str();
+    let settings = &shared.settings;
+    let name = settings.name.as_str();
+    // The client as everything else sees it, and where it connected.
+    let (mut src, mut dst) = (peer, None);
+    if settings.accept_proxy {
+        match proxy_header::read(&mut client, settings.proxy_timeout).await {
+            Ok(Received::Proxied { src: s, dst: d }) => (src, dst) = (s, Some(d)),
+            Ok(Received::Local) => {}
+            Err(e) => return shared.refuse(peer, Refusal::ProxyHeader, &e),
+        }
+        if !shared.acl.permits(src.ip()) {
+            return shared.refuse(src, Refusal::Denied, &"address not allowed");
+        }
+    }
+    let _slot = match &shared.sources {
+        Some(sources) => match sources.enter(src.ip()) {
+            Some(slot) => Some(slot),
+            None => {
+                let why = format_args!(
+                    "max_conns_per_source ({}) connections open from this address",
+                    sources.max()
+                );
+                return shared.refuse(src, Refusal::PerSource, &why);
+            }
+        },
+        None => None,
+    };
     // Forwarded bytes are not worth holding back: the sender already chose
     // its segment sizes.
     let _ = client.set_nodelay(true);
-    let (mut upstream, lease) = match connect::connect(shared).await {
+    let mut balancer = &shared.balancer;
+    let mut server_name = None;
+    if !shared.routes.is_empty() {
+        let peeked = sni::server_name(&client, sni::HELLO_TIMEOUT).await;
+        if peeked.rearm {
+            client = match sni::rearm(client) {
+                Ok(c) => c,
+                Err(e) => {
+                    shared.metrics.closed(Ending::Error);
+                    tracing::warn!(
+                        listener = name,
+                        client = %src,
+                        error = %e,
+                        "connection closed: cannot register the socket again"
+                    );
+                    return;
+                }
+            };
+        }
+        server_name = peeked.name;
+        if let Some(group) = server_name.as_deref().and_then(|n| shared.routes.find(n)) {
+            balancer = group;
+        }
+    }
+    let via = settings.accept_proxy.then_some(peer);
+    let (mut upstream, lease) = match connect::connect(shared, balancer).await {
         Ok(ok) => ok,
         Err(e) => {
             shared.metrics.closed(Ending::NoUpstream);
             tracing::warn!(
                 listener = name,
-                client = %peer,
+                client = %src,
+                via = via.map(tracing::field::display),
+                sni = server_name.as_deref(),
                 duration_ms = start.elapsed().as_millis() as u64,
                 error = %e,
                 "connection closed: no upstream"
@@ -33,30 +93,72 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
         }
     };
     let _ = upstream.set_nodelay(true);
-    let outcome = shared
-        .forwarder
-        .run(&mut client, &mut upstream, &shared.metrics.progress)
-        .await;
+    let header_error = match settings.send_proxy {
+        Some(version) => send_header(shared, &client, &mut upstream, version, src, dst)
+            .await
+            .err(),
+        None => None,
+    };
+    let outcome = match header_error {
+        None => Some(
+            shared
+                .forwarder
+                .run(&mut client, &mut upstream, &shared.metrics.progress)
+                .await,
+        ),
+        Some(_) => None,
+    };
     drop((client, upstream));
-    let ending = match &outcome.error {
+    let error = outcome
+        .as_ref()
+        .map_or(header_error.as_ref(), |o| o.error.as_ref());
+    let ending = match error {
         None => Ending::Ok,
         Some(e) if e.kind() == io::ErrorKind::TimedOut => Ending::IdleTimeout,
         Some(_) => Ending::Error,
     };
     shared.metrics.closed(ending);
     let duration_ms = start.elapsed().as_millis() as u64;
-    let method = outcome.method();
-    // `error` is recorded only when there is one.
+    let method = outcome
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |o| o.method());
+    // `error`, `via` and `sni` are recorded only when there is one.
     tracing::info!(
         listener = name,
-        client = %peer,
+        client = %src,
+        via = via.map(tracing::field::display),
+        sni = server_name.as_deref(),
         upstream = lease.addr(),
-        to_upstream = outcome.to_upstream,
-        to_client = outcome.to_client,
+        to_upstream = outcome.as_ref().map_or(0, |o| o.to_upstream),
+        to_client = outcome.as_ref().map_or(0, |o| o.to_client),
         duration_ms,
         method,
         outcome = ending.as_str(),
-        error = outcome.error.as_ref().map(tracing::field::display),
+        error = error.map(tracing::field::display),
         "connection closed"
     );
+}
+
+/// Writes the PROXY header of `version` for client `src` to `upstream`;
+/// the destination is `dst` (from a received header), else the
+/// listener's address, else the one `client` reached.
+async fn send_header(
+    shared: &Shared,
+    client: &TcpStream,
+    upstream: &mut TcpStream,
+    version: ProxyVersion,
+    src: SocketAddr,
+    dst: Option<SocketAddr>,
+) -> io::Result<()> {
+    let dst = match dst.or(shared.local) {
+        Some(d) => d,
+        None => client.local_addr()?,
+    };
+    let header = proxy_header::encode(version, src, dst);
+    upstream.write_all(&header).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing the PROXY header to the upstream: {e}"),
+        )
+    })
 }

@@ -9,21 +9,24 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use super::Shared;
-use crate::balance::Lease;
+use crate::balance::{Balancer, Lease};
 use crate::metrics::ConnectFailure;
 
-/// Connects to the first upstream of the plan that accepts.
+/// Connects to the first upstream of `balancer`'s plan that accepts.
 ///
 /// # Errors
 /// When every attempt failed: the error of the last one (its kind kept),
 /// with a message listing each attempt.
-pub(super) async fn connect(shared: &Arc<Shared>) -> io::Result<(TcpStream, Lease)> {
+pub(super) async fn connect(
+    shared: &Arc<Shared>,
+    balancer: &Arc<Balancer>,
+) -> io::Result<(TcpStream, Lease)> {
     let settings = &shared.settings;
-    let plan = shared.balancer.plan(settings.connect_attempts);
+    let plan = balancer.plan(settings.connect_attempts);
     let mut failures = Vec::with_capacity(plan.len());
     let mut last_kind = io::ErrorKind::Other;
     for index in plan {
-        let lease = shared.balancer.lease(index);
+        let lease = balancer.lease(index);
         // Resolved at load and in the background (crate::dns): no lookup here.
         let attempt = tokio::time::timeout(settings.connect_timeout, async {
             TcpStream::connect(&*lease.socket_addrs()?).await

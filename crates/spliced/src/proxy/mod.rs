@@ -1,6 +1,8 @@
 //! The proxy: one listener per configured listener, each with its
-//! upstream group, its `max_conns` bound and its accept loop; one task per
-//! client connection ([`conn`]).
+//! upstream group (and SNI routes, [`sni`]), its `max_conns` bound, its
+//! access lists and its accept loop; one task per client connection
+//! ([`conn`]), which reads a PROXY header first with `accept_proxy` and
+//! writes one with `send_proxy` ([`proxy_header`]).
 //!
 //! Hot reload ([`Proxy::reload`]): everything a listener's connections use
 //! is built from its settings alone ([`Shared::new`]) and published in a
@@ -12,6 +14,8 @@
 mod accept;
 mod conn;
 mod connect;
+mod proxy_header;
+mod sni;
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,11 +27,14 @@ use pipepool::PipePool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::acl::{Acl, Sources};
 use crate::balance::Balancer;
 use crate::config::ListenerSettings;
 use crate::forward::Forwarder;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::shutdown::{Shutdown, Tracker};
+
+pub(crate) use proxy_header::read as read_proxy_header;
 
 /// What every listener of one process shares.
 #[derive(Debug, Clone)]
@@ -49,12 +56,28 @@ struct Shared {
     forwarder: Forwarder,
     metrics: ListenerMetrics,
     refusals: accept::RefusalLog,
+    /// `allow`/`deny`.
+    acl: Acl,
+    /// `max_conns_per_source`, if set.
+    sources: Option<Arc<Sources>>,
+    /// SNI routes; `balancer` is the default route.
+    routes: sni::Routes,
+    /// The bound address when it is one address (not 0.0.0.0 or ::):
+    /// every client's destination for `send_proxy`, without a
+    /// `getsockname` per connection.
+    local: Option<SocketAddr>,
 }
 
 impl Shared {
-    /// Builds what connections use from `settings`; `previous` (the
+    /// Builds what connections use from `settings` on the listener bound
+    /// at `local` (`None` when it is 0.0.0.0 or ::); `previous` (the
     /// listener's before a reload) hands over its upstreams' state.
-    fn new(settings: ListenerSettings, ctx: &Context, previous: Option<&Shared>) -> Shared {
+    fn new(
+        settings: ListenerSettings,
+        ctx: &Context,
+        previous: Option<&Shared>,
+        local: Option<SocketAddr>,
+    ) -> Shared {
         let balancer = Balancer::renew(
             settings.balance,
             settings.upstreams.clone(),
@@ -66,28 +89,59 @@ impl Shared {
             idle_timeout: settings.idle_timeout,
         };
         let metrics = ctx.metrics.listener(&settings.name, &balancer);
+        let routes = sni::Routes::new(settings.routes.iter().map(|r| {
+            (
+                r.sni.clone(),
+                Balancer::renew(r.balance, r.upstreams.clone(), None),
+            )
+        }));
+        let acl = Acl::new(settings.allow.clone(), settings.deny.clone());
+        let sources = settings.max_conns_per_source.map(Sources::new);
         Shared {
             settings,
             balancer,
             forwarder,
             metrics,
             refusals: accept::RefusalLog::default(),
+            acl,
+            sources,
+            routes,
+            local,
         }
     }
 
-    /// Resolves the upstreams' host names (at load).
+    /// The default group and every route's group.
+    fn balancers(&self) -> impl Iterator<Item = &Arc<Balancer>> {
+        std::iter::once(&self.balancer).chain(self.routes.groups())
+    }
+
+    /// Resolves the upstreams' host names (at load), routes' included.
     async fn resolve(&self, ctx: &Context) {
-        crate::dns::resolve(&self.balancer, &ctx.metrics, &self.settings.name).await;
+        for b in self.balancers() {
+            crate::dns::resolve(b, &ctx.metrics, &self.settings.name).await;
+        }
     }
 
     /// Resolves them again every `dns_ttl` until retired.
     fn refresh_dns(&self, ctx: &Context) {
-        crate::dns::refresh_every(
-            self.settings.dns_ttl,
-            &self.balancer,
-            &ctx.metrics,
-            &self.settings.name,
-        );
+        for b in self.balancers() {
+            crate::dns::refresh_every(self.settings.dns_ttl, b, &ctx.metrics, &self.settings.name);
+        }
+    }
+
+    /// Stops the background lookups of every group (a reload replaced
+    /// them or the listener was removed).
+    fn retire(&self) {
+        for b in self.balancers() {
+            b.retire();
+        }
+    }
+
+    /// Counts and logs a client closed at once (it is closed when the
+    /// caller drops it).
+    fn refuse(&self, client: SocketAddr, why: accept::Refusal, detail: &dyn std::fmt::Display) {
+        self.metrics.refused_because(why.as_str());
+        self.refusals.note(&self.settings.name, client, why, detail);
     }
 }
 
@@ -109,7 +163,8 @@ impl Listener {
             Some(l) => l,
             None => crate::net::listen(settings.listen)?,
         };
-        let shared = Shared::new(settings, ctx, None);
+        let local = Some(listener.local_addr()?).filter(|a| !a.ip().is_unspecified());
+        let shared = Shared::new(settings, ctx, None, local);
         shared.resolve(ctx).await;
         Ok(Listener {
             listener,
@@ -183,11 +238,19 @@ async fn serve(
         |stream, peer| {
             let shared = Arc::clone(&current.borrow());
             let m = &shared.metrics;
+            // With accept_proxy the client's address is the header's:
+            // checked once it is read.
+            if !shared.settings.accept_proxy && !shared.acl.permits(peer.ip()) {
+                shared.refuse(peer, accept::Refusal::Denied, &"address not allowed");
+                drop(stream); // closed at once
+                return;
+            }
             let max_conns = shared.settings.max_conns;
             if open.fetch_add(1, Relaxed) >= max_conns {
                 open.fetch_sub(1, Relaxed);
                 m.refused.inc();
-                shared.refusals.note(&shared.settings.name, peer, max_conns);
+                let why = format_args!("max_conns ({max_conns}) connections open");
+                shared.refuse(peer, accept::Refusal::MaxConns, &why);
                 drop(stream); // closed at once
                 return;
             }
@@ -368,11 +431,11 @@ impl Proxy {
             match found.and_then(|i| old[i].take()) {
                 Some(r) => {
                     let previous = Arc::clone(&r.current.borrow());
-                    let shared = Shared::new(settings, &self.ctx, Some(&previous));
+                    let shared = Shared::new(settings, &self.ctx, Some(&previous), previous.local);
                     shared.resolve(&self.ctx).await;
                     shared.refresh_dns(&self.ctx);
                     r.current.send_replace(Arc::new(shared));
-                    previous.balancer.retire();
+                    previous.retire();
                     done.kept += 1;
                     self.listeners.push(r);
                 }
@@ -386,7 +449,7 @@ impl Proxy {
         }
         for r in old.into_iter().flatten() {
             done.removed.push(r.name());
-            r.current.borrow().balancer.retire();
+            r.current.borrow().retire();
             r.stop.trigger();
             tokio::spawn(async move {
                 let _ = r.accept_loop.await;

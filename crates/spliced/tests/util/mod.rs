@@ -299,7 +299,8 @@ pub(crate) fn dead_addr() -> SocketAddr {
     use socket2::{Domain, Socket, Type};
     static HELD: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
     let addr = s.local_addr().unwrap().as_socket().unwrap();
     HELD.lock().unwrap().push(s);
     addr
@@ -407,4 +408,88 @@ pub(crate) fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Where `proc` serves `/metrics`, from its "metrics on http://" line.
+pub(crate) fn metrics_at(proc: &mut Proc) -> SocketAddr {
+    let line = proc.wait_for_line("metrics on http://");
+    line.split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The value of the sample `name{labels}` on `/metrics` at `addr` (0 when
+/// absent).
+pub(crate) fn sample_value(addr: SocketAddr, sample: &str) -> f64 {
+    let (_, body) = http_get(addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// Connects to `addr` from the local address `from` (port 0), with read
+/// and write timeouts of [`WAIT`]: e.g. from 127.0.0.2, which loopback
+/// accepts as a source.
+pub(crate) fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .expect("bind the client's source address");
+    socket.connect_timeout(&addr.into(), WAIT).expect("connect");
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Reads exactly one PROXY protocol header (v1 line or v2 binary) from
+/// `s`, byte-exact, and returns its bytes.
+pub(crate) fn read_proxy_header(s: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut head = vec![0u8; 16];
+    s.read_exact(&mut head[..5])?;
+    if &head[..5] == b"PROXY" {
+        head.truncate(5);
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n") {
+            s.read_exact(&mut b)?;
+            head.push(b[0]);
+            if head.len() > 107 {
+                return Err(io::Error::other("v1 line longer than 107 bytes"));
+            }
+        }
+        return Ok(head);
+    }
+    s.read_exact(&mut head[5..16])?;
+    let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+    head.resize(16 + len, 0);
+    s.read_exact(&mut head[16..])?;
+    Ok(head)
+}
+
+/// An upstream on a thread that reads a PROXY header from each
+/// connection, sends its bytes to the returned channel, then echoes until
+/// EOF.
+pub(crate) fn proxy_header_server() -> (SocketAddr, Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let tx = tx.clone();
+            thread::spawn(move || {
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                let Ok(h) = read_proxy_header(&mut s) else {
+                    return;
+                };
+                let _ = tx.send(h);
+                echo_until_eof(&mut s);
+            });
+        }
+    });
+    (addr, rx)
 }

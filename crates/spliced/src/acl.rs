@@ -1,0 +1,161 @@
+//! Access control per listener: [`Acl`] (`allow`/`deny` networks, deny
+//! wins, no allow list means everyone) and [`Sources`]
+//! (`max_conns_per_source`), both checked on the client's address before
+//! any upstream is dialled.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use ipnet::IpNet;
+
+/// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or
+/// /128 network).
+///
+/// # Errors
+/// A message naming the text, for a flag or config error.
+pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
+    let t = s.trim();
+    t.parse::<IpNet>()
+        .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| {
+            format!("`{s}` is not a network or address (e.g. 10.0.0.0/8, 2001:db8::/32, ::1)")
+        })
+}
+
+/// Who may connect.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Acl {
+    /// Empty: everyone not denied.
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+}
+
+impl Acl {
+    /// The lists of one listener.
+    pub(crate) fn new(allow: Vec<IpNet>, deny: Vec<IpNet>) -> Acl {
+        Acl { allow, deny }
+    }
+
+    /// Whether `ip` may connect: not in a denied network, and in an
+    /// allowed one if any is listed. An IPv4-mapped IPv6 address (a
+    /// dual-stack listener's IPv4 client) is checked as IPv4.
+    pub(crate) fn permits(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V4(_) => ip,
+        };
+        if self.deny.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Open connections per client address, bounded by
+/// `max_conns_per_source`.
+#[derive(Debug)]
+pub(crate) struct Sources {
+    max: usize,
+    /// Addresses with at least one connection open; an entry is removed
+    /// when its count drops to zero, so the map holds only live clients.
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; uncounted on drop.
+#[derive(Debug)]
+pub(crate) struct SourceSlot {
+    sources: Arc<Sources>,
+    ip: IpAddr,
+}
+
+impl Sources {
+    /// At most `max` connections per address.
+    pub(crate) fn new(max: usize) -> Arc<Sources> {
+        Arc::new(Sources {
+            max,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The bound.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Counts one more connection from `ip`, or `None` when `ip` has
+    /// `max` open already.
+    pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            sources: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut open = self.sources.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn deny_wins_and_no_allow_list_allows_all() {
+        let net = |s| parse_net(s).unwrap();
+        assert!(Acl::default().permits(ip("192.0.2.1")));
+        let acl = Acl::new(
+            vec![net("127.0.0.0/8"), net("::1")],
+            vec![net("127.0.0.3"), net("10.0.0.0/8")],
+        );
+        assert!(acl.permits(ip("127.0.0.2")));
+        assert!(!acl.permits(ip("127.0.0.3")));
+        assert!(acl.permits(ip("::1")));
+        assert!(!acl.permits(ip("::2")));
+        assert!(!acl.permits(ip("192.0.2.1")));
+        assert!(
+            !acl.permits(ip("::ffff:127.0.0.3")),
+            "mapped is checked as v4"
+        );
+        assert!(acl.permits(ip("::ffff:127.0.0.2")));
+        let deny_only = Acl::new(vec![], vec![net("10.1.0.0/16")]);
+        assert!(deny_only.permits(ip("10.2.0.1")));
+        assert!(!deny_only.permits(ip("10.1.2.3")));
+        assert_eq!(net("10.1.2.3/8").to_string(), "10.0.0.0/8");
+        assert!(parse_net("10.0.0.0/33").is_err());
+        assert!(parse_net("localhost").is_err());
+    }
+
+    #[test]
+    fn sources_count_and_forget() {
+        let s = Sources::new(2);
+        let a = s.enter(ip("::1")).unwrap();
+        let b = s.enter(ip("::1")).unwrap();
+        assert!(s.enter(ip("::1")).is_none());
+        let other = s.enter(ip("127.0.0.1")).unwrap();
+        drop(a);
+        let c = s.enter(ip("::1")).unwrap();
+        drop((b, c, other));
+        assert!(s.open.lock().unwrap().is_empty());
+    }
+}
