@@ -7,10 +7,10 @@ use std::io;
 use std::time::Duration;
 
 use super::PipePool;
-#[cfg(not(loom))]
+#[cfg(not(pipepool_loom))]
 use crate::pipe::DEFAULT_PIPE_SIZE;
 /// The real pipe module is not built under loom; the mock needs a size.
-#[cfg(loom)]
+#[cfg(pipepool_loom)]
 const DEFAULT_PIPE_SIZE: usize = 1 << 20;
 
 /// The largest pipe size accepted (1 GiB): `F_SETPIPE_SZ` takes an `int`
