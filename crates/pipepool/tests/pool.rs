@@ -811,8 +811,7 @@ fn fork_while_another_thread_holds_the_pool_lock() {
 
 /// Issue 9 part 3: the reaper survives failures. In a child process: the
 /// first creation fails (`RLIMIT_NOFILE` leaves no fd), then the reaper's
-/// spawn fails (`RLIMIT_AS` leaves no room for a thread stack) while a
-/// pipe is created; with the limits lifted, the next creation must start
+/// spawn fails (`RLIMIT_NPROC` 0, as `nobody`) while a pipe is created; with the limits lifted, the next creation must start
 /// the reaper, which then closes every idle pipe. (Before, the reaper was
 /// woken only when the live count went from 0 to 1.)
 #[test]
@@ -835,22 +834,25 @@ fn the_reaper_starts_after_failed_creations_and_spawns() {
             return 2;
         }
         setrlimit(Resource::Nofile, nofile).unwrap();
-        // No room for a thread stack: the pipe is created, the reaper is not.
-        let vm = std::fs::read_to_string("/proc/self/status").unwrap();
-        let vm_kb: u64 = vm
-            .lines()
-            .find_map(|l| l.strip_prefix("VmSize:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap();
-        let asl = getrlimit(Resource::As);
-        let tight = Rlimit {
-            current: Some((vm_kb + 512) * 1024),
-            maximum: asl.maximum,
+        // No thread may be created: the pipe is created, the reaper is not.
+        // (RLIMIT_NPROC binds only unprivileged users, so the child becomes
+        // `nobody`, and stays dumpable to read its own /proc/self/fd.)
+        // SAFETY: plain syscalls on this single-threaded child.
+        unsafe {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return 8;
+            }
+            libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        }
+        let nproc = getrlimit(Resource::Nproc);
+        let none = Rlimit {
+            current: Some(0),
+            maximum: nproc.maximum,
         };
-        setrlimit(Resource::As, tight).unwrap();
+        setrlimit(Resource::Nproc, none).unwrap();
         let first = pool.get();
         let spawn_failed = thread::Builder::new().spawn(|| ()).is_err();
-        setrlimit(Resource::As, asl).unwrap();
+        setrlimit(Resource::Nproc, nproc).unwrap();
         let Ok(first) = first else { return 3 };
         if !spawn_failed {
             return 4; // the limit did not stop threads: the test proves nothing
