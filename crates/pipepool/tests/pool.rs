@@ -206,7 +206,10 @@ fn config_errors_name_the_field() {
 fn small_max_pipes_lowers_local_cap_and_max_idle() {
     let _fds = util::fd_lock();
     let pool = PoolConfig::default().max_pipes(2).build().unwrap();
-    assert_eq!((pool.config().local_cap, pool.config().max_idle), (2, 2));
+    assert_eq!(
+        (pool.config().get_local_cap(), pool.config().get_max_idle()),
+        (2, 2)
+    );
     let err = PoolConfig::default()
         .max_pipes(2)
         .local_cap(3)
@@ -607,6 +610,29 @@ fn pool_and_guard_are_shareable() {
     let pipe = pool.get().unwrap();
     assert!(std::ptr::eq(pipe.pool(), &pool));
     assert!(format!("{pool:?}").contains("max_pipes"));
+}
+
+/// Issue 11: the defaults of `max_idle` and `local_cap` follow `max_pipes`
+/// both ways; explicit values are kept (lowered only to `max_pipes`).
+#[test]
+fn config_defaults_follow_max_pipes_both_ways() {
+    let c = PoolConfig::default().max_pipes(4).max_pipes(100);
+    assert_eq!((c.get_max_idle(), c.get_local_cap()), (100, 8));
+    let c = PoolConfig::default().max_pipes(4);
+    assert_eq!((c.get_max_idle(), c.get_local_cap()), (4, 4));
+    let c = PoolConfig::default()
+        .max_idle(5)
+        .local_cap(2)
+        .max_pipes(100);
+    assert_eq!((c.get_max_idle(), c.get_local_cap()), (5, 2));
+    let c = PoolConfig::default().max_idle(50).max_pipes(10);
+    assert_eq!(c.get_max_idle(), 10);
+    assert_eq!(c.get_max_pipes(), 10);
+    let c = c.pipe_size(4096).idle_timeout(Duration::from_secs(3));
+    assert_eq!(
+        (c.get_pipe_size(), c.get_idle_timeout()),
+        (4096, Duration::from_secs(3))
+    );
 }
 
 /// Issue 9 part 3: `mem::swap` through `&mut Pipe` moves a pipe into

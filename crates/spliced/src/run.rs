@@ -55,12 +55,12 @@ async fn serve(settings: Settings, nofile: Option<u64>) -> anyhow::Result<ExitCo
     if let Some(limit) = nofile {
         // 2 sockets per connection, 2 fds per pipe, a few spare.
         let conns: usize = settings.listeners.iter().map(|l| l.max_conns).sum();
-        let need = 2 * conns as u64 + 2 * settings.pool.max_pipes as u64 + 64;
+        let need = 2 * conns as u64 + 2 * settings.pool.get_max_pipes() as u64 + 64;
         if need > limit {
             tracing::warn!(
                 "max_conns ({conns} in all) and max_pipes ({}) may need {need} fds, above the \
                  fd limit ({limit}): accept backs off on EMFILE when it is reached",
-                settings.pool.max_pipes
+                settings.pool.get_max_pipes()
             );
         }
     }
@@ -148,7 +148,9 @@ fn print_settings(s: &Settings) {
     }
     println!(
         "pool: max_pipes {}, pipe_size {}, idle_timeout {:?}",
-        s.pool.max_pipes, s.pool.pipe_size, s.pool.idle_timeout
+        s.pool.get_max_pipes(),
+        s.pool.get_pipe_size(),
+        s.pool.get_idle_timeout()
     );
     println!(
         "metrics: {}; grace_period {:?}; worker_threads {}; user {}",

@@ -65,7 +65,7 @@ fn try_get(pool: &PipePool) -> Option<PooledPipe<'_>> {
             Some(pipe)
         }
         Err(GetError::Exhausted { max_pipes }) => {
-            assert_eq!(max_pipes, pool.config().max_pipes);
+            assert_eq!(max_pipes, pool.config().get_max_pipes());
             None
         }
         Err(e) => panic!("{e}"),
@@ -74,7 +74,7 @@ fn try_get(pool: &PipePool) -> Option<PooledPipe<'_>> {
 
 fn assert_bound(pool: &PipePool) {
     let alive = created() - dropped();
-    let max = pool.config().max_pipes;
+    let max = pool.config().get_max_pipes();
     assert!(alive <= max, "{alive} pipes alive, max_pipes {max}");
 }
 

@@ -472,8 +472,8 @@ impl Resolver<'_> {
                     p.error("must be at least 1 (use copy = \"userspace\" to turn splicing off)")
                 );
             }
-            let local_cap = config.local_cap.min(p.value);
-            config = config.max_pipes(p.value).local_cap(local_cap);
+            // local_cap and max_idle follow max_pipes.
+            config = config.max_pipes(p.value);
         }
         if let Some(p) = &pipe_size {
             let bytes = usize::try_from(p.value.0).unwrap_or(usize::MAX);
@@ -560,7 +560,7 @@ mod tests {
             (CopyMode::Userspace, 7, None)
         );
         assert_eq!(b.connect_attempts, 1);
-        assert_eq!((s.pool.max_pipes, s.pool.pipe_size), (4, 65536));
+        assert_eq!((s.pool.get_max_pipes(), s.pool.get_pipe_size()), (4, 65536));
     }
 
     #[test]
