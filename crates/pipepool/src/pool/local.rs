@@ -188,11 +188,12 @@ pub(super) fn reclaim_stale(
                 cell.claimed.store(false, Release);
                 return true; // the owner is inside: next round
             }
-            // SAFETY: we hold the registry lock, claimed the cell before the
-            // heavy fence and saw `busy == false` after it: the owner is
-            // outside and will see `claimed` before touching `pipes` (and
-            // its last writes are visible through the acquire load).
             cell.pipes.with_mut(|p| {
+                // SAFETY: we hold the registry lock, claimed the cell before
+                // the heavy fence and saw `busy == false` after it: the
+                // owner is outside and will see `claimed` before touching
+                // `pipes` (and its last writes are visible through the
+                // acquire load).
                 let pipes = unsafe { &mut *p };
                 let n = pipes.iter().take_while(|i| is_stale(i.stamp)).count();
                 out.extend(pipes.drain(..n));
