@@ -6,6 +6,8 @@
 #
 #   bench/pool_floor.sh              # 5 interleaved reps
 #   REPS=7 ITERS=5000000 bench/pool_floor.sh
+#   BASE=363d1a9 bench/pool_floor.sh # also the same bench against pipepool
+#                                    # at that revision, interleaved: before/after
 #
 # Each rep runs, one after the other:
 #   taskset -c $CPU  target/release/pool-floor $ITERS      (1 thread cases)
@@ -16,7 +18,10 @@
 # medians: pipepool / bare (target <= 1.5), Go / pipepool (target >= 4).
 #
 # Env: REPS (5), ITERS (2000000 per batch), CPU (0), CPUS (0,1),
-#      GO_BENCHTIME (1s), NO_INSTALL=1 (never apt-get).
+#      GO_BENCHTIME (1s), NO_INSTALL=1 (never apt-get), BASE (a git
+#      revision: crates/pool-floor is built against that revision's pipepool
+#      in a temporary copy (git archive) and run beside, cases prefixed
+#      `base_`).
 # Needs: cargo, go (golang-go, installed with apt-get if missing), taskset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +57,18 @@ log "cargo build --release -p pool-floor"
 cargo build --release -q -p pool-floor
 BIN=target/release/pool-floor
 OUT=$(mktemp -d)
+BASE_BIN=
 trap 'rm -rf "$OUT"' EXIT
+if [[ -n ${BASE:-} ]]; then
+    log "building pool-floor against pipepool at $BASE (git archive into $OUT/base)"
+    mkdir "$OUT/base"
+    git archive "$BASE" | tar -x -C "$OUT/base"
+    cp -r crates/pool-floor "$OUT/base/crates/"
+    sed -i 's|^members = \[|members = ["crates/pool-floor", |' "$OUT/base/Cargo.toml"
+    CARGO_TARGET_DIR="$PWD/target/pool-floor-base" cargo build --release -q \
+        --manifest-path "$OUT/base/Cargo.toml" -p pool-floor
+    BASE_BIN=target/pool-floor-base/release/pool-floor
+fi
 
 go_bench() { # cpus cpu-count pattern
     (cd "$GOROOT_SRC" && GOTOOLCHAIN=local GOPROXY=off GOFLAGS='' \
@@ -63,6 +79,10 @@ for rep in $(seq 1 "$REPS"); do
     log "rep $rep/$REPS"
     taskset -c "$CPU" "$BIN" "$ITERS" | grep -v parallel2 >>"$OUT/rust" || die "pool-floor failed"
     taskset -c "$CPUS" "$BIN" "$ITERS" | grep parallel2 >>"$OUT/rust" || die "pool-floor failed"
+    if [[ -n $BASE_BIN ]]; then
+        taskset -c "$CPU" "$BASE_BIN" "$ITERS" | grep -v parallel2 | sed 's/^/base_/' >>"$OUT/rust"
+        taskset -c "$CPUS" "$BASE_BIN" "$ITERS" | grep parallel2 | sed 's/^/base_/' >>"$OUT/rust"
+    fi
     go_bench "$CPU" 1 'SplicePipe$' >>"$OUT/go.log" 2>&1 || die "go test failed (see $OUT/go.log)"
     go_bench "$CPUS" 2 'SplicePipePoolParallel' >>"$OUT/go.log" 2>&1 || die "go test failed"
 done
@@ -93,4 +113,6 @@ ratio("pipepool / bare, 1 thread", "pipepool_get_put", "bare_vec_pop_push", "<= 
 ratio("pipepool / bare, 2 threads", "pipepool_get_put_parallel2", "bare_vec_pop_push_parallel2", "<= 1.5")
 ratio("Go SplicePipeWithPool / pipepool, 1 thread", "go_SplicePipeWithPool", "pipepool_get_put", ">= 4")
 ratio("Go SplicePipePoolParallel / pipepool, 2 threads", "go_SplicePipePoolParallel_cpu2", "pipepool_get_put_parallel2", ">= 4")
+ratio("pipepool now / at BASE, 1 thread", "pipepool_get_put", "base_pipepool_get_put", "~1, noise")
+ratio("pipepool now / at BASE, 2 threads", "pipepool_get_put_parallel2", "base_pipepool_get_put_parallel2", "~1, noise")
 PY
