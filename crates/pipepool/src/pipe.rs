@@ -207,6 +207,17 @@ impl Pipe {
     }
 }
 
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // A pooled pipe is untagged by its pool before the pool closes it;
+        // one still tagged was swapped out of a guard and dropped by its
+        // user: its pool must count it gone. (The fds close after this.)
+        if self.pool_tag != 0 {
+            crate::pool::pipe_dropped_outside(self.pool_tag, self.capacity, self.resized);
+        }
+    }
+}
+
 impl fmt::Debug for Pipe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipe")

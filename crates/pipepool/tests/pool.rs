@@ -664,6 +664,33 @@ fn pipes_swapped_between_pools_go_home() {
     }
 }
 
+/// The same with a pipe made outside any pool: swapped into a guard, it is
+/// closed when the guard drops (never pooled), and the pool's own pipe,
+/// dropped by its new owner, leaves the pool's count (the bound frees its
+/// place).
+#[test]
+fn a_pipe_swapped_out_of_the_pool_frees_its_place() {
+    let _fds = util::fd_lock();
+    let base = util::fd_count();
+    let pool = config().max_pipes(1).build().unwrap();
+    let mut mine = pipepool::Pipe::with_size(64 * 1024).unwrap();
+    let mut guard = pool.get().unwrap();
+    std::mem::swap(&mut *guard, &mut mine);
+    drop(guard); // holds the outside pipe: closed, not pooled
+    let s = pool.stats();
+    assert_eq!((s.live, s.idle), (1, 0), "{s:?}");
+    drop(mine); // the pool's pipe, dropped outside the pool
+    let s = pool.stats();
+    assert_eq!(
+        (s.live, s.capacity_bytes, s.closed_dirty),
+        (0, 0, 1),
+        "{s:?}"
+    );
+    assert_consistent(&s);
+    assert_eq!(util::fd_count(), base);
+    drop(pool.get().expect("the bound has room again"));
+}
+
 /// Issue 11: `get_owned` is `Send + 'static`, moves into a thread, and is
 /// given back (not closed) when that thread drops it.
 #[test]

@@ -34,6 +34,18 @@ pub(crate) use crate::mock::Pipe;
 #[cfg(not(pipepool_loom))]
 pub(crate) use crate::pipe::Pipe;
 
+/// A pipe still tagged by a pool was dropped outside it: taken out of a
+/// guard with `mem::swap` through `&mut Pipe`. Its pool counts it closed
+/// (as `closed_dirty`: it left the pool's hands), so the bound frees its
+/// place.
+#[cfg(not(pipepool_loom))]
+#[cold]
+pub(crate) fn pipe_dropped_outside(tag: u64, capacity: usize, resized: bool) {
+    if let Some(owner) = ids::find(tag) {
+        owner.account_close(capacity, resized, CloseReason::Dirty);
+    }
+}
+
 /// A pool of pipes for splicing.
 ///
 /// - [`get`](PipePool::get) hands out an empty pipe: from the calling

@@ -264,14 +264,23 @@ impl Shared {
     }
 
     /// Closes a pipe of this pool, counting why.
-    pub(super) fn close(&self, pipe: Box<Pipe>, reason: CloseReason) {
+    pub(super) fn close(&self, mut pipe: Box<Pipe>, reason: CloseReason) {
+        let (capacity, resized) = (pipe.capacity(), pipe.got_requested_size());
+        // Untagged: the pipe's own drop must not account for it again.
+        pipe.set_pool_tag(0);
+        drop(pipe);
+        self.account_close(capacity, resized, reason);
+    }
+
+    /// Counts a closed pipe of this pool, by the pipe's own recorded
+    /// capacity.
+    pub(super) fn account_close(&self, capacity: usize, resized: bool, reason: CloseReason) {
         let c = &self.counters;
-        c.capacity_bytes.fetch_sub(pipe.capacity() as u64, Relaxed);
-        if !pipe.got_requested_size() {
+        c.capacity_bytes.fetch_sub(capacity as u64, Relaxed);
+        if !resized {
             c.undersized.fetch_sub(1, Relaxed);
         }
         Counters::bump(c.closed(reason));
-        drop(pipe);
         self.live.fetch_sub(1, AcqRel);
     }
 
