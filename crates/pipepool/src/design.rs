@@ -63,7 +63,9 @@
 //!   only raised by a successful CAS below `max_pipes`, and lowered exactly
 //!   once per closed pipe or failed creation.
 //! - **Nothing leaks.** Every pipe is in exactly one place: a guard, a thread
-//!   cache, the shared stack, or a local variable on its way to be closed.
+//!   cache, the shared stack, or a local variable on its way to be closed
+//!   (or, swapped out of a guard, in its user's hands: its drop then tells
+//!   its pool, found by tag, that it is gone).
 //!   A thread's caches are handed back by its thread-local destructor. When
 //!   the last `PipePool` handle drops, the shared stack is closed and pipes
 //!   given back later are closed on arrival.

@@ -26,7 +26,9 @@ pub struct PoolStats {
     pub created: u64,
     /// Pipes closed because they sat idle for `idle_timeout`.
     pub closed_idle: u64,
-    /// Pipes closed because they were given back with bytes inside.
+    /// Pipes closed because they were given back with bytes inside (or
+    /// were swapped out of a guard through `&mut Pipe` and dropped
+    /// elsewhere).
     pub closed_dirty: u64,
     /// Pipes closed because the pool already held `max_idle` idle pipes.
     pub closed_overflow: u64,
