@@ -400,7 +400,11 @@ pub(super) fn pop(shared: &Arc<Shared>) -> Option<Box<Pipe>> {
 /// Slow path of get: refill this thread's cache from the shared pool.
 #[cold]
 pub(super) fn refill(shared: &Arc<Shared>) -> Option<Box<Pipe>> {
-    let pipe = with_caches(|c| c.slot_or_insert(shared).refill());
+    let pipe = if shared.config.local_cap == 0 {
+        None // no thread caches at all
+    } else {
+        with_caches(|c| c.slot_or_insert(shared).refill())
+    };
     pipe.or_else(|| {
         // No usable thread cache: take one pipe straight from the shared pool.
         let mut got = Vec::with_capacity(1);
@@ -415,9 +419,8 @@ pub(super) fn refill(shared: &Arc<Shared>) -> Option<Box<Pipe>> {
 #[inline]
 pub(super) fn push(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
     debug_assert!(pipe.is_empty());
-    if shared.config.local_cap == 0 {
-        return Err(pipe);
-    }
+    // (With `local_cap` 0 no cache is ever made: `slot` finds none and the
+    // cold path below says so; no check of the config here.)
     // An `Option<Box<_>>` is one nullable pointer: if the thread-local is
     // gone, the closure never runs and the pipe is still here.
     let mut pipe = Some(pipe);
@@ -436,6 +439,9 @@ pub(super) fn push(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe
 #[cold]
 #[inline(never)]
 fn push_new_cache(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
+    if shared.config.local_cap == 0 {
+        return Err(pipe);
+    }
     let mut pipe = Some(pipe);
     let done = with_caches(|c| Some(c.slot_or_insert(shared).push(pipe.take()?)));
     match (done, pipe) {
