@@ -47,12 +47,11 @@ pub(super) struct Shared {
     start: Instant,
     /// `idle_timeout` in clock units.
     timeout_ms: u64,
-    /// The reclamation slack, `idle_timeout / 4`: a pipe is closed between
-    /// `idle_timeout` and `idle_timeout + tick` after it was given back.
-    tick_ms: u64,
-    /// How often the reaper wakes while pipes are alive: half a tick (the
-    /// clock lags by up to one period and a pass comes one period late at
-    /// most, which together make the tick).
+    /// How often the reaper wakes while pipes are alive: `idle_timeout / 8`,
+    /// half the reclamation slack *tick* (`idle_timeout / 4`): a pipe is
+    /// closed between `idle_timeout` and `idle_timeout + tick` after it was
+    /// given back, because the clock lags by up to one period and a pass
+    /// comes at most one period late.
     period_ms: u64,
     pub(super) counters: Counters,
     /// The registry: the caches of the threads that have one for this pool.
@@ -81,7 +80,6 @@ impl Shared {
             #[cfg(not(pipepool_loom))]
             start: Instant::now(),
             timeout_ms,
-            tick_ms: (timeout_ms / 4).max(1),
             period_ms: (timeout_ms / 8).max(1),
             counters: Counters::default(),
             threads: Mutex::new(Vec::new()),
@@ -137,12 +135,6 @@ impl Shared {
     #[cfg(not(pipepool_loom))] // the reaper's
     pub(super) fn period_ms(&self) -> u64 {
         self.period_ms
-    }
-
-    /// The reclamation slack (see [`crate::design`]).
-    #[allow(dead_code)] // read by the loom models
-    pub(super) fn tick_ms(&self) -> u64 {
-        self.tick_ms
     }
 
     /// Whether a pipe stamped `stamp` has been idle for at least
