@@ -41,8 +41,7 @@ pub const DEFAULT_LOCAL_CAP: usize = 8;
 /// assert_eq!(pool.config().get_max_idle(), 256); // follows max_pipes
 /// # Ok::<(), pipepool::ConfigError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
+#[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// See [`max_pipes`](PoolConfig::max_pipes).
     pub(crate) max_pipes: usize,
@@ -60,6 +59,28 @@ pub struct PoolConfig {
     local_cap_set: bool,
     max_idle_set: bool,
 }
+
+/// Equal when the values are (whether a value was set or defaulted does
+/// not matter).
+impl PartialEq for PoolConfig {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.max_pipes,
+            self.pipe_size,
+            self.local_cap,
+            self.max_idle,
+            self.idle_timeout,
+        ) == (
+            other.max_pipes,
+            other.pipe_size,
+            other.local_cap,
+            other.max_idle,
+            other.idle_timeout,
+        )
+    }
+}
+
+impl Eq for PoolConfig {}
 
 impl Default for PoolConfig {
     fn default() -> Self {
