@@ -270,3 +270,58 @@ fn with_local_cap_zero_nothing_outlives_the_timeout() {
     assert_fds_drop_to(base, idle_since, BOUND + SLACK, "local_cap 0");
     assert_eq!(pool.stats().closed_idle, 10);
 }
+
+/// The reaper reclaiming from thread caches while their threads get and
+/// put as fast as they can, with pauses longer than the timeout so that
+/// caches go stale under the threads' feet: every pipe handed out is empty
+/// and works (a write and a read of one byte; a pipe closed under its user
+/// would fail with `EBADF`, or another pipe reusing its fds would show up
+/// in the count), and at the end every fd is closed exactly once.
+#[test]
+fn reclaim_under_concurrent_gets_and_puts() {
+    const THREADS: usize = 4;
+    let _fds = util::fd_lock();
+    let base = util::fd_count();
+    let pool = pool(Duration::from_millis(40), 4);
+    let run = Duration::from_millis(1200);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let pool = &pool;
+            s.spawn(move || {
+                let start = Instant::now();
+                let mut i = 0u64;
+                while start.elapsed() < run {
+                    let held: Vec<PooledPipe<'_>> = (0..1 + (i as usize + t) % 4)
+                        .map(|_| pool.get().unwrap())
+                        .collect();
+                    for mut p in held {
+                        assert!(p.is_empty());
+                        assert_eq!(p.kernel_len().unwrap(), 0, "a pipe with bytes handed out");
+                        p.write(&[t as u8]).unwrap();
+                        let mut b = [0u8; 1];
+                        assert_eq!(p.read(&mut b).unwrap(), 1);
+                        assert_eq!(b[0], t as u8);
+                    }
+                    i += 1;
+                    if i % 200 == (t as u64) * 50 {
+                        thread::sleep(Duration::from_millis(60)); // caches go stale
+                    }
+                }
+            });
+        }
+    });
+    let s = pool.stats();
+    assert_eq!(
+        s.live + s.closed_idle + s.closed_overflow + s.closed_dirty + s.closed_shutdown,
+        s.created,
+        "{s:?}"
+    );
+    assert_eq!(s.in_use, 0, "{s:?}");
+    assert!(
+        s.closed_idle > 0,
+        "nothing was reclaimed: the test proves little: {s:?}"
+    );
+    assert_eq!(util::fd_count(), base + 2 * s.live as usize, "{s:?}");
+    drop(pool);
+    assert_eq!(util::fd_count(), base);
+}
