@@ -254,20 +254,22 @@ impl LocalCache {
         let now = self.shared.now();
         let (shared, cap, checked_at) = (&self.shared, self.cap, &mut self.checked_at);
         let cell = &*self.cell;
-        let mut pipe = Some(pipe);
-        cell.with_pipes(|pipes| {
+        if !cell.enter() {
+            return Err(pipe);
+        }
+        cell.pipes.with_mut(|p| {
+            // SAFETY: `enter` succeeded: the reaper has not claimed this
+            // cell and will not touch `pipes` until `leave` (it sees
+            // `busy`), and no other thread is the owner.
+            let pipes = unsafe { &mut *p };
             if now != *checked_at || pipes.len() >= cap {
                 make_room(shared, pipes, checked_at, now, cap);
             }
-            if let Some(pipe) = pipe.take() {
-                pipes.push(Idle { pipe, stamp: now });
-            }
+            pipes.push(Idle { pipe, stamp: now });
             cell.stats.idle.store(pipes.len(), Relaxed);
         });
-        match pipe {
-            None => Ok(()),
-            Some(pipe) => Err(pipe),
-        }
+        cell.leave();
+        Ok(())
     }
 
     /// Takes a batch from the shared pool; returns one pipe and keeps the
