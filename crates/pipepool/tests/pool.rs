@@ -929,3 +929,38 @@ fn the_reaper_starts_after_failed_creations_and_spawns() {
     });
     assert_eq!(code, 0, "child failed check {code}");
 }
+
+/// Dropping the last handle closes the idle pipes in the caches of other
+/// threads too (they are alive, blocked, and never touch a pool again).
+#[test]
+fn dropping_the_pool_closes_other_threads_cached_pipes() {
+    let _fds = util::fd_lock();
+    let base = util::fd_count();
+    let pool = config().build().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let worker = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            let held: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+            drop(held); // four pipes in this thread's cache
+            drop(pool);
+            ready_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        })
+    };
+    ready_rx.recv().unwrap();
+    assert_eq!(util::fd_count(), base + 8);
+    let reclaim = pool.stats().thread_cache_reclaim;
+    drop(pool);
+    if reclaim {
+        assert_eq!(
+            util::fd_count(),
+            base,
+            "pipes left in a live thread's cache"
+        );
+    }
+    go_tx.send(()).unwrap();
+    worker.join().unwrap();
+    assert_eq!(util::fd_count(), base);
+}

@@ -68,9 +68,10 @@ pub(crate) fn pipe_dropped_outside(tag: u64, capacity: usize, resized: bool) {
 ///   reaper starts with the child's first pipe.
 ///
 /// `PipePool` is a cheap handle: clones share one pool. When the last handle
-/// is dropped the pool closes its idle pipes and its reaper thread exits;
-/// pipes still cached by other threads are closed when those threads next
-/// use any pool or exit.
+/// is dropped the pool closes its idle pipes, those in other threads'
+/// caches included, and its reaper thread exits. (A cache its thread is
+/// using at that instant, or every cache where `membarrier(2)` is missing,
+/// is closed when its thread next uses any pool or exits.)
 ///
 /// Most code uses the process-wide [`PipePool::global`] pool.
 ///

@@ -331,6 +331,18 @@ impl Shared {
     pub(super) fn shut_down(&self) {
         self.closed.store(true, Release);
         self.trim();
+        // The idle pipes of other threads' caches too, by the reaper's
+        // handshake (a cache in use right then, or without `membarrier`:
+        // its thread hands them back, to be closed, when it next uses any
+        // pool or exits).
+        let mut cached = Vec::new();
+        {
+            let threads = lock(&self.threads);
+            local::reclaim_stale(&threads, |_| true, super::fence::heavy, &mut cached);
+        }
+        for item in cached {
+            self.close(item.pipe, CloseReason::Shutdown);
+        }
         #[cfg(not(pipepool_loom))]
         super::reaper::stop(self);
     }
