@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# loom models of the pipe pool (crates/pipepool/tests/loom.rs): concurrent
-# get/put, refill/spill, the bound, a thread exiting with a full cache,
-# reclamation racing with get/put, dirty puts. Runs by hand too; extra
-# arguments go to the test harness (e.g. a model's name).
+# loom models of the pipe pool (crates/pipepool/src/pool/loom_models.rs,
+# built only under `--cfg pipepool_loom`): concurrent get/put, refill/spill,
+# the bound, a thread exiting with a full cache, the reaper reclaiming from
+# thread caches while their threads get, put and exit, dirty puts. Runs by
+# hand too; extra arguments go to the test harness (e.g. a model's name).
 #
 # Release with debug assertions (the pool's invariants are debug_asserts),
 # LOOM_MAX_PREEMPTIONS=2 to keep it to well under a minute of model checking
-# on 2 cores, and a separate target dir so `--cfg loom` does not invalidate
-# the normal build.
+# on 2 cores, and a separate target dir so the cfg does not invalidate the
+# normal build. The cfg is namespaced (`pipepool_loom`, like crossbeam's
+# `crossbeam_loom`): a downstream crate's own `--cfg loom` never swaps our
+# pipe for the mock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}"
+export RUSTFLAGS="--cfg pipepool_loom ${RUSTFLAGS:-}"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
 export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true
 export CARGO_TARGET_DIR="${LOOM_TARGET_DIR:-target/loom}"
-cargo test -p pipepool --test loom --release -- "$@"
+cargo test -p pipepool --lib --release -- pool::loom_models "$@"

@@ -3,10 +3,12 @@
 //! # Layers
 //! 1. **Thread cache** (`pool/local.rs`). A thread-local table indexed by
 //!    pool id; each entry is a `Vec` of idle pipes (oldest first, at most
-//!    `local_cap`) touched only by its thread. `get` pops, `put` pushes; the
-//!    only shared-memory traffic is a relaxed load and store of the thread's
-//!    own counters and a relaxed load of the pool's coarse clock. No lock,
-//!    no read-modify-write atomic, no syscall.
+//!    `local_cap`) filled and emptied only by its thread, and shared with
+//!    the reaper through an asymmetric fence (below). `get` pops, `put`
+//!    pushes; around that the thread stores `busy = true`, issues a compiler
+//!    fence, loads the reaper's `claimed` flag, and stores `busy = false`;
+//!    it also stores its own counters and loads the pool's coarse clock. No
+//!    lock, no read-modify-write atomic, no syscall, no hardware fence.
 //! 2. **Shared pool** (`pool/shared.rs`). A mutex-guarded stack of idle
 //!    pipes. A thread cache that runs empty takes `local_cap / 2 + 1` pipes
 //!    at once; one that runs full gives its `local_cap / 2` oldest back. The
@@ -19,10 +21,37 @@
 //!    the kernel refuses the size, the pipe is kept at its real size, which
 //!    [`Pipe::capacity`](crate::Pipe::capacity) and the statistics report.
 //! 4. **Reaper** (`pool/reaper.rs`). One thread per pool, started with the
-//!    first pipe. While pipes are alive it wakes every tick
-//!    (`idle_timeout / 4`), moves the coarse clock forward and closes shared
-//!    pipes idle for `idle_timeout + tick` by the clock. With no pipe alive it
-//!    sleeps until one is created.
+//!    first pipe. While pipes are alive it wakes every *period*
+//!    (`idle_timeout / 8`, half a *tick* of `idle_timeout / 4`), moves the
+//!    coarse clock forward and closes the pipes idle for
+//!    `idle_timeout + period` by the clock: those of the shared stack, and
+//!    those of every thread's cache (5). With no pipe alive it sleeps until
+//!    one is created. Every creation and every hand-back to the shared pool
+//!    checks a `sleeping` flag and wakes (or spawns again, if spawning
+//!    failed) the reaper; the reaper sets `sleeping` before it checks the
+//!    live count, both `SeqCst`, so no wake-up is lost.
+//! 5. **Reclaiming from thread caches** (`pool/local.rs`, `pool/fence.rs`).
+//!    Holding the pool's registry lock, the reaper sets `claimed` on each
+//!    cache that holds pipes, then calls
+//!    `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`: when it returns,
+//!    every running thread of the process has executed a full memory
+//!    barrier. It then reads each cache's `busy`: a cache not busy is the
+//!    reaper's (it takes the stale pipes from the front) until it clears
+//!    `claimed` with a release store. This is the store-buffer pattern with
+//!    the owner's fence moved into the kernel: either the reaper sees
+//!    `busy`, or the owner sees `claimed` (and uses the shared pool for
+//!    that one call), or both. A busy cache is retried up to three times in
+//!    the pass. Without `membarrier` (Linux < 4.14, seccomp), the reaper
+//!    leaves caches alone and [`PoolStats::thread_cache_reclaim`](crate::PoolStats)
+//!    is `false`.
+//! 6. **Fork** (`pool/fork.rs`). `pthread_atfork` handlers: before the
+//!    fork the forking thread takes the registry lock and every pool's
+//!    locks (no other thread can hold one at the fork, so none is left
+//!    locked in the child); after it, the parent just unlocks; the child
+//!    empties every pool (idle stack and caches, closing its copies of the
+//!    parent's fds), drops the caches of threads that do not exist in it,
+//!    gives every pool a new tag, zeroes the counters and marks the reaper
+//!    not started, then unlocks.
 //!
 //! # Invariants
 //! - **No byte crosses users.** A pipe enters an idle list only through
@@ -34,31 +63,50 @@
 //!   only raised by a successful CAS below `max_pipes`, and lowered exactly
 //!   once per closed pipe or failed creation.
 //! - **Nothing leaks.** Every pipe is in exactly one place: a guard, a thread
-//!   cache, the shared stack, or a local variable on its way to be closed.
+//!   cache, the shared stack, or a local variable on its way to be closed
+//!   (or, swapped out of a guard, in its user's hands: its drop then tells
+//!   its pool, found by tag, that it is gone).
 //!   A thread's caches are handed back by its thread-local destructor. When
 //!   the last `PipePool` handle drops, the shared stack is closed and pipes
 //!   given back later are closed on arrival.
+//! - **A pool counts only its own pipes.** Each pipe carries its pool's tag
+//!   (unique, renewed in a forked child). A guard's pipe can be swapped
+//!   with another pool's through `&mut Pipe`; a put with a foreign tag goes
+//!   to the pool that made the pipe (or is closed, if that pool is gone or
+//!   the pipe was inherited from a parent process), so `live` and
+//!   `capacity_bytes` are decremented by the pool that incremented them,
+//!   by the pipe's own recorded capacity.
+//! - **No pipe crosses a fork.** A forked child never hands out a pipe it
+//!   inherited: see (6).
 //! - **Ids are unique.** A pool id is released only when the pool's shared
 //!   state is dropped, and every thread cache holds a strong reference to
 //!   that state, so a thread's slot `i` always belongs to the one live pool
 //!   with id `i`.
 //!
 //! # Timing of reclamation
-//! The clock lags real time by at most one tick while pipes are alive and the
-//! reaper thread is scheduled on time, so a pipe is never closed before it
-//! was idle `idle_timeout`, and a pipe in the shared pool is closed by about
-//! `idle_timeout + 3 * tick` (= 1.75 x `idle_timeout`), without any call into
-//! the pool. (If the reaper is starved of CPU, pipes given back meanwhile
-//! carry an old stamp and may be closed early: only a lost reuse, never a
-//! lost byte.)
+//! **No pipe stays open more than `idle_timeout + tick` (`tick` =
+//! `idle_timeout / 4`) after it was last given back, whether it sits in the
+//! shared stack or in any thread's cache, and whether that thread is
+//! running, parked or blocked; and none is closed before it was idle
+//! `idle_timeout`.** The clock lags real time by at most one period (the
+//! reaper moves it at every pass), so a pipe given back at `T` carries a
+//! stamp in `[T - period, T]`; it is stale once the clock passes
+//! `stamp + idle_timeout + period`, which is after `T + idle_timeout` and by
+//! `T + idle_timeout + period`; the next pass, at most one period later,
+//! closes it: by `T + idle_timeout + 2 * period = T + idle_timeout + tick`.
 //!
-//! Thread caches are not visible to the reaper (that is the price of a fast
-//! path without atomics). A thread moves its stale pipes to the shared pool
-//! whenever it gives a pipe back, and all of them when it exits or calls
-//! [`PipePool::flush_local`](crate::PipePool::flush_local). So the exact
-//! bound on pipes that outlive `idle_timeout` is **`local_cap` pipes per
-//! thread that has not given a pipe back to this pool since they went idle**
-//! (default `local_cap`: 8, so 16 fds per such thread).
+//! The bound assumes the reaper thread is scheduled on time and, for pipes
+//! in thread caches, that `membarrier` works (`PoolStats::thread_cache_reclaim`).
+//! A cache whose thread is inside a get or put at every one of the three
+//! tries of a pass waits for the next pass (one period later); such a thread
+//! is busy with the pool and moves its own stale pipes out at its next put
+//! anyway. Without `membarrier`, the bound for thread caches is the old
+//! one: a thread moves its stale pipes to the shared pool whenever it gives
+//! a pipe back, and all of them when it exits or calls
+//! [`PipePool::flush_local`](crate::PipePool::flush_local), so at most
+//! `local_cap` pipes per quiet thread outlive `idle_timeout`. If the reaper
+//! is starved of CPU, pipes given back meanwhile carry an old stamp and may
+//! be closed early: only a lost reuse, never a lost byte.
 //!
 //! # Compared with HAProxy and Go
 //! HAProxy's pool has the same two layers but never frees an idle pipe; Go's

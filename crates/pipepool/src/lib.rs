@@ -45,14 +45,22 @@
 //!   no async runtime.
 //!
 //! # Safety and correctness
-//! The crate has no `unsafe` outside `sys::cast` (type detection for the
-//! tokio glue); syscalls go through [`rustix`]. The pool's concurrency
-//! (concurrent get/put, a thread exiting with a full cache, reclamation
-//! racing with checkout) is model-checked with loom against a mock pipe
-//! (`ci/loom.sh`); the integration tests use real pipes, sockets, files and
-//! child processes, and count `/proc/self/fd` to prove that nothing leaks.
+//! Syscalls go through [`rustix`]. `unsafe` is confined to `sys::cast`
+//! (type detection for the tokio glue), the pool's thread caches (an
+//! `UnsafeCell` the reaper shares with the owning thread through an
+//! asymmetric fence, `membarrier(2)`), the fork handlers and their
+//! `pthread_atfork` registration. The pool's concurrency (concurrent
+//! get/put, a thread exiting with a full cache, the reaper reclaiming from
+//! thread caches while their threads get, put and exit) is model-checked
+//! with loom against a mock pipe (`ci/loom.sh`, `--cfg pipepool_loom`);
+//! the integration tests use real pipes, sockets, files and child
+//! processes (`fork()` included), and count `/proc/self/fd` to prove that
+//! nothing leaks and idle pipes are closed.
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The loom build without its models uses neither the mock's counters nor
+// the reaper's half (there is no reaper thread under loom).
+#![cfg_attr(all(pipepool_loom, not(test)), allow(dead_code))]
 #![warn(missing_docs)]
 
 /// The examples of README.md, compiled as doctests.
@@ -60,29 +68,29 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[cfg(not(loom))]
+#[cfg(not(pipepool_loom))]
 mod copy;
 pub mod design;
-#[cfg(loom)]
-pub mod mock;
-#[cfg(not(loom))]
+#[cfg(pipepool_loom)]
+mod mock;
+#[cfg(not(pipepool_loom))]
 mod pipe;
 mod pool;
 mod sync;
 mod sys;
-#[cfg(all(feature = "tokio", not(loom)))]
+#[cfg(all(feature = "tokio", not(pipepool_loom)))]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
-#[cfg(not(loom))]
+#[cfg(not(pipepool_loom))]
 pub use copy::{copy, copy_n, Copier, CopyError, Method, Transfer, DEFAULT_BUFFER_SIZE};
-#[cfg(loom)]
-pub use mock as loom_mock;
-#[cfg(loom)]
+// Under `--cfg pipepool_loom` (this crate's own loom run, `ci/loom.sh`) the
+// pool holds a mock pipe; the models live inside the crate.
+#[cfg(pipepool_loom)]
 pub use mock::Pipe;
-#[cfg(not(loom))]
+#[cfg(not(pipepool_loom))]
 pub use pipe::{Pipe, DEFAULT_PIPE_SIZE};
 pub use pool::{
-    ConfigError, GetError, PipePool, PoolConfig, PoolStats, PooledPipe, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_LOCAL_CAP, MAX_PIPE_SIZE,
+    ConfigError, GetError, OwnedPipe, PipePool, PoolConfig, PoolStats, PooledPipe,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCAL_CAP, MAX_PIPE_SIZE,
 };

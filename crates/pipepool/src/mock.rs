@@ -11,12 +11,12 @@ loom::lazy_static! {
 }
 
 /// Pipes created in this model execution.
-pub fn created() -> usize {
+pub(crate) fn created() -> usize {
     CREATED.load(SeqCst)
 }
 
 /// Pipes dropped (closed) in this model execution.
-pub fn dropped() -> usize {
+pub(crate) fn dropped() -> usize {
     DROPPED.load(SeqCst)
 }
 
@@ -25,6 +25,7 @@ pub fn dropped() -> usize {
 pub struct Pipe {
     len: usize,
     dropped: bool,
+    pool_tag: u64,
 }
 
 impl Pipe {
@@ -33,6 +34,7 @@ impl Pipe {
         Ok(Pipe {
             len: 0,
             dropped: false,
+            pool_tag: 0,
         })
     }
 
@@ -44,13 +46,21 @@ impl Pipe {
         true
     }
 
+    pub(crate) fn pool_tag(&self) -> u64 {
+        self.pool_tag
+    }
+
+    pub(crate) fn set_pool_tag(&mut self, tag: u64) {
+        self.pool_tag = tag;
+    }
+
     /// Whether the mock holds bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Pretends `n` bytes were spliced in.
-    pub fn fill(&mut self, n: usize) {
+    pub(crate) fn fill(&mut self, n: usize) {
         self.len += n;
     }
 }

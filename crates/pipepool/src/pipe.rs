@@ -50,6 +50,10 @@ pub struct Pipe {
     len: usize,
     /// Whether the pipe got the size it asked for.
     resized: bool,
+    /// The tag of the pool that created the pipe (0: none). Travels with
+    /// the pipe when pipes are swapped through `&mut Pipe`, so a pool only
+    /// counts its own pipes.
+    pool_tag: u64,
 }
 
 impl Pipe {
@@ -76,6 +80,7 @@ impl Pipe {
             capacity,
             len: 0,
             resized,
+            pool_tag: 0,
         })
     }
 
@@ -95,6 +100,14 @@ impl Pipe {
     /// Whether `F_SETPIPE_SZ` granted the requested size.
     pub fn got_requested_size(&self) -> bool {
         self.resized
+    }
+
+    pub(crate) fn pool_tag(&self) -> u64 {
+        self.pool_tag
+    }
+
+    pub(crate) fn set_pool_tag(&mut self, tag: u64) {
+        self.pool_tag = tag;
     }
 
     /// How many bytes the pipe holds.
@@ -167,8 +180,14 @@ impl Pipe {
 
     /// `read(pipe, buf)`: copy bytes out of the pipe into memory.
     ///
+    /// Returns the bytes copied: at most `buf.len()` and at most
+    /// [`len`](Pipe::len). `Ok(0)` when the pipe is empty or `buf` is
+    /// (without a syscall: the pipe knows what it holds, so an empty pipe
+    /// never blocks nor fails with `WouldBlock`).
+    ///
     /// # Errors
-    /// `WouldBlock` when the pipe is empty.
+    /// What `read(2)` returns on a pipe that holds bytes, which in practice
+    /// is nothing.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.len == 0 || buf.is_empty() {
             return Ok(0);
@@ -185,6 +204,17 @@ impl Pipe {
     /// Only if the ioctl fails, which it does not on a live pipe.
     pub fn kernel_len(&self) -> io::Result<usize> {
         sys::bytes_readable(&self.read)
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // A pooled pipe is untagged by its pool before the pool closes it;
+        // one still tagged was swapped out of a guard and dropped by its
+        // user: its pool must count it gone. (The fds close after this.)
+        if self.pool_tag != 0 {
+            crate::pool::pipe_dropped_outside(self.pool_tag, self.capacity, self.resized);
+        }
     }
 }
 

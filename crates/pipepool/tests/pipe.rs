@@ -345,3 +345,23 @@ fn drop_closes_both_ends() {
         );
     }
 }
+
+/// Issue 11: `Pipe::read` does what its doc says: at most `len()` and at
+/// most `buf.len()` bytes, and `Ok(0)` (not `WouldBlock`) on an empty pipe
+/// or an empty buffer.
+#[test]
+fn read_returns_zero_on_an_empty_pipe_and_never_more_than_it_holds() {
+    let mut pipe = Pipe::with_size(64 * 1024).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(pipe.read(&mut buf).unwrap(), 0, "empty pipe");
+    assert_eq!(pipe.write(b"0123456789").unwrap(), 10);
+    assert_eq!(pipe.read(&mut []).unwrap(), 0, "empty buffer");
+    assert_eq!(pipe.read(&mut buf[..4]).unwrap(), 4);
+    assert_eq!(&buf[..4], b"0123");
+    assert_eq!(pipe.len(), 6);
+    assert_eq!(pipe.read(&mut buf).unwrap(), 6, "only what it holds");
+    assert_eq!(&buf[..6], b"456789");
+    assert!(pipe.is_empty());
+    assert_eq!(pipe.kernel_len().unwrap(), 0);
+    assert_eq!(pipe.read(&mut buf).unwrap(), 0, "emptied pipe");
+}

@@ -206,7 +206,10 @@ fn config_errors_name_the_field() {
 fn small_max_pipes_lowers_local_cap_and_max_idle() {
     let _fds = util::fd_lock();
     let pool = PoolConfig::default().max_pipes(2).build().unwrap();
-    assert_eq!((pool.config().local_cap, pool.config().max_idle), (2, 2));
+    assert_eq!(
+        (pool.config().get_local_cap(), pool.config().get_max_idle()),
+        (2, 2)
+    );
     let err = PoolConfig::default()
         .max_pipes(2)
         .local_cap(3)
@@ -268,7 +271,9 @@ fn stats_stay_consistent() {
         .max_idle(3)
         .build()
         .unwrap();
-    assert_eq!(pool.stats(), PoolStats::default());
+    let mut fresh = PoolStats::default();
+    fresh.thread_cache_reclaim = pool.stats().thread_cache_reclaim;
+    assert_eq!(pool.stats(), fresh);
     let mut held: Vec<_> = (0..6).map(|_| pool.get().unwrap()).collect();
     let cap = held[0].capacity() as u64;
     let s = pool.stats();
@@ -605,4 +610,357 @@ fn pool_and_guard_are_shareable() {
     let pipe = pool.get().unwrap();
     assert!(std::ptr::eq(pipe.pool(), &pool));
     assert!(format!("{pool:?}").contains("max_pipes"));
+}
+
+/// Issue 11: the defaults of `max_idle` and `local_cap` follow `max_pipes`
+/// both ways; explicit values are kept (lowered only to `max_pipes`).
+#[test]
+fn config_defaults_follow_max_pipes_both_ways() {
+    let c = PoolConfig::default().max_pipes(4).max_pipes(100);
+    assert_eq!((c.get_max_idle(), c.get_local_cap()), (100, 8));
+    let c = PoolConfig::default().max_pipes(4);
+    assert_eq!((c.get_max_idle(), c.get_local_cap()), (4, 4));
+    let c = PoolConfig::default()
+        .max_idle(5)
+        .local_cap(2)
+        .max_pipes(100);
+    assert_eq!((c.get_max_idle(), c.get_local_cap()), (5, 2));
+    let c = PoolConfig::default().max_idle(50).max_pipes(10);
+    assert_eq!(c.get_max_idle(), 10);
+    assert_eq!(c.get_max_pipes(), 10);
+    let c = c.pipe_size(4096).idle_timeout(Duration::from_secs(3));
+    assert_eq!(
+        (c.get_pipe_size(), c.get_idle_timeout()),
+        (4096, Duration::from_secs(3))
+    );
+}
+
+/// Issue 9 part 3: `mem::swap` through `&mut Pipe` moves a pipe into
+/// another pool's guard. Each pool still counts only its own pipes (its
+/// `capacity_bytes` never wraps), and each pipe goes home.
+#[test]
+fn pipes_swapped_between_pools_go_home() {
+    let _fds = util::fd_lock();
+    let small = config().pipe_size(64 * 1024).build().unwrap();
+    let big = config().pipe_size(1 << 20).build().unwrap();
+    let mut a = small.get().unwrap();
+    let mut b = big.get().unwrap();
+    let (a_inode, b_inode) = (inode(&a), inode(&b));
+    let (a_cap, b_cap) = (a.capacity() as u64, b.capacity() as u64);
+    std::mem::swap(&mut *a, &mut *b);
+    drop(a); // holds big's pipe now
+    drop(b); // holds small's pipe
+    for (pool, cap, home) in [(&small, a_cap, &a_inode), (&big, b_cap, &b_inode)] {
+        let s = pool.stats();
+        assert_eq!(
+            (s.live, s.idle, s.capacity_bytes, s.created),
+            (1, 1, cap, 1),
+            "{s:?}"
+        );
+        assert_consistent(&s);
+        let again = pool.get().unwrap();
+        assert_eq!(&inode(&again), home, "a pool got another pool's pipe");
+        assert_eq!(again.capacity() as u64, cap);
+    }
+}
+
+/// The same with a pipe made outside any pool: swapped into a guard, it is
+/// closed when the guard drops (never pooled), and the pool's own pipe,
+/// dropped by its new owner, leaves the pool's count (the bound frees its
+/// place).
+#[test]
+fn a_pipe_swapped_out_of_the_pool_frees_its_place() {
+    let _fds = util::fd_lock();
+    let base = util::fd_count();
+    let pool = config().max_pipes(1).build().unwrap();
+    let mut mine = pipepool::Pipe::with_size(64 * 1024).unwrap();
+    let mut guard = pool.get().unwrap();
+    std::mem::swap(&mut *guard, &mut mine);
+    drop(guard); // holds the outside pipe: closed, not pooled
+    let s = pool.stats();
+    assert_eq!((s.live, s.idle), (1, 0), "{s:?}");
+    drop(mine); // the pool's pipe, dropped outside the pool
+    let s = pool.stats();
+    assert_eq!(
+        (s.live, s.capacity_bytes, s.closed_dirty),
+        (0, 0, 1),
+        "{s:?}"
+    );
+    assert_consistent(&s);
+    assert_eq!(util::fd_count(), base);
+    drop(pool.get().expect("the bound has room again"));
+}
+
+/// Issue 11: `get_owned` is `Send + 'static`, moves into a thread, and is
+/// given back (not closed) when that thread drops it.
+#[test]
+fn owned_pipe_moves_into_a_thread_and_comes_back() {
+    fn send_static<T: Send + 'static>(_: &T) {}
+    let _fds = util::fd_lock();
+    let pool = config().build().unwrap();
+    let mut pipe = pool.get_owned().unwrap();
+    send_static(&pipe);
+    let first = util::fd_target(pipe.raw_fds().0).unwrap();
+    let moved = thread::spawn(move || {
+        pipe.write(b"owned").unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(pipe.read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"owned");
+        assert_eq!(pipe.read(&mut buf).unwrap(), 0, "read of an empty pipe");
+        assert_eq!(pipe.pool().stats().in_use, 1);
+    });
+    moved.join().unwrap(); // the thread's cache went to the shared pool
+    let s = pool.stats();
+    assert_eq!((s.live, s.idle, s.closed_dirty), (1, 1, 0), "{s:?}");
+    let again = pool.get().unwrap();
+    assert_eq!(inode(&again), first);
+    drop(again);
+    // A dirty owned pipe is closed like a borrowed one.
+    let mut dirty = pool.get_owned().unwrap();
+    dirty.write(b"x").unwrap();
+    drop(dirty);
+    assert_eq!(pool.stats().closed_dirty, 1);
+}
+
+/// Runs `child` in a forked child process and returns its exit code.
+/// `child` returns 0 for success or a code naming the failed check; a
+/// panic is code 101. The parent gives the child `timeout` (a deadlock in
+/// the child fails the test instead of hanging it).
+fn in_forked_child(timeout: Duration, child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: fork in a multi-threaded process: the child runs only the
+    // closure (pool calls, which the pool's fork handlers make safe, and
+    // glibc's malloc, which is fork-safe) and leaves with `_exit`, never
+    // returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+        // SAFETY: `_exit` is async-signal-safe and never returns.
+        unsafe { libc::_exit(code) };
+    }
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+            return libc::WEXITSTATUS(status);
+        }
+        if start.elapsed() > timeout {
+            // SAFETY: our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("forked child still running after {timeout:?}: deadlocked");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Issue 9 part 2, the reproduction: the parent puts a pipe back and
+/// forks; the child takes a pipe and writes 6 bytes. The child must get a
+/// pipe of its own (not one of the parent's, idle or on loan), start its
+/// counters at zero and run its own reaper; the parent's next get must be
+/// clean.
+#[test]
+fn a_forked_child_never_uses_the_parents_pipes() {
+    let _fds = util::fd_lock();
+    let pool = config()
+        .idle_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    // Idle pipes in this thread's cache and in the shared pool, and one on
+    // loan across the fork.
+    let held: Vec<_> = (0..12).map(|_| pool.get().unwrap()).collect();
+    let parents: HashSet<String> = held.iter().map(inode).collect();
+    let on_loan = pool.get().unwrap();
+    let on_loan_inode = inode(&on_loan);
+    drop(held);
+    pool.flush_local(); // some in the shared pool
+    for _ in 0..3 {
+        drop(pool.get().unwrap()); // and some back in the cache
+    }
+    let code = in_forked_child(Duration::from_secs(20), || {
+        let s = pool.stats();
+        if (s.live, s.created, s.idle) != (0, 0, 0) {
+            return 2; // counters did not restart
+        }
+        let mut mine = match pool.get() {
+            Ok(p) => p,
+            Err(_) => return 3,
+        };
+        let it = inode(&mine);
+        if parents.contains(&it) || it == on_loan_inode {
+            return 4; // a parent's pipe handed out
+        }
+        if mine.write(b"child!").is_err() {
+            return 5;
+        }
+        drop(mine); // dirty: closed
+        drop(on_loan); // inherited, on loan: closed, not pooled
+        let next = pool.get().unwrap();
+        let n = inode(&next);
+        if parents.contains(&n) || n == on_loan_inode {
+            return 6;
+        }
+        let (r, _) = next.raw_fds();
+        drop(next);
+        // The child's reaper closes its idle pipe within the bound.
+        let gone = util::wait_until(Duration::from_secs(5), || {
+            util::fd_target(r).ok() != Some(n.clone())
+        });
+        if gone.is_none() {
+            return 7; // no reaper in the child
+        }
+        0
+    });
+    assert_eq!(code, 0, "forked child failed check {code}");
+    // The parent's pipes are untouched: clean, and the one on loan too.
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        let p = pool.get().unwrap();
+        assert_eq!(
+            p.kernel_len().unwrap(),
+            0,
+            "the child's bytes reached the parent"
+        );
+        seen.push(p);
+    }
+    let s = pool.stats();
+    assert_eq!(s.closed_dirty, 0, "{s:?}");
+}
+
+/// Issue 9 part 2: a fork while another thread is inside the pool (holding
+/// the shared pool's lock at any moment: `local_cap` 0 makes every get and
+/// put lock it) never leaves the child deadlocked.
+#[test]
+fn fork_while_another_thread_holds_the_pool_lock() {
+    let _fds = util::fd_lock();
+    let pool = config().local_cap(0).build().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    /// Stops the other thread even when an assertion fails.
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+    thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(SeqCst) {
+                drop(pool.get().unwrap());
+            }
+        });
+        let _stop = Stop(&stop);
+        for round in 0..20 {
+            let code = in_forked_child(Duration::from_secs(5), || {
+                let p = pool.get().unwrap();
+                drop(p);
+                i32::from(pool.stats().created != 1)
+            });
+            assert_eq!(code, 0, "round {round}");
+        }
+    });
+}
+
+/// Issue 9 part 3: the reaper survives failures. In a child process: the
+/// first creation fails (`RLIMIT_NOFILE` leaves no fd), then the reaper's
+/// spawn fails (`RLIMIT_NPROC` 0, as `nobody`) while a pipe is created; with the limits lifted, the next creation must start
+/// the reaper, which then closes every idle pipe. (Before, the reaper was
+/// woken only when the live count went from 0 to 1.)
+#[test]
+fn the_reaper_starts_after_failed_creations_and_spawns() {
+    let _fds = util::fd_lock();
+    let code = in_forked_child(Duration::from_secs(30), || {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let pool = config()
+            .idle_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let nofile = getrlimit(Resource::Nofile);
+        // No new fd at all until the limit is restored.
+        let tight = Rlimit {
+            current: Some(0),
+            maximum: nofile.maximum,
+        };
+        setrlimit(Resource::Nofile, tight).unwrap();
+        if !matches!(pool.get(), Err(GetError::Create(_))) {
+            return 2;
+        }
+        setrlimit(Resource::Nofile, nofile).unwrap();
+        // No thread may be created: the pipe is created, the reaper is not.
+        // (RLIMIT_NPROC binds only unprivileged users, so the child becomes
+        // `nobody`, and stays dumpable to read its own /proc/self/fd.)
+        // SAFETY: plain syscalls on this single-threaded child.
+        unsafe {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return 8;
+            }
+            libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        }
+        let nproc = getrlimit(Resource::Nproc);
+        let none = Rlimit {
+            current: Some(0),
+            maximum: nproc.maximum,
+        };
+        setrlimit(Resource::Nproc, none).unwrap();
+        let first = pool.get();
+        let spawn_failed = thread::Builder::new().spawn(|| ()).is_err();
+        setrlimit(Resource::Nproc, nproc).unwrap();
+        let Ok(first) = first else { return 3 };
+        if !spawn_failed {
+            return 4; // the limit did not stop threads: the test proves nothing
+        }
+        let second = pool.get().unwrap(); // live 1 -> 2: must start the reaper
+        let fds = [inode(&first), inode(&second)];
+        let raw = [first.raw_fds().0, second.raw_fds().0];
+        drop((first, second));
+        let gone = util::wait_until(Duration::from_secs(5), || {
+            raw.iter()
+                .zip(&fds)
+                .all(|(r, id)| util::fd_target(*r).ok().as_ref() != Some(id))
+        });
+        if gone.is_none() {
+            return 5; // the reaper never ran
+        }
+        if pool.stats().gets_failed != 1 {
+            return 6;
+        }
+        0
+    });
+    assert_eq!(code, 0, "child failed check {code}");
+}
+
+/// Dropping the last handle closes the idle pipes in the caches of other
+/// threads too (they are alive, blocked, and never touch a pool again).
+#[test]
+fn dropping_the_pool_closes_other_threads_cached_pipes() {
+    let _fds = util::fd_lock();
+    let base = util::fd_count();
+    let pool = config().build().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let worker = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            let held: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+            drop(held); // four pipes in this thread's cache
+            drop(pool);
+            ready_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        })
+    };
+    ready_rx.recv().unwrap();
+    assert_eq!(util::fd_count(), base + 8);
+    let reclaim = pool.stats().thread_cache_reclaim;
+    drop(pool);
+    if reclaim {
+        assert_eq!(
+            util::fd_count(),
+            base,
+            "pipes left in a live thread's cache"
+        );
+    }
+    go_tx.send(()).unwrap();
+    worker.join().unwrap();
+    assert_eq!(util::fd_count(), base);
 }

@@ -1,10 +1,15 @@
 //! Idle reclamation with real pipes, proved by counting `/proc/self/fd`.
 //!
-//! The documented bound (see `pipepool::design`): a pipe in the shared pool
-//! is closed about `idle_timeout + 3 ticks` (1.75 x `idle_timeout`) after it
-//! went idle, with no call into the pool; what may outlive that is at most
-//! `local_cap` pipes per thread that has not given a pipe back to the pool
-//! since. And no pipe is closed before it was idle `idle_timeout`.
+//! The documented bound (see `pipepool::design`): a pipe is closed after it
+//! was idle at least `idle_timeout` and at most `idle_timeout + tick`
+//! (`tick` = `idle_timeout / 4`), with no call into the pool, wherever it
+//! sits: the shared pool or the cache of any thread, running or blocked.
+//! (Where `membarrier(2)` is missing, `PoolStats::thread_cache_reclaim` is
+//! false and up to `local_cap` pipes per quiet thread may stay: the tests
+//! then check that weaker bound instead.)
+//!
+//! The deadlines add [`SLACK`] to the bound for scheduling on a loaded
+//! 2-core machine: the reaper is a thread like any other.
 //!
 //! While waiting, the tests poll `/proc/self/fd`, never the pool: a call
 //! into the pool could be what closes the pipes. Every test holds
@@ -19,7 +24,11 @@ use std::time::{Duration, Instant};
 use pipepool::{PipePool, PoolConfig, PooledPipe};
 
 const BURST: usize = 1000;
-const TIMEOUT: Duration = Duration::from_millis(100);
+const TIMEOUT: Duration = Duration::from_millis(200);
+/// The documented bound: `idle_timeout + idle_timeout / 4`.
+const BOUND: Duration = Duration::from_millis(250);
+/// Scheduling slack on top of [`BOUND`] (the reaper thread may run late).
+const SLACK: Duration = Duration::from_millis(400);
 const LOCAL_CAP: usize = 8;
 
 fn pool(timeout: Duration, local_cap: usize) -> PipePool {
@@ -63,6 +72,16 @@ fn assert_fds_drop_to(limit: usize, since: Instant, within: Duration, what: &str
     }
 }
 
+/// The fds a quiet thread may keep: none with thread-cache reclaim, else
+/// its `local_cap` pipes.
+fn quiet_thread_allowance(pool: &PipePool, threads: usize) -> usize {
+    if pool.stats().thread_cache_reclaim {
+        0
+    } else {
+        2 * LOCAL_CAP * threads
+    }
+}
+
 #[test]
 fn a_burst_is_reclaimed_without_calling_the_pool() {
     let _fds = util::fd_lock();
@@ -72,10 +91,10 @@ fn a_burst_is_reclaimed_without_calling_the_pool() {
     let idle_since = Instant::now();
     assert_eq!(util::fd_count(), base + 2 * BURST, "closed at once");
 
-    // This thread keeps up to local_cap pipes in its cache; everything else
-    // is closed by the reaper.
-    let bound = base + 2 * LOCAL_CAP;
-    assert_fds_drop_to(bound, idle_since, 3 * TIMEOUT, "main-thread burst");
+    // Everything is closed by the reaper, this thread's cache included
+    // (the thread is busy polling /proc, not using the pool).
+    let bound = base + quiet_thread_allowance(&pool, 1);
+    assert_fds_drop_to(bound, idle_since, BOUND + SLACK, "main-thread burst");
     let took = first_back.elapsed();
     assert!(
         took >= TIMEOUT,
@@ -103,7 +122,7 @@ fn a_burst_in_an_exiting_thread_is_reclaimed_completely() {
     let idle_since = Instant::now();
     // The thread's cache went back to the shared pool when it exited: no
     // thread keeps anything, so the bound is the baseline itself.
-    assert_fds_drop_to(base, idle_since, 3 * TIMEOUT, "exited-thread burst");
+    assert_fds_drop_to(base, idle_since, BOUND + SLACK, "exited-thread burst");
     let s = pool.stats();
     assert_eq!(
         (s.closed_idle, s.live, s.idle),
@@ -112,52 +131,74 @@ fn a_burst_in_an_exiting_thread_is_reclaimed_completely() {
     );
 }
 
+/// Issue 9 part 1: N threads fill their caches, then block on a channel,
+/// alive and never touching the pool again. Their pipes are closed within
+/// the bound all the same.
 #[test]
-fn a_quiet_live_thread_keeps_at_most_local_cap() {
+fn blocked_threads_caches_are_reclaimed() {
+    const THREADS: usize = 4;
     let _fds = util::fd_lock();
     let base = util::fd_count();
     let pool = pool(TIMEOUT, LOCAL_CAP);
     let (done_tx, done_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = std::sync::Mutex::new(go_rx);
     thread::scope(|s| {
-        let pool = &pool;
-        let worker = s.spawn(move || {
-            burst(pool, BURST);
-            done_tx.send(Instant::now()).unwrap();
-            // Stay alive, untouched, holding the cache.
-            go_rx.recv().unwrap();
-        });
-        let idle_since = done_rx.recv().unwrap();
-        assert_fds_drop_to(
-            base + 2 * LOCAL_CAP,
-            idle_since,
-            3 * TIMEOUT,
-            "live-thread burst",
-        );
+        for _ in 0..THREADS {
+            let (pool, done_tx, go_rx) = (&pool, done_tx.clone(), &go_rx);
+            s.spawn(move || {
+                // local_cap pipes taken and given back: all in this
+                // thread's cache.
+                burst(pool, LOCAL_CAP);
+                done_tx.send(Instant::now()).unwrap();
+                // Blocked, holding the cache, until the main thread says.
+                let _ = go_rx.lock().unwrap().recv();
+            });
+        }
+        let idle_since = (0..THREADS).map(|_| done_rx.recv().unwrap()).max().unwrap();
         let s = pool.stats();
-        assert!(s.live <= LOCAL_CAP as u64 && s.live == s.idle, "{s:?}");
-        assert!(
-            s.live > 0,
-            "the quiet thread's cache was reclaimed: the test proves less than it claims"
+        assert_eq!(
+            (s.live, s.idle),
+            ((THREADS * LOCAL_CAP) as u64, (THREADS * LOCAL_CAP) as u64),
+            "{s:?}"
         );
+        assert_eq!(util::fd_count(), base + 2 * THREADS * LOCAL_CAP);
 
-        // Once it exits, its cache goes to the shared pool and is reclaimed.
-        go_tx.send(()).unwrap();
-        worker.join().unwrap();
-        let exited = Instant::now();
-        assert_fds_drop_to(base, exited, 3 * TIMEOUT, "after the thread exited");
+        let bound = base + quiet_thread_allowance(&pool, THREADS);
+        assert_fds_drop_to(bound, idle_since, BOUND + SLACK, "blocked threads' caches");
+        if pool.stats().thread_cache_reclaim {
+            let s = pool.stats();
+            assert_eq!(
+                (s.live, s.idle, s.closed_idle),
+                (0, 0, (THREADS * LOCAL_CAP) as u64),
+                "{s:?}"
+            );
+        }
+        for _ in 0..THREADS {
+            go_tx.send(()).unwrap();
+        }
     });
+    // Exited threads hand back nothing more: their caches were emptied.
+    assert_fds_drop_to(
+        base,
+        Instant::now(),
+        BOUND + SLACK,
+        "after the threads exited",
+    );
     let s = pool.stats();
-    assert_eq!((s.closed_idle, s.live), (BURST as u64, 0), "{s:?}");
+    assert_eq!(
+        (s.closed_idle, s.live),
+        ((THREADS * LOCAL_CAP) as u64, 0),
+        "{s:?}"
+    );
 }
 
 #[test]
 fn no_pipe_is_closed_before_idle_timeout() {
     let _fds = util::fd_lock();
     let timeout = Duration::from_millis(400);
-    // local_cap 0: the pipe goes straight to the shared pool, in the
-    // reaper's view from the first moment.
-    let pool = pool(timeout, 0);
+    // One pipe in this thread's cache, in the reaper's view from the start.
+    let pool = pool(timeout, LOCAL_CAP);
     let pipe = pool.get().unwrap();
     let (r, _) = pipe.raw_fds();
     let id = util::fd_target(r).unwrap();
@@ -174,9 +215,13 @@ fn no_pipe_is_closed_before_idle_timeout() {
         );
         assert_eq!(pool.stats().closed_idle, 0);
     }
-    let closed = util::wait_until(3 * timeout - idle_since.elapsed(), || {
-        util::fd_target(r).ok().as_ref() != Some(&id)
-    });
+    if !pool.stats().thread_cache_reclaim {
+        pool.flush_local();
+    }
+    let closed = util::wait_until(
+        (timeout * 5 / 4 + SLACK).saturating_sub(idle_since.elapsed()),
+        || util::fd_target(r).ok().as_ref() != Some(&id),
+    );
     assert!(
         closed.is_some(),
         "still open {:?} after it went idle",
@@ -186,23 +231,30 @@ fn no_pipe_is_closed_before_idle_timeout() {
     assert_eq!(pool.stats().closed_idle, 1);
 }
 
+/// The reaper takes only stale pipes: a thread that keeps using one pipe
+/// (get, put, short pause) for several timeouts keeps that very pipe.
 #[test]
-fn giving_a_pipe_back_moves_stale_cached_ones_to_the_reaper() {
+fn a_pipe_in_use_is_never_reclaimed() {
     let _fds = util::fd_lock();
-    let base = util::fd_count();
     let pool = pool(TIMEOUT, LOCAL_CAP);
-    burst(&pool, 4); // all four stay in this thread's cache
-    thread::sleep(TIMEOUT * 5 / 2);
-    assert_eq!(
-        util::fd_count(),
-        base + 8,
-        "the reaper cannot see a thread cache"
-    );
-    // One get and put: the put moves the three stale pipes out.
-    drop(pool.get().unwrap());
-    let touched = Instant::now();
-    assert_fds_drop_to(base + 2, touched, 3 * TIMEOUT, "stale cached pipes");
-    assert_eq!(pool.stats().closed_idle, 3);
+    let first = pool.get().unwrap();
+    let (r, _) = first.raw_fds();
+    let id = util::fd_target(r).unwrap();
+    drop(first);
+    let start = Instant::now();
+    while start.elapsed() < 3 * TIMEOUT {
+        let pipe = pool.get().unwrap();
+        assert_eq!(
+            pipe.raw_fds().0,
+            r,
+            "a fresh pipe: the warm one was reclaimed"
+        );
+        assert_eq!(util::fd_target(r).unwrap(), id);
+        drop(pipe);
+        thread::sleep(TIMEOUT / 10);
+    }
+    let s = pool.stats();
+    assert_eq!((s.created, s.closed_idle), (1, 0), "{s:?}");
 }
 
 /// Regression: with `local_cap` 0 a refill still took two pipes and kept
@@ -215,6 +267,61 @@ fn with_local_cap_zero_nothing_outlives_the_timeout() {
     burst(&pool, 10);
     drop(pool.get().unwrap());
     let idle_since = Instant::now();
-    assert_fds_drop_to(base, idle_since, 3 * TIMEOUT, "local_cap 0");
+    assert_fds_drop_to(base, idle_since, BOUND + SLACK, "local_cap 0");
     assert_eq!(pool.stats().closed_idle, 10);
+}
+
+/// The reaper reclaiming from thread caches while their threads get and
+/// put as fast as they can, with pauses longer than the timeout so that
+/// caches go stale under the threads' feet: every pipe handed out is empty
+/// and works (a write and a read of one byte; a pipe closed under its user
+/// would fail with `EBADF`, or another pipe reusing its fds would show up
+/// in the count), and at the end every fd is closed exactly once.
+#[test]
+fn reclaim_under_concurrent_gets_and_puts() {
+    const THREADS: usize = 4;
+    let _fds = util::fd_lock();
+    let base = util::fd_count();
+    let pool = pool(Duration::from_millis(40), 4);
+    let run = Duration::from_millis(1200);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let pool = &pool;
+            s.spawn(move || {
+                let start = Instant::now();
+                let mut i = 0u64;
+                while start.elapsed() < run {
+                    let held: Vec<PooledPipe<'_>> = (0..1 + (i as usize + t) % 4)
+                        .map(|_| pool.get().unwrap())
+                        .collect();
+                    for mut p in held {
+                        assert!(p.is_empty());
+                        assert_eq!(p.kernel_len().unwrap(), 0, "a pipe with bytes handed out");
+                        p.write(&[t as u8]).unwrap();
+                        let mut b = [0u8; 1];
+                        assert_eq!(p.read(&mut b).unwrap(), 1);
+                        assert_eq!(b[0], t as u8);
+                    }
+                    i += 1;
+                    if i % 200 == (t as u64) * 50 {
+                        thread::sleep(Duration::from_millis(60)); // caches go stale
+                    }
+                }
+            });
+        }
+    });
+    let s = pool.stats();
+    assert_eq!(
+        s.live + s.closed_idle + s.closed_overflow + s.closed_dirty + s.closed_shutdown,
+        s.created,
+        "{s:?}"
+    );
+    assert_eq!(s.in_use, 0, "{s:?}");
+    assert!(
+        s.closed_idle > 0,
+        "nothing was reclaimed: the test proves little: {s:?}"
+    );
+    assert_eq!(util::fd_count(), base + 2 * s.live as usize, "{s:?}");
+    drop(pool);
+    assert_eq!(util::fd_count(), base);
 }

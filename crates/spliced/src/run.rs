@@ -171,7 +171,7 @@ async fn reload(
         );
         announce(&format!("reload failed: {e}"));
     };
-    let new = match config::reload(path, flags, running.pool.max_pipes) {
+    let new = match config::reload(path, flags, running.pool.get_max_pipes()) {
         Ok(new) => new,
         Err(e) => return fail(&e),
     };
@@ -269,7 +269,7 @@ fn announce_listener(addr: std::net::SocketAddr, l: &config::ListenerSettings) {
 fn check_fd_budget(settings: &Settings, nofile: Option<u64>, tell_fit: bool) {
     let Some(limit) = nofile else { return };
     let conns: usize = settings.listeners.iter().map(|l| l.max_conns).sum();
-    let pipes = settings.pool.max_pipes;
+    let pipes = settings.pool.get_max_pipes();
     let need = crate::limits::fds_needed(limit, conns, pipes);
     if need > limit {
         tracing::warn!(
@@ -353,7 +353,9 @@ fn print_settings(s: &Settings) {
     }
     println!(
         "pool: max_pipes {}, pipe_size {}, idle_timeout {:?}",
-        s.pool.max_pipes, s.pool.pipe_size, s.pool.idle_timeout
+        s.pool.get_max_pipes(),
+        s.pool.get_pipe_size(),
+        s.pool.get_idle_timeout()
     );
     if let Some(limit) = s.fds_fitted {
         println!("defaults of max_conns and max_pipes sized to the fd limit ({limit})");

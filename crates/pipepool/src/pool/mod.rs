@@ -2,9 +2,15 @@
 //! and idle reclamation. See [`crate::design`] for the algorithm.
 
 mod config;
+mod fence;
+#[cfg(not(pipepool_loom))]
+mod fork;
 mod ids;
 mod local;
-#[cfg(not(loom))]
+#[cfg(all(test, pipepool_loom))]
+mod loom_models;
+mod owned;
+#[cfg(not(pipepool_loom))]
 mod reaper;
 mod shared;
 mod stats;
@@ -15,6 +21,7 @@ use std::io;
 use std::ops::{Deref, DerefMut};
 
 pub use config::{ConfigError, PoolConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCAL_CAP, MAX_PIPE_SIZE};
+pub use owned::OwnedPipe;
 pub use stats::PoolStats;
 
 use shared::Shared;
@@ -22,10 +29,22 @@ use stats::CloseReason;
 
 use crate::sync::Arc;
 
-#[cfg(loom)]
+#[cfg(pipepool_loom)]
 pub(crate) use crate::mock::Pipe;
-#[cfg(not(loom))]
+#[cfg(not(pipepool_loom))]
 pub(crate) use crate::pipe::Pipe;
+
+/// A pipe still tagged by a pool was dropped outside it: taken out of a
+/// guard with `mem::swap` through `&mut Pipe`. Its pool counts it closed
+/// (as `closed_dirty`: it left the pool's hands), so the bound frees its
+/// place.
+#[cfg(not(pipepool_loom))]
+#[cold]
+pub(crate) fn pipe_dropped_outside(tag: u64, capacity: usize, resized: bool) {
+    if let Some(owner) = ids::find(tag) {
+        owner.account_close(capacity, resized, CloseReason::Dirty);
+    }
+}
 
 /// A pool of pipes for splicing.
 ///
@@ -36,16 +55,23 @@ pub(crate) use crate::pipe::Pipe;
 /// - Dropping the [`PooledPipe`] gives it back. A pipe that still holds
 ///   bytes is closed instead, so no byte can reach another user.
 /// - Pipes idle for [`idle_timeout`](PoolConfig::idle_timeout) are closed by
-///   a background thread, whether or not the pool is used again. The bound on
-///   what outlives the timeout: at most [`local_cap`](PoolConfig::local_cap)
-///   idle pipes in the cache of each thread that has not touched this pool
-///   since (a thread's cache is handed back when the thread exits, and its
-///   stale pipes are moved out whenever it gives a pipe back).
+///   a background thread, whether or not the pool is used again, and
+///   wherever they sit: the shared pool or any thread's cache, whether that
+///   thread runs, sleeps or is blocked. A pipe is closed after it was idle
+///   at least `idle_timeout` and at most `idle_timeout * 5 / 4`. (Reclaiming
+///   from thread caches needs `membarrier(2)`, Linux 4.14+; without it, see
+///   [`PoolStats::thread_cache_reclaim`].)
+/// - [`get_owned`](PipePool::get_owned) hands out an [`OwnedPipe`] that
+///   holds its own handle to the pool (`Send + 'static`, for spawned tasks).
+/// - A process that forks gets a fresh pool in the child: the inherited idle
+///   pipes are closed there, never reused, the counters restart and a new
+///   reaper starts with the child's first pipe.
 ///
 /// `PipePool` is a cheap handle: clones share one pool. When the last handle
-/// is dropped the pool closes its idle pipes and its reaper thread exits;
-/// pipes still cached by other threads are closed when those threads next
-/// use any pool or exit.
+/// is dropped the pool closes its idle pipes, those in other threads'
+/// caches included, and its reaper thread exits. (A cache its thread is
+/// using at that instant, or every cache where `membarrier(2)` is missing,
+/// is closed when its thread next uses any pool or exits.)
 ///
 /// Most code uses the process-wide [`PipePool::global`] pool.
 ///
@@ -95,6 +121,8 @@ impl PipePool {
     pub fn new(config: PoolConfig) -> Result<PipePool, ConfigError> {
         config.validate()?;
         let shared = Arc::new(Shared::new(ids::acquire(), config));
+        #[cfg(not(pipepool_loom))]
+        ids::register(&shared);
         Ok(PipePool {
             _handle: Arc::new(Handle {
                 shared: shared.clone(),
@@ -109,7 +137,7 @@ impl PipePool {
     /// # Panics
     /// Never: the default configuration always validates (`tests/pool.rs`
     /// checks it).
-    #[cfg(not(loom))]
+    #[cfg(not(pipepool_loom))]
     pub fn global() -> &'static PipePool {
         static GLOBAL: std::sync::OnceLock<PipePool> = std::sync::OnceLock::new();
         GLOBAL.get_or_init(|| {
@@ -152,20 +180,53 @@ impl PipePool {
         }
     }
 
+    /// An empty pipe, given back when the returned [`OwnedPipe`] drops.
+    /// The guard holds its own handle to the pool, so it is `Send + 'static`
+    /// and can move into a spawned thread or task; [`get`](PipePool::get)
+    /// is a little cheaper where a borrow will do.
+    ///
+    /// ```
+    /// use pipepool::PipePool;
+    ///
+    /// let pool = PipePool::global();
+    /// let mut pipe = pool.get_owned()?;
+    /// let worker = std::thread::spawn(move || {
+    ///     pipe.write(b"moved")?;
+    ///     let mut buf = [0u8; 5];
+    ///     pipe.read(&mut buf)?;
+    ///     assert!(pipe.is_empty());
+    ///     Ok::<_, std::io::Error>(())
+    /// }); // the pipe goes back to the pool when the thread drops it
+    /// worker.join().unwrap()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`get`](PipePool::get).
+    pub fn get_owned(&self) -> Result<OwnedPipe, GetError> {
+        let guard = self.get()?;
+        Ok(OwnedPipe::new(self.clone(), guard.into_box()))
+    }
+
     #[inline]
     fn put(&self, pipe: Box<Pipe>) {
-        if !pipe.is_empty() {
-            return self.put_dirty(pipe);
+        let shared = self.shared();
+        if !pipe.is_empty() || pipe.pool_tag() != shared.tag() {
+            return self.put_odd(pipe);
         }
-        if let Err(pipe) = local::push(self.shared(), pipe) {
+        if let Err(pipe) = local::push(shared, pipe) {
             self.put_shared(pipe);
         }
     }
 
-    /// A pipe with bytes inside: closed, never pooled.
+    /// A pipe with bytes inside is closed, never pooled; a pipe of another
+    /// pool (swapped through `&mut Pipe`) goes back to its own pool.
     #[cold]
     #[inline(never)]
-    fn put_dirty(&self, pipe: Box<Pipe>) {
+    fn put_odd(&self, pipe: Box<Pipe>) {
+        if pipe.pool_tag() != self.shared().tag() {
+            return Shared::put_foreign(pipe);
+        }
         self.shared().close(pipe, CloseReason::Dirty);
     }
 
@@ -175,7 +236,7 @@ impl PipePool {
     fn put_shared(&self, pipe: Box<Pipe>) {
         let shared = self.shared();
         let stamp = shared.now();
-        shared.give_batch([shared::Idle { pipe, stamp }]);
+        Shared::give_batch(shared, [shared::Idle { pipe, stamp }]);
     }
 
     /// A snapshot of the pool's statistics.
@@ -196,24 +257,21 @@ impl PipePool {
         self.shared().trim()
     }
 
-    /// Moves the pool's clock to `now_ms` and closes the shared pipes idle
-    /// for `idle_timeout`, as the reaper would. Returns how many. For the
-    /// loom models only (there is no reaper thread under loom).
-    #[cfg(loom)]
-    #[doc(hidden)]
-    pub fn reap_at(&self, now_ms: u64) -> usize {
+    /// Moves the pool's clock to `now_ms` and closes the pipes idle for
+    /// `idle_timeout`, as the reaper would. Returns how many. (There is no
+    /// reaper thread under loom.)
+    #[cfg(all(test, pipepool_loom))]
+    fn reap_at(&self, now_ms: u64) -> usize {
         self.shared().set_clock(now_ms);
         self.shared().reap()
     }
 
     /// How many threads hold a cache for this pool (registered, not yet
-    /// retired by their TLS destructor). For the loom models only: loom's
-    /// `join` returns before the joined thread's TLS destructors have run
-    /// (std's waits for them), so a model waits on this to see a thread's
-    /// exit complete.
-    #[cfg(loom)]
-    #[doc(hidden)]
-    pub fn thread_caches(&self) -> usize {
+    /// retired by their TLS destructor): loom's `join` returns before the
+    /// joined thread's TLS destructors have run (std's waits for them), so
+    /// a model waits on this to see a thread's exit complete.
+    #[cfg(all(test, pipepool_loom))]
+    fn thread_caches(&self) -> usize {
         self.shared().thread_count()
     }
 }
@@ -240,6 +298,13 @@ impl PooledPipe<'_> {
     /// The pool the pipe came from.
     pub fn pool(&self) -> &PipePool {
         self.pool
+    }
+
+    /// Takes the pipe out without giving it back.
+    fn into_box(mut self) -> Box<Pipe> {
+        self.pipe
+            .take()
+            .expect("PooledPipe holds its pipe until dropped")
     }
 }
 

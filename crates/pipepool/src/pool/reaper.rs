@@ -1,31 +1,63 @@
 //! The reaper: one thread per pool that closes idle pipes without a garbage
 //! collector and without any further call into the pool.
 //!
-//! While the pool has live pipes, the reaper wakes every `idle_timeout / 4`
-//! (the *tick*), advances the pool's coarse clock and closes the shared
-//! pipes that have been idle for at least `idle_timeout`. With no live pipe
-//! it sleeps on a condition variable until the next pipe is created, so an
-//! unused pool costs no wake-ups. It exits when the pool is dropped.
+//! While the pool has live pipes, the reaper wakes every `idle_timeout / 8`
+//! (half a tick), advances the pool's coarse clock and closes the pipes
+//! that have been idle for `idle_timeout`, in the shared stack and in every
+//! thread's cache (see `local.rs`). With no live pipe it sleeps on a
+//! condition variable until the next pipe is created, so an unused pool
+//! costs no wake-ups. It exits when the pool is dropped.
 //!
-//! The thread is started with the first pipe, not with the pool.
+//! The thread is started with the first pipe, not with the pool. Waking is
+//! robust: `sleeping` says the reaper is asleep (or not running), and every
+//! pipe creation and every hand-back to the shared pool that sees it set
+//! wakes the reaper, or spawns it again if spawning failed before. The
+//! reaper sets `sleeping` and then checks `live` before it sleeps; a creator
+//! raises `live` and then checks `sleeping` (both `SeqCst`), so at least one
+//! of them sees the other.
 
 use std::thread;
 use std::time::Duration;
 
 use super::shared::Shared;
-use crate::sync::{lock, Arc, Condvar, Mutex};
+use crate::sync::{lock, Arc, AtomicBool, Condvar, Mutex, Ordering::SeqCst};
 
 /// The reaper's handshake with the pool.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Reaper {
-    /// Whether the thread was started.
-    started: Mutex<bool>,
-    /// Signalled when the first pipe is created and when the pool closes.
+    /// Whether the thread was started (and has not been lost to a fork).
+    pub(super) started: Mutex<bool>,
+    /// Signalled when a pipe is created while the reaper sleeps, and when
+    /// the pool closes.
     wake: Condvar,
+    /// The reaper is not running: asleep for lack of pipes, or not started.
+    sleeping: AtomicBool,
 }
 
-/// Starts the reaper, or wakes it because pipes exist again.
-pub(super) fn wake(shared: &Arc<Shared>) {
+impl Default for Reaper {
+    fn default() -> Reaper {
+        Reaper {
+            started: Mutex::new(false),
+            wake: Condvar::new(),
+            sleeping: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Reaper {
+    /// In a forked child: the thread does not exist there.
+    pub(super) fn forget_thread(&self, started: &mut bool) {
+        *started = false;
+        self.sleeping.store(true, SeqCst);
+    }
+}
+
+/// Starts the reaper, or wakes it, if it is not running. Cheap (one load)
+/// when it runs.
+pub(super) fn ensure_awake(shared: &Arc<Shared>) {
+    if !shared.reaper.sleeping.load(SeqCst) {
+        return;
+    }
     let mut started = lock(&shared.reaper.started);
     if *started {
         shared.reaper.wake.notify_one();
@@ -35,8 +67,9 @@ pub(super) fn wake(shared: &Arc<Shared>) {
     let spawned = thread::Builder::new()
         .name("pipepool-reaper".into())
         .spawn(move || run(weak));
-    // Without a reaper thread (out of threads), idle pipes are still
-    // closed when the pool is dropped or trimmed; try again next time.
+    // Out of threads (or memory for a stack): `sleeping` stays set, so the
+    // next creation or hand-back tries again. Meanwhile idle pipes are
+    // still closed when the pool is dropped or trimmed.
     *started = spawned.is_ok();
 }
 
@@ -54,20 +87,24 @@ fn run(weak: std::sync::Weak<Shared>) {
         if shared.is_closed() {
             return;
         }
+        shared.reaper.sleeping.store(false, SeqCst);
         shared.advance_clock();
         shared.reap();
-        let tick = Duration::from_millis(shared.tick_ms());
+        let period = Duration::from_millis(shared.period_ms());
         let started = lock(&shared.reaper.started);
-        if shared.is_closed() {
+        if shared.is_closed() || !*started {
             return;
         }
-        let guard = if shared.live() == 0 {
+        let guard = if shared.live() == 0 && {
+            shared.reaper.sleeping.store(true, SeqCst);
+            shared.live() == 0
+        } {
             shared.reaper.wake.wait(started)
         } else {
             shared
                 .reaper
                 .wake
-                .wait_timeout(started, tick)
+                .wait_timeout(started, period)
                 .map(|(g, _)| g)
                 .map_err(|p| std::sync::PoisonError::new(p.into_inner().0))
         };

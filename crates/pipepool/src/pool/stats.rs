@@ -26,7 +26,9 @@ pub struct PoolStats {
     pub created: u64,
     /// Pipes closed because they sat idle for `idle_timeout`.
     pub closed_idle: u64,
-    /// Pipes closed because they were given back with bytes inside.
+    /// Pipes closed because they were given back with bytes inside (or
+    /// were swapped out of a guard through `&mut Pipe` and dropped
+    /// elsewhere).
     pub closed_dirty: u64,
     /// Pipes closed because the pool already held `max_idle` idle pipes.
     pub closed_overflow: u64,
@@ -49,6 +51,15 @@ pub struct PoolStats {
     pub undersized: u64,
     /// Pipes, since the pool was built, whose resize was refused.
     pub resize_failures: u64,
+    /// Whether the reaper reclaims idle pipes from every thread's cache
+    /// (`membarrier(2)` works in this process). When `false` (Linux before
+    /// 4.14, or a seccomp filter refusing the call), idle pipes in a
+    /// thread's cache are moved to the shared pool only when that thread
+    /// next gives a pipe back, or exits, or calls
+    /// [`flush_local`](crate::PipePool::flush_local): up to
+    /// [`local_cap`](crate::PoolConfig::local_cap) pipes per quiet thread
+    /// may then outlive `idle_timeout`.
+    pub thread_cache_reclaim: bool,
 }
 
 /// Shared counters of one pool.
@@ -83,6 +94,28 @@ pub(super) enum CloseReason {
 impl Counters {
     pub(super) fn bump(c: &AtomicU64) {
         c.fetch_add(1, Relaxed);
+    }
+
+    /// Back to zero (a forked child's pool starts afresh).
+    #[cfg(not(pipepool_loom))]
+    pub(super) fn reset(&self) {
+        for c in [
+            &self.created,
+            &self.closed_idle,
+            &self.closed_dirty,
+            &self.closed_overflow,
+            &self.closed_shutdown,
+            &self.gets_shared,
+            &self.gets_new,
+            &self.gets_refused,
+            &self.gets_failed,
+            &self.capacity_bytes,
+            &self.undersized,
+            &self.resize_failures,
+            &self.retired_gets_local,
+        ] {
+            c.store(0, Relaxed);
+        }
     }
 
     pub(super) fn closed(&self, reason: CloseReason) -> &AtomicU64 {

@@ -13,9 +13,9 @@
 //! detection for the tokio glue); everything in this file is safe Rust
 //! because rustix already is.
 
-#![cfg_attr(loom, allow(dead_code))] // the loom build uses none of the syscalls
+#![cfg_attr(pipepool_loom, allow(dead_code))] // the loom build uses none of the syscalls
 
-#[cfg(all(feature = "tokio", not(loom)))]
+#[cfg(all(feature = "tokio", not(pipepool_loom)))]
 pub(crate) mod cast;
 
 use std::io;
@@ -96,7 +96,7 @@ pub(crate) fn write(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
 /// to read (`Ok(Some(1))`), is at end of file (`Ok(Some(0))`), or has
 /// nothing yet (`WouldBlock`), without taking anything. `Ok(None)` when `fd`
 /// is not a socket (`ENOTSOCK`): nothing can be told that way.
-#[cfg(all(feature = "tokio", not(loom)))]
+#[cfg(all(feature = "tokio", not(pipepool_loom)))]
 pub(crate) fn peek_byte(fd: impl AsFd) -> io::Result<Option<usize>> {
     use rustix::net::RecvFlags;
     let mut byte = [0u8; 1];
@@ -177,4 +177,50 @@ pub(crate) fn is_unsupported(err: &io::Error) -> bool {
         err.raw_os_error().map(Errno::from_raw_os_error),
         Some(Errno::INVAL | Errno::NOSYS | Errno::BADF | Errno::XDEV | Errno::OPNOTSUPP)
     )
+}
+
+/// `membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED)`, after checking
+/// with `MEMBARRIER_CMD_QUERY` that the kernel has it — register this
+/// process for [`membarrier_private_expedited`]. Idempotent.
+///
+/// # Errors
+/// `ENOSYS`/`EINVAL` when the kernel (or a seccomp filter) lacks the
+/// command. See [membarrier(2)](https://man7.org/linux/man-pages/man2/membarrier.2.html).
+pub(crate) fn membarrier_register() -> Result<(), rustix::io::Errno> {
+    use rustix::thread::{membarrier, membarrier_query, MembarrierCommand};
+    if !membarrier_query().contains_command(MembarrierCommand::PrivateExpedited) {
+        return Err(rustix::io::Errno::NOSYS);
+    }
+    membarrier(MembarrierCommand::RegisterPrivateExpedited)
+}
+
+/// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` — when it returns, every
+/// running thread of this process has executed a full memory barrier.
+///
+/// # Errors
+/// `EPERM` when this process is not registered (a forked child must
+/// register again), `ENOSYS`/`EINVAL` without kernel support.
+pub(crate) fn membarrier_private_expedited() -> Result<(), rustix::io::Errno> {
+    rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited)
+}
+
+/// `pthread_atfork(prepare, parent, child)` — run `prepare` in the forking
+/// thread before every `fork()`, `parent` after it in the parent, `child`
+/// after it in the child.
+///
+/// # Errors
+/// `ENOMEM`. See [pthread_atfork(3)](https://man7.org/linux/man-pages/man3/pthread_atfork.3.html).
+#[allow(unsafe_code)]
+pub(crate) fn at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> io::Result<()> {
+    // SAFETY: the three are plain `extern "C" fn()`s that live for the
+    // whole program (fn items), which is all `pthread_atfork` asks.
+    let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    match rc {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
 }

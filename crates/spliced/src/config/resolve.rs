@@ -858,7 +858,7 @@ mod tests {
             (CopyMode::Userspace, 7, None)
         );
         assert_eq!(b.connect_attempts, 1);
-        assert_eq!((s.pool.max_pipes, s.pool.pipe_size), (4, 65536));
+        assert_eq!((s.pool.get_max_pipes(), s.pool.get_pipe_size()), (4, 65536));
     }
 
     #[test]
@@ -909,12 +909,12 @@ mod tests {
         let l = "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\n";
         std::fs::write(&path, l).unwrap();
         let s = reload(&path, &Overrides::default(), 100).unwrap();
-        assert_eq!((s.pool.max_pipes, s.pool.max_idle), (100, 100));
+        assert_eq!((s.pool.get_max_pipes(), s.pool.get_max_idle()), (100, 100));
         let fit = crate::limits::fit(crate::limits::nofile(), &[None], Some(100));
         assert_eq!(s.listeners[0].max_conns, fit.max_conns[0]);
         std::fs::write(&path, format!("[pool]\nmax_pipes = 7\n{l}")).unwrap();
         let s = reload(&path, &Overrides::default(), 100).unwrap();
-        assert_eq!(s.pool.max_pipes, 7);
+        assert_eq!(s.pool.get_max_pipes(), 7);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -108,12 +108,12 @@ impl Collector for PoolCollector {
         let limits = [
             (
                 "max_pipes",
-                config.max_pipes as u64,
+                config.get_max_pipes() as u64,
                 "Configured bound on pipes alive",
             ),
             (
                 "pipe_size_bytes",
-                config.pipe_size as u64,
+                config.get_pipe_size() as u64,
                 "Configured pipe size",
             ),
         ];

@@ -493,3 +493,17 @@ pub(crate) fn proxy_header_server() -> (SocketAddr, Receiver<Vec<u8>>) {
     });
     (addr, rx)
 }
+
+/// Polls `cond` every 20 ms for at most `within`; whether it came true.
+pub(crate) fn wait_until_within(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,6 +1,8 @@
-//! loom models of the pool logic, against the mock pipe
-//! (`pipepool::loom_mock`): loom cannot model syscalls, so the pipe only
-//! counts its creations and drops, and asserts it is never dropped twice.
+//! loom models of the pool logic, against the mock pipe (`crate::mock`):
+//! loom cannot model syscalls, so the pipe only counts its creations and
+//! drops, and asserts it is never dropped twice. The models live inside the
+//! crate (`--cfg pipepool_loom` and `cfg(test)`), so nothing is public for
+//! them.
 //!
 //! Every model checks, over all interleavings loom explores:
 //! - no pipe is lost: once the pool is dropped and the threads are joined,
@@ -8,23 +10,28 @@
 //! - none is closed twice (the mock panics);
 //! - the bound holds: `created - dropped <= max_pipes` whenever a thread
 //!   looks (after each get), and a get is refused only at the bound;
-//! - a pipe handed out is empty.
+//! - a pipe handed out is empty;
+//! - the reaper's reclamation from thread caches (the asymmetric fence of
+//!   `local.rs`, a `SeqCst` fence on both sides under loom) never touches a
+//!   cache its owner is using: loom's `UnsafeCell` tracking fails the model
+//!   on any concurrent access, and the counts prove no pipe is lost or
+//!   closed twice while the reaper races get, put and thread exit.
 //!
 //! loom runs thread-local destructors when a thread exits, but its `join`
 //! returns when the thread's closure has returned, *before* those
 //! destructors ran (std's `join` waits for them). The models therefore wait,
 //! after joining, until the exited threads' caches are retired
-//! ([`PipePool::thread_caches`], a loom-only hook) or their pipes dropped.
+//! (`PipePool::thread_caches`) or their pipes dropped.
 //!
-//! Run with `ci/loom.sh` (`RUSTFLAGS="--cfg loom"`, release with debug
-//! assertions, `LOOM_MAX_PREEMPTIONS=2`).
-#![cfg(loom)]
+//! Run with `ci/loom.sh` (`RUSTFLAGS="--cfg pipepool_loom"`, release with
+//! debug assertions, `LOOM_MAX_PREEMPTIONS=2`).
 
 use std::time::Duration;
 
 use loom::thread;
-use pipepool::loom_mock::{created, dropped};
-use pipepool::{GetError, PipePool, PoolConfig, PooledPipe};
+
+use crate::mock::{created, dropped};
+use crate::{GetError, PipePool, PoolConfig, PooledPipe};
 
 /// A pool for a model. No reaper runs under loom: the models move the
 /// clock and reap by hand with `reap_at`.
@@ -58,7 +65,7 @@ fn try_get(pool: &PipePool) -> Option<PooledPipe<'_>> {
             Some(pipe)
         }
         Err(GetError::Exhausted { max_pipes }) => {
-            assert_eq!(max_pipes, pool.config().max_pipes);
+            assert_eq!(max_pipes, pool.config().get_max_pipes());
             None
         }
         Err(e) => panic!("{e}"),
@@ -67,7 +74,7 @@ fn try_get(pool: &PipePool) -> Option<PooledPipe<'_>> {
 
 fn assert_bound(pool: &PipePool) {
     let alive = created() - dropped();
-    let max = pool.config().max_pipes;
+    let max = pool.config().get_max_pipes();
     assert!(alive <= max, "{alive} pipes alive, max_pipes {max}");
 }
 
@@ -296,6 +303,90 @@ fn dirty_put_is_closed_never_handed_out() {
         let s = pool.stats();
         assert_eq!(s.closed_dirty, 1, "{s:?}");
         assert_at_rest(&pool);
+        finish(pool);
+    });
+}
+
+#[test]
+fn reaper_reclaims_a_quiet_threads_cache() {
+    loom::model(|| {
+        // The worker fills its cache and stays alive (it waits for the
+        // main thread); the reaper, at a time when the pipes are stale,
+        // must take them all without the worker's help.
+        let pool = pool(2, 2);
+        let (tx, rx) = loom::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = loom::sync::mpsc::channel::<()>();
+        let worker = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                drop((get(&pool), get(&pool)));
+                tx.send(()).unwrap();
+                go_rx.recv().unwrap(); // alive, not touching the pool
+            })
+        };
+        rx.recv().unwrap(); // the worker's pipes are in its cache
+        let reaped = pool.reap_at(1_000);
+        assert_eq!(reaped, 2, "stale pipes left in a quiet thread's cache");
+        go_tx.send(()).unwrap();
+        worker.join().unwrap();
+        wait_thread_exits(&pool, 0);
+        assert_at_rest(&pool);
+        assert_eq!(pool.stats().live, 0);
+        finish(pool);
+    });
+}
+
+#[test]
+fn reclaim_races_with_get_and_put_on_a_cache() {
+    loom::model(|| {
+        // The worker's cache holds a stale pipe; the reaper reclaims while
+        // the worker gets and puts through that same cache. Either the
+        // reaper takes the pipe (the worker then gets a new one) or the
+        // worker does (the reaper skips the busy cache or sees it empty).
+        let pool = pool(2, 2);
+        drop(get(&pool)); // this thread's cache: one pipe, stamped at 0
+        let (tx, rx) = loom::sync::mpsc::channel::<()>();
+        let reaper = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                rx.recv().unwrap();
+                pool.reap_at(1_000)
+            })
+        };
+        tx.send(()).unwrap();
+        let pipe = get(&pool);
+        drop(pipe);
+        let reaped = reaper.join().unwrap();
+        assert!(reaped <= 1);
+        let s = pool.stats();
+        assert_eq!(s.closed_idle as usize, reaped, "{s:?}");
+        // The get took the cached pipe or (reclaimed first) made one; the
+        // put may be reclaimed too if it was stamped before the clock moved.
+        assert!(s.created <= 2, "{s:?}");
+        assert_at_rest(&pool);
+        finish(pool);
+    });
+}
+
+#[test]
+fn reclaim_races_with_thread_exit() {
+    loom::model(|| {
+        // The reaper reclaims from a cache whose thread is exiting (its
+        // TLS destructor takes the cache out of the registry and hands the
+        // pipes back): every pipe ends closed exactly once.
+        let pool = pool(2, 2);
+        let worker = {
+            let pool = pool.clone();
+            thread::spawn(move || drop((get(&pool), get(&pool))))
+        };
+        let reaped = pool.reap_at(1_000);
+        worker.join().unwrap();
+        wait_thread_exits(&pool, 0);
+        assert!(reaped <= 2);
+        assert_at_rest(&pool);
+        pool.reap_at(10_000);
+        let s = pool.stats();
+        assert_eq!((s.live, s.closed_idle as usize), (0, created()), "{s:?}");
         finish(pool);
     });
 }
