@@ -390,3 +390,32 @@ fn reclaim_races_with_thread_exit() {
         finish(pool);
     });
 }
+
+#[test]
+fn dropping_the_pool_reclaims_a_live_threads_cache() {
+    loom::model(|| {
+        // The worker caches two pipes, lets go of its handle and stays
+        // alive; dropping the last handle must close its cached pipes.
+        let pool = pool(2, 2);
+        let (tx, rx) = loom::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = loom::sync::mpsc::channel::<()>();
+        let worker = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                drop((get(&pool), get(&pool)));
+                drop(pool);
+                tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            })
+        };
+        rx.recv().unwrap();
+        drop(pool);
+        assert_eq!(
+            (created(), dropped()),
+            (2, 2),
+            "a live thread's cache kept its pipes"
+        );
+        go_tx.send(()).unwrap();
+        worker.join().unwrap();
+    });
+}
