@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::units::{parse_duration, parse_size, DurationValue, SizeValue};
-use crate::config::{ListenerFlags, Overrides};
+use crate::config::{ListenerFlags, Overrides, PoolFlags, TopFlags};
 
 /// spliced: an L4 TCP proxy that forwards with zero-copy splice(2) through
 /// pooled pipes.
@@ -58,30 +58,15 @@ pub(crate) struct RunArgs {
     /// The per-listener settings (the table in `config/table.rs`).
     #[command(flatten)]
     pub(crate) listener: ListenerFlags,
-    /// Tokio worker threads [default: one per core].
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub(crate) worker_threads: Option<usize>,
-    /// Most pipes alive in the pool [default: what the fd limit leaves after
-    /// max_conns, at most 4096].
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub(crate) max_pipes: Option<usize>,
-    /// Size asked for each pipe (e.g. 1MiB, 256KiB) [default: 1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = size, allow_hyphen_values = true)]
-    pub(crate) pipe_size: Option<SizeValue>,
-    /// Close pooled pipes idle this long [default: 10s].
-    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
-    pub(crate) pipe_idle_timeout: Option<DurationValue>,
+    /// The process settings (the table in `config/table.rs`).
+    #[command(flatten)]
+    pub(crate) top: TopFlags,
+    /// The `[pool]` settings (the table in `config/table.rs`).
+    #[command(flatten)]
+    pub(crate) pool: PoolFlags,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<SocketAddr>,
-    /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
-    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
-    pub(crate) grace_period: Option<DurationValue>,
-    /// Once every listener and the metrics socket are bound, run as this
-    /// user (no supplementary groups, the user's group): start as root to
-    /// bind ports below 1024, then serve unprivileged.
-    #[arg(long, value_name = "NAME")]
-    pub(crate) user: Option<String>,
     /// Send TLS clients asking for server NAME (exact, or `*.suffix`) to
     /// ADDR; repeat (a NAME several times makes a group). The longest
     /// match wins; --upstream is the route for the rest.
@@ -107,14 +92,10 @@ impl RunArgs {
             listen: self.listen,
             upstreams: self.upstreams.clone(),
             listener: self.listener.clone(),
-            worker_threads: self.worker_threads,
-            max_pipes: self.max_pipes,
-            pipe_size: self.pipe_size,
-            pipe_idle_timeout: self.pipe_idle_timeout,
+            top: self.top.clone(),
+            pool: self.pool.clone(),
             metrics: self.metrics,
-            grace_period: self.grace_period,
             log_level,
-            user: self.user.clone(),
             routes: self.routes.clone(),
             allow: self.allow.clone(),
             deny: self.deny.clone(),
@@ -209,7 +190,8 @@ pub(crate) fn duration(s: &str) -> Result<DurationValue, String> {
     parse_duration(s).map(DurationValue)
 }
 
-fn size(s: &str) -> Result<SizeValue, String> {
+/// Parses a size flag.
+pub(crate) fn size(s: &str) -> Result<SizeValue, String> {
     parse_size(s).map(SizeValue)
 }
 
@@ -257,13 +239,7 @@ mod tests {
         "config",
         "listen",
         "upstream",
-        "worker-threads",
-        "max-pipes",
-        "pipe-size",
-        "pipe-idle-timeout",
         "metrics",
-        "grace-period",
-        "user",
         "route",
         "allow",
         "deny",
@@ -275,11 +251,17 @@ mod tests {
 
     #[test]
     fn the_run_flags_are_the_table() {
-        use crate::config::table::LISTENER_SETTINGS;
+        use crate::config::table::{LISTENER_SETTINGS, POOL_SETTINGS, TOP_SETTINGS};
         let mut cli = Cli::command();
         cli.build();
         let run = cli.find_subcommand("run").expect("run");
-        for s in LISTENER_SETTINGS {
+        let table = || {
+            LISTENER_SETTINGS
+                .iter()
+                .chain(TOP_SETTINGS)
+                .chain(POOL_SETTINGS)
+        };
+        for s in table() {
             let arg = run
                 .get_arguments()
                 .find(|a| a.get_long() == Some(s.flag))
@@ -292,7 +274,7 @@ mod tests {
         for arg in run.get_arguments() {
             let long = arg.get_long().expect("every run flag has a long name");
             assert!(
-                NOT_IN_TABLE.contains(&long) || LISTENER_SETTINGS.iter().any(|s| s.flag == long),
+                NOT_IN_TABLE.contains(&long) || table().any(|s| s.flag == long),
                 "--{long} is neither in the table nor a known special case"
             );
         }
@@ -317,5 +299,23 @@ mod tests {
             Some(std::time::Duration::ZERO)
         );
         assert!(Cli::try_parse_from(["spliced", "run", "--accept-proxy", "false"]).is_err());
+        let Command::Run(run) = Cli::try_parse_from([
+            "spliced",
+            "run",
+            "--pipe-idle-timeout",
+            "2s",
+            "--idle-timeout",
+            "3s",
+            "--user",
+            "nobody",
+        ])
+        .expect("parses")
+        .command
+        else {
+            unreachable!()
+        };
+        assert_eq!(run.pool.idle_timeout.map(|d| d.0.as_secs()), Some(2));
+        assert_eq!(run.listener.idle_timeout.map(|d| d.0.as_secs()), Some(3));
+        assert_eq!(run.top.user.as_deref(), Some("nobody"));
     }
 }

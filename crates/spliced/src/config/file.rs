@@ -2,9 +2,10 @@
 //! validation can point at the line it rejects. See
 //! `crates/spliced/spliced.example.toml` for a commented example.
 //!
-//! The per-listener settings come from the table ([`super::table`]): each
-//! is a field of both [`ListenerSection`] and [`FileConfig`] (the top
-//! level holds the defaults of every listener).
+//! The settings of the tables ([`super::table`]) are generated: each
+//! per-listener one is a field of both [`ListenerSection`] and
+//! [`FileConfig`] (the top level holds the defaults of every listener),
+//! each process one a field of [`FileConfig`] or [`PoolSection`].
 //!
 //! (No `#[serde(flatten)]` for the settings shared by the top level and the
 //! listeners: flatten defeats both `deny_unknown_fields` and the spans.)
@@ -12,11 +13,23 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::units::{DurationValue, SizeValue};
 use super::Balance;
 
 macro_rules! file_structs {
-    ($(
+    (
+    top [$(
+        $(#[doc = $tdoc:literal])*
+        $tname:ident: $tty:ty = $tdefault:expr;
+            flag $tflag:literal [$($targ:tt)*];
+            check $tcheck:path;
+    )*]
+    pool [$(
+        $(#[doc = $pdoc:literal])*
+        $pname:ident: $pty:ty = $pdefault:expr;
+            flag $pflag:literal [$($parg:tt)*];
+            check $pcheck:path;
+    )*]
+    $(
         $(#[doc = $doc:literal])*
         $name:ident: $ty:ty = $default:expr;
             flag $flag:literal [$($arg:tt)*];
@@ -27,24 +40,32 @@ macro_rules! file_structs {
         #[derive(Debug, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub(crate) struct FileConfig {
-            /// Tokio worker threads (default: one per core).
-            pub(crate) worker_threads: Option<Spanned<usize>>,
-            /// How long open connections may run after SIGINT/SIGTERM.
-            pub(crate) grace_period: Option<Spanned<DurationValue>>,
             /// Where to serve Prometheus metrics (`/metrics`).
             pub(crate) metrics: Option<Spanned<String>>,
             /// A tracing filter such as `info` or `spliced=debug`.
             pub(crate) log_level: Option<Spanned<String>>,
-            /// The user to run as once the sockets are bound.
-            pub(crate) user: Option<Spanned<String>>,
             /// The pipe pool.
             pub(crate) pool: Option<PoolSection>,
             /// `[[listener]]` tables.
             #[serde(default)]
             pub(crate) listener: Vec<Spanned<ListenerSection>>,
             $(
+                $(#[doc = $tdoc])*
+                pub(crate) $tname: Option<Spanned<$tty>>,
+            )*
+            $(
                 $(#[doc = $doc])*
                 pub(crate) $name: Option<Spanned<$ty>>,
+            )*
+        }
+
+        /// `[pool]`: the pipe pool shared by every listener.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct PoolSection {
+            $(
+                $(#[doc = $pdoc])*
+                pub(crate) $pname: Option<Spanned<$pty>>,
             )*
         }
 
@@ -72,19 +93,12 @@ macro_rules! file_structs {
         }
     };
 }
-super::table::listener_settings!(file_structs);
-
-/// `[pool]`: the pipe pool shared by every listener.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PoolSection {
-    /// Most pipes alive at once.
-    pub(crate) max_pipes: Option<Spanned<usize>>,
-    /// Size asked of the kernel for each pipe.
-    pub(crate) pipe_size: Option<Spanned<SizeValue>>,
-    /// Close pipes idle this long.
-    pub(crate) idle_timeout: Option<Spanned<DurationValue>>,
+macro_rules! with_listener_settings {
+    ($($process:tt)*) => {
+        super::table::listener_settings!(file_structs; $($process)*);
+    };
 }
+super::table::process_settings!(with_listener_settings);
 
 /// One `[[listener.route]]`.
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 pub(crate) use error::{ConfigError, Origin};
 pub(crate) use resolve::{load, reload, Overrides};
-pub(crate) use table::ListenerFlags;
+pub(crate) use table::{ListenerFlags, PoolFlags, TopFlags};
 
 /// Default timeout of one upstream connect.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

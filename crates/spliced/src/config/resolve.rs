@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use toml::Spanned;
 
+use super::file::PoolSection;
 use super::file::{FileConfig, ListenerSection, RouteSection};
-use super::table::ListenerFlags;
-use super::units::{DurationValue, SizeValue};
+use super::table::{ListenerFlags, PoolFlags, TopFlags};
+use super::units::DurationValue;
 use super::{
     Balance, ConfigError, ListenerSettings, Origin, RouteSettings, Settings, DEFAULT_GRACE_PERIOD,
 };
@@ -25,22 +26,14 @@ pub(crate) struct Overrides {
     pub(crate) upstreams: Vec<String>,
     /// The flags of the per-listener settings of the table.
     pub(crate) listener: ListenerFlags,
-    /// `--worker-threads`.
-    pub(crate) worker_threads: Option<usize>,
-    /// `--max-pipes`.
-    pub(crate) max_pipes: Option<usize>,
-    /// `--pipe-size`.
-    pub(crate) pipe_size: Option<SizeValue>,
-    /// `--pipe-idle-timeout`.
-    pub(crate) pipe_idle_timeout: Option<DurationValue>,
+    /// The flags of the top-level process settings of the table.
+    pub(crate) top: TopFlags,
+    /// The flags of the `[pool]` settings of the table.
+    pub(crate) pool: PoolFlags,
     /// `--metrics`.
     pub(crate) metrics: Option<SocketAddr>,
-    /// `--grace-period`.
-    pub(crate) grace_period: Option<DurationValue>,
     /// `--log-level`.
     pub(crate) log_level: Option<String>,
-    /// `--user`.
-    pub(crate) user: Option<String>,
     /// `--route NAME=ADDR`, in order: replaces the routes of the
     /// `--listen` listener or of the file's only listener.
     pub(crate) routes: Vec<(String, String)>,
@@ -149,6 +142,63 @@ macro_rules! picks {
 }
 super::table::listener_settings!(picks);
 
+/// `$Picks`: the settings `entries` of one section of the file (`$section`
+/// finds it), picked (flag `self.flags.$flags`, else the section, else
+/// the default) and checked, each with where it came from.
+macro_rules! section_picks {
+    ($Picks:ident, $method:ident, $flags:ident, $section:path, $prefix:literal;
+    $(
+        $(#[doc = $doc:literal])*
+        $name:ident: $ty:ty = $default:expr;
+            flag $flag:literal [$($arg:tt)*];
+            check $check:path;
+    )*) => {
+        /// Settings of one section of the table, picked and checked.
+        struct $Picks {
+            $($name: Option<Picked<$ty>>,)*
+        }
+
+        impl Resolver<'_> {
+            fn $method(&self) -> Result<$Picks, ConfigError> {
+                let section = $section(self.file);
+                Ok($Picks {$(
+                    $name: self.checked(
+                        self.pick(
+                            (self.flags.$flags.$name.as_ref(), $flag),
+                            &[(
+                                section.and_then(|s| s.$name.as_ref()),
+                                concat!($prefix, stringify!($name)).to_owned(),
+                            )],
+                            $default,
+                            concat!($prefix, stringify!($name)),
+                        ),
+                        $check,
+                    )?,
+                )*})
+            }
+        }
+    };
+}
+
+macro_rules! process_picks {
+    (top [$($top:tt)*] pool [$($pool:tt)*]) => {
+        section_picks!(TopPicks, top_picks, top, top_section, ""; $($top)*);
+        section_picks!(PoolPicks, pool_picks, pool, pool_section, "pool."; $($pool)*);
+    };
+}
+super::table::process_settings!(process_picks);
+
+/// The file's top level, as a section.
+#[allow(clippy::unnecessary_wraps)]
+fn top_section(file: &FileConfig) -> Option<&FileConfig> {
+    Some(file)
+}
+
+/// The file's `[pool]`, if any.
+fn pool_section(file: &FileConfig) -> Option<&PoolSection> {
+    file.pool.as_ref()
+}
+
 /// Resolution state: the file (raw text for locations) and the flags.
 struct Resolver<'a> {
     /// The file, if one was given (`-` if not).
@@ -199,6 +249,19 @@ impl Resolver<'_> {
         })
     }
 
+    /// `picked`, unless `check` rejects it (then an error naming where it
+    /// was given).
+    fn checked<T>(
+        &self,
+        picked: Option<Picked<T>>,
+        check: fn(&T) -> Result<(), String>,
+    ) -> Result<Option<Picked<T>>, ConfigError> {
+        if let Some(p) = &picked {
+            check(&p.value).map_err(|m| p.error(m))?;
+        }
+        Ok(picked)
+    }
+
     /// One per-listener setting of listener `i`: the flag if given, else
     /// the listener's own key, else the top level's, else `default`;
     /// rejected by `check` where it was given.
@@ -220,33 +283,13 @@ impl Resolver<'_> {
             default,
             key,
         );
-        if let Some(p) = &picked {
-            check(&p.value).map_err(|m| p.error(m))?;
-        }
-        Ok(picked.map(|p| p.value))
+        Ok(self.checked(picked, check)?.map(|p| p.value))
     }
 
     fn settings(&self) -> Result<Settings, ConfigError> {
         let (f, o) = (self.file, self.flags);
-        let workers = self.pick(
-            (o.worker_threads.as_ref(), "worker-threads"),
-            &[(f.worker_threads.as_ref(), "worker_threads".into())],
-            None,
-            "worker_threads",
-        );
-        if let Some(w) = &workers {
-            if w.value == 0 {
-                return Err(w.error("must be at least 1"));
-            }
-        }
-        let grace = self
-            .pick(
-                (o.grace_period.as_ref(), "grace-period"),
-                &[(f.grace_period.as_ref(), "grace_period".into())],
-                Some(DurationValue(DEFAULT_GRACE_PERIOD)),
-                "grace_period",
-            )
-            .map_or(DEFAULT_GRACE_PERIOD, |p| p.value.0);
+        let top = self.top_picks()?;
+        let pool = self.pool_picks()?;
         let metrics = match (&o.metrics, &f.metrics) {
             (Some(addr), _) => Some(*addr),
             (None, Some(s)) => Some(s.get_ref().parse::<SocketAddr>().map_err(|_| {
@@ -271,35 +314,30 @@ impl Resolver<'_> {
             }
             (None, None) => None,
         };
-        let user = self
-            .pick(
-                (o.user.as_ref(), "user"),
-                &[(f.user.as_ref(), "user".into())],
-                None,
-                "user",
-            )
+        let user = top
+            .user
             .map(|u| crate::privileges::lookup(&u.value).map_err(|e| u.error(e)))
             .transpose()?;
         let mut listeners = self.listeners()?;
-        let given_pipes = self.max_pipes();
+        let given_pipes = pool.max_pipes.as_ref().map(|p| p.value);
         let fit = crate::limits::fit(
             crate::limits::nofile(),
             &listeners
                 .iter()
                 .map(|(_, given)| *given)
                 .collect::<Vec<_>>(),
-            given_pipes.as_ref().map(|p| p.value).or(self.pipes_in_use),
+            given_pipes.or(self.pipes_in_use),
         );
         for ((l, _), n) in listeners.iter_mut().zip(&fit.max_conns) {
             l.max_conns = *n;
         }
         Ok(Settings {
             listeners: listeners.into_iter().map(|(l, _)| l).collect(),
-            pool: self.pool(given_pipes, fit.max_pipes)?,
+            pool: pool_config(pool, fit.max_pipes)?,
             fds_fitted: fit.shrunk.then(crate::limits::nofile).flatten(),
             metrics,
-            grace_period: grace,
-            worker_threads: workers.map(|w| w.value),
+            grace_period: top.grace_period.map_or(DEFAULT_GRACE_PERIOD, |p| p.value.0),
+            worker_threads: top.worker_threads.map(|w| w.value),
             log_level,
             user,
         })
@@ -572,83 +610,47 @@ impl Resolver<'_> {
         }
         Ok(out)
     }
+}
 
-    /// `max_pipes` if given.
-    fn max_pipes(&self) -> Option<Picked<usize>> {
-        let (o, pool) = (self.flags, self.file.pool.as_ref());
-        self.pick(
-            (o.max_pipes.as_ref(), "max-pipes"),
-            &[(
-                pool.and_then(|p| p.max_pipes.as_ref()),
-                "pool.max_pipes".into(),
-            )],
-            None,
-            "pool.max_pipes",
-        )
+/// The pool's settings; `max_pipes` is `default_pipes` unless given.
+fn pool_config(
+    picks: PoolPicks,
+    default_pipes: usize,
+) -> Result<pipepool::PoolConfig, ConfigError> {
+    let PoolPicks {
+        max_pipes,
+        pipe_size,
+        idle_timeout: idle,
+    } = picks;
+    let n = max_pipes.as_ref().map_or(default_pipes, |p| p.value);
+    // `max_idle` follows `max_pipes` (the library's default is sized
+    // from the fd limit when `default()` runs, not from `n`).
+    let mut config = pipepool::PoolConfig::default()
+        .max_pipes(n)
+        .max_idle(n)
+        .local_cap(pipepool::DEFAULT_LOCAL_CAP.min(n));
+    if let Some(p) = &pipe_size {
+        let bytes = usize::try_from(p.value.0).unwrap_or(usize::MAX);
+        config = config.pipe_size(bytes);
     }
-
-    /// The pool's settings; `max_pipes` is `default_pipes` unless given.
-    fn pool(
-        &self,
-        max_pipes: Option<Picked<usize>>,
-        default_pipes: usize,
-    ) -> Result<pipepool::PoolConfig, ConfigError> {
-        let (o, pool) = (self.flags, self.file.pool.as_ref());
-        let pipe_size = self.pick(
-            (o.pipe_size.as_ref(), "pipe-size"),
-            &[(
-                pool.and_then(|p| p.pipe_size.as_ref()),
-                "pool.pipe_size".into(),
-            )],
-            None,
-            "pool.pipe_size",
-        );
-        let idle = self.pick(
-            (o.pipe_idle_timeout.as_ref(), "pipe-idle-timeout"),
-            &[(
-                pool.and_then(|p| p.idle_timeout.as_ref()),
-                "pool.idle_timeout".into(),
-            )],
-            None,
-            "pool.idle_timeout",
-        );
-        if let Some(p) = &max_pipes {
-            if p.value == 0 {
-                return Err(
-                    p.error("must be at least 1 (use copy = \"userspace\" to turn splicing off)")
-                );
-            }
-        }
-        let n = max_pipes.as_ref().map_or(default_pipes, |p| p.value);
-        // `max_idle` follows `max_pipes` (the library's default is sized
-        // from the fd limit when `default()` runs, not from `n`).
-        let mut config = pipepool::PoolConfig::default()
-            .max_pipes(n)
-            .max_idle(n)
-            .local_cap(pipepool::DEFAULT_LOCAL_CAP.min(n));
-        if let Some(p) = &pipe_size {
-            let bytes = usize::try_from(p.value.0).unwrap_or(usize::MAX);
-            config = config.pipe_size(bytes);
-        }
-        if let Some(p) = &idle {
-            config = config.idle_timeout(p.value.0);
-        }
-        config.validate().map_err(|e| {
-            let (origin, field) = match e.field() {
-                "max_pipes" => max_pipes
-                    .as_ref()
-                    .map(|p| (p.origin.clone(), p.field.clone())),
-                "pipe_size" => pipe_size
-                    .as_ref()
-                    .map(|p| (p.origin.clone(), p.field.clone())),
-                "idle_timeout" => idle.as_ref().map(|p| (p.origin.clone(), p.field.clone())),
-                _ => None,
-            }
-            .unwrap_or((Origin::Default, format!("pool.{}", e.field())));
-            ConfigError::new(origin, field, e.to_string())
-        })?;
-        Ok(config)
+    if let Some(p) = &idle {
+        config = config.idle_timeout(p.value.0);
     }
+    config.validate().map_err(|e| {
+        let (origin, field) = match e.field() {
+            "max_pipes" => max_pipes
+                .as_ref()
+                .map(|p| (p.origin.clone(), p.field.clone())),
+            "pipe_size" => pipe_size
+                .as_ref()
+                .map(|p| (p.origin.clone(), p.field.clone())),
+            "idle_timeout" => idle.as_ref().map(|p| (p.origin.clone(), p.field.clone())),
+            _ => None,
+        }
+        .unwrap_or((Origin::Default, format!("pool.{}", e.field())));
+        ConfigError::new(origin, field, e.to_string())
+    })?;
+    Ok(config)
 }
 
 /// Checks an SNI route's name: a DNS name, or `*.` and one; returned in

@@ -1,6 +1,7 @@
-//! The table of per-listener settings: each is declared once here, with
-//! its file key (the field name), type, default, check, flag and doc, and
-//! [`listener_settings!`] hands the table to the code generated from it:
+//! The tables of settings: each is declared once here, with its file key
+//! (the field name), type, default, check, flag and doc.
+//! [`listener_settings!`] hands the per-listener table to the code
+//! generated from it:
 //!
 //! - the fields of the file's `[[listener]]` tables and of its top level
 //!   (defaults for every listener), in `file.rs`;
@@ -13,9 +14,15 @@
 //! - `LISTENER_SETTINGS` (in tests), which hold the example config and the
 //!   flags' help to the table.
 //!
-//! Lists (`upstreams`, routes, `allow`, `deny`), `name` and `listen`, the
-//! process settings and `[pool]` are not in the table: each has a shape of
-//! its own.
+//! [`process_settings!`] does the same for the settings of the file's top
+//! level and of its `[pool]` (one layer: the flag, else the file, else
+//! the default): the fields of `FileConfig` and `PoolSection`, the flags
+//! ([`TopFlags`], [`PoolFlags`]), and their pick and check.
+//!
+//! Not in the tables, each with a shape of its own: the lists
+//! (`upstreams`, routes, `allow`, `deny`), `name` and `listen`, `metrics`
+//! (an address, parsed with its own message) and `log_level` (a global
+//! flag that `main` applies before the file is read).
 //!
 //! Entry syntax: `/// doc` lines, then
 //! `name: Type = default; flag "flag-name" [clap arg attributes]; check fn;`
@@ -25,10 +32,12 @@
 
 use super::units::DurationValue;
 
-/// Calls `$callback! { entries }` with every per-listener setting.
+/// Calls `$callback! { prefix entries }` with every per-listener setting
+/// (`prefix`: the tokens after `;`, if any).
 macro_rules! listener_settings {
-    ($callback:ident) => {
+    ($callback:ident $(; $($prefix:tt)*)?) => {
         $callback! {
+            $($($prefix)*)?
             /// How an upstream is chosen: round-robin or least-conn [default: round-robin].
             balance: $crate::config::Balance = Some($crate::config::Balance::RoundRobin);
                 flag "balance" [value_enum];
@@ -82,6 +91,46 @@ macro_rules! listener_settings {
 }
 pub(crate) use listener_settings;
 
+/// Calls `$callback! { top [entries] pool [entries] }` with the process
+/// settings: those of the file's top level and those of its `[pool]`
+/// (one layer each: the flag, else the file, else the default).
+macro_rules! process_settings {
+    ($callback:ident) => {
+        $callback! {
+            top [
+                /// Tokio worker threads [default: one per core].
+                worker_threads: usize = None;
+                    flag "worker-threads" [value_name = "N", value_parser = $crate::cli::at_least_one];
+                    check $crate::config::table::at_least_one;
+                /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
+                grace_period: $crate::config::units::DurationValue =
+                    Some($crate::config::units::DurationValue($crate::config::DEFAULT_GRACE_PERIOD));
+                    flag "grace-period" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
+                    check $crate::config::table::any;
+                /// Once every listener and the metrics socket are bound, run as this user (no supplementary groups, the user's group): start as root to bind ports below 1024, then serve unprivileged.
+                user: String = None;
+                    flag "user" [value_name = "NAME"];
+                    check $crate::config::table::any;
+            ]
+            pool [
+                /// Most pipes alive in the pool [default: what the fd limit leaves after max_conns, at most 4096].
+                max_pipes: usize = None;
+                    flag "max-pipes" [value_name = "N", value_parser = $crate::cli::at_least_one];
+                    check $crate::config::table::at_least_one_pipe;
+                /// Size asked for each pipe (e.g. 1MiB, 256KiB) [default: 1MiB].
+                pipe_size: $crate::config::units::SizeValue = None;
+                    flag "pipe-size" [value_name = "SIZE", value_parser = $crate::cli::size, allow_hyphen_values = true];
+                    check $crate::config::table::any;
+                /// Close pooled pipes idle this long [default: 10s].
+                idle_timeout: $crate::config::units::DurationValue = None;
+                    flag "pipe-idle-timeout" [id = "pipe_idle_timeout", value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
+                    check $crate::config::table::any;
+            ]
+        }
+    };
+}
+pub(crate) use process_settings;
+
 /// One row of the table, for the tests that hold the example config and
 /// the flags to it.
 #[cfg(test)]
@@ -95,25 +144,27 @@ pub(crate) struct SettingInfo {
     pub(crate) doc: &'static str,
 }
 
-macro_rules! infos {
-    ($(
+/// `$infos`: the rows of `entries`, with `$prefix` before each key;
+/// `$Flags`: their flags.
+macro_rules! infos_and_flags {
+    ($infos:ident, $prefix:literal, $(#[doc = $flags_doc:literal])* $Flags:ident;
+    $(
         $(#[doc = $doc:literal])*
         $name:ident: $ty:ty = $default:expr;
             flag $flag:literal [$($arg:tt)*];
             check $check:path;
     )*) => {
-        /// Every per-listener setting, in table order.
+        /// The rows of the table, in order.
         #[cfg(test)]
-        pub(crate) const LISTENER_SETTINGS: &[SettingInfo] = &[$(SettingInfo {
-            key: stringify!($name),
+        pub(crate) const $infos: &[SettingInfo] = &[$(SettingInfo {
+            key: concat!($prefix, stringify!($name)),
             flag: $flag,
             doc: concat!($($doc),*),
         }),*];
 
-        /// The per-listener settings given as `spliced run` flags; each
-        /// overrides the file for every listener.
+        $(#[doc = $flags_doc])*
         #[derive(Debug, Clone, Default, clap::Args)]
-        pub(crate) struct ListenerFlags {
+        pub(crate) struct $Flags {
             $(
                 $(#[doc = $doc])*
                 #[arg(long = $flag, $($arg)*)]
@@ -122,7 +173,24 @@ macro_rules! infos {
         }
     };
 }
-listener_settings!(infos);
+listener_settings!(infos_and_flags; LISTENER_SETTINGS, "",
+    /// The per-listener settings given as `spliced run` flags; each
+    /// overrides the file for every listener.
+    ListenerFlags;
+);
+
+macro_rules! process_infos {
+    (top [$($top:tt)*] pool [$($pool:tt)*]) => {
+        infos_and_flags!(TOP_SETTINGS, "",
+            /// The process settings given as `spliced run` flags; each
+            /// overrides the file's top level.
+            TopFlags; $($top)*);
+        infos_and_flags!(POOL_SETTINGS, "pool.",
+            /// The `[pool]` settings given as `spliced run` flags.
+            PoolFlags; $($pool)*);
+    };
+}
+process_settings!(process_infos);
 
 /// No check.
 #[allow(clippy::unnecessary_wraps)]
@@ -134,6 +202,16 @@ pub(crate) fn any<T>(_: &T) -> Result<(), String> {
 pub(crate) fn at_least_one(n: &usize) -> Result<(), String> {
     if *n == 0 {
         return Err("must be at least 1".to_owned());
+    }
+    Ok(())
+}
+
+/// A pool size of at least 1 pipe.
+pub(crate) fn at_least_one_pipe(n: &usize) -> Result<(), String> {
+    if *n == 0 {
+        return Err(
+            "must be at least 1 (use copy = \"userspace\" to turn splicing off)".to_owned(),
+        );
     }
     Ok(())
 }
@@ -220,10 +298,16 @@ mod tests {
     #[test]
     fn the_example_config_shows_every_setting() {
         let example = include_str!("../../spliced.example.toml");
-        for s in LISTENER_SETTINGS {
+        let all = LISTENER_SETTINGS
+            .iter()
+            .chain(TOP_SETTINGS)
+            .chain(POOL_SETTINGS);
+        for s in all {
+            // (A `[pool]` key is written under `[pool]`.)
+            let key = s.key.strip_prefix("pool.").unwrap_or(s.key);
             let written = example.lines().any(|line| {
                 let line = line.trim_start_matches(['#', ' ']);
-                line.strip_prefix(s.key)
+                line.strip_prefix(key)
                     .is_some_and(|rest| rest.trim_start().starts_with('='))
             });
             assert!(written, "spliced.example.toml has no `{} = ...`", s.key);
@@ -232,6 +316,14 @@ mod tests {
 
     #[test]
     fn keys_and_flags_are_unique_and_match() {
+        for s in TOP_SETTINGS {
+            assert_eq!(s.flag, s.key.replace('_', "-"), "{s:?}");
+        }
+        for s in POOL_SETTINGS {
+            let key = s.key.strip_prefix("pool.").expect("pool. key");
+            let flag = key.replace('_', "-");
+            assert!(s.flag == flag || s.flag == format!("pipe-{flag}"), "{s:?}");
+        }
         for (i, s) in LISTENER_SETTINGS.iter().enumerate() {
             assert_eq!(s.flag, s.key.replace('_', "-"), "{s:?}");
             assert!(!s.doc.trim().is_empty(), "{s:?}");
