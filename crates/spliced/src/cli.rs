@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::units::{parse_duration, parse_size, DurationValue, SizeValue};
-use crate::config::{Balance, CopyMode, Overrides, ProxyVersion};
+use crate::config::{ListenerFlags, Overrides, PoolFlags, TopFlags};
 
 /// spliced: an L4 TCP proxy that forwards with zero-copy splice(2) through
 /// pooled pipes.
@@ -55,65 +55,18 @@ pub(crate) struct RunArgs {
     /// An upstream (host:PORT); repeat for a group.
     #[arg(short, long = "upstream", value_name = "ADDR")]
     pub(crate) upstreams: Vec<String>,
-    /// How an upstream is chosen.
-    #[arg(long, value_enum)]
-    pub(crate) balance: Option<Balance>,
-    /// How bytes are copied.
-    #[arg(long, value_enum)]
-    pub(crate) copy: Option<CopyMode>,
-    /// Timeout of one upstream connect (e.g. 3s, 500ms) [default: 3s].
-    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
-    pub(crate) connect_timeout: Option<DurationValue>,
-    /// Upstreams tried per client before giving up [default: 3].
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub(crate) connect_attempts: Option<usize>,
-    /// Close connections with no traffic either way for this long; 0: never
-    /// [default: 5m].
-    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
-    pub(crate) idle_timeout: Option<DurationValue>,
-    /// Most client connections open at once per listener [default: sized to
-    /// the fd limit, at most 10000].
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub(crate) max_conns: Option<usize>,
-    /// Resolve upstream host names again this often, in the background
-    /// [default: 30s].
-    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
-    pub(crate) dns_ttl: Option<DurationValue>,
-    /// Tokio worker threads [default: one per core].
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub(crate) worker_threads: Option<usize>,
-    /// Most pipes alive in the pool [default: what the fd limit leaves after
-    /// max_conns, at most 4096].
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub(crate) max_pipes: Option<usize>,
-    /// Size asked for each pipe (e.g. 1MiB, 256KiB) [default: 1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = size, allow_hyphen_values = true)]
-    pub(crate) pipe_size: Option<SizeValue>,
-    /// Close pooled pipes idle this long [default: 10s].
-    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
-    pub(crate) pipe_idle_timeout: Option<DurationValue>,
+    /// The per-listener settings (the table in `config/table.rs`).
+    #[command(flatten)]
+    pub(crate) listener: ListenerFlags,
+    /// The process settings (the table in `config/table.rs`).
+    #[command(flatten)]
+    pub(crate) top: TopFlags,
+    /// The `[pool]` settings (the table in `config/table.rs`).
+    #[command(flatten)]
+    pub(crate) pool: PoolFlags,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<SocketAddr>,
-    /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
-    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
-    pub(crate) grace_period: Option<DurationValue>,
-    /// Once every listener and the metrics socket are bound, run as this
-    /// user (no supplementary groups, the user's group): start as root to
-    /// bind ports below 1024, then serve unprivileged.
-    #[arg(long, value_name = "NAME")]
-    pub(crate) user: Option<String>,
-    /// Write a PROXY protocol header (v1 text or v2 binary) with the
-    /// client's address to each upstream before any client byte.
-    #[arg(long, value_enum, value_name = "VERSION")]
-    pub(crate) send_proxy: Option<ProxyVersion>,
-    /// Read a PROXY protocol header (v1 or v2) from each client first (a
-    /// load balancer in front) and take the client's address from it.
-    #[arg(long)]
-    pub(crate) accept_proxy: bool,
-    /// How long a client has to send its PROXY header [default: 3s].
-    #[arg(long, value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
-    pub(crate) proxy_timeout: Option<DurationValue>,
     /// Send TLS clients asking for server NAME (exact, or `*.suffix`) to
     /// ADDR; repeat (a NAME several times makes a group). The longest
     /// match wins; --upstream is the route for the rest.
@@ -127,9 +80,6 @@ pub(crate) struct RunArgs {
     /// over --allow.
     #[arg(long, value_name = "CIDR", value_parser = crate::acl::parse_net)]
     pub(crate) deny: Vec<ipnet::IpNet>,
-    /// Most connections open at once from one client address per listener.
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub(crate) max_conns_per_source: Option<usize>,
     /// Check the configuration, print it and exit.
     #[arg(long)]
     pub(crate) check: bool,
@@ -141,28 +91,14 @@ impl RunArgs {
         Overrides {
             listen: self.listen,
             upstreams: self.upstreams.clone(),
-            balance: self.balance,
-            copy: self.copy,
-            connect_timeout: self.connect_timeout,
-            connect_attempts: self.connect_attempts,
-            idle_timeout: self.idle_timeout,
-            max_conns: self.max_conns,
-            dns_ttl: self.dns_ttl,
-            worker_threads: self.worker_threads,
-            max_pipes: self.max_pipes,
-            pipe_size: self.pipe_size,
-            pipe_idle_timeout: self.pipe_idle_timeout,
+            listener: self.listener.clone(),
+            top: self.top.clone(),
+            pool: self.pool.clone(),
             metrics: self.metrics,
-            grace_period: self.grace_period,
             log_level,
-            user: self.user.clone(),
-            send_proxy: self.send_proxy,
-            accept_proxy: self.accept_proxy.then_some(true),
-            proxy_timeout: self.proxy_timeout,
             routes: self.routes.clone(),
             allow: self.allow.clone(),
             deny: self.deny.clone(),
-            max_conns_per_source: self.max_conns_per_source,
         }
     }
 }
@@ -249,15 +185,18 @@ pub(crate) struct BenchArgs {
     pub(crate) accept_proxy: bool,
 }
 
-fn duration(s: &str) -> Result<DurationValue, String> {
+/// Parses a duration flag.
+pub(crate) fn duration(s: &str) -> Result<DurationValue, String> {
     parse_duration(s).map(DurationValue)
 }
 
-fn size(s: &str) -> Result<SizeValue, String> {
+/// Parses a size flag.
+pub(crate) fn size(s: &str) -> Result<SizeValue, String> {
     parse_size(s).map(SizeValue)
 }
 
-fn at_least_one(s: &str) -> Result<usize, String> {
+/// Parses a count flag of at least 1.
+pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
@@ -293,5 +232,90 @@ mod tests {
     #[test]
     fn the_cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The `run` flags that are not in the table of per-listener settings.
+    const NOT_IN_TABLE: &[&str] = &[
+        "config",
+        "listen",
+        "upstream",
+        "metrics",
+        "route",
+        "allow",
+        "deny",
+        "check",
+        "log-level",
+        "help",
+        "version",
+    ];
+
+    #[test]
+    fn the_run_flags_are_the_table() {
+        use crate::config::table::{LISTENER_SETTINGS, POOL_SETTINGS, TOP_SETTINGS};
+        let mut cli = Cli::command();
+        cli.build();
+        let run = cli.find_subcommand("run").expect("run");
+        let table = || {
+            LISTENER_SETTINGS
+                .iter()
+                .chain(TOP_SETTINGS)
+                .chain(POOL_SETTINGS)
+        };
+        for s in table() {
+            let arg = run
+                .get_arguments()
+                .find(|a| a.get_long() == Some(s.flag))
+                .unwrap_or_else(|| panic!("no --{} for `{}`", s.flag, s.key));
+            // clap drops the final period of a one-line help.
+            let help = arg.get_help().map(ToString::to_string);
+            let doc = s.doc.trim().trim_end_matches('.');
+            assert_eq!(help.as_deref(), Some(doc), "--{}", s.flag);
+        }
+        for arg in run.get_arguments() {
+            let long = arg.get_long().expect("every run flag has a long name");
+            assert!(
+                NOT_IN_TABLE.contains(&long) || table().any(|s| s.flag == long),
+                "--{long} is neither in the table nor a known special case"
+            );
+        }
+    }
+
+    #[test]
+    fn table_flags_parse() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["spliced", "run"];
+            all.extend_from_slice(args);
+            match Cli::try_parse_from(all).expect("parses").command {
+                Command::Run(run) => run.listener,
+                _ => unreachable!(),
+            }
+        };
+        let none = parse(&[]);
+        assert_eq!((none.accept_proxy, none.max_conns), (None, None));
+        let set = parse(&["--accept-proxy", "--max-conns", "7", "--idle-timeout", "0"]);
+        assert_eq!((set.accept_proxy, set.max_conns), (Some(true), Some(7)));
+        assert_eq!(
+            set.idle_timeout.map(|d| d.0),
+            Some(std::time::Duration::ZERO)
+        );
+        assert!(Cli::try_parse_from(["spliced", "run", "--accept-proxy", "false"]).is_err());
+        let Command::Run(run) = Cli::try_parse_from([
+            "spliced",
+            "run",
+            "--pipe-idle-timeout",
+            "2s",
+            "--idle-timeout",
+            "3s",
+            "--user",
+            "nobody",
+        ])
+        .expect("parses")
+        .command
+        else {
+            unreachable!()
+        };
+        assert_eq!(run.pool.idle_timeout.map(|d| d.0.as_secs()), Some(2));
+        assert_eq!(run.listener.idle_timeout.map(|d| d.0.as_secs()), Some(3));
+        assert_eq!(run.top.user.as_deref(), Some("nobody"));
     }
 }

@@ -332,22 +332,32 @@ fn print_listener_extras(l: &config::ListenerSettings) {
     }
 }
 
+/// The settings of the table that [`print_listener_extras`] shows, on
+/// lines of their own and only when set.
+const OWN_LINE: [&str; 4] = [
+    "send_proxy",
+    "accept_proxy",
+    "proxy_timeout",
+    "max_conns_per_source",
+];
+
 /// `--check`: the resolved settings.
 fn print_settings(s: &Settings) {
     println!("configuration OK");
     for l in &s.listeners {
+        // Every setting of the table, but those of their own lines.
+        let values: Vec<String> = l
+            .table_values()
+            .into_iter()
+            .filter(|(key, _)| !OWN_LINE.contains(key))
+            .map(|(key, value)| format!("{key} {}", value.as_deref().unwrap_or("off")))
+            .collect();
         println!(
-            "listener `{}` on {}: {} to [{}], copy {}, connect_timeout {:?} x{} attempt(s), idle_timeout {}, max_conns {}, dns_ttl {:?}",
+            "listener `{}` on {} to [{}]: {}",
             l.name,
             l.listen,
-            l.balance.as_str(),
             l.upstreams.join(", "),
-            l.copy.as_str(),
-            l.connect_timeout,
-            l.connect_attempts,
-            l.idle_timeout.map_or("off".to_owned(), |d| format!("{d:?}")),
-            l.max_conns,
-            l.dns_ttl
+            values.join(", ")
         );
         print_listener_extras(l);
     }

@@ -8,6 +8,7 @@
 mod error;
 mod file;
 mod resolve;
+pub(crate) mod table;
 pub(crate) mod units;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 
 pub(crate) use error::{ConfigError, Origin};
 pub(crate) use resolve::{load, reload, Overrides};
+pub(crate) use table::{ListenerFlags, PoolFlags, TopFlags};
 
 /// Default timeout of one upstream connect.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

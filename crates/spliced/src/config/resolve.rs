@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use toml::Spanned;
 
+use super::file::PoolSection;
 use super::file::{FileConfig, ListenerSection, RouteSection};
-use super::units::{DurationValue, SizeValue};
+use super::table::{ListenerFlags, PoolFlags, TopFlags};
+use super::units::DurationValue;
 use super::{
-    Balance, ConfigError, CopyMode, ListenerSettings, Origin, ProxyVersion, RouteSettings,
-    Settings, DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_TTL,
-    DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT, DEFAULT_PROXY_TIMEOUT,
+    Balance, ConfigError, ListenerSettings, Origin, RouteSettings, Settings, DEFAULT_GRACE_PERIOD,
 };
 
 /// Settings given as flags to `spliced run`; each overrides the file.
@@ -24,42 +24,16 @@ pub(crate) struct Overrides {
     /// `--upstream`: the upstreams of the `--listen` listener, or of the
     /// file's only listener.
     pub(crate) upstreams: Vec<String>,
-    /// `--balance`.
-    pub(crate) balance: Option<Balance>,
-    /// `--copy`.
-    pub(crate) copy: Option<CopyMode>,
-    /// `--connect-timeout`.
-    pub(crate) connect_timeout: Option<DurationValue>,
-    /// `--connect-attempts`.
-    pub(crate) connect_attempts: Option<usize>,
-    /// `--idle-timeout`.
-    pub(crate) idle_timeout: Option<DurationValue>,
-    /// `--max-conns`.
-    pub(crate) max_conns: Option<usize>,
-    /// `--dns-ttl`.
-    pub(crate) dns_ttl: Option<DurationValue>,
-    /// `--worker-threads`.
-    pub(crate) worker_threads: Option<usize>,
-    /// `--max-pipes`.
-    pub(crate) max_pipes: Option<usize>,
-    /// `--pipe-size`.
-    pub(crate) pipe_size: Option<SizeValue>,
-    /// `--pipe-idle-timeout`.
-    pub(crate) pipe_idle_timeout: Option<DurationValue>,
+    /// The flags of the per-listener settings of the table.
+    pub(crate) listener: ListenerFlags,
+    /// The flags of the top-level process settings of the table.
+    pub(crate) top: TopFlags,
+    /// The flags of the `[pool]` settings of the table.
+    pub(crate) pool: PoolFlags,
     /// `--metrics`.
     pub(crate) metrics: Option<SocketAddr>,
-    /// `--grace-period`.
-    pub(crate) grace_period: Option<DurationValue>,
     /// `--log-level`.
     pub(crate) log_level: Option<String>,
-    /// `--user`.
-    pub(crate) user: Option<String>,
-    /// `--send-proxy`.
-    pub(crate) send_proxy: Option<ProxyVersion>,
-    /// `--accept-proxy` (`Some(true)` when given).
-    pub(crate) accept_proxy: Option<bool>,
-    /// `--proxy-timeout`.
-    pub(crate) proxy_timeout: Option<DurationValue>,
     /// `--route NAME=ADDR`, in order: replaces the routes of the
     /// `--listen` listener or of the file's only listener.
     pub(crate) routes: Vec<(String, String)>,
@@ -67,8 +41,6 @@ pub(crate) struct Overrides {
     pub(crate) allow: Vec<ipnet::IpNet>,
     /// `--deny`: replaces every listener's deny list when not empty.
     pub(crate) deny: Vec<ipnet::IpNet>,
-    /// `--max-conns-per-source`.
-    pub(crate) max_conns_per_source: Option<usize>,
 }
 
 /// Reads `path` (if any), applies the flags and validates the result.
@@ -137,6 +109,96 @@ impl<T> Picked<T> {
     }
 }
 
+macro_rules! picks {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident: $ty:ty = $default:expr;
+            flag $flag:literal [$($arg:tt)*];
+            check $check:path;
+    )*) => {
+        /// The per-listener settings of the table ([`super::table`]) of one
+        /// listener, picked and checked; `None`: not given and no default.
+        struct Picks {
+            $($name: Option<$ty>,)*
+        }
+
+        impl Resolver<'_> {
+            /// Picks and checks each setting of the table for listener `i`
+            /// (`l`: its table, if from the file).
+            fn picks(&self, l: Option<&ListenerSection>, i: usize) -> Result<Picks, ConfigError> {
+                Ok(Picks {$(
+                    $name: self.setting(
+                        (self.flags.listener.$name.as_ref(), $flag),
+                        l.and_then(|l| l.$name.as_ref()),
+                        self.file.$name.as_ref(),
+                        (stringify!($name), i),
+                        $default,
+                        $check,
+                    )?,
+                )*})
+            }
+        }
+    };
+}
+super::table::listener_settings!(picks);
+
+/// `$Picks`: the settings `entries` of one section of the file (`$section`
+/// finds it), picked (flag `self.flags.$flags`, else the section, else
+/// the default) and checked, each with where it came from.
+macro_rules! section_picks {
+    ($Picks:ident, $method:ident, $flags:ident, $section:path, $prefix:literal;
+    $(
+        $(#[doc = $doc:literal])*
+        $name:ident: $ty:ty = $default:expr;
+            flag $flag:literal [$($arg:tt)*];
+            check $check:path;
+    )*) => {
+        /// Settings of one section of the table, picked and checked.
+        struct $Picks {
+            $($name: Option<Picked<$ty>>,)*
+        }
+
+        impl Resolver<'_> {
+            fn $method(&self) -> Result<$Picks, ConfigError> {
+                let section = $section(self.file);
+                Ok($Picks {$(
+                    $name: self.checked(
+                        self.pick(
+                            (self.flags.$flags.$name.as_ref(), $flag),
+                            &[(
+                                section.and_then(|s| s.$name.as_ref()),
+                                concat!($prefix, stringify!($name)).to_owned(),
+                            )],
+                            $default,
+                            concat!($prefix, stringify!($name)),
+                        ),
+                        $check,
+                    )?,
+                )*})
+            }
+        }
+    };
+}
+
+macro_rules! process_picks {
+    (top [$($top:tt)*] pool [$($pool:tt)*]) => {
+        section_picks!(TopPicks, top_picks, top, top_section, ""; $($top)*);
+        section_picks!(PoolPicks, pool_picks, pool, pool_section, "pool."; $($pool)*);
+    };
+}
+super::table::process_settings!(process_picks);
+
+/// The file's top level, as a section.
+#[allow(clippy::unnecessary_wraps)]
+fn top_section(file: &FileConfig) -> Option<&FileConfig> {
+    Some(file)
+}
+
+/// The file's `[pool]`, if any.
+fn pool_section(file: &FileConfig) -> Option<&PoolSection> {
+    file.pool.as_ref()
+}
+
 /// Resolution state: the file (raw text for locations) and the flags.
 struct Resolver<'a> {
     /// The file, if one was given (`-` if not).
@@ -187,27 +249,47 @@ impl Resolver<'_> {
         })
     }
 
+    /// `picked`, unless `check` rejects it (then an error naming where it
+    /// was given).
+    fn checked<T>(
+        &self,
+        picked: Option<Picked<T>>,
+        check: fn(&T) -> Result<(), String>,
+    ) -> Result<Option<Picked<T>>, ConfigError> {
+        if let Some(p) = &picked {
+            check(&p.value).map_err(|m| p.error(m))?;
+        }
+        Ok(picked)
+    }
+
+    /// One per-listener setting of listener `i`: the flag if given, else
+    /// the listener's own key, else the top level's, else `default`;
+    /// rejected by `check` where it was given.
+    fn setting<T: Clone>(
+        &self,
+        flag: (Option<&T>, &'static str),
+        listener: Option<&Spanned<T>>,
+        top: Option<&Spanned<T>>,
+        (key, i): (&str, usize),
+        default: Option<T>,
+        check: fn(&T) -> Result<(), String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let picked = self.pick(
+            flag,
+            &[
+                (listener, format!("listener[{i}].{key}")),
+                (top, key.to_owned()),
+            ],
+            default,
+            key,
+        );
+        Ok(self.checked(picked, check)?.map(|p| p.value))
+    }
+
     fn settings(&self) -> Result<Settings, ConfigError> {
         let (f, o) = (self.file, self.flags);
-        let workers = self.pick(
-            (o.worker_threads.as_ref(), "worker-threads"),
-            &[(f.worker_threads.as_ref(), "worker_threads".into())],
-            None,
-            "worker_threads",
-        );
-        if let Some(w) = &workers {
-            if w.value == 0 {
-                return Err(w.error("must be at least 1"));
-            }
-        }
-        let grace = self
-            .pick(
-                (o.grace_period.as_ref(), "grace-period"),
-                &[(f.grace_period.as_ref(), "grace_period".into())],
-                Some(DurationValue(DEFAULT_GRACE_PERIOD)),
-                "grace_period",
-            )
-            .map_or(DEFAULT_GRACE_PERIOD, |p| p.value.0);
+        let top = self.top_picks()?;
+        let pool = self.pool_picks()?;
         let metrics = match (&o.metrics, &f.metrics) {
             (Some(addr), _) => Some(*addr),
             (None, Some(s)) => Some(s.get_ref().parse::<SocketAddr>().map_err(|_| {
@@ -232,35 +314,30 @@ impl Resolver<'_> {
             }
             (None, None) => None,
         };
-        let user = self
-            .pick(
-                (o.user.as_ref(), "user"),
-                &[(f.user.as_ref(), "user".into())],
-                None,
-                "user",
-            )
+        let user = top
+            .user
             .map(|u| crate::privileges::lookup(&u.value).map_err(|e| u.error(e)))
             .transpose()?;
         let mut listeners = self.listeners()?;
-        let given_pipes = self.max_pipes();
+        let given_pipes = pool.max_pipes.as_ref().map(|p| p.value);
         let fit = crate::limits::fit(
             crate::limits::nofile(),
             &listeners
                 .iter()
                 .map(|(_, given)| *given)
                 .collect::<Vec<_>>(),
-            given_pipes.as_ref().map(|p| p.value).or(self.pipes_in_use),
+            given_pipes.or(self.pipes_in_use),
         );
         for ((l, _), n) in listeners.iter_mut().zip(&fit.max_conns) {
             l.max_conns = *n;
         }
         Ok(Settings {
             listeners: listeners.into_iter().map(|(l, _)| l).collect(),
-            pool: self.pool(given_pipes, fit.max_pipes)?,
+            pool: pool_config(pool, fit.max_pipes)?,
             fds_fitted: fit.shrunk.then(crate::limits::nofile).flatten(),
             metrics,
-            grace_period: grace,
-            worker_threads: workers.map(|w| w.value),
+            grace_period: top.grace_period.map_or(DEFAULT_GRACE_PERIOD, |p| p.value.0),
+            worker_threads: top.worker_threads.map(|w| w.value),
             log_level,
             user,
         })
@@ -409,145 +486,9 @@ impl Resolver<'_> {
         upstreams: Vec<String>,
         i: usize,
     ) -> Result<(ListenerSettings, Option<usize>), ConfigError> {
-        let (f, o) = (self.file, self.flags);
-        let at = |field: &str| format!("listener[{i}].{field}");
-        let balance = self
-            .pick(
-                (o.balance.as_ref(), "balance"),
-                &[
-                    (l.and_then(|l| l.balance.as_ref()), at("balance")),
-                    (f.balance.as_ref(), "balance".into()),
-                ],
-                Some(Balance::default()),
-                "balance",
-            )
-            .map_or(Balance::default(), |p| p.value);
-        let copy = self
-            .pick(
-                (o.copy.as_ref(), "copy"),
-                &[
-                    (l.and_then(|l| l.copy.as_ref()), at("copy")),
-                    (f.copy.as_ref(), "copy".into()),
-                ],
-                Some(CopyMode::default()),
-                "copy",
-            )
-            .map_or(CopyMode::default(), |p| p.value);
-        let connect_timeout = self
-            .pick(
-                (o.connect_timeout.as_ref(), "connect-timeout"),
-                &[
-                    (
-                        l.and_then(|l| l.connect_timeout.as_ref()),
-                        at("connect_timeout"),
-                    ),
-                    (f.connect_timeout.as_ref(), "connect_timeout".into()),
-                ],
-                Some(DurationValue(DEFAULT_CONNECT_TIMEOUT)),
-                "connect_timeout",
-            )
-            .expect("has a default");
-        if connect_timeout.value.0.is_zero() {
-            return Err(connect_timeout.error("must be longer than zero"));
-        }
-        let attempts = self
-            .pick(
-                (o.connect_attempts.as_ref(), "connect-attempts"),
-                &[
-                    (
-                        l.and_then(|l| l.connect_attempts.as_ref()),
-                        at("connect_attempts"),
-                    ),
-                    (f.connect_attempts.as_ref(), "connect_attempts".into()),
-                ],
-                Some(DEFAULT_CONNECT_ATTEMPTS),
-                "connect_attempts",
-            )
-            .expect("has a default");
-        if attempts.value == 0 {
-            return Err(attempts.error("must be at least 1"));
-        }
-        let idle = self
-            .pick(
-                (o.idle_timeout.as_ref(), "idle-timeout"),
-                &[
-                    (l.and_then(|l| l.idle_timeout.as_ref()), at("idle_timeout")),
-                    (f.idle_timeout.as_ref(), "idle_timeout".into()),
-                ],
-                Some(DurationValue(DEFAULT_IDLE_TIMEOUT)),
-                "idle_timeout",
-            )
-            .expect("has a default");
-        let max_conns = self.pick(
-            (o.max_conns.as_ref(), "max-conns"),
-            &[
-                (l.and_then(|l| l.max_conns.as_ref()), at("max_conns")),
-                (f.max_conns.as_ref(), "max_conns".into()),
-            ],
-            None,
-            "max_conns",
-        );
-        if let Some(m) = &max_conns {
-            if m.value == 0 {
-                return Err(m.error("must be at least 1"));
-            }
-        }
-        let dns_ttl = self
-            .pick(
-                (o.dns_ttl.as_ref(), "dns-ttl"),
-                &[
-                    (l.and_then(|l| l.dns_ttl.as_ref()), at("dns_ttl")),
-                    (f.dns_ttl.as_ref(), "dns_ttl".into()),
-                ],
-                Some(DurationValue(DEFAULT_DNS_TTL)),
-                "dns_ttl",
-            )
-            .expect("has a default");
-        if dns_ttl.value.0.is_zero() {
-            return Err(dns_ttl.error("must be longer than zero"));
-        }
-        let send_proxy = self
-            .pick(
-                (o.send_proxy.as_ref(), "send-proxy"),
-                &[(l.and_then(|l| l.send_proxy.as_ref()), at("send_proxy"))],
-                None,
-                "send_proxy",
-            )
-            .map(|p| p.value);
-        let accept_proxy = self
-            .pick(
-                (o.accept_proxy.as_ref(), "accept-proxy"),
-                &[(l.and_then(|l| l.accept_proxy.as_ref()), at("accept_proxy"))],
-                Some(false),
-                "accept_proxy",
-            )
-            .is_some_and(|p| p.value);
-        let proxy_timeout = self
-            .pick(
-                (o.proxy_timeout.as_ref(), "proxy-timeout"),
-                &[(
-                    l.and_then(|l| l.proxy_timeout.as_ref()),
-                    at("proxy_timeout"),
-                )],
-                Some(DurationValue(DEFAULT_PROXY_TIMEOUT)),
-                "proxy_timeout",
-            )
-            .expect("has a default");
-        if proxy_timeout.value.0.is_zero() {
-            return Err(proxy_timeout.error("must be longer than zero"));
-        }
-        let per_source = self.pick(
-            (o.max_conns_per_source.as_ref(), "max-conns-per-source"),
-            &[(
-                l.and_then(|l| l.max_conns_per_source.as_ref()),
-                at("max_conns_per_source"),
-            )],
-            None,
-            "max_conns_per_source",
-        );
-        if let Some(p) = per_source.as_ref().filter(|p| p.value == 0) {
-            return Err(p.error("must be at least 1"));
-        }
+        let o = self.flags;
+        let p = self.picks(l, i)?;
+        let balance = p.balance.unwrap_or_default();
         let allow = self.networks(&o.allow, "allow", l.and_then(|l| l.allow.as_ref()), i)?;
         let deny = self.networks(&o.deny, "deny", l.and_then(|l| l.deny.as_ref()), i)?;
         let routes = self.routes(l, i, balance)?;
@@ -555,26 +496,27 @@ impl Resolver<'_> {
             .iter()
             .map(|r| r.upstreams.len())
             .fold(upstreams.len(), usize::max);
-        let connect_attempts = attempts.value.min(largest_group);
-        let given_conns = max_conns.map(|m| m.value);
+        let connect_attempts = p.connect_attempts.map_or(1, |n| n.min(largest_group));
+        let given_conns = p.max_conns;
+        let duration = |d: Option<DurationValue>| d.map(|d| d.0).unwrap_or_default();
         let l = ListenerSettings {
             name,
             listen,
             upstreams,
             balance,
-            copy,
-            connect_timeout: connect_timeout.value.0,
+            copy: p.copy.unwrap_or_default(),
+            connect_timeout: duration(p.connect_timeout),
             connect_attempts,
-            idle_timeout: Some(idle.value.0).filter(|d| !d.is_zero()),
-            dns_ttl: dns_ttl.value.0,
+            idle_timeout: Some(duration(p.idle_timeout)).filter(|d| !d.is_zero()),
+            dns_ttl: duration(p.dns_ttl),
             max_conns: given_conns.unwrap_or(0),
-            send_proxy,
-            accept_proxy,
-            proxy_timeout: proxy_timeout.value.0,
+            send_proxy: p.send_proxy,
+            accept_proxy: p.accept_proxy.unwrap_or(false),
+            proxy_timeout: duration(p.proxy_timeout),
             routes,
             allow,
             deny,
-            max_conns_per_source: per_source.map(|p| p.value),
+            max_conns_per_source: p.max_conns_per_source,
         };
         Ok((l, given_conns))
     }
@@ -668,83 +610,47 @@ impl Resolver<'_> {
         }
         Ok(out)
     }
+}
 
-    /// `max_pipes` if given.
-    fn max_pipes(&self) -> Option<Picked<usize>> {
-        let (o, pool) = (self.flags, self.file.pool.as_ref());
-        self.pick(
-            (o.max_pipes.as_ref(), "max-pipes"),
-            &[(
-                pool.and_then(|p| p.max_pipes.as_ref()),
-                "pool.max_pipes".into(),
-            )],
-            None,
-            "pool.max_pipes",
-        )
+/// The pool's settings; `max_pipes` is `default_pipes` unless given.
+fn pool_config(
+    picks: PoolPicks,
+    default_pipes: usize,
+) -> Result<pipepool::PoolConfig, ConfigError> {
+    let PoolPicks {
+        max_pipes,
+        pipe_size,
+        idle_timeout: idle,
+    } = picks;
+    let n = max_pipes.as_ref().map_or(default_pipes, |p| p.value);
+    // `max_idle` follows `max_pipes` (the library's default is sized
+    // from the fd limit when `default()` runs, not from `n`).
+    let mut config = pipepool::PoolConfig::default()
+        .max_pipes(n)
+        .max_idle(n)
+        .local_cap(pipepool::DEFAULT_LOCAL_CAP.min(n));
+    if let Some(p) = &pipe_size {
+        let bytes = usize::try_from(p.value.0).unwrap_or(usize::MAX);
+        config = config.pipe_size(bytes);
     }
-
-    /// The pool's settings; `max_pipes` is `default_pipes` unless given.
-    fn pool(
-        &self,
-        max_pipes: Option<Picked<usize>>,
-        default_pipes: usize,
-    ) -> Result<pipepool::PoolConfig, ConfigError> {
-        let (o, pool) = (self.flags, self.file.pool.as_ref());
-        let pipe_size = self.pick(
-            (o.pipe_size.as_ref(), "pipe-size"),
-            &[(
-                pool.and_then(|p| p.pipe_size.as_ref()),
-                "pool.pipe_size".into(),
-            )],
-            None,
-            "pool.pipe_size",
-        );
-        let idle = self.pick(
-            (o.pipe_idle_timeout.as_ref(), "pipe-idle-timeout"),
-            &[(
-                pool.and_then(|p| p.idle_timeout.as_ref()),
-                "pool.idle_timeout".into(),
-            )],
-            None,
-            "pool.idle_timeout",
-        );
-        if let Some(p) = &max_pipes {
-            if p.value == 0 {
-                return Err(
-                    p.error("must be at least 1 (use copy = \"userspace\" to turn splicing off)")
-                );
-            }
-        }
-        let n = max_pipes.as_ref().map_or(default_pipes, |p| p.value);
-        // `max_idle` follows `max_pipes` (the library's default is sized
-        // from the fd limit when `default()` runs, not from `n`).
-        let mut config = pipepool::PoolConfig::default()
-            .max_pipes(n)
-            .max_idle(n)
-            .local_cap(pipepool::DEFAULT_LOCAL_CAP.min(n));
-        if let Some(p) = &pipe_size {
-            let bytes = usize::try_from(p.value.0).unwrap_or(usize::MAX);
-            config = config.pipe_size(bytes);
-        }
-        if let Some(p) = &idle {
-            config = config.idle_timeout(p.value.0);
-        }
-        config.validate().map_err(|e| {
-            let (origin, field) = match e.field() {
-                "max_pipes" => max_pipes
-                    .as_ref()
-                    .map(|p| (p.origin.clone(), p.field.clone())),
-                "pipe_size" => pipe_size
-                    .as_ref()
-                    .map(|p| (p.origin.clone(), p.field.clone())),
-                "idle_timeout" => idle.as_ref().map(|p| (p.origin.clone(), p.field.clone())),
-                _ => None,
-            }
-            .unwrap_or((Origin::Default, format!("pool.{}", e.field())));
-            ConfigError::new(origin, field, e.to_string())
-        })?;
-        Ok(config)
+    if let Some(p) = &idle {
+        config = config.idle_timeout(p.value.0);
     }
+    config.validate().map_err(|e| {
+        let (origin, field) = match e.field() {
+            "max_pipes" => max_pipes
+                .as_ref()
+                .map(|p| (p.origin.clone(), p.field.clone())),
+            "pipe_size" => pipe_size
+                .as_ref()
+                .map(|p| (p.origin.clone(), p.field.clone())),
+            "idle_timeout" => idle.as_ref().map(|p| (p.origin.clone(), p.field.clone())),
+            _ => None,
+        }
+        .unwrap_or((Origin::Default, format!("pool.{}", e.field())));
+        ConfigError::new(origin, field, e.to_string())
+    })?;
+    Ok(config)
 }
 
 /// Checks an SNI route's name: a DNS name, or `*.` and one; returned in
@@ -818,6 +724,7 @@ fn check_label(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CopyMode;
     use std::io::Write;
     use std::time::Duration;
 
@@ -899,6 +806,66 @@ mod tests {
 
         let e = load_text("[[listener]]\nupstreams = [\"a:1\"]\n").unwrap_err();
         assert_eq!(e.field, "listener[0].listen", "{e}");
+    }
+
+    #[test]
+    fn every_table_setting_is_a_top_level_default_too() {
+        let l = "[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"a:1\"]\n";
+        let s = load_text(&format!(
+            "send_proxy = \"v1\"\naccept_proxy = true\nproxy_timeout = \"2s\"\n\
+             max_conns_per_source = 5\n{l}{l}max_conns_per_source = 6\nsend_proxy = \"v2\"\n"
+        ))
+        .unwrap();
+        let (a, b) = (&s.listeners[0], &s.listeners[1]);
+        assert_eq!(
+            (a.send_proxy, a.accept_proxy, a.max_conns_per_source),
+            (Some(super::super::ProxyVersion::V1), true, Some(5))
+        );
+        assert_eq!(a.proxy_timeout, Duration::from_secs(2));
+        assert_eq!(
+            (b.send_proxy, b.accept_proxy, b.max_conns_per_source),
+            (Some(super::super::ProxyVersion::V2), true, Some(6))
+        );
+        let e = load_text(&format!("\nproxy_timeout = 0\n{l}")).unwrap_err();
+        assert_eq!(e.field, "proxy_timeout");
+        assert!(matches!(e.origin, Origin::File { line: 2, .. }), "{e}");
+        let e = load_text(&format!("{l}max_conns_per_source = 0\n")).unwrap_err();
+        assert_eq!(e.field, "listener[0].max_conns_per_source");
+    }
+
+    #[test]
+    fn flags_win_over_both_layers() {
+        let dir = std::env::temp_dir().join(format!("spliced-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.toml");
+        std::fs::write(
+            &path,
+            "copy = \"userspace\"\n[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\n\
+             connect_timeout = \"9s\"\n",
+        )
+        .unwrap();
+        let mut flags = Overrides::default();
+        flags.listener.copy = Some(CopyMode::Splice);
+        flags.listener.connect_timeout = Some(DurationValue(Duration::ZERO));
+        let e = load(Some(&path), &flags).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.origin.clone()),
+            ("connect_timeout", Origin::Flag("connect-timeout"))
+        );
+        flags.listener.connect_timeout = Some(DurationValue(Duration::from_secs(1)));
+        let s = load(Some(&path), &flags).unwrap();
+        let l = &s.listeners[0];
+        assert_eq!(
+            (l.copy, l.connect_timeout),
+            (CopyMode::Splice, Duration::from_secs(1))
+        );
+        let s = load(Some(&path), &Overrides::default()).unwrap();
+        let l = &s.listeners[0];
+        assert_eq!(
+            (l.copy, l.connect_timeout),
+            (CopyMode::Userspace, Duration::from_secs(9))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

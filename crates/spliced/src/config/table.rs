@@ -1,0 +1,336 @@
+//! The tables of settings: each is declared once here, with its file key
+//! (the field name), type, default, check, flag and doc.
+//! [`listener_settings!`] hands the per-listener table to the code
+//! generated from it:
+//!
+//! - the fields of the file's `[[listener]]` tables and of its top level
+//!   (defaults for every listener), in `file.rs`;
+//! - the `spliced run` flags ([`ListenerFlags`], flattened into `RunArgs`;
+//!   `--help` is the doc below);
+//! - the pick (flag, then the listener's table, then the top level, then
+//!   the default) and check of each, in `resolve.rs`;
+//! - `--check`'s listing ([`super::ListenerSettings::table_values`]: a
+//!   resolved setting is the field of the same name);
+//! - `LISTENER_SETTINGS` (in tests), which hold the example config and the
+//!   flags' help to the table.
+//!
+//! [`process_settings!`] does the same for the settings of the file's top
+//! level and of its `[pool]` (one layer: the flag, else the file, else
+//! the default): the fields of `FileConfig` and `PoolSection`, the flags
+//! ([`TopFlags`], [`PoolFlags`]), and their pick and check.
+//!
+//! Not in the tables, each with a shape of its own: the lists
+//! (`upstreams`, routes, `allow`, `deny`), `name` and `listen`, `metrics`
+//! (an address, parsed with its own message) and `log_level` (a global
+//! flag that `main` applies before the file is read).
+//!
+//! Entry syntax: `/// doc` lines, then
+//! `name: Type = default; flag "flag-name" [clap arg attributes]; check fn;`
+//! where `default` is an `Option<Type>` and `fn` a
+//! `fn(&Type) -> Result<(), String>` run on the value wherever it came
+//! from (its error names that place).
+
+use super::units::DurationValue;
+
+/// Calls `$callback! { prefix entries }` with every per-listener setting
+/// (`prefix`: the tokens after `;`, if any).
+macro_rules! listener_settings {
+    ($callback:ident $(; $($prefix:tt)*)?) => {
+        $callback! {
+            $($($prefix)*)?
+            /// How an upstream is chosen: round-robin or least-conn [default: round-robin].
+            balance: $crate::config::Balance = Some($crate::config::Balance::RoundRobin);
+                flag "balance" [value_enum];
+                check $crate::config::table::any;
+            /// How bytes are copied: splice or userspace [default: splice].
+            copy: $crate::config::CopyMode = Some($crate::config::CopyMode::Splice);
+                flag "copy" [value_enum];
+                check $crate::config::table::any;
+            /// Timeout of one upstream connect (e.g. 3s, 500ms) [default: 3s].
+            connect_timeout: $crate::config::units::DurationValue =
+                Some($crate::config::units::DurationValue($crate::config::DEFAULT_CONNECT_TIMEOUT));
+                flag "connect-timeout" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
+                check $crate::config::table::longer_than_zero;
+            /// Upstreams tried per client before giving up [default: 3].
+            connect_attempts: usize = Some($crate::config::DEFAULT_CONNECT_ATTEMPTS);
+                flag "connect-attempts" [value_name = "N", value_parser = $crate::cli::at_least_one];
+                check $crate::config::table::at_least_one;
+            /// Close connections with no traffic either way for this long; 0: never [default: 5m].
+            idle_timeout: $crate::config::units::DurationValue =
+                Some($crate::config::units::DurationValue($crate::config::DEFAULT_IDLE_TIMEOUT));
+                flag "idle-timeout" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
+                check $crate::config::table::any;
+            /// Most client connections open at once per listener [default: sized to the fd limit, at most 10000].
+            max_conns: usize = None;
+                flag "max-conns" [value_name = "N", value_parser = $crate::cli::at_least_one];
+                check $crate::config::table::at_least_one;
+            /// Resolve upstream host names again this often, in the background [default: 30s].
+            dns_ttl: $crate::config::units::DurationValue =
+                Some($crate::config::units::DurationValue($crate::config::DEFAULT_DNS_TTL));
+                flag "dns-ttl" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
+                check $crate::config::table::longer_than_zero;
+            /// Write a PROXY protocol header (v1 text or v2 binary) with the client's address to each upstream before any client byte.
+            send_proxy: $crate::config::ProxyVersion = None;
+                flag "send-proxy" [value_enum, value_name = "VERSION"];
+                check $crate::config::table::any;
+            /// Read a PROXY protocol header (v1 or v2) from each client first (a load balancer in front) and take the client's address from it.
+            accept_proxy: bool = Some(false);
+                flag "accept-proxy" [num_args = 0, default_missing_value = "true"];
+                check $crate::config::table::any;
+            /// How long a client has to send its PROXY header [default: 3s].
+            proxy_timeout: $crate::config::units::DurationValue =
+                Some($crate::config::units::DurationValue($crate::config::DEFAULT_PROXY_TIMEOUT));
+                flag "proxy-timeout" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
+                check $crate::config::table::longer_than_zero;
+            /// Most connections open at once from one client address per listener [default: no limit].
+            max_conns_per_source: usize = None;
+                flag "max-conns-per-source" [value_name = "N", value_parser = $crate::cli::at_least_one];
+                check $crate::config::table::at_least_one;
+        }
+    };
+}
+pub(crate) use listener_settings;
+
+/// Calls `$callback! { top [entries] pool [entries] }` with the process
+/// settings: those of the file's top level and those of its `[pool]`
+/// (one layer each: the flag, else the file, else the default).
+macro_rules! process_settings {
+    ($callback:ident) => {
+        $callback! {
+            top [
+                /// Tokio worker threads [default: one per core].
+                worker_threads: usize = None;
+                    flag "worker-threads" [value_name = "N", value_parser = $crate::cli::at_least_one];
+                    check $crate::config::table::at_least_one;
+                /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
+                grace_period: $crate::config::units::DurationValue =
+                    Some($crate::config::units::DurationValue($crate::config::DEFAULT_GRACE_PERIOD));
+                    flag "grace-period" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
+                    check $crate::config::table::any;
+                /// Once every listener and the metrics socket are bound, run as this user (no supplementary groups, the user's group): start as root to bind ports below 1024, then serve unprivileged.
+                user: String = None;
+                    flag "user" [value_name = "NAME"];
+                    check $crate::config::table::any;
+            ]
+            pool [
+                /// Most pipes alive in the pool [default: what the fd limit leaves after max_conns, at most 4096].
+                max_pipes: usize = None;
+                    flag "max-pipes" [value_name = "N", value_parser = $crate::cli::at_least_one];
+                    check $crate::config::table::at_least_one_pipe;
+                /// Size asked for each pipe (e.g. 1MiB, 256KiB) [default: 1MiB].
+                pipe_size: $crate::config::units::SizeValue = None;
+                    flag "pipe-size" [value_name = "SIZE", value_parser = $crate::cli::size, allow_hyphen_values = true];
+                    check $crate::config::table::any;
+                /// Close pooled pipes idle this long [default: 10s].
+                idle_timeout: $crate::config::units::DurationValue = None;
+                    flag "pipe-idle-timeout" [id = "pipe_idle_timeout", value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
+                    check $crate::config::table::any;
+            ]
+        }
+    };
+}
+pub(crate) use process_settings;
+
+/// One row of the table, for the tests that hold the example config and
+/// the flags to it.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SettingInfo {
+    /// The key in the file (in a `[[listener]]` table or at the top level).
+    pub(crate) key: &'static str,
+    /// The `spliced run` flag, without `--`.
+    pub(crate) flag: &'static str,
+    /// What it does (the flag's help).
+    pub(crate) doc: &'static str,
+}
+
+/// `$infos`: the rows of `entries`, with `$prefix` before each key;
+/// `$Flags`: their flags.
+macro_rules! infos_and_flags {
+    ($infos:ident, $prefix:literal, $(#[doc = $flags_doc:literal])* $Flags:ident;
+    $(
+        $(#[doc = $doc:literal])*
+        $name:ident: $ty:ty = $default:expr;
+            flag $flag:literal [$($arg:tt)*];
+            check $check:path;
+    )*) => {
+        /// The rows of the table, in order.
+        #[cfg(test)]
+        pub(crate) const $infos: &[SettingInfo] = &[$(SettingInfo {
+            key: concat!($prefix, stringify!($name)),
+            flag: $flag,
+            doc: concat!($($doc),*),
+        }),*];
+
+        $(#[doc = $flags_doc])*
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub(crate) struct $Flags {
+            $(
+                $(#[doc = $doc])*
+                #[arg(long = $flag, $($arg)*)]
+                pub(crate) $name: Option<$ty>,
+            )*
+        }
+    };
+}
+listener_settings!(infos_and_flags; LISTENER_SETTINGS, "",
+    /// The per-listener settings given as `spliced run` flags; each
+    /// overrides the file for every listener.
+    ListenerFlags;
+);
+
+macro_rules! process_infos {
+    (top [$($top:tt)*] pool [$($pool:tt)*]) => {
+        infos_and_flags!(TOP_SETTINGS, "",
+            /// The process settings given as `spliced run` flags; each
+            /// overrides the file's top level.
+            TopFlags; $($top)*);
+        infos_and_flags!(POOL_SETTINGS, "pool.",
+            /// The `[pool]` settings given as `spliced run` flags.
+            PoolFlags; $($pool)*);
+    };
+}
+process_settings!(process_infos);
+
+/// No check.
+#[allow(clippy::unnecessary_wraps)]
+pub(crate) fn any<T>(_: &T) -> Result<(), String> {
+    Ok(())
+}
+
+/// A count of at least 1.
+pub(crate) fn at_least_one(n: &usize) -> Result<(), String> {
+    if *n == 0 {
+        return Err("must be at least 1".to_owned());
+    }
+    Ok(())
+}
+
+/// A pool size of at least 1 pipe.
+pub(crate) fn at_least_one_pipe(n: &usize) -> Result<(), String> {
+    if *n == 0 {
+        return Err(
+            "must be at least 1 (use copy = \"userspace\" to turn splicing off)".to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// A duration that is not zero.
+pub(crate) fn longer_than_zero(d: &DurationValue) -> Result<(), String> {
+    if d.0.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(())
+}
+
+/// A resolved value as `--check` prints it; `None`: not set (off).
+pub(crate) trait Shown {
+    /// The value's text.
+    fn shown(&self) -> Option<String>;
+}
+
+impl Shown for super::Balance {
+    fn shown(&self) -> Option<String> {
+        Some(self.as_str().to_owned())
+    }
+}
+
+impl Shown for super::CopyMode {
+    fn shown(&self) -> Option<String> {
+        Some(self.as_str().to_owned())
+    }
+}
+
+impl Shown for super::ProxyVersion {
+    fn shown(&self) -> Option<String> {
+        Some(self.as_str().to_owned())
+    }
+}
+
+impl Shown for std::time::Duration {
+    fn shown(&self) -> Option<String> {
+        Some(format!("{self:?}"))
+    }
+}
+
+impl Shown for usize {
+    fn shown(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Shown for bool {
+    fn shown(&self) -> Option<String> {
+        self.then(|| "on".to_owned())
+    }
+}
+
+impl<T: Shown> Shown for Option<T> {
+    fn shown(&self) -> Option<String> {
+        self.as_ref().and_then(Shown::shown)
+    }
+}
+
+macro_rules! shown {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident: $ty:ty = $default:expr;
+            flag $flag:literal [$($arg:tt)*];
+            check $check:path;
+    )*) => {
+        impl super::ListenerSettings {
+            /// Each setting of the table as this listener resolved it (a
+            /// field of the same name), in table order: its key and its
+            /// value as `--check` prints it (`None`: off).
+            pub(crate) fn table_values(&self) -> Vec<(&'static str, Option<String>)> {
+                vec![$((stringify!($name), Shown::shown(&self.$name))),*]
+            }
+        }
+    };
+}
+listener_settings!(shown);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_shows_every_setting() {
+        let example = include_str!("../../spliced.example.toml");
+        let all = LISTENER_SETTINGS
+            .iter()
+            .chain(TOP_SETTINGS)
+            .chain(POOL_SETTINGS);
+        for s in all {
+            // (A `[pool]` key is written under `[pool]`.)
+            let key = s.key.strip_prefix("pool.").unwrap_or(s.key);
+            let written = example.lines().any(|line| {
+                let line = line.trim_start_matches(['#', ' ']);
+                line.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            });
+            assert!(written, "spliced.example.toml has no `{} = ...`", s.key);
+        }
+    }
+
+    #[test]
+    fn keys_and_flags_are_unique_and_match() {
+        for s in TOP_SETTINGS {
+            assert_eq!(s.flag, s.key.replace('_', "-"), "{s:?}");
+        }
+        for s in POOL_SETTINGS {
+            let key = s.key.strip_prefix("pool.").expect("pool. key");
+            let flag = key.replace('_', "-");
+            assert!(s.flag == flag || s.flag == format!("pipe-{flag}"), "{s:?}");
+        }
+        for (i, s) in LISTENER_SETTINGS.iter().enumerate() {
+            assert_eq!(s.flag, s.key.replace('_', "-"), "{s:?}");
+            assert!(!s.doc.trim().is_empty(), "{s:?}");
+            assert!(
+                LISTENER_SETTINGS[..i].iter().all(|p| p.key != s.key),
+                "{s:?}"
+            );
+        }
+    }
+}
