@@ -159,12 +159,14 @@ impl<'p> Copier<'p> {
         let mut job = Job {
             src: src.as_fd(),
             dst: dst.as_fd(),
+            src_is_socket: false,
             remaining: self.limit,
             copied: 0,
         };
         let plan = if self.zero_copy {
             let kinds = sys::fd_kind(job.src).and_then(|s| Ok((s, sys::fd_kind(job.dst)?)));
             let (s, d) = kinds.map_err(|e| CopyError::new(0, Method::Userspace, e))?;
+            job.src_is_socket = s == FdKind::Socket;
             plan(s, d)
         } else {
             &[]
@@ -251,6 +253,9 @@ enum Outcome {
 struct Job<'a> {
     src: BorrowedFd<'a>,
     dst: BorrowedFd<'a>,
+    /// `src` is a socket: a splice from it stops at a TCP urgent mark, and
+    /// its 0 is checked with a `read` before it counts as end of file.
+    src_is_socket: bool,
     /// Bytes still allowed, if there is a limit.
     remaining: Option<u64>,
     /// Bytes written to `dst` so far.

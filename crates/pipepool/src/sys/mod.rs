@@ -158,6 +158,12 @@ pub(crate) fn wait(fd: impl AsFd, what: Wait) -> io::Result<()> {
     Ok(())
 }
 
+/// `fcntl(fd, F_GETFL)`: whether `O_NONBLOCK` is set on the fd.
+pub(crate) fn is_nonblocking(fd: impl AsFd) -> io::Result<bool> {
+    let flags = retry_on_intr(|| rustix::fs::fcntl_getfl(fd.as_fd()))?;
+    Ok(flags.contains(rustix::fs::OFlags::NONBLOCK))
+}
+
 /// `FIONREAD`: the bytes waiting to be read from `fd` (for a pipe, what it holds).
 pub(crate) fn bytes_readable(fd: impl AsFd) -> io::Result<usize> {
     retry_on_intr(|| rustix::io::ioctl_fionread(fd.as_fd())).map(|n| n as usize)

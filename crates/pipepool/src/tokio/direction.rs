@@ -56,6 +56,36 @@ enum Mode {
     FellBack,
 }
 
+/// How a splicing direction makes its next read from the source socket.
+///
+/// A TCP socket's splice stops at the urgent mark (a byte sent with
+/// `MSG_OOB`) and never moves past it: it answers `EAGAIN`, or 0 once the
+/// FIN is in, as at the end of file. `read(2)` skips the urgent byte (it is
+/// not inline without `SO_OOBINLINE`) and goes on. So a splice is trusted
+/// to say "nothing" or "end of file" only where no mark can explain it, and
+/// is otherwise followed by a read through the buffer. The checks replace
+/// calls the copy makes anyway (the last read of a burst is a peek instead
+/// of a splice): no system call is added where no urgent byte is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextRead {
+    /// `recv(MSG_PEEK)` one byte before splicing: first, because tokio
+    /// reports a fresh socket readable before anything arrived (an idle
+    /// connection never touches the pool), and after a splice that did
+    /// not fill the pipe (the peek skips an urgent byte; its `EAGAIN` and
+    /// its 0 are the truth).
+    Peek,
+    /// Splice: the socket has data (a peek said so, the last splice filled
+    /// the pipe, or a new readiness event came). A splice answering
+    /// `EAGAIN` or 0 here may sit at the urgent mark: the next read goes
+    /// through the buffer, with the readiness kept.
+    Splice,
+    /// Read through the buffer (`read(2)` moves past the urgent mark).
+    Buffer,
+    /// The last read found nothing and cleared the readiness: the next one
+    /// answers a new readiness event.
+    AfterWait,
+}
+
 /// Where a direction is in its life, as in tokio's `copy_bidirectional`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -95,10 +125,10 @@ pub(super) struct Direction<'p> {
     buf: Buffer,
     /// The source reached end of file.
     eof: bool,
-    /// The source was once found really readable (by a `MSG_PEEK`). Until
-    /// then its readiness is checked before a pipe is taken: tokio reports
-    /// an accepted socket readable before anything arrived.
-    probed: bool,
+    /// How the next read from the source socket is made (splice mode).
+    next_read: NextRead,
+    /// The source may hold a TCP urgent mark that splice stops at.
+    urgent_marks: bool,
     /// Bytes went through `poll_write` and were not flushed since.
     need_flush: bool,
     /// Bytes read from the source, by any path.
@@ -148,11 +178,13 @@ impl<'p> Direction<'p> {
         shutdown: bool,
         a_to_b: bool,
     ) -> Direction<'p> {
-        let mode = if opts.zero_copy && detect::splice_pair(reader, writer).is_some() {
+        let pair = detect::splice_pair(reader, writer).filter(|_| opts.zero_copy);
+        let mode = if pair.is_some() {
             Mode::Splice
         } else {
             Mode::Userspace
         };
+        let urgent_marks = pair.is_some_and(|(src, _)| src.has_urgent_mark());
         Direction {
             pool: opts.pool,
             mode,
@@ -161,7 +193,8 @@ impl<'p> Direction<'p> {
             hold_pipe: opts.hold_pipe,
             buf: Buffer::new(opts.buffer_size),
             eof: false,
-            probed: false,
+            next_read: NextRead::Peek,
+            urgent_marks,
             need_flush: false,
             read: 0,
             out: Written {
@@ -375,7 +408,7 @@ impl<'p> Direction<'p> {
         }
 
         // 4. Read more: into a pipe if we can.
-        if self.mode == Mode::Splice {
+        if self.mode == Mode::Splice && self.next_read != NextRead::Buffer {
             let src =
                 detect::read_socket(&*reader).expect("a direction splices only from a socket");
             match src.poll_read_ready(cx) {
@@ -383,26 +416,41 @@ impl<'p> Direction<'p> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }
-            if !self.probed {
-                // tokio takes a freshly accepted socket for readable before
-                // anything arrived. Make sure before taking a pipe, so that
-                // an idle connection never touches the pool.
+            if self.next_read == NextRead::AfterWait {
+                // A new readiness event. When it says the peer shut down,
+                // a peek tells the end of file (one call, as a splice) and
+                // cannot be fooled by an urgent mark.
+                self.next_read = if src.read_closed(cx) {
+                    NextRead::Peek
+                } else {
+                    NextRead::Splice
+                };
+            }
+            if self.next_read == NextRead::Peek {
                 match src.peek() {
                     Ok(Some(0)) => {
                         self.eof = true;
                         return Poll::Ready(Ok(Step::Again));
                     }
                     // Data, or no socket to peek at (the splice will tell).
-                    Ok(Some(_) | None) => self.probed = true,
+                    Ok(Some(_) | None) => self.next_read = NextRead::Splice,
                     // Readiness cleared: the next check waits.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return Poll::Ready(Ok(Step::Again))
+                        self.next_read = NextRead::AfterWait;
+                        return Poll::Ready(Ok(Step::Again));
                     }
                     Err(e) => return Poll::Ready(Err(e)),
                 }
             }
             if let Some(mut pipe) = self.take_pipe() {
-                match src.splice_into(&mut pipe) {
+                let capacity = pipe.capacity();
+                match src.splice_into(&mut pipe, !self.urgent_marks) {
+                    // End of file, or (TCP) the urgent mark with the FIN
+                    // behind it: a read tells.
+                    Ok(0) if self.urgent_marks => {
+                        self.next_read = NextRead::Buffer;
+                        self.give_back(pipe);
+                    }
                     Ok(0) => {
                         self.eof = true;
                         self.give_back(pipe);
@@ -410,6 +458,19 @@ impl<'p> Direction<'p> {
                     Ok(n) => {
                         self.read += n as u64;
                         self.pipe = Some(pipe);
+                        if self.urgent_marks && n < capacity {
+                            // Maybe stopped at an urgent mark: the next
+                            // read peeks (where a splice would have
+                            // answered `EAGAIN` at the end of the burst).
+                            self.next_read = NextRead::Peek;
+                        }
+                    }
+                    // The data a peek or a readiness event announced is
+                    // behind an urgent mark (or the event was stale): the
+                    // readiness was kept, and a read moves past the mark.
+                    Err(e) if self.urgent_marks && e.kind() == io::ErrorKind::WouldBlock => {
+                        self.next_read = NextRead::Buffer;
+                        self.give_back(pipe);
                     }
                     // Stale readiness, now cleared: the next check waits.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.give_back(pipe),
@@ -427,14 +488,31 @@ impl<'p> Direction<'p> {
             // No pipe (the pool is at its bound, or out of fds): this burst
             // goes through memory.
         }
+        let room = self.buf.room();
         match self.buf.poll_fill(cx, Pin::new(&mut *reader)) {
             Poll::Ready(Ok(0)) => self.eof = true,
-            Poll::Ready(Ok(n)) => self.read += n as u64,
+            Poll::Ready(Ok(n)) => {
+                self.read += n as u64;
+                if self.urgent_marks {
+                    // A read that filled the buffer leaves more behind:
+                    // splice it. A shorter one may have stopped before an
+                    // urgent mark (or found everything): read through the
+                    // buffer again.
+                    self.next_read = if n >= room {
+                        NextRead::Splice
+                    } else {
+                        NextRead::Buffer
+                    };
+                }
+            }
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => {
                 // Nothing to read: an empty buffer goes back to the thread's
                 // spares, so an idle connection holds none.
                 self.buf.release();
+                if self.urgent_marks {
+                    self.next_read = NextRead::AfterWait;
+                }
                 return self.poll_flush_while_idle(cx, writer);
             }
         }

@@ -107,6 +107,15 @@ impl Buffer {
         self.data.is_empty() || self.end < self.data.len()
     }
 
+    /// How many bytes the next [`poll_fill`](Buffer::poll_fill) may read.
+    pub(super) fn room(&self) -> usize {
+        if self.data.is_empty() {
+            self.size
+        } else {
+            self.data.len() - self.end
+        }
+    }
+
     /// Gives the storage back (to this thread's spares) if the buffer is
     /// empty.
     pub(super) fn release(&mut self) {
