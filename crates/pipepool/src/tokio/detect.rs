@@ -95,6 +95,16 @@ impl Socket<'_> {
         spliced?.ok_or_else(|| io::ErrorKind::WouldBlock.into())
     }
 
+    /// `read(2)` from the socket (`recv`; skips an urgent byte at the
+    /// mark); `WouldBlock` clears the socket's read readiness, a short read
+    /// does not.
+    pub(super) fn recv(self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.try_io(Interest::READABLE, || sys::read(s, &mut *buf)),
+            Socket::Unix(s) => s.try_io(Interest::READABLE, || sys::read(s, &mut *buf)),
+        }
+    }
+
     /// Splices what `pipe` holds into the socket now, bypassing tokio's
     /// readiness: for a copy future being dropped, which will not wait.
     /// `WouldBlock` when the socket's send buffer is full.

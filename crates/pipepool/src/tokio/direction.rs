@@ -68,11 +68,16 @@ enum Mode {
 /// of a splice): no system call is added where no urgent byte is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NextRead {
-    /// `recv(MSG_PEEK)` one byte before splicing: first, because tokio
-    /// reports a fresh socket readable before anything arrived (an idle
-    /// connection never touches the pool), and after a splice that did
-    /// not fill the pipe (the peek skips an urgent byte; its `EAGAIN` and
-    /// its 0 are the truth).
+    /// `recv(MSG_PEEK)` one byte before the first splice: tokio reports a
+    /// fresh socket readable before anything arrived, and an idle
+    /// connection must never touch the pool.
+    Probe,
+    /// After a splice that did not fill the pipe: when the readiness says
+    /// the peer shut down, read through the buffer (a 0 there is the end of
+    /// file, and the read consumes an urgent byte left before the FIN:
+    /// closing a socket with it unread would send a reset); else
+    /// `recv(MSG_PEEK)` one byte (it skips an urgent byte; its `EAGAIN` is
+    /// the truth, as a splice's would have been).
     Peek,
     /// Splice: the socket has data (a peek said so, the last splice filled
     /// the pipe, or a new readiness event came). A splice answering
@@ -193,7 +198,7 @@ impl<'p> Direction<'p> {
             hold_pipe: opts.hold_pipe,
             buf: Buffer::new(opts.buffer_size),
             eof: false,
-            next_read: NextRead::Peek,
+            next_read: NextRead::Probe,
             urgent_marks,
             need_flush: false,
             read: 0,
@@ -390,7 +395,7 @@ impl<'p> Direction<'p> {
                 Poll::Pending => {
                     // More bytes now make a larger write later.
                     if !self.eof && self.buf.has_room() {
-                        match ready!(self.buf.poll_fill(cx, Pin::new(&mut *reader)))? {
+                        match ready!(self.poll_fill(cx, reader))? {
                             0 => self.eof = true,
                             n => self.read += n as u64,
                         }
@@ -416,18 +421,30 @@ impl<'p> Direction<'p> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }
-            if self.next_read == NextRead::AfterWait {
-                // A new readiness event. When it says the peer shut down,
-                // a peek tells the end of file (one call, as a splice) and
-                // cannot be fooled by an urgent mark.
-                self.next_read = if src.read_closed(cx) {
-                    NextRead::Peek
-                } else {
-                    NextRead::Splice
-                };
+            if matches!(self.next_read, NextRead::AfterWait | NextRead::Peek)
+                && self.read > 0
+                && src.read_closed(cx)
+            {
+                // The peer shut down: the read through the buffer tells the
+                // end of file in one call (as a splice would), and cannot be
+                // fooled by an urgent mark. (Not before the first byte: a
+                // connection's first burst is spliced, as its `Method`
+                // says.)
+                self.next_read = NextRead::Buffer;
+                return Poll::Ready(Ok(Step::Again));
             }
-            if self.next_read == NextRead::Peek {
+            if self.next_read == NextRead::AfterWait {
+                // A new readiness event: data, most likely.
+                self.next_read = NextRead::Splice;
+            }
+            if matches!(self.next_read, NextRead::Probe | NextRead::Peek) {
                 match src.peek() {
+                    // End of file, maybe after an urgent byte that the peek
+                    // skipped without consuming it: a read consumes it.
+                    Ok(Some(0)) if self.urgent_marks => {
+                        self.next_read = NextRead::Buffer;
+                        return Poll::Ready(Ok(Step::Again));
+                    }
                     Ok(Some(0)) => {
                         self.eof = true;
                         return Poll::Ready(Ok(Step::Again));
@@ -489,7 +506,7 @@ impl<'p> Direction<'p> {
             // goes through memory.
         }
         let room = self.buf.room();
-        match self.buf.poll_fill(cx, Pin::new(&mut *reader)) {
+        match self.poll_fill(cx, reader) {
             Poll::Ready(Ok(0)) => self.eof = true,
             Poll::Ready(Ok(n)) => {
                 self.read += n as u64;
@@ -520,6 +537,30 @@ impl<'p> Direction<'p> {
             self.buf.release();
         }
         Poll::Ready(Ok(Step::Again))
+    }
+
+    /// Reads once into the buffer. From a TCP socket this direction
+    /// splices, the read is a `recv` of its own whose readiness is cleared
+    /// only by `EAGAIN`: tokio's `poll_read` clears it after any read short
+    /// of the buffer, and a read that stops before an urgent mark is short
+    /// with data waiting behind the mark (no new readiness event would
+    /// come: tokio's own copy stalls there).
+    fn poll_fill<R>(&mut self, cx: &mut Context<'_>, reader: &mut R) -> Poll<io::Result<usize>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        if !(self.urgent_marks && self.mode == Mode::Splice) {
+            return self.buf.poll_fill(cx, Pin::new(&mut *reader));
+        }
+        let src = detect::read_socket(&*reader).expect("a direction splices only from a socket");
+        loop {
+            ready!(src.poll_read_ready(cx))?;
+            match self.buf.fill_with(|free| src.recv(free)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return Poll::Ready(other),
+            }
+        }
     }
 
     /// The reader has nothing for now: flush what went through `poll_write`

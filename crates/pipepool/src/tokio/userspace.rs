@@ -159,6 +159,24 @@ impl Buffer {
         Poll::Ready(Ok(n))
     }
 
+    /// Reads once into the free space with `read`, which returns the bytes
+    /// it put at the start of the slice it is given. `Ok(0)` is end of file.
+    ///
+    /// # Errors
+    /// `read`'s.
+    pub(super) fn fill_with(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.data.is_empty() {
+            self.data = take_storage(self.size);
+        }
+        let free = &mut self.data[self.end..];
+        let n = read(free)?.min(free.len());
+        self.end += n;
+        Ok(n)
+    }
+
     /// Writes once from the buffered bytes into `writer`. `Interrupted` is
     /// retried.
     ///
