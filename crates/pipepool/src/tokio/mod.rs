@@ -53,9 +53,11 @@
 //! The userspace path is a copy through a buffer (64 KiB by default,
 //! [`CopyOptions::buffer_size`]), with tokio's semantics. Unlike tokio's,
 //! the buffer is held only while it has bytes or its reader has some: an
-//! empty one goes back to a small per-thread spare list (16 at most)
-//! whenever the reader has nothing, and the next burst takes one from
-//! there, so an idle connection holds no buffer either.
+//! empty one goes back to a small per-thread spare list (1 MiB of buffers
+//! at most, zeroed as far as they were used, so that no reader ever sees
+//! another connection's bytes) whenever the reader has nothing, and the
+//! next burst takes one from there, so an idle connection holds no buffer
+//! either.
 //!
 //! # How a direction splices
 //! A direction waits until its source socket is readable, takes an empty
