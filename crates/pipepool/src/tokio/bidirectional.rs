@@ -167,6 +167,11 @@ where
                 _ => return Poll::Pending,
             }
         };
+        // What dropping the future would write anyway, written now, so
+        // that the counts include it: every count is what the destination
+        // accepted.
+        a_to_b.flush_on_drop(&**b);
+        b_to_a.flush_on_drop(&**a);
         Poll::Ready(Err(BidiError {
             a_to_b: a_to_b.written(),
             b_to_a: b_to_a.written(),

@@ -153,6 +153,9 @@ where
                 _ => return Poll::Pending,
             },
         };
+        // What dropping the future would write anyway, written now, so
+        // that the count includes it.
+        dir.flush_on_drop(&**writer);
         Poll::Ready(Err(CopyError::new(dir.written(), dir.method(), error)))
     })
     .await

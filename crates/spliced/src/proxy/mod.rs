@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pipepool::PipePool;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -115,18 +116,35 @@ impl Listener {
                     return;
                 };
                 m.accepted.inc();
-                m.active.inc();
+                let active = ActiveGuard::new(m.active.clone());
                 let tracked = tracker.track();
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
                     conn::handle(&shared, stream, peer).await;
-                    shared.metrics.active.dec();
-                    drop((permit, tracked));
+                    drop((active, permit, tracked));
                 });
             },
             &shared.metrics,
         )
         .await;
+    }
+}
+
+/// One count in the `active` connections gauge, taken back when dropped:
+/// also when the connection's task panics or is dropped by the runtime.
+#[derive(Debug)]
+struct ActiveGuard(Gauge);
+
+impl ActiveGuard {
+    fn new(gauge: Gauge) -> ActiveGuard {
+        gauge.inc();
+        ActiveGuard(gauge)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
