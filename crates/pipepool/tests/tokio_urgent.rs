@@ -8,8 +8,8 @@
 //! byte in order, the urgent byte not inline, end of file only at the real
 //! one. Cases: urgent byte at the start, in the middle, last before the
 //! FIN, several, and no FIN until everything arrived (a stall fails it);
-//! one way (`copy`) and both ways at once (`copy_bidirectional`), on both
-//! runtimes.
+//! one way (`copy`, also between owned split halves) and both ways at once
+//! (`copy_bidirectional`), on both runtimes.
 
 #![cfg(feature = "tokio")]
 
@@ -155,6 +155,10 @@ enum Relay {
     TokioCopy,
     /// `pipepool::tokio::copy_with` one way, splicing.
     SpliceCopy,
+    /// `tokio::io::copy` between owned halves (`into_split`).
+    TokioHalves,
+    /// `pipepool::tokio::copy_with` between owned halves, splicing.
+    SpliceHalves,
 }
 
 impl Relay {
@@ -163,7 +167,7 @@ impl Relay {
     fn reads_through_tokio(self) -> bool {
         matches!(
             self,
-            Relay::TokioBidi | Relay::UserspaceBidi | Relay::TokioCopy
+            Relay::TokioBidi | Relay::UserspaceBidi | Relay::TokioCopy | Relay::TokioHalves
         )
     }
 
@@ -202,16 +206,33 @@ impl Relay {
                 b.shutdown().await.unwrap();
                 (t.bytes, 0)
             }
+            Relay::TokioHalves | Relay::SpliceHalves => {
+                let (mut a_r, _a_w) = a.into_split();
+                let (_b_r, mut b_w) = b.into_split();
+                let n = if self == Relay::TokioHalves {
+                    tokio::io::copy(&mut a_r, &mut b_w).await.unwrap()
+                } else {
+                    let t = copy_with(&mut a_r, &mut b_w, &CopyOptions::new())
+                        .await
+                        .unwrap();
+                    assert_eq!(t.method, Method::Splice);
+                    t.bytes
+                };
+                b_w.shutdown().await.unwrap();
+                (n, 0)
+            }
         }
     }
 }
 
-const RELAYS: [Relay; 5] = [
+const RELAYS: [Relay; 7] = [
     Relay::TokioBidi,
     Relay::SpliceBidi,
     Relay::UserspaceBidi,
     Relay::TokioCopy,
     Relay::SpliceCopy,
+    Relay::TokioHalves,
+    Relay::SpliceHalves,
 ];
 
 /// `client <-> a | relay | b <-> server`: `parts` from the client to the
