@@ -45,8 +45,9 @@
 //!   no async runtime.
 //!
 //! # Safety and correctness
-//! The crate has no `unsafe` outside `sys::cast` (type detection for the
-//! tokio glue); syscalls go through [`rustix`]. The pool's concurrency
+//! The crate has no `unsafe` outside `tokio::cast` (type detection for the
+//! tokio glue, which opts in with its own `#![allow(unsafe_code)]`);
+//! syscalls go through [`rustix`]. The pool's concurrency
 //! (concurrent get/put, a thread exiting with a full cache, reclamation
 //! racing with checkout) is model-checked with loom against a mock pipe
 //! (`ci/loom.sh`); the integration tests use real pipes, sockets, files and

@@ -48,7 +48,9 @@ fn a_failed_copy_counts_what_the_peer_received() {
                 let (mut b, server) = tcp_pair().await;
                 small_buffers(&[&b, &server]);
                 let progress = Box::leak(Box::new(Progress::new()));
-                let opts = CopyOptions::new().zero_copy(zero_copy).progress(progress);
+                let opts = CopyOptions::new()
+                    .zero_copy(zero_copy)
+                    .progress(progress.clone());
                 let sender = tokio::spawn(async move {
                     let data = vec![7u8; 1 << 20];
                     let _ = client.write_all(&data).await;
@@ -62,8 +64,8 @@ fn a_failed_copy_counts_what_the_peer_received() {
                 let counted = within(30, "the relay", async {
                     if bidi {
                         match copy_bidirectional_with(&mut a, &mut b, &opts).await {
-                            Ok(r) => (r.a_to_b, None),
-                            Err(e) => (e.a_to_b(), Some(e.into_error())),
+                            Ok(r) => (r.a_to_b.bytes, None),
+                            Err(e) => (e.a_to_b().bytes, Some(e.into_error())),
                         }
                     } else {
                         match copy_with(&mut a, &mut b, &opts).await {

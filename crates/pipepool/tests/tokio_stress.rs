@@ -106,7 +106,9 @@ async fn proxy_many(
         let up = &block()[plan.up_at..plan.up_at + plan.up];
         let down = &block()[plan.down_at..plan.down_at + plan.down];
         let relay = tokio::spawn(async move {
-            let opts = CopyOptions::new().pool(pool).progress(progress);
+            let opts = CopyOptions::new()
+                .pool(pool.clone())
+                .progress(progress.clone());
             copy_bidirectional_with(&mut a, &mut b, &opts).await
         });
         let client = tokio::spawn(talk(client, up));
@@ -117,7 +119,7 @@ async fn proxy_many(
     for (plan, relay, client, server) in tasks {
         let report = relay.await.unwrap().expect("relay");
         assert_eq!(
-            (report.a_to_b, report.b_to_a),
+            (report.a_to_b.bytes, report.b_to_a.bytes),
             (plan.up as u64, plan.down as u64)
         );
         let up = &block()[plan.up_at..plan.up_at + plan.up];
@@ -189,12 +191,15 @@ fn thousand_connections(multi_thread: bool) {
         "1,000 connections",
         proxy_many(pool, Box::leak(Box::default()), 1000, 96 << 10, 1),
     ));
-    let moved: u64 = reports.iter().map(|r| r.a_to_b + r.b_to_a).sum();
+    let moved: u64 = reports
+        .iter()
+        .map(|r| r.a_to_b.bytes + r.b_to_a.bytes)
+        .sum();
     assert!(moved > 50 << 20, "{moved} bytes");
     for r in &reports {
         // Everything went through pipes: the pool was never at its bound.
         assert_eq!(
-            (r.a_to_b_method, r.b_to_a_method),
+            (r.a_to_b.method, r.b_to_a.method),
             (Method::Splice, Method::Splice)
         );
     }
@@ -234,7 +239,10 @@ fn pool_at_its_bound(multi_thread: bool) {
     let through_memory =
         progress.a_to_b_by(Method::Userspace) + progress.b_to_a_by(Method::Userspace);
     assert!(through_memory > 0, "no burst copied through memory");
-    let total: u64 = reports.iter().map(|r| r.a_to_b + r.b_to_a).sum();
+    let total: u64 = reports
+        .iter()
+        .map(|r| r.a_to_b.bytes + r.b_to_a.bytes)
+        .sum();
     assert_eq!(progress.a_to_b() + progress.b_to_a(), total);
     drop(rt);
     assert_back_to_baseline(pool, baseline);

@@ -188,10 +188,10 @@ impl Relay {
                     .await
                     .unwrap();
                 if self == Relay::SpliceBidi {
-                    assert_eq!(r.a_to_b_method, Method::Splice);
-                    assert_eq!(r.b_to_a_method, Method::Splice);
+                    assert_eq!(r.a_to_b.method, Method::Splice);
+                    assert_eq!(r.b_to_a.method, Method::Splice);
                 }
-                (r.a_to_b, r.b_to_a)
+                (r.a_to_b.bytes, r.b_to_a.bytes)
             }
             Relay::TokioCopy => {
                 let n = tokio::io::copy(&mut a, &mut b).await.unwrap();

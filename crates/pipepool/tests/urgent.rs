@@ -175,7 +175,7 @@ fn run(how: How, nonblocking: bool, name: &str, parts: &[Part]) -> Relayed {
         let bytes = match how {
             How::Std => io::copy(&mut a, &mut &b).unwrap(),
             How::Splice => {
-                let t = Copier::new().pool(&pool).copy(&a, &b).unwrap();
+                let t = Copier::new().pool(pool.clone()).copy(&a, &b).unwrap();
                 assert_eq!(t.method, pipepool::Method::Splice);
                 t.bytes
             }

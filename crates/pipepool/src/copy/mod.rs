@@ -29,6 +29,7 @@ mod splice;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
+pub(crate) use method::write_zero;
 pub use method::{CopyError, Method, Transfer};
 
 use crate::sys::{self, FdKind};
@@ -83,21 +84,22 @@ pub fn copy_n(src: impl AsFd, dst: impl AsFd, limit: u64) -> Result<u64, CopyErr
 /// src.write_all(b"hello, world")?;
 /// src.rewind()?;
 /// let (reader, writer) = std::io::pipe()?;
-/// let t = Copier::new().pool(&pool).limit(5).copy(&src, &writer)?;
+/// let t = Copier::new().pool(pool.clone()).limit(5).copy(&src, &writer)?;
 /// assert_eq!(t.bytes, 5);
 /// assert_eq!(t.method, Method::Sendfile);
 /// # drop(reader);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Copier<'p> {
-    pool: Option<&'p PipePool>,
+pub struct Copier {
+    /// The pool to take pipes from; `None`: the global one.
+    pool: Option<PipePool>,
     limit: Option<u64>,
     zero_copy: bool,
     buffer_size: usize,
 }
 
-impl Default for Copier<'_> {
+impl Default for Copier {
     fn default() -> Self {
         Copier {
             pool: None,
@@ -108,20 +110,17 @@ impl Default for Copier<'_> {
     }
 }
 
-impl<'p> Copier<'p> {
+impl Copier {
     /// A copier with the global pool, no limit, zero-copy on.
-    pub fn new() -> Copier<'static> {
+    pub fn new() -> Copier {
         Copier::default()
     }
 
-    /// Takes pipes from `pool` instead of the global one.
-    pub fn pool<'q>(self, pool: &'q PipePool) -> Copier<'q> {
-        Copier {
-            pool: Some(pool),
-            limit: self.limit,
-            zero_copy: self.zero_copy,
-            buffer_size: self.buffer_size,
-        }
+    /// Takes pipes from `pool` (a handle: pass `pool.clone()` to keep
+    /// yours) instead of the global one.
+    pub fn pool(mut self, pool: PipePool) -> Copier {
+        self.pool = Some(pool);
+        self
     }
 
     /// Copies at most `bytes`.
@@ -147,8 +146,9 @@ impl<'p> Copier<'p> {
         self
     }
 
-    fn the_pool(&self) -> &PipePool {
-        self.pool.unwrap_or_else(|| PipePool::global())
+    /// The pool pipes come from: the one given, else the global one.
+    fn pool_or_global(&self) -> &PipePool {
+        self.pool.as_ref().unwrap_or_else(|| PipePool::global())
     }
 
     /// Runs the copy from `src` to `dst`.
@@ -173,21 +173,23 @@ impl<'p> Copier<'p> {
         };
         for &step in plan {
             let result = match step {
-                Step::CopyFileRange => kernel::copy_file_range(&mut job),
-                Step::Sendfile => kernel::sendfile(&mut job),
-                Step::SpliceDirect => splice::direct(&mut job),
-                Step::SplicePooled => splice::pooled(&mut job, self.the_pool(), self.buffer_size),
+                Attempt::CopyFileRange => kernel::copy_file_range(&mut job),
+                Attempt::Sendfile => kernel::sendfile(&mut job),
+                Attempt::SpliceDirect => splice::direct(&mut job),
+                Attempt::SplicePooled => {
+                    splice::pooled(&mut job, self.pool_or_global(), self.buffer_size)
+                }
             };
             let method = step.method();
             match result {
-                Ok(Outcome::Done) => {
+                Ok(AttemptEnd::Done) => {
                     return Ok(Transfer {
                         bytes: job.copied,
                         method,
                     })
                 }
-                Ok(Outcome::Unsupported) => continue,
-                Ok(Outcome::Userspace) => break,
+                Ok(AttemptEnd::Unsupported) => continue,
+                Ok(AttemptEnd::Userspace) => break,
                 Err(e) => return Err(CopyError::new(job.copied, method, e)),
             }
         }
@@ -203,7 +205,7 @@ impl<'p> Copier<'p> {
 
 /// One zero-copy attempt of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+enum Attempt {
     CopyFileRange,
     Sendfile,
     /// `splice` between the two fds (one of them is a pipe).
@@ -212,31 +214,35 @@ enum Step {
     SplicePooled,
 }
 
-impl Step {
+impl Attempt {
     fn method(self) -> Method {
         match self {
-            Step::CopyFileRange => Method::CopyFileRange,
-            Step::Sendfile => Method::Sendfile,
-            Step::SpliceDirect | Step::SplicePooled => Method::Splice,
+            Attempt::CopyFileRange => Method::CopyFileRange,
+            Attempt::Sendfile => Method::Sendfile,
+            Attempt::SpliceDirect | Attempt::SplicePooled => Method::Splice,
         }
     }
 }
 
 /// The zero-copy methods to try, in order, for a (source, destination)
 /// pair; the buffered copy always comes last.
-fn plan(src: FdKind, dst: FdKind) -> &'static [Step] {
+fn plan(src: FdKind, dst: FdKind) -> &'static [Attempt] {
     use FdKind::*;
     match (src, dst) {
-        (File, File) => &[Step::CopyFileRange, Step::Sendfile, Step::SplicePooled],
-        (File, _) => &[Step::Sendfile, Step::SpliceDirect],
-        (Pipe, _) | (_, Pipe) => &[Step::SpliceDirect],
-        _ => &[Step::SplicePooled],
+        (File, File) => &[
+            Attempt::CopyFileRange,
+            Attempt::Sendfile,
+            Attempt::SplicePooled,
+        ],
+        (File, _) => &[Attempt::Sendfile, Attempt::SpliceDirect],
+        (Pipe, _) | (_, Pipe) => &[Attempt::SpliceDirect],
+        _ => &[Attempt::SplicePooled],
     }
 }
 
 /// How an attempt ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+enum AttemptEnd {
     /// End of file or limit reached.
     Done,
     /// The kernel refused this method while no byte was in flight: try the
@@ -295,9 +301,4 @@ fn wait_if_would_block(err: io::Error, fd: BorrowedFd<'_>, what: sys::Wait) -> i
     } else {
         Err(err)
     }
-}
-
-/// A write that took no byte: the destination cannot make progress.
-fn write_zero() -> io::Error {
-    io::Error::new(io::ErrorKind::WriteZero, "the destination accepted no byte")
 }

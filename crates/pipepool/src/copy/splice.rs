@@ -4,7 +4,7 @@
 use std::io;
 
 use super::buffered::{self, ReadPastMark};
-use super::{wait_if_would_block, write_zero, Job, Outcome};
+use super::{wait_if_would_block, write_zero, AttemptEnd, Job};
 use crate::sys::{self, Wait};
 use crate::PipePool;
 
@@ -19,9 +19,13 @@ const DIRECT_CHUNK: usize = 1 << 20;
 /// while the pipe holds bytes, those bytes are written out through memory
 /// and the rest of the copy is buffered. If any other error leaves bytes in
 /// the pipe, the pipe goes back to the pool dirty, which closes it.
-pub(super) fn pooled(job: &mut Job<'_>, pool: &PipePool, buf_size: usize) -> io::Result<Outcome> {
+pub(super) fn pooled(
+    job: &mut Job<'_>,
+    pool: &PipePool,
+    buf_size: usize,
+) -> io::Result<AttemptEnd> {
     let Ok(mut pipe) = pool.get() else {
-        return Ok(Outcome::Userspace);
+        return Ok(AttemptEnd::Userspace);
     };
     let mut first_in = true;
     let mut first_out = true;
@@ -39,7 +43,7 @@ pub(super) fn pooled(job: &mut Job<'_>, pool: &PipePool, buf_size: usize) -> io:
             },
             Ok(0) => break,
             Ok(n) => job.consumed(n),
-            Err(e) if first_in && sys::is_unsupported(&e) => return Ok(Outcome::Unsupported),
+            Err(e) if first_in && sys::is_unsupported(&e) => return Ok(AttemptEnd::Unsupported),
             // Readable, yet nothing to splice: the urgent mark.
             Err(e) if waited && job.src_is_socket && e.kind() == io::ErrorKind::WouldBlock => {
                 waited = buffered::read_past_mark(job)? == ReadPastMark::Waited;
@@ -61,14 +65,14 @@ pub(super) fn pooled(job: &mut Job<'_>, pool: &PipePool, buf_size: usize) -> io:
                     // The destination takes no splice: deliver what the pipe
                     // holds through memory, then copy the rest that way.
                     buffered::drain_pipe(job, &mut pipe, buf_size)?;
-                    return Ok(Outcome::Userspace);
+                    return Ok(AttemptEnd::Userspace);
                 }
                 Err(e) => wait_if_would_block(e, job.dst, Wait::Writable)?,
             }
             first_out = false;
         }
     }
-    Ok(Outcome::Done)
+    Ok(AttemptEnd::Done)
 }
 
 /// `src -> dst` in one splice per chunk, one of them being a pipe. Nothing
@@ -76,7 +80,7 @@ pub(super) fn pooled(job: &mut Job<'_>, pool: &PipePool, buf_size: usize) -> io:
 ///
 /// `EAGAIN` is ambiguous here (source empty, or destination full), so the
 /// copy waits until the source is readable *and* the destination writable.
-pub(super) fn direct(job: &mut Job<'_>) -> io::Result<Outcome> {
+pub(super) fn direct(job: &mut Job<'_>) -> io::Result<AttemptEnd> {
     let mut first = true;
     // The last splice answered `EAGAIN` and `poll` then said ready.
     let mut waited = false;
@@ -102,7 +106,7 @@ pub(super) fn direct(job: &mut Job<'_>) -> io::Result<Outcome> {
                 job.delivered(n);
                 waited = false;
             }
-            Err(e) if first && sys::is_unsupported(&e) => return Ok(Outcome::Unsupported),
+            Err(e) if first && sys::is_unsupported(&e) => return Ok(AttemptEnd::Unsupported),
             // Both ready, yet nothing moves: the source's urgent mark.
             Err(e) if waited && job.src_is_socket && e.kind() == io::ErrorKind::WouldBlock => {
                 waited = buffered::read_past_mark(job)? == ReadPastMark::Waited;
@@ -116,5 +120,5 @@ pub(super) fn direct(job: &mut Job<'_>) -> io::Result<Outcome> {
         }
         first = false;
     }
-    Ok(Outcome::Done)
+    Ok(AttemptEnd::Done)
 }

@@ -9,14 +9,11 @@
 //!   `SPLICE_F_MORE`),
 //! - and return [`std::io::Result`].
 //!
-//! The only `unsafe` code of the crate lives in the [`cast`] submodule (type
-//! detection for the tokio glue); everything in this file is safe Rust
-//! because rustix already is.
+//! Everything in this file is safe Rust because rustix already is (the
+//! crate's only `unsafe`, type detection for the tokio glue, is in
+//! `tokio::cast`, not a syscall).
 
 #![cfg_attr(loom, allow(dead_code))] // the loom build uses none of the syscalls
-
-#[cfg(all(feature = "tokio", not(loom)))]
-pub(crate) mod cast;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

@@ -2,7 +2,7 @@
 //! needs: readiness from tokio, the splice itself through
 //! [`Pipe`](crate::Pipe) inside `try_io` so that tokio learns about `EAGAIN`.
 //!
-//! The type detection is in [`crate::sys::cast`]; this file is safe code.
+//! The type detection is in [`super::cast`]; this file is safe code.
 
 use std::future::Future;
 use std::io;
@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use ::tokio::io::Interest;
 
-pub(super) use crate::sys::cast::{read_socket, write_socket, Socket};
+pub(super) use super::cast::{read_socket, write_socket, Socket};
 use crate::{sys, Pipe};
 
 /// The two sockets a direction splices between, when `R` reads from a tokio

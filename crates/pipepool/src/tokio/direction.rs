@@ -33,9 +33,10 @@ use ::tokio::task::coop;
 use super::detect;
 use super::options::CopyOptions;
 use super::progress::Live;
-use super::userspace::{write_zero, Buffer};
+use super::userspace::Buffer;
+use crate::copy::write_zero;
 use crate::sys;
-use crate::{Method, PipePool, PooledPipe};
+use crate::{Method, PipePool, PooledPipe, Transfer};
 
 /// Bytes a direction writes in one poll before it yields to the scheduler,
 /// on top of tokio's coop budget (which every readiness check draws on):
@@ -45,7 +46,7 @@ const YIELD_AFTER: u64 = 1 << 20;
 
 /// How a direction moves bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+enum Path {
     /// Splice through pooled pipes; a burst that finds the pool at its bound
     /// goes through the buffer.
     Splice,
@@ -104,7 +105,7 @@ enum Phase {
 
 /// What one step of the copy loop did.
 #[derive(Debug)]
-enum Step {
+enum Advance {
     /// Something changed; go on.
     Again,
     /// End of file, and every byte read has been written and flushed.
@@ -117,15 +118,11 @@ pub(super) struct Direction<'p> {
     /// Where pipes come from.
     pool: &'p PipePool,
     /// How bytes move now.
-    mode: Mode,
+    path: Path,
     /// Bytes spliced from the source and not yet into the destination.
     /// Invariant: `Some` only while the pipe is not empty; an emptied pipe
     /// is given back at once. Never `Some` while `buf` holds bytes.
     pipe: Option<PooledPipe<'p>>,
-    /// `hold_pipe` only: an empty pipe kept for the next burst.
-    spare: Option<PooledPipe<'p>>,
-    /// Keep pipes in `spare` instead of giving them back (benchmarks).
-    hold_pipe: bool,
     /// The userspace path. Never holds bytes while `pipe` is `Some`.
     buf: Buffer,
     /// The source reached end of file.
@@ -177,25 +174,23 @@ impl<'p> Direction<'p> {
     /// whether the writer is shut down after end of file; `a_to_b` which
     /// side of the options' [`Progress`](super::Progress) it counts in.
     pub(super) fn new<R: ?Sized, W: ?Sized>(
-        opts: &CopyOptions<'p>,
+        opts: &'p CopyOptions,
         reader: &R,
         writer: &W,
         shutdown: bool,
         a_to_b: bool,
     ) -> Direction<'p> {
         let pair = detect::splice_pair(reader, writer).filter(|_| opts.zero_copy);
-        let mode = if pair.is_some() {
-            Mode::Splice
+        let path = if pair.is_some() {
+            Path::Splice
         } else {
-            Mode::Userspace
+            Path::Userspace
         };
         let urgent_marks = pair.is_some_and(|(src, _)| src.has_urgent_mark());
         Direction {
-            pool: opts.pool,
-            mode,
+            pool: &opts.pool,
+            path,
             pipe: None,
-            spare: None,
-            hold_pipe: opts.hold_pipe,
             buf: Buffer::new(opts.buffer_size),
             eof: false,
             next_read: NextRead::Probe,
@@ -205,7 +200,7 @@ impl<'p> Direction<'p> {
             out: Written {
                 total: 0,
                 spliced: 0,
-                live: opts.progress.map(|p| p.side(a_to_b)),
+                live: opts.progress.as_ref().map(|p| p.side(a_to_b)),
             },
             shutdown,
             phase: Phase::Copying,
@@ -250,6 +245,14 @@ impl<'p> Direction<'p> {
         self.out.total
     }
 
+    /// What the direction has written so far, and how.
+    pub(super) fn transfer(&self) -> Transfer {
+        Transfer {
+            bytes: self.out.total,
+            method: self.method(),
+        }
+    }
+
     /// A number that grows whenever a byte is read or written: for the idle
     /// timeout.
     pub(super) fn activity(&self) -> u64 {
@@ -259,7 +262,7 @@ impl<'p> Direction<'p> {
     /// [`Method::Splice`] if a byte went through a pipe, or if none moved
     /// yet and the direction would splice; else [`Method::Userspace`].
     pub(super) fn method(&self) -> Method {
-        if self.out.spliced > 0 || (self.out.total == 0 && self.mode == Mode::Splice) {
+        if self.out.spliced > 0 || (self.out.total == 0 && self.path == Path::Splice) {
             Method::Splice
         } else {
             Method::Userspace
@@ -317,18 +320,18 @@ impl<'p> Direction<'p> {
             let activity = self.activity();
             let step = self.step(cx, reader, writer);
             if self.activity() != activity
-                || matches!(step, Poll::Ready(Ok(Step::Finished) | Err(_)))
+                || matches!(step, Poll::Ready(Ok(Advance::Finished) | Err(_)))
             {
                 coop.made_progress();
             }
             match step {
-                Poll::Ready(Ok(Step::Again)) => {
+                Poll::Ready(Ok(Advance::Again)) => {
                     if self.out.total - written_before >= YIELD_AFTER {
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
                 }
-                Poll::Ready(Ok(Step::Finished)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(Advance::Finished)) => return Poll::Ready(Ok(())),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -342,7 +345,7 @@ impl<'p> Direction<'p> {
         cx: &mut Context<'_>,
         reader: &mut R,
         writer: &mut W,
-    ) -> Poll<io::Result<Step>>
+    ) -> Poll<io::Result<Advance>>
     where
         R: AsyncRead + Unpin + ?Sized,
         W: AsyncWrite + Unpin + ?Sized,
@@ -370,12 +373,11 @@ impl<'p> Direction<'p> {
                     // `poll_write`, as everything after them will.
                     self.buf.take_from_pipe(pipe)?;
                     self.pipe = None;
-                    self.spare = None;
-                    self.mode = Mode::FellBack;
+                    self.path = Path::FellBack;
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
-            return Poll::Ready(Ok(Step::Again));
+            return Poll::Ready(Ok(Advance::Again));
         }
 
         // 2. Bytes in the buffer go out next; while the writer is not ready,
@@ -385,11 +387,11 @@ impl<'p> Direction<'p> {
                 Poll::Ready(Ok(n)) => {
                     self.out.add(n, false);
                     self.need_flush = true;
-                    if self.mode == Mode::Splice && self.buf.is_empty() {
+                    if self.path == Path::Splice && self.buf.is_empty() {
                         // The end of a burst through memory: back to pipes.
                         self.buf.release();
                     }
-                    return Poll::Ready(Ok(Step::Again));
+                    return Poll::Ready(Ok(Advance::Again));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
@@ -409,11 +411,11 @@ impl<'p> Direction<'p> {
         if self.eof {
             ready!(Pin::new(&mut *writer).poll_flush(cx))?;
             self.need_flush = false;
-            return Poll::Ready(Ok(Step::Finished));
+            return Poll::Ready(Ok(Advance::Finished));
         }
 
         // 4. Read more: into a pipe if we can.
-        if self.mode == Mode::Splice && self.next_read != NextRead::Buffer {
+        if self.path == Path::Splice && self.next_read != NextRead::Buffer {
             let src =
                 detect::read_socket(&*reader).expect("a direction splices only from a socket");
             match src.poll_read_ready(cx) {
@@ -431,7 +433,7 @@ impl<'p> Direction<'p> {
                 // connection's first burst is spliced, as its `Method`
                 // says.)
                 self.next_read = NextRead::Buffer;
-                return Poll::Ready(Ok(Step::Again));
+                return Poll::Ready(Ok(Advance::Again));
             }
             if self.next_read == NextRead::AfterWait {
                 // A new readiness event: data, most likely.
@@ -443,18 +445,18 @@ impl<'p> Direction<'p> {
                     // skipped without consuming it: a read consumes it.
                     Ok(Some(0)) if self.urgent_marks => {
                         self.next_read = NextRead::Buffer;
-                        return Poll::Ready(Ok(Step::Again));
+                        return Poll::Ready(Ok(Advance::Again));
                     }
                     Ok(Some(0)) => {
                         self.eof = true;
-                        return Poll::Ready(Ok(Step::Again));
+                        return Poll::Ready(Ok(Advance::Again));
                     }
                     // Data, or no socket to peek at (the splice will tell).
                     Ok(Some(_) | None) => self.next_read = NextRead::Splice,
                     // Readiness cleared: the next check waits.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.next_read = NextRead::AfterWait;
-                        return Poll::Ready(Ok(Step::Again));
+                        return Poll::Ready(Ok(Advance::Again));
                     }
                     Err(e) => return Poll::Ready(Err(e)),
                 }
@@ -495,12 +497,11 @@ impl<'p> Direction<'p> {
                         // The source cannot be spliced (kTLS, an odd fd):
                         // nothing was read, so copy through memory instead.
                         drop(pipe);
-                        self.spare = None;
-                        self.mode = Mode::FellBack;
+                        self.path = Path::FellBack;
                     }
                     Err(e) => return Poll::Ready(Err(e)),
                 }
-                return Poll::Ready(Ok(Step::Again));
+                return Poll::Ready(Ok(Advance::Again));
             }
             // No pipe (the pool is at its bound, or out of fds): this burst
             // goes through memory.
@@ -533,10 +534,10 @@ impl<'p> Direction<'p> {
                 return self.poll_flush_while_idle(cx, writer);
             }
         }
-        if self.mode == Mode::Splice && self.buf.is_empty() {
+        if self.path == Path::Splice && self.buf.is_empty() {
             self.buf.release();
         }
-        Poll::Ready(Ok(Step::Again))
+        Poll::Ready(Ok(Advance::Again))
     }
 
     /// Reads once into the buffer. From a TCP socket this direction
@@ -549,7 +550,7 @@ impl<'p> Direction<'p> {
     where
         R: AsyncRead + Unpin + ?Sized,
     {
-        if !(self.urgent_marks && self.mode == Mode::Splice) {
+        if !(self.urgent_marks && self.path == Path::Splice) {
             return self.buf.poll_fill(cx, Pin::new(&mut *reader));
         }
         let src = detect::read_socket(&*reader).expect("a direction splices only from a socket");
@@ -570,7 +571,7 @@ impl<'p> Direction<'p> {
         &mut self,
         cx: &mut Context<'_>,
         writer: &mut W,
-    ) -> Poll<io::Result<Step>>
+    ) -> Poll<io::Result<Advance>>
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
@@ -581,23 +582,16 @@ impl<'p> Direction<'p> {
         Poll::Pending
     }
 
-    /// An empty pipe: the spare one (`hold_pipe`), else one from the pool.
-    /// `None` when the pool refuses (at its bound, or `pipe2` failed).
+    /// An empty pipe from the pool; `None` when the pool refuses (at its
+    /// bound, or `pipe2` failed).
     fn take_pipe(&mut self) -> Option<PooledPipe<'p>> {
-        match self.spare.take() {
-            Some(pipe) => Some(pipe),
-            None => self.pool.get().ok(),
-        }
+        self.pool.get().ok()
     }
 
-    /// Gives an empty pipe back to the pool (or keeps it, `hold_pipe`).
+    /// Gives an empty pipe back to the pool.
     fn give_back(&mut self, pipe: PooledPipe<'p>) {
         debug_assert!(pipe.is_empty());
-        if self.hold_pipe {
-            self.spare = Some(pipe);
-        } else {
-            drop(pipe); // empty: back to the pool's cache
-        }
+        drop(pipe); // empty: back to the pool's cache
     }
 }
 
@@ -632,7 +626,7 @@ mod tests {
             client.shutdown().await.unwrap();
         });
         fail_splice_in(0, Errno::INVAL);
-        let opts = CopyOptions::new().pool(&pool);
+        let opts = CopyOptions::new().pool(pool.clone());
         let receiver = async {
             let mut got = vec![0u8; data.len()];
             server.read_exact(&mut got).await.unwrap();
@@ -664,7 +658,7 @@ mod tests {
         let (mut client, mut a) = UnixStream::pair().unwrap();
         let (mut b, mut server) = UnixStream::pair().unwrap();
         fail_splice_in(1, Errno::INVAL);
-        let opts = CopyOptions::new().pool(&pool);
+        let opts = CopyOptions::new().pool(pool.clone());
         let copy = copy_with(&mut a, &mut b, &opts);
         let peers = async {
             client.write_all(b"first").await.unwrap();

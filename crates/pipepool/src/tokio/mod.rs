@@ -139,6 +139,7 @@
 //! ([`CopyOptions::zero_copy`]).
 
 mod bidirectional;
+mod cast;
 mod detect;
 mod direction;
 mod idle;

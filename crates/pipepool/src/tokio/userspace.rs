@@ -11,6 +11,7 @@ use std::task::{ready, Context, Poll};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::copy::write_zero;
 use crate::sync::thread_local;
 use crate::Pipe;
 
@@ -257,12 +258,6 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         self.give_back();
     }
-}
-
-/// The error a copy ends with when the writer accepts nothing (tokio's
-/// kind and message).
-pub(super) fn write_zero() -> io::Error {
-    io::Error::new(io::ErrorKind::WriteZero, "write zero byte into writer")
 }
 
 #[cfg(test)]
