@@ -18,7 +18,17 @@
 //! copy goes through memory for that call.
 //!
 //! Blocking and non-blocking fds both work: on `EAGAIN` the copy waits with
-//! `poll(2)`. The sync copy holds its pooled pipe for the duration of the
+//! `poll(2)`. A blocking socket spliced straight into a pipe is waited for
+//! with `poll` first (its splice would sleep holding the pipe's lock, so
+//! that the pipe's reader could not take what is already in it).
+//!
+//! TCP urgent data: a splice from a TCP socket stops at the urgent mark
+//! (answering 0 on a blocking socket or with the FIN in, `EAGAIN` with
+//! `poll` still saying readable otherwise). A splice 0 from a socket is
+//! checked with one `read(2)` before it counts as end of file, and an
+//! `EAGAIN` right after `poll` said readable reads past the mark; `read`
+//! skips the urgent byte (not inline without `SO_OOBINLINE`), as
+//! `std::io::copy` does. At most 16 KiB per mark go through memory. The sync copy holds its pooled pipe for the duration of the
 //! call.
 
 mod buffered;

@@ -91,6 +91,26 @@
 //!   pipe dropped with bytes inside is closed by the pool, never reused
 //!   (`closed_dirty` in [`PoolStats`](crate::PoolStats)).
 //!
+//! # TCP urgent data
+//! A TCP splice stops at the urgent mark (a byte sent with `MSG_OOB`) and
+//! never moves past it: it answers `EAGAIN`, or 0 once the FIN is in, as
+//! at the end of file. A direction delivers what `read(2)` would: every
+//! in-band byte in order, the urgent byte not inline (as without
+//! `SO_OOBINLINE`), and end of file only at the real one. The checks cost
+//! no system call where no urgent byte is: the last read of a burst that
+//! did not fill the pipe is a one-byte `recv(MSG_PEEK)` (which skips an
+//! urgent byte) where a splice would have answered `EAGAIN`, a splice that
+//! answers nothing where data was announced is followed by a `recv`
+//! through the buffer, and a direction whose peer shut down ends with a
+//! `recv` (its 0 is the end of file; it also consumes an urgent byte left
+//! just before the FIN, which closing the socket with it unread would turn
+//! into a reset). Bytes that arrive together with the peer's FIN after the
+//! direction had drained go through that buffer too (and count as
+//! [`Userspace`](crate::Method::Userspace) in a [`Progress`]). Unlike
+//! tokio's copy, which clears a socket's read readiness after any short
+//! read and so can stall at a mark with data behind it, reads from a TCP
+//! socket this direction splices clear it only on `EAGAIN`.
+//!
 //! # Half-close and errors
 //! As tokio's: when a direction reads end of file, every byte it read is
 //! written and flushed, then the writer is shut down
