@@ -352,61 +352,14 @@ impl<'p> Direction<'p> {
     {
         // 1. Bytes in a pipe go out first. Nothing is read meanwhile: the
         //    next splice in must find the pipe empty.
-        if let Some(pipe) = self.pipe.as_mut() {
-            let dst = detect::write_socket(&*writer)
-                .expect("only a direction between two sockets holds a pipe");
-            ready!(dst.poll_write_ready(cx))?;
-            match dst.splice_out_of(pipe) {
-                Ok(0) => return Poll::Ready(Err(write_zero())),
-                Ok(n) => {
-                    self.out.add(n, true);
-                    if pipe.is_empty() {
-                        if let Some(empty) = self.pipe.take() {
-                            self.give_back(empty);
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if sys::is_unsupported(&e) && self.out.total == 0 => {
-                    // The destination takes no splice. Nothing is lost: the
-                    // bytes move to the buffer and go out through
-                    // `poll_write`, as everything after them will.
-                    self.buf.take_from_pipe(pipe)?;
-                    self.pipe = None;
-                    self.path = Path::FellBack;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            return Poll::Ready(Ok(Advance::Again));
+        if self.pipe.is_some() {
+            return self.drain_pipe(cx, writer);
         }
-
         // 2. Bytes in the buffer go out next; while the writer is not ready,
         //    top the buffer up.
         if !self.buf.is_empty() {
-            match self.buf.poll_drain(cx, Pin::new(&mut *writer)) {
-                Poll::Ready(Ok(n)) => {
-                    self.out.add(n, false);
-                    self.need_flush = true;
-                    if self.path == Path::Splice && self.buf.is_empty() {
-                        // The end of a burst through memory: back to pipes.
-                        self.buf.release();
-                    }
-                    return Poll::Ready(Ok(Advance::Again));
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    // More bytes now make a larger write later.
-                    if !self.eof && self.buf.has_room() {
-                        match ready!(self.poll_fill(cx, reader))? {
-                            0 => self.eof = true,
-                            n => self.read += n as u64,
-                        }
-                    }
-                    return Poll::Pending;
-                }
-            }
+            return self.drain_buffer(cx, reader, writer);
         }
-
         // 3. Everything read is written: at end of file, flush and finish.
         if self.eof {
             ready!(Pin::new(&mut *writer).poll_flush(cx))?;
@@ -414,98 +367,200 @@ impl<'p> Direction<'p> {
             return Poll::Ready(Ok(Advance::Finished));
         }
 
-        // 4. Read more: into a pipe if we can.
+        // 4. Read more: into a pipe if we can; without a pipe (the pool is
+        //    at its bound, or out of fds) this burst goes through memory.
         if self.path == Path::Splice && self.next_read != NextRead::Buffer {
-            let src =
-                detect::read_socket(&*reader).expect("a direction splices only from a socket");
-            match src.poll_read_ready(cx) {
-                Poll::Pending => return self.poll_flush_while_idle(cx, writer),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
+            if let Some(done) = self.read_into_pipe(cx, reader, writer) {
+                return done;
             }
-            if matches!(self.next_read, NextRead::AfterWait | NextRead::Peek)
-                && self.read > 0
-                && src.read_closed(cx)
-            {
-                // The peer shut down: the read through the buffer tells the
-                // end of file in one call (as a splice would), and cannot be
-                // fooled by an urgent mark. (Not before the first byte: a
-                // connection's first burst is spliced, as its `Method`
-                // says.)
-                self.next_read = NextRead::Buffer;
-                return Poll::Ready(Ok(Advance::Again));
-            }
-            if self.next_read == NextRead::AfterWait {
-                // A new readiness event: data, most likely.
-                self.next_read = NextRead::Splice;
-            }
-            if matches!(self.next_read, NextRead::Probe | NextRead::Peek) {
-                match src.peek() {
-                    // End of file, maybe after an urgent byte that the peek
-                    // skipped without consuming it: a read consumes it.
-                    Ok(Some(0)) if self.urgent_marks => {
-                        self.next_read = NextRead::Buffer;
-                        return Poll::Ready(Ok(Advance::Again));
-                    }
-                    Ok(Some(0)) => {
-                        self.eof = true;
-                        return Poll::Ready(Ok(Advance::Again));
-                    }
-                    // Data, or no socket to peek at (the splice will tell).
-                    Ok(Some(_) | None) => self.next_read = NextRead::Splice,
-                    // Readiness cleared: the next check waits.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.next_read = NextRead::AfterWait;
-                        return Poll::Ready(Ok(Advance::Again));
-                    }
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            }
-            if let Some(mut pipe) = self.take_pipe() {
-                let capacity = pipe.capacity();
-                match src.splice_into(&mut pipe, !self.urgent_marks) {
-                    // End of file, or (TCP) the urgent mark with the FIN
-                    // behind it: a read tells.
-                    Ok(0) if self.urgent_marks => {
-                        self.next_read = NextRead::Buffer;
-                        self.give_back(pipe);
-                    }
-                    Ok(0) => {
-                        self.eof = true;
-                        self.give_back(pipe);
-                    }
-                    Ok(n) => {
-                        self.read += n as u64;
-                        self.pipe = Some(pipe);
-                        if self.urgent_marks && n < capacity {
-                            // Maybe stopped at an urgent mark: the next
-                            // read peeks (where a splice would have
-                            // answered `EAGAIN` at the end of the burst).
-                            self.next_read = NextRead::Peek;
-                        }
-                    }
-                    // The data a peek or a readiness event announced is
-                    // behind an urgent mark (or the event was stale): the
-                    // readiness was kept, and a read moves past the mark.
-                    Err(e) if self.urgent_marks && e.kind() == io::ErrorKind::WouldBlock => {
-                        self.next_read = NextRead::Buffer;
-                        self.give_back(pipe);
-                    }
-                    // Stale readiness, now cleared: the next check waits.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.give_back(pipe),
-                    Err(e) if sys::is_unsupported(&e) && self.read == 0 => {
-                        // The source cannot be spliced (kTLS, an odd fd):
-                        // nothing was read, so copy through memory instead.
-                        drop(pipe);
-                        self.path = Path::FellBack;
-                    }
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-                return Poll::Ready(Ok(Advance::Again));
-            }
-            // No pipe (the pool is at its bound, or out of fds): this burst
-            // goes through memory.
         }
+        self.read_into_buffer(cx, reader, writer)
+    }
+
+    /// Splices what the pipe holds into the writer (a socket).
+    fn drain_pipe<W>(&mut self, cx: &mut Context<'_>, writer: &mut W) -> Poll<io::Result<Advance>>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Poll::Ready(Ok(Advance::Again));
+        };
+        let dst = detect::write_socket(&*writer)
+            .expect("only a direction between two sockets holds a pipe");
+        ready!(dst.poll_write_ready(cx))?;
+        match dst.splice_out_of(pipe) {
+            Ok(0) => return Poll::Ready(Err(write_zero())),
+            Ok(n) => {
+                self.out.add(n, true);
+                if pipe.is_empty() {
+                    if let Some(empty) = self.pipe.take() {
+                        self.give_back(empty);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if sys::is_unsupported(&e) && self.out.total == 0 => {
+                // The destination takes no splice. Nothing is lost: the
+                // bytes move to the buffer and go out through
+                // `poll_write`, as everything after them will.
+                self.buf.take_from_pipe(pipe)?;
+                self.pipe = None;
+                self.path = Path::FellBack;
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        Poll::Ready(Ok(Advance::Again))
+    }
+
+    /// Writes what the buffer holds into the writer; while the writer is
+    /// not ready, tops the buffer up.
+    fn drain_buffer<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<Advance>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        match self.buf.poll_drain(cx, Pin::new(&mut *writer)) {
+            Poll::Ready(Ok(n)) => {
+                self.out.add(n, false);
+                self.need_flush = true;
+                if self.path == Path::Splice && self.buf.is_empty() {
+                    // The end of a burst through memory: back to pipes.
+                    self.buf.release();
+                }
+                Poll::Ready(Ok(Advance::Again))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                // More bytes now make a larger write later.
+                if !self.eof && self.buf.has_room() {
+                    match ready!(self.poll_fill(cx, reader))? {
+                        0 => self.eof = true,
+                        n => self.read += n as u64,
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// One read from the source socket into a pipe, made the way
+    /// [`NextRead`] says. `None` when no pipe could be had: the caller
+    /// reads through the buffer instead.
+    fn read_into_pipe<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Option<Poll<io::Result<Advance>>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let src = detect::read_socket(&*reader).expect("a direction splices only from a socket");
+        match src.poll_read_ready(cx) {
+            Poll::Pending => return Some(self.poll_flush_while_idle(cx, writer)),
+            Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
+            Poll::Ready(Ok(())) => {}
+        }
+        if matches!(self.next_read, NextRead::AfterWait | NextRead::Peek)
+            && self.read > 0
+            && src.read_closed(cx)
+        {
+            // The peer shut down: the read through the buffer tells the
+            // end of file in one call (as a splice would), and cannot be
+            // fooled by an urgent mark. (Not before the first byte: a
+            // connection's first burst is spliced, as its `Method`
+            // says.)
+            self.next_read = NextRead::Buffer;
+            return Some(Poll::Ready(Ok(Advance::Again)));
+        }
+        if self.next_read == NextRead::AfterWait {
+            // A new readiness event: data, most likely.
+            self.next_read = NextRead::Splice;
+        }
+        if matches!(self.next_read, NextRead::Probe | NextRead::Peek) {
+            match src.peek() {
+                // End of file, maybe after an urgent byte that the peek
+                // skipped without consuming it: a read consumes it.
+                Ok(Some(0)) if self.urgent_marks => {
+                    self.next_read = NextRead::Buffer;
+                    return Some(Poll::Ready(Ok(Advance::Again)));
+                }
+                Ok(Some(0)) => {
+                    self.eof = true;
+                    return Some(Poll::Ready(Ok(Advance::Again)));
+                }
+                // Data, or no socket to peek at (the splice will tell).
+                Ok(Some(_) | None) => self.next_read = NextRead::Splice,
+                // Readiness cleared: the next check waits.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.next_read = NextRead::AfterWait;
+                    return Some(Poll::Ready(Ok(Advance::Again)));
+                }
+                Err(e) => return Some(Poll::Ready(Err(e))),
+            }
+        }
+        if let Some(mut pipe) = self.take_pipe() {
+            let capacity = pipe.capacity();
+            match src.splice_into(&mut pipe, !self.urgent_marks) {
+                // End of file, or (TCP) the urgent mark with the FIN
+                // behind it: a read tells.
+                Ok(0) if self.urgent_marks => {
+                    self.next_read = NextRead::Buffer;
+                    self.give_back(pipe);
+                }
+                Ok(0) => {
+                    self.eof = true;
+                    self.give_back(pipe);
+                }
+                Ok(n) => {
+                    self.read += n as u64;
+                    self.pipe = Some(pipe);
+                    if self.urgent_marks && n < capacity {
+                        // Maybe stopped at an urgent mark: the next
+                        // read peeks (where a splice would have
+                        // answered `EAGAIN` at the end of the burst).
+                        self.next_read = NextRead::Peek;
+                    }
+                }
+                // The data a peek or a readiness event announced is
+                // behind an urgent mark (or the event was stale): the
+                // readiness was kept, and a read moves past the mark.
+                Err(e) if self.urgent_marks && e.kind() == io::ErrorKind::WouldBlock => {
+                    self.next_read = NextRead::Buffer;
+                    self.give_back(pipe);
+                }
+                // Stale readiness, now cleared: the next check waits.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.give_back(pipe),
+                Err(e) if sys::is_unsupported(&e) && self.read == 0 => {
+                    // The source cannot be spliced (kTLS, an odd fd):
+                    // nothing was read, so copy through memory instead.
+                    drop(pipe);
+                    self.path = Path::FellBack;
+                }
+                Err(e) => return Some(Poll::Ready(Err(e))),
+            }
+            return Some(Poll::Ready(Ok(Advance::Again)));
+        }
+        None
+    }
+
+    /// One read into the buffer.
+    fn read_into_buffer<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<Advance>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
         let room = self.buf.room();
         match self.poll_fill(cx, reader) {
             Poll::Ready(Ok(0)) => self.eof = true,
