@@ -163,6 +163,7 @@ mod cast;
 mod detect;
 mod direction;
 mod idle;
+mod next_read;
 mod options;
 mod progress;
 mod unidirectional;
