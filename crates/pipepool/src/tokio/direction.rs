@@ -445,6 +445,12 @@ impl<'p> Direction<'p> {
             self.next_read = NextRead::Buffer;
             return Some(Poll::Ready(Ok(Advance::Again)));
         }
+        if self.next_read == NextRead::Probe && src.read_closed(cx) {
+            // The peer shut down: a real event, not the readiness tokio
+            // gives a fresh socket, so no peek is needed to tell (a splice
+            // that finds only the FIN is checked with a read as ever).
+            self.next_read = NextRead::Splice;
+        }
         if self.next_read == NextRead::AfterWait {
             // A new readiness event: data, most likely.
             self.next_read = NextRead::Splice;
