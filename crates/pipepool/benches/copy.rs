@@ -128,7 +128,7 @@ fn run(c: &mut Criterion, group_name: &str, to_file: bool) {
                         let n = match variant {
                             Variant::ZeroCopy | Variant::Buffered => {
                                 Copier::new()
-                                    .pool(&pool)
+                                    .pool(pool.clone())
                                     .zero_copy(matches!(variant, Variant::ZeroCopy))
                                     .limit(size as u64)
                                     .copy(&f.src, dst)

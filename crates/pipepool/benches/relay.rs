@@ -4,9 +4,6 @@
 //!
 //! - `pipepool`: `pipepool::tokio::copy_bidirectional` (a pipe per burst,
 //!   given back whenever it is empty);
-//! - `pipepool_hold`: the same, holding each direction's pipe for the
-//!   connection's life (the hidden `hold_pipe` option), to price the
-//!   per-burst get/put;
 //! - `tokio_8k`: `tokio::io::copy_bidirectional` (8 KiB buffers);
 //! - `tokio_64k`: `tokio::io::copy_bidirectional_with_sizes`, 64 KiB.
 //!
@@ -61,23 +58,16 @@ const STREAMS: &[usize] = &[1, 4, 64];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
     Pipepool,
-    PipepoolHold,
     Tokio8k,
     Tokio64k,
 }
 
-const VARIANTS: &[Variant] = &[
-    Variant::Pipepool,
-    Variant::PipepoolHold,
-    Variant::Tokio8k,
-    Variant::Tokio64k,
-];
+const VARIANTS: &[Variant] = &[Variant::Pipepool, Variant::Tokio8k, Variant::Tokio64k];
 
 impl Variant {
     fn name(self) -> &'static str {
         match self {
             Variant::Pipepool => "pipepool",
-            Variant::PipepoolHold => "pipepool_hold",
             Variant::Tokio8k => "tokio_8k",
             Variant::Tokio64k => "tokio_64k",
         }
@@ -86,11 +76,11 @@ impl Variant {
     /// Relays one connection until both directions are done.
     async fn relay(self, mut a: TcpStream, mut b: TcpStream) {
         let res = match self {
-            Variant::Pipepool | Variant::PipepoolHold => {
-                let opts = CopyOptions::new().hold_pipe(self == Variant::PipepoolHold);
+            Variant::Pipepool => {
+                let opts = CopyOptions::new();
                 copy_bidirectional_with(&mut a, &mut b, &opts)
                     .await
-                    .map(|r| (r.a_to_b, r.b_to_a))
+                    .map(|r| (r.a_to_b.bytes, r.b_to_a.bytes))
                     .map_err(|e| e.into_error())
             }
             Variant::Tokio8k => tokio::io::copy_bidirectional(&mut a, &mut b).await,

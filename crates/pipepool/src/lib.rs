@@ -45,7 +45,7 @@
 //!   no async runtime.
 //!
 //! # Safety and correctness
-//! Syscalls go through [`rustix`]. `unsafe` is confined to `sys::cast`
+//! Syscalls go through [`rustix`]. `unsafe` is confined to `tokio::cast`
 //! (type detection for the tokio glue), the pool's thread caches (an
 //! `UnsafeCell` the reaper shares with the owning thread through an
 //! asymmetric fence, `membarrier(2)`), the fork handlers and their

@@ -149,7 +149,7 @@ fn run_case(
     let (src, feeder) = source(src_kind, &payload, nonblocking);
     let (dst, sink) = sink(dst_kind, nonblocking);
     let t = Copier::new()
-        .pool(pool)
+        .pool(pool.clone())
         .zero_copy(zero_copy)
         .copy(&src, &dst)
         .unwrap_or_else(|e| panic!("{src_kind:?} -> {dst_kind:?}, {size} bytes: {e}"));
@@ -219,7 +219,7 @@ fn copy_n_stops_at_the_limit_and_leaves_the_rest() {
             let (src, feeder) = source(kind, &payload, false);
             let (dst, sink) = sink(Kind::File, false);
             let t = Copier::new()
-                .pool(&pool)
+                .pool(pool.clone())
                 .zero_copy(zero_copy)
                 .limit(100_001)
                 .copy(&src, &dst)
@@ -275,7 +275,7 @@ fn destination_refusing_splice_falls_back_without_loss() {
         .append(true)
         .open(path.path())
         .unwrap();
-    let t = Copier::new().pool(&pool).copy(&src, &dst).unwrap();
+    let t = Copier::new().pool(pool.clone()).copy(&src, &dst).unwrap();
     feeder.unwrap().join().unwrap();
     assert_eq!(t.bytes, payload.len() as u64);
     let got = std::fs::read(path.path()).unwrap();
@@ -304,7 +304,10 @@ fn failure_midway_reports_bytes_and_closes_the_dirty_pipe() {
         let chunk = vec![1u8; 64 * 1024];
         while feed.write_all(&chunk).is_ok() {}
     });
-    let err: CopyError = Copier::new().pool(&pool).copy(&src, &dst).unwrap_err();
+    let err: CopyError = Copier::new()
+        .pool(pool.clone())
+        .copy(&src, &dst)
+        .unwrap_err();
     reader.join().unwrap();
     assert!(err.bytes_copied() >= 100_000, "{err}");
     assert!(
@@ -355,7 +358,7 @@ mod properties {
             let payload = data(size, size as u8 ^ 0x55);
             let (src, feeder) = source(src_kind, &payload, false);
             let (dst, sink) = sink(dst_kind, false);
-            let mut copier = Copier::new().pool(&pool).zero_copy(zero_copy);
+            let mut copier = Copier::new().pool(pool.clone()).zero_copy(zero_copy);
             if let Some(l) = limit {
                 copier = copier.limit(l);
             }

@@ -68,7 +68,7 @@ async fn drop_bidi_mid_transfer() {
             let _ = send_stream(&mut client, 0, 1 << 30).await;
             client
         });
-        let opts = CopyOptions::new().pool(&pool);
+        let opts = CopyOptions::new().pool(pool.clone());
         tokio::select! {
             res = copy_bidirectional_with(&mut a, &mut b, &opts) => panic!("relay ended: {res:?}"),
             () = pipes_in_use(&pool, 1) => {}
@@ -106,7 +106,7 @@ async fn drop_copy_by_timeout() {
         let sender = tokio::spawn(async move {
             let _ = send_stream(&mut client, 0, 1 << 30).await;
         });
-        let opts = CopyOptions::new().pool(&pool);
+        let opts = CopyOptions::new().pool(pool.clone());
         let copy =
             tokio::time::timeout(Duration::from_millis(300), copy_with(&mut a, &mut b, &opts));
         assert!(
@@ -131,7 +131,7 @@ async fn drop_while_idle() {
     {
         let (_client, mut a) = tcp_pair().await;
         let (mut b, _server) = tcp_pair().await;
-        let opts = CopyOptions::new().pool(&pool);
+        let opts = CopyOptions::new().pool(pool.clone());
         let copy = tokio::time::timeout(
             Duration::from_millis(50),
             copy_bidirectional_with(&mut a, &mut b, &opts),
@@ -233,7 +233,7 @@ fn a_cancelled_relay_writes_out_its_pipe_when_the_destination_has_room() {
         });
         let mut received = Vec::with_capacity(TOTAL as usize);
         {
-            let opts = CopyOptions::new().pool(&pool);
+            let opts = CopyOptions::new().pool(pool.clone());
             let relay = copy_with(&mut a, &mut b, &opts);
             tokio::pin!(relay);
             // Run the relay (and the sender) until it holds a pipe with

@@ -58,7 +58,7 @@ async fn socket_to_duplex_takes_the_userspace_copy() {
     let (mut b, server) = tokio::io::duplex(16 << 10);
     let sent = feed(client);
     let got = drain(server);
-    let opts = CopyOptions::new().pool(&pool);
+    let opts = CopyOptions::new().pool(pool.clone());
     let done = within(60, "copy", copy_with(&mut a, &mut b, &opts))
         .await
         .unwrap();
@@ -91,13 +91,13 @@ where
     let (server_r, server_w) = tokio::io::split(server);
     let (up, down) = (feed(client_w), feed(server_w));
     let (got_server, got_client) = (drain(server_r), drain(client_r));
-    let opts = CopyOptions::new().pool(&pool);
+    let opts = CopyOptions::new().pool(pool.clone());
     let report = within(60, "relay", copy_bidirectional_with(&mut a, &mut b, &opts))
         .await
         .unwrap();
-    assert_eq!((report.a_to_b, report.b_to_a), (LEN, LEN));
+    assert_eq!((report.a_to_b.bytes, report.b_to_a.bytes), (LEN, LEN));
     assert_eq!(
-        (report.a_to_b_method, report.b_to_a_method),
+        (report.a_to_b.method, report.b_to_a.method),
         (method, method)
     );
     up.await.unwrap();
@@ -136,7 +136,7 @@ async fn references_and_boxes_are_spliced() {
 /// TCP to Unix): spliced, every byte delivered.
 async fn split_halves_are_spliced() {
     let pool = PoolConfig::default().build().unwrap();
-    let opts = CopyOptions::new().pool(&pool);
+    let opts = CopyOptions::new().pool(pool.clone());
 
     // tcp::OwnedReadHalf -> tcp::OwnedWriteHalf
     let (client, a) = tcp_pair().await;
@@ -219,7 +219,7 @@ async fn destination_refusing_splice_loses_nothing() {
     let (mut b, server) = tcp_pair().await;
     fcntl_setfl(&b, fcntl_getfl(&b).unwrap() | OFlags::APPEND).unwrap();
     let (sent, got) = (feed(client), drain(server));
-    let opts = CopyOptions::new().pool(&pool);
+    let opts = CopyOptions::new().pool(pool.clone());
     let done = within(60, "copy", copy_with(&mut a, &mut b, &opts))
         .await
         .unwrap();
@@ -242,7 +242,7 @@ async fn zero_copy_off_takes_no_pipe() {
     let (mut b, server) = tcp_pair().await;
     let (sent, got) = (feed(client), drain(server));
     let opts = CopyOptions::new()
-        .pool(&pool)
+        .pool(pool.clone())
         .zero_copy(false)
         .buffer_size(4096);
     let done = within(60, "copy", copy_with(&mut a, &mut b, &opts))
@@ -260,7 +260,7 @@ async fn zero_copy_off_takes_no_pipe() {
 async fn idle_timeout() {
     let pool = PoolConfig::default().build().unwrap();
     let opts = CopyOptions::new()
-        .pool(&pool)
+        .pool(pool.clone())
         .idle_timeout(Some(Duration::from_millis(400)));
 
     // Some bytes, then silence, with the client's direction half-closed.
@@ -274,7 +274,7 @@ async fn idle_timeout() {
         .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(400));
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-    assert_eq!((err.a_to_b(), err.b_to_a()), (5, 0));
+    assert_eq!((err.a_to_b().bytes, err.b_to_a().bytes), (5, 0));
     let mut got = Vec::new();
     server.read_to_end(&mut got).await.unwrap();
     assert_eq!(
@@ -304,33 +304,31 @@ async fn idle_timeout() {
     let report = within(60, "relay", copy_bidirectional_with(&mut a, &mut b, &opts))
         .await
         .unwrap();
-    assert_eq!((report.a_to_b, report.b_to_a), (12, 0));
+    assert_eq!((report.a_to_b.bytes, report.b_to_a.bytes), (12, 0));
     assert_eq!(server_done.await.unwrap(), 12);
     drop(trickle.await.unwrap());
 }
 
-/// `hold_pipe` (the benchmark's baseline): the connection keeps its pipes
-/// while idle, which the default never does.
-async fn hold_pipe_keeps_pipes_while_idle() {
-    for (hold, held) in [(false, 0), (true, 2)] {
-        let pool = PoolConfig::default().build().unwrap();
-        let opts = CopyOptions::new().pool(&pool).hold_pipe(hold);
-        let (mut client, mut a) = tcp_pair().await;
-        let (mut b, mut server) = tcp_pair().await;
-        let relay = copy_bidirectional_with(&mut a, &mut b, &opts);
-        let talk = async {
-            let mut byte = [0u8; 1];
-            client.write_all(b"?").await.unwrap();
-            server.read_exact(&mut byte).await.unwrap();
-            server.write_all(b"!").await.unwrap();
-            client.read_exact(&mut byte).await.unwrap();
-            assert_eq!(pool.stats().in_use, held, "hold_pipe({hold})");
-            client.shutdown().await.unwrap();
-            server.shutdown().await.unwrap();
-        };
-        let (report, ()) = within(60, "relay", async { tokio::join!(relay, talk) }).await;
-        assert_eq!((report.unwrap().a_to_b, pool.stats().in_use), (1, 0));
-    }
+/// A connection holds no pipe between exchanges (the pool's pipes are
+/// given back whenever a direction's pipe is empty).
+async fn an_idle_connection_holds_no_pipe() {
+    let pool = PoolConfig::default().build().unwrap();
+    let opts = CopyOptions::new().pool(pool.clone());
+    let (mut client, mut a) = tcp_pair().await;
+    let (mut b, mut server) = tcp_pair().await;
+    let relay = copy_bidirectional_with(&mut a, &mut b, &opts);
+    let talk = async {
+        let mut byte = [0u8; 1];
+        client.write_all(b"?").await.unwrap();
+        server.read_exact(&mut byte).await.unwrap();
+        server.write_all(b"!").await.unwrap();
+        client.read_exact(&mut byte).await.unwrap();
+        assert_eq!(pool.stats().in_use, 0);
+        client.shutdown().await.unwrap();
+        server.shutdown().await.unwrap();
+    };
+    let (report, ()) = within(60, "relay", async { tokio::join!(relay, talk) }).await;
+    assert_eq!((report.unwrap().a_to_b.bytes, pool.stats().in_use), (1, 0));
 }
 
 on_both_runtimes!(
@@ -342,7 +340,7 @@ on_both_runtimes!(
     destination_refusing_splice_loses_nothing,
     zero_copy_off_takes_no_pipe,
     idle_timeout,
-    hold_pipe_keeps_pipes_while_idle,
+    an_idle_connection_holds_no_pipe,
 );
 
 /// A reader that always has `left` more zero bytes ready (never pending),

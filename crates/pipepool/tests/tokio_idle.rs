@@ -46,7 +46,7 @@ async fn idle_connections(n: usize) {
     ));
     let pipe_fds = util::pipe_fd_count();
 
-    let (mut peers, relays) = spawn_relays(n, &CopyOptions::new().pool(pool)).await;
+    let (mut peers, relays) = spawn_relays(n, &CopyOptions::new().pool(pool.clone())).await;
     // Let every relay run until it waits for its sockets.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stats = pool.stats();

@@ -45,9 +45,9 @@ impl Impl {
                 let report = copy_bidirectional_with(a, b, &opts)
                     .await
                     .map_err(|e| e.into_error())?;
-                assert_eq!(report.a_to_b_method, Method::Userspace);
-                assert_eq!(report.b_to_a_method, Method::Userspace);
-                Ok((report.a_to_b, report.b_to_a))
+                assert_eq!(report.a_to_b.method, Method::Userspace);
+                assert_eq!(report.b_to_a.method, Method::Userspace);
+                Ok((report.a_to_b.bytes, report.b_to_a.bytes))
             }
         }
     }

@@ -7,8 +7,6 @@
 #[macro_use]
 mod util;
 
-use std::sync::Arc;
-
 use pipepool::tokio::{copy_bidirectional_with, CopyOptions, Progress};
 use pipepool::{Method, PoolConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,20 +21,20 @@ const DOWN: usize = 2 << 10;
 fn relay(
     mut a: TcpStream,
     mut b: TcpStream,
-    progress: &Arc<Progress>,
+    progress: &Progress,
     zero_copy: bool,
 ) -> tokio::task::JoinHandle<(u64, u64)> {
     let progress = progress.clone();
     let pool = PoolConfig::default().build().unwrap();
     tokio::spawn(async move {
         let opts = CopyOptions::new()
-            .pool(&pool)
+            .pool(pool.clone())
             .zero_copy(zero_copy)
-            .progress(&progress);
+            .progress(progress.clone());
         let report = copy_bidirectional_with(&mut a, &mut b, &opts)
             .await
             .unwrap();
-        (report.a_to_b, report.b_to_a)
+        (report.a_to_b.bytes, report.b_to_a.bytes)
     })
 }
 
@@ -100,7 +98,7 @@ async fn finish(
 
 /// Spliced relay: live counts, all under `Splice`, equal to the report.
 async fn counts_are_live_and_by_method() {
-    let progress = Arc::new(Progress::new());
+    let progress = Progress::new();
     let (mut client, a) = tcp_pair().await;
     let (b, mut server) = tcp_pair().await;
     let task = relay(a, b, &progress, true);
@@ -130,7 +128,7 @@ async fn counts_are_live_and_by_method() {
 /// Two relays, one spliced and one in userspace, sharing one `Progress`:
 /// the counts add up, each under its method.
 async fn one_progress_serves_many_copies() {
-    let progress = Arc::new(Progress::new());
+    let progress = Progress::new();
     let (mut c1, a1) = tcp_pair().await;
     let (b1, mut s1) = tcp_pair().await;
     let (mut c2, a2) = tcp_pair().await;

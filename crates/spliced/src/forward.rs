@@ -64,33 +64,25 @@ impl Forwarder {
         progress: &Progress,
     ) -> Outcome {
         let opts = pipepool::tokio::CopyOptions::new()
-            .pool(&self.pool)
+            .pool(self.pool.clone())
             .zero_copy(self.mode == CopyMode::Splice)
             .idle_timeout(self.idle_timeout)
-            .progress(progress);
+            .progress(progress.clone());
         match pipepool::tokio::copy_bidirectional_with(client, upstream, &opts).await {
             Ok(r) => Outcome {
-                to_upstream: r.a_to_b,
-                to_client: r.b_to_a,
-                up_method: r.a_to_b_method,
-                down_method: r.b_to_a_method,
+                to_upstream: r.a_to_b.bytes,
+                to_client: r.b_to_a.bytes,
+                up_method: r.a_to_b.method,
+                down_method: r.b_to_a.method,
                 error: None,
             },
-            Err(e) => {
-                // A failed copy does not say which method each direction
-                // ended with: report the configured one.
-                let method = match self.mode {
-                    CopyMode::Splice => Method::Splice,
-                    CopyMode::Userspace => Method::Userspace,
-                };
-                Outcome {
-                    to_upstream: e.a_to_b(),
-                    to_client: e.b_to_a(),
-                    up_method: method,
-                    down_method: method,
-                    error: Some(e.into_error()),
-                }
-            }
+            Err(e) => Outcome {
+                to_upstream: e.a_to_b().bytes,
+                to_client: e.b_to_a().bytes,
+                up_method: e.a_to_b().method,
+                down_method: e.b_to_a().method,
+                error: Some(e.into_error()),
+            },
         }
     }
 }

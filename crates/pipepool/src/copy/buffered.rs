@@ -38,6 +38,44 @@ pub(super) fn drain_pipe(job: &mut Job<'_>, pipe: &mut Pipe, buf_size: usize) ->
     Ok(())
 }
 
+/// Bytes [`read_past_mark`] reads at most in one go.
+const MARK_CHUNK: usize = 16 * 1024;
+
+/// What [`read_past_mark`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadPastMark {
+    /// End of file: the splice's 0 was the real one.
+    EndOfFile,
+    /// Bytes read and written to the destination; splicing may go on.
+    Moved,
+    /// Nothing to read yet (the urgent byte, if any, was skipped); the
+    /// source was waited for.
+    Waited,
+}
+
+/// One `read(2)` from a socket whose splice answered 0 (or `EAGAIN` while
+/// `poll` said readable), written out in full. A TCP splice stops at the
+/// urgent mark and never moves past it, answering as at the end of file;
+/// `read` skips the urgent byte (not inline without `SO_OOBINLINE`) and
+/// tells the truth. At most [`MARK_CHUNK`] bytes go through memory; the
+/// splice takes over again after them.
+pub(super) fn read_past_mark(job: &mut Job<'_>) -> io::Result<ReadPastMark> {
+    let mut buf = [0u8; MARK_CHUNK];
+    let len = job.next_len(buf.len());
+    match sys::read(job.src, &mut buf[..len]) {
+        Ok(0) => Ok(ReadPastMark::EndOfFile),
+        Ok(n) => {
+            job.consumed(n);
+            write_all(job, &buf[..n])?;
+            Ok(ReadPastMark::Moved)
+        }
+        Err(e) => {
+            wait_if_would_block(e, job.src, Wait::Readable)?;
+            Ok(ReadPastMark::Waited)
+        }
+    }
+}
+
 fn write_all(job: &mut Job<'_>, mut data: &[u8]) -> io::Result<()> {
     let dst: BorrowedFd<'_> = job.dst;
     while !data.is_empty() {

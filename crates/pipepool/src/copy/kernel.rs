@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use super::{wait_if_would_block, Job, Outcome};
+use super::{wait_if_would_block, AttemptEnd, Job};
 use crate::sys::{self, Wait};
 
 /// Largest length passed to one call (the kernel caps a call at
@@ -12,12 +12,12 @@ use crate::sys::{self, Wait};
 const CHUNK: usize = 1 << 30;
 
 /// `copy_file_range` until end of file or the limit.
-pub(super) fn copy_file_range(job: &mut Job<'_>) -> io::Result<Outcome> {
+pub(super) fn copy_file_range(job: &mut Job<'_>) -> io::Result<AttemptEnd> {
     run(job, |src, dst, len| sys::copy_file_range(src, dst, len))
 }
 
 /// `sendfile` until end of file or the limit.
-pub(super) fn sendfile(job: &mut Job<'_>) -> io::Result<Outcome> {
+pub(super) fn sendfile(job: &mut Job<'_>) -> io::Result<AttemptEnd> {
     run(job, |src, dst, len| sys::sendfile(dst, src, len))
 }
 
@@ -28,23 +28,23 @@ pub(super) fn sendfile(job: &mut Job<'_>) -> io::Result<Outcome> {
 fn run(
     job: &mut Job<'_>,
     op: impl Fn(BorrowedFd<'_>, BorrowedFd<'_>, usize) -> io::Result<usize>,
-) -> io::Result<Outcome> {
+) -> io::Result<AttemptEnd> {
     let mut first = true;
     while !job.limit_reached() {
         match op(job.src, job.dst, job.next_len(CHUNK)) {
             // procfs and sysfs files report size 0 and these calls return
             // 0 for them: let a method that reads like `read` decide.
-            Ok(0) if first => return Ok(Outcome::Unsupported),
+            Ok(0) if first => return Ok(AttemptEnd::Unsupported),
             Ok(0) => break,
             Ok(n) => {
                 job.consumed(n);
                 job.delivered(n);
             }
-            Err(e) if first && sys::is_unsupported(&e) => return Ok(Outcome::Unsupported),
+            Err(e) if first && sys::is_unsupported(&e) => return Ok(AttemptEnd::Unsupported),
             // A file source never blocks: EAGAIN is the destination.
             Err(e) => wait_if_would_block(e, job.dst, Wait::Writable)?,
         }
         first = false;
     }
-    Ok(Outcome::Done)
+    Ok(AttemptEnd::Done)
 }

@@ -129,3 +129,10 @@ impl From<CopyError> for io::Error {
         io::Error::new(e.error.kind(), e)
     }
 }
+
+/// The error a copy ends with when the destination accepts no byte
+/// (`write` or `splice` returned 0): tokio's kind and message, for the
+/// sync and the async copies alike.
+pub(crate) fn write_zero() -> io::Error {
+    io::Error::new(io::ErrorKind::WriteZero, "write zero byte into writer")
+}

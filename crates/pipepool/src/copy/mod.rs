@@ -18,7 +18,17 @@
 //! copy goes through memory for that call.
 //!
 //! Blocking and non-blocking fds both work: on `EAGAIN` the copy waits with
-//! `poll(2)`. The sync copy holds its pooled pipe for the duration of the
+//! `poll(2)`. A blocking socket spliced straight into a pipe is waited for
+//! with `poll` first (its splice would sleep holding the pipe's lock, so
+//! that the pipe's reader could not take what is already in it).
+//!
+//! TCP urgent data: a splice from a TCP socket stops at the urgent mark
+//! (answering 0 on a blocking socket or with the FIN in, `EAGAIN` with
+//! `poll` still saying readable otherwise). A splice 0 from a socket is
+//! checked with one `read(2)` before it counts as end of file, and an
+//! `EAGAIN` right after `poll` said readable reads past the mark; `read`
+//! skips the urgent byte (not inline without `SO_OOBINLINE`), as
+//! `std::io::copy` does. At most 16 KiB per mark go through memory. The sync copy holds its pooled pipe for the duration of the
 //! call.
 
 mod buffered;
@@ -29,6 +39,7 @@ mod splice;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
+pub(crate) use method::write_zero;
 pub use method::{CopyError, Method, Transfer};
 
 use crate::sys::{self, FdKind};
@@ -83,21 +94,22 @@ pub fn copy_n(src: impl AsFd, dst: impl AsFd, limit: u64) -> Result<u64, CopyErr
 /// src.write_all(b"hello, world")?;
 /// src.rewind()?;
 /// let (reader, writer) = std::io::pipe()?;
-/// let t = Copier::new().pool(&pool).limit(5).copy(&src, &writer)?;
+/// let t = Copier::new().pool(pool.clone()).limit(5).copy(&src, &writer)?;
 /// assert_eq!(t.bytes, 5);
 /// assert_eq!(t.method, Method::Sendfile);
 /// # drop(reader);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Copier<'p> {
-    pool: Option<&'p PipePool>,
+pub struct Copier {
+    /// The pool to take pipes from; `None`: the global one.
+    pool: Option<PipePool>,
     limit: Option<u64>,
     zero_copy: bool,
     buffer_size: usize,
 }
 
-impl Default for Copier<'_> {
+impl Default for Copier {
     fn default() -> Self {
         Copier {
             pool: None,
@@ -108,20 +120,17 @@ impl Default for Copier<'_> {
     }
 }
 
-impl<'p> Copier<'p> {
+impl Copier {
     /// A copier with the global pool, no limit, zero-copy on.
-    pub fn new() -> Copier<'static> {
+    pub fn new() -> Copier {
         Copier::default()
     }
 
-    /// Takes pipes from `pool` instead of the global one.
-    pub fn pool<'q>(self, pool: &'q PipePool) -> Copier<'q> {
-        Copier {
-            pool: Some(pool),
-            limit: self.limit,
-            zero_copy: self.zero_copy,
-            buffer_size: self.buffer_size,
-        }
+    /// Takes pipes from `pool` (a handle: pass `pool.clone()` to keep
+    /// yours) instead of the global one.
+    pub fn pool(mut self, pool: PipePool) -> Copier {
+        self.pool = Some(pool);
+        self
     }
 
     /// Copies at most `bytes`.
@@ -147,8 +156,9 @@ impl<'p> Copier<'p> {
         self
     }
 
-    fn the_pool(&self) -> &PipePool {
-        self.pool.unwrap_or_else(|| PipePool::global())
+    /// The pool pipes come from: the one given, else the global one.
+    fn pool_or_global(&self) -> &PipePool {
+        self.pool.as_ref().unwrap_or_else(|| PipePool::global())
     }
 
     /// Runs the copy from `src` to `dst`.
@@ -159,33 +169,37 @@ impl<'p> Copier<'p> {
         let mut job = Job {
             src: src.as_fd(),
             dst: dst.as_fd(),
+            src_is_socket: false,
             remaining: self.limit,
             copied: 0,
         };
         let plan = if self.zero_copy {
             let kinds = sys::fd_kind(job.src).and_then(|s| Ok((s, sys::fd_kind(job.dst)?)));
             let (s, d) = kinds.map_err(|e| CopyError::new(0, Method::Userspace, e))?;
+            job.src_is_socket = s == FdKind::Socket;
             plan(s, d)
         } else {
             &[]
         };
         for &step in plan {
             let result = match step {
-                Step::CopyFileRange => kernel::copy_file_range(&mut job),
-                Step::Sendfile => kernel::sendfile(&mut job),
-                Step::SpliceDirect => splice::direct(&mut job),
-                Step::SplicePooled => splice::pooled(&mut job, self.the_pool(), self.buffer_size),
+                Attempt::CopyFileRange => kernel::copy_file_range(&mut job),
+                Attempt::Sendfile => kernel::sendfile(&mut job),
+                Attempt::SpliceDirect => splice::direct(&mut job),
+                Attempt::SplicePooled => {
+                    splice::pooled(&mut job, self.pool_or_global(), self.buffer_size)
+                }
             };
             let method = step.method();
             match result {
-                Ok(Outcome::Done) => {
+                Ok(AttemptEnd::Done) => {
                     return Ok(Transfer {
                         bytes: job.copied,
                         method,
                     })
                 }
-                Ok(Outcome::Unsupported) => continue,
-                Ok(Outcome::Userspace) => break,
+                Ok(AttemptEnd::Unsupported) => continue,
+                Ok(AttemptEnd::Userspace) => break,
                 Err(e) => return Err(CopyError::new(job.copied, method, e)),
             }
         }
@@ -201,7 +215,7 @@ impl<'p> Copier<'p> {
 
 /// One zero-copy attempt of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+enum Attempt {
     CopyFileRange,
     Sendfile,
     /// `splice` between the two fds (one of them is a pipe).
@@ -210,31 +224,35 @@ enum Step {
     SplicePooled,
 }
 
-impl Step {
+impl Attempt {
     fn method(self) -> Method {
         match self {
-            Step::CopyFileRange => Method::CopyFileRange,
-            Step::Sendfile => Method::Sendfile,
-            Step::SpliceDirect | Step::SplicePooled => Method::Splice,
+            Attempt::CopyFileRange => Method::CopyFileRange,
+            Attempt::Sendfile => Method::Sendfile,
+            Attempt::SpliceDirect | Attempt::SplicePooled => Method::Splice,
         }
     }
 }
 
 /// The zero-copy methods to try, in order, for a (source, destination)
 /// pair; the buffered copy always comes last.
-fn plan(src: FdKind, dst: FdKind) -> &'static [Step] {
+fn plan(src: FdKind, dst: FdKind) -> &'static [Attempt] {
     use FdKind::*;
     match (src, dst) {
-        (File, File) => &[Step::CopyFileRange, Step::Sendfile, Step::SplicePooled],
-        (File, _) => &[Step::Sendfile, Step::SpliceDirect],
-        (Pipe, _) | (_, Pipe) => &[Step::SpliceDirect],
-        _ => &[Step::SplicePooled],
+        (File, File) => &[
+            Attempt::CopyFileRange,
+            Attempt::Sendfile,
+            Attempt::SplicePooled,
+        ],
+        (File, _) => &[Attempt::Sendfile, Attempt::SpliceDirect],
+        (Pipe, _) | (_, Pipe) => &[Attempt::SpliceDirect],
+        _ => &[Attempt::SplicePooled],
     }
 }
 
 /// How an attempt ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+enum AttemptEnd {
     /// End of file or limit reached.
     Done,
     /// The kernel refused this method while no byte was in flight: try the
@@ -251,6 +269,9 @@ enum Outcome {
 struct Job<'a> {
     src: BorrowedFd<'a>,
     dst: BorrowedFd<'a>,
+    /// `src` is a socket: a splice from it stops at a TCP urgent mark, and
+    /// its 0 is checked with a `read` before it counts as end of file.
+    src_is_socket: bool,
     /// Bytes still allowed, if there is a limit.
     remaining: Option<u64>,
     /// Bytes written to `dst` so far.
@@ -290,9 +311,4 @@ fn wait_if_would_block(err: io::Error, fd: BorrowedFd<'_>, what: sys::Wait) -> i
     } else {
         Err(err)
     }
-}
-
-/// A write that took no byte: the destination cannot make progress.
-fn write_zero() -> io::Error {
-    io::Error::new(io::ErrorKind::WriteZero, "the destination accepted no byte")
 }

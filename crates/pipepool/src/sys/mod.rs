@@ -9,14 +9,11 @@
 //!   `SPLICE_F_MORE`),
 //! - and return [`std::io::Result`].
 //!
-//! The only `unsafe` code of the crate lives in the [`cast`] submodule (type
-//! detection for the tokio glue); everything in this file is safe Rust
-//! because rustix already is.
+//! Everything in this file is safe Rust because rustix already is (the
+//! crate's only `unsafe`, type detection for the tokio glue, is in
+//! `tokio::cast`, not a syscall).
 
 #![cfg_attr(pipepool_loom, allow(dead_code))] // the loom build uses none of the syscalls
-
-#[cfg(all(feature = "tokio", not(pipepool_loom)))]
-pub(crate) mod cast;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -156,6 +153,12 @@ pub(crate) fn wait(fd: impl AsFd, what: Wait) -> io::Result<()> {
         rustix::event::poll(&mut fds, None)
     })?;
     Ok(())
+}
+
+/// `fcntl(fd, F_GETFL)`: whether `O_NONBLOCK` is set on the fd.
+pub(crate) fn is_nonblocking(fd: impl AsFd) -> io::Result<bool> {
+    let flags = retry_on_intr(|| rustix::fs::fcntl_getfl(fd.as_fd()))?;
+    Ok(flags.contains(rustix::fs::OFlags::NONBLOCK))
 }
 
 /// `FIONREAD`: the bytes waiting to be read from `fd` (for a pipe, what it holds).

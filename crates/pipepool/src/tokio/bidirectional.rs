@@ -12,7 +12,7 @@ use ::tokio::io::{AsyncRead, AsyncWrite};
 use super::direction::Direction;
 use super::idle::IdleTimer;
 use super::options::CopyOptions;
-use crate::Method;
+use crate::Transfer;
 
 /// Copies both ways between `a` and `b` until both directions are done,
 /// zero-copy between tokio sockets: a drop-in replacement for
@@ -60,14 +60,14 @@ where
 {
     let opts = CopyOptions::new();
     match copy_bidirectional_with(a, b, &opts).await {
-        Ok(report) => Ok((report.a_to_b, report.b_to_a)),
+        Ok(report) => Ok((report.a_to_b.bytes, report.b_to_a.bytes)),
         // The plain `io::Error`, as tokio returns it (same `raw_os_error`).
         Err(e) => Err(e.into_error()),
     }
 }
 
 /// [`copy_bidirectional`] with [options](CopyOptions), reporting the
-/// [`Method`] of each direction, and the bytes each direction wrote even when
+/// [`Method`](crate::Method) of each direction, and the bytes each direction wrote even when
 /// the copy fails (to log what a connection moved before a reset).
 ///
 /// # Errors
@@ -93,7 +93,7 @@ where
 /// # async fn main() -> std::io::Result<()> {
 /// let pool = PoolConfig::default().build()?;
 /// let opts = CopyOptions::new()
-///     .pool(&pool)
+///     .pool(pool.clone())
 ///     .idle_timeout(Some(Duration::from_secs(60)));
 ///
 /// let (mut client, mut a) = UnixStream::pair()?;
@@ -113,15 +113,15 @@ where
 /// let (report, peers) = tokio::join!(relay, peers);
 /// peers?;
 /// let report = report?;
-/// assert_eq!((report.a_to_b, report.b_to_a), (4, 5));
-/// assert_eq!(report.a_to_b_method, Method::Splice);
+/// assert_eq!((report.a_to_b.bytes, report.b_to_a.bytes), (4, 5));
+/// assert_eq!(report.a_to_b.method, Method::Splice);
 /// assert_eq!(pool.stats().in_use, 0);
 /// # Ok(()) }
 /// ```
 pub async fn copy_bidirectional_with<A, B>(
     a: &mut A,
     b: &mut B,
-    opts: &CopyOptions<'_>,
+    opts: &CopyOptions,
 ) -> Result<BidiReport, BidiError>
 where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
@@ -129,7 +129,7 @@ where
 {
     let a_to_b = Direction::new(opts, &*a, &*b, true, true);
     let b_to_a = Direction::new(opts, &*b, &*a, true, false);
-    let mut state = Both {
+    let mut state = BothWays {
         a,
         b,
         a_to_b,
@@ -137,7 +137,7 @@ where
     };
     let mut idle = IdleTimer::new(opts.idle_timeout);
     poll_fn(|cx| {
-        let Both {
+        let BothWays {
             a,
             b,
             a_to_b,
@@ -155,10 +155,8 @@ where
             };
             if ab.is_ready() && ba.is_ready() {
                 return Poll::Ready(Ok(BidiReport {
-                    a_to_b: a_to_b.written(),
-                    b_to_a: b_to_a.written(),
-                    a_to_b_method: a_to_b.method(),
-                    b_to_a_method: b_to_a.method(),
+                    a_to_b: a_to_b.transfer(),
+                    b_to_a: b_to_a.transfer(),
                 }));
             }
             let activity = a_to_b.activity() + b_to_a.activity();
@@ -167,9 +165,14 @@ where
                 _ => return Poll::Pending,
             }
         };
+        // What dropping the future would write anyway, written now, so
+        // that the counts include it: every count is what the destination
+        // accepted.
+        a_to_b.flush_on_drop(&**b);
+        b_to_a.flush_on_drop(&**a);
         Poll::Ready(Err(BidiError {
-            a_to_b: a_to_b.written(),
-            b_to_a: b_to_a.written(),
+            a_to_b: a_to_b.transfer(),
+            b_to_a: b_to_a.transfer(),
             error,
         }))
     })
@@ -179,57 +182,55 @@ where
 /// The two ends and the two directions of a [`copy_bidirectional_with`],
 /// kept together so that dropping the future (cancellation) can first
 /// write out what the directions hold ([`Direction::flush_on_drop`]).
-struct Both<'x, 'p, A: ?Sized, B: ?Sized> {
+struct BothWays<'x, 'p, A: ?Sized, B: ?Sized> {
     a: &'x mut A,
     b: &'x mut B,
     a_to_b: Direction<'p>,
     b_to_a: Direction<'p>,
 }
 
-impl<A: ?Sized, B: ?Sized> Drop for Both<'_, '_, A, B> {
+impl<A: ?Sized, B: ?Sized> Drop for BothWays<'_, '_, A, B> {
     fn drop(&mut self) {
         self.a_to_b.flush_on_drop(&*self.b);
         self.b_to_a.flush_on_drop(&*self.a);
     }
 }
 
-/// What a finished [`copy_bidirectional_with`] moved, and how.
+/// What a finished [`copy_bidirectional_with`] moved, and how, one
+/// [`Transfer`] per direction. A direction's method is [`Method::Splice`](crate::Method::Splice)
+/// when a byte went through a pipe (or none moved and zero-copy was
+/// possible), else [`Method::Userspace`](crate::Method::Userspace).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BidiReport {
-    /// Bytes read from `a` and written to `b`.
-    pub a_to_b: u64,
-    /// Bytes read from `b` and written to `a`.
-    pub b_to_a: u64,
-    /// How `a -> b` moved its bytes: [`Method::Splice`] when a byte went
-    /// through a pipe (or none moved and zero-copy was possible), else
-    /// [`Method::Userspace`].
-    pub a_to_b_method: Method,
-    /// How `b -> a` moved its bytes (as `a_to_b_method`).
-    pub b_to_a_method: Method,
+    /// Read from `a` and written to `b`.
+    pub a_to_b: Transfer,
+    /// Read from `b` and written to `a`.
+    pub b_to_a: Transfer,
 }
 
-/// A failed [`copy_bidirectional_with`]: the error, and the bytes each
-/// direction had written before it.
+/// A failed [`copy_bidirectional_with`]: the error, and what each
+/// direction had written before it, and how (a [`Transfer`] each, as in
+/// [`BidiReport`]).
 ///
 /// Converts into [`io::Error`] (keeping the kind), so `?` works in functions
 /// returning `io::Result`; the counts can be read back with
 /// [`BidiError::from_io`].
 #[derive(Debug)]
 pub struct BidiError {
-    a_to_b: u64,
-    b_to_a: u64,
+    a_to_b: Transfer,
+    b_to_a: Transfer,
     error: io::Error,
 }
 
 impl BidiError {
-    /// Bytes written `a` to `b` before the error.
-    pub fn a_to_b(&self) -> u64 {
+    /// What was written `a` to `b` before the error, and how.
+    pub fn a_to_b(&self) -> Transfer {
         self.a_to_b
     }
 
-    /// Bytes written `b` to `a` before the error.
-    pub fn b_to_a(&self) -> u64 {
+    /// What was written `b` to `a` before the error, and how.
+    pub fn b_to_a(&self) -> Transfer {
         self.b_to_a
     }
 
@@ -258,8 +259,12 @@ impl fmt::Display for BidiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "bidirectional copy failed after {} bytes a->b and {} bytes b->a: {}",
-            self.a_to_b, self.b_to_a, self.error
+            "bidirectional copy failed after {} bytes a->b ({}) and {} bytes b->a ({}): {}",
+            self.a_to_b.bytes,
+            self.a_to_b.method,
+            self.b_to_a.bytes,
+            self.b_to_a.method,
+            self.error
         )
     }
 }
@@ -279,20 +284,32 @@ impl From<BidiError> for io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Method;
 
     #[test]
     fn error_keeps_kind_and_counts_through_io_error() {
         let e = BidiError {
-            a_to_b: 3,
-            b_to_a: 4,
+            a_to_b: Transfer {
+                bytes: 3,
+                method: Method::Splice,
+            },
+            b_to_a: Transfer {
+                bytes: 4,
+                method: Method::Userspace,
+            },
             error: io::Error::from(io::ErrorKind::ConnectionReset),
         };
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
-        assert!(e.to_string().contains("3 bytes a->b and 4 bytes b->a"));
+        assert!(
+            e.to_string()
+                .contains("3 bytes a->b (splice) and 4 bytes b->a (userspace)"),
+            "{e}"
+        );
         let io: io::Error = e.into();
         assert_eq!(io.kind(), io::ErrorKind::ConnectionReset);
         let back = BidiError::from_io(&io).unwrap();
-        assert_eq!((back.a_to_b(), back.b_to_a()), (3, 4));
+        assert_eq!((back.a_to_b().bytes, back.b_to_a().bytes), (3, 4));
+        assert_eq!(back.b_to_a().method, Method::Userspace);
         assert!(BidiError::from_io(&io::Error::other("x")).is_none());
     }
 }

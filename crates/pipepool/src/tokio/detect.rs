@@ -2,14 +2,17 @@
 //! needs: readiness from tokio, the splice itself through
 //! [`Pipe`](crate::Pipe) inside `try_io` so that tokio learns about `EAGAIN`.
 //!
-//! The type detection is in [`crate::sys::cast`]; this file is safe code.
+//! The type detection is in [`super::cast`]; this file is safe code.
 
+use std::future::Future;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::pin;
 use std::task::{Context, Poll};
 
 use ::tokio::io::Interest;
 
-pub(super) use crate::sys::cast::{read_socket, write_socket, Socket};
+pub(super) use super::cast::{read_socket, write_socket, Socket};
 use crate::{sys, Pipe};
 
 /// The two sockets a direction splices between, when `R` reads from a tokio
@@ -48,18 +51,57 @@ impl Socket<'_> {
         }
     }
 
+    /// Whether the socket can carry TCP urgent data that a splice stops at
+    /// (a TCP socket; a Unix socket's `MSG_OOB` byte is skipped by splice
+    /// as by `read`).
+    pub(super) fn has_urgent_mark(self) -> bool {
+        matches!(self, Socket::Tcp(_))
+    }
+
+    /// Whether the read readiness tokio holds for the socket says that the
+    /// peer shut its side down (`EPOLLRDHUP`). No system call: called right
+    /// after [`poll_read_ready`](Socket::poll_read_ready) returned `Ready`,
+    /// the readiness is there and is only read.
+    pub(super) fn read_closed(self, cx: &mut Context<'_>) -> bool {
+        fn closed(ready: Poll<io::Result<::tokio::io::Ready>>) -> bool {
+            matches!(ready, Poll::Ready(Ok(r)) if r.is_read_closed())
+        }
+        match self {
+            Socket::Tcp(s) => closed(pin!(s.ready(Interest::READABLE)).poll(cx)),
+            Socket::Unix(s) => closed(pin!(s.ready(Interest::READABLE)).poll(cx)),
+        }
+    }
+
     /// Splices from the socket into `pipe`, which must be empty: then
-    /// `WouldBlock` can only mean that the socket has nothing to read, and
-    /// `try_io` clears the socket's read readiness. `Ok(0)` is end of file.
-    pub(super) fn splice_into(self, pipe: &mut Pipe) -> io::Result<usize> {
+    /// `WouldBlock` can only mean that the socket has nothing to read (or,
+    /// on TCP, that it sits at the urgent mark). With `clear` set, `try_io`
+    /// then clears the socket's read readiness; without it, the readiness
+    /// stays for a `read` that tells the two apart. `Ok(0)` is end of file
+    /// (or, on TCP, the urgent mark with the end of file behind it).
+    pub(super) fn splice_into(self, pipe: &mut Pipe, clear: bool) -> io::Result<usize> {
         debug_assert!(pipe.is_empty(), "splice into a pipe that is not empty");
         #[cfg(test)]
         if let Some(errno) = tests::injected_failure() {
             return Err(errno.into());
         }
+        let mut splice = |fd: BorrowedFd<'_>| match pipe.splice_from(fd, usize::MAX) {
+            Err(e) if !clear && e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            other => other.map(Some),
+        };
+        let spliced = match self {
+            Socket::Tcp(s) => s.try_io(Interest::READABLE, || splice(s.as_fd())),
+            Socket::Unix(s) => s.try_io(Interest::READABLE, || splice(s.as_fd())),
+        };
+        spliced?.ok_or_else(|| io::ErrorKind::WouldBlock.into())
+    }
+
+    /// `read(2)` from the socket (`recv`; skips an urgent byte at the
+    /// mark); `WouldBlock` clears the socket's read readiness, a short read
+    /// does not.
+    pub(super) fn recv(self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Socket::Tcp(s) => s.try_io(Interest::READABLE, || pipe.splice_from(s, usize::MAX)),
-            Socket::Unix(s) => s.try_io(Interest::READABLE, || pipe.splice_from(s, usize::MAX)),
+            Socket::Tcp(s) => s.try_io(Interest::READABLE, || sys::read(s, &mut *buf)),
+            Socket::Unix(s) => s.try_io(Interest::READABLE, || sys::read(s, &mut *buf)),
         }
     }
 

@@ -31,11 +31,13 @@ use ::tokio::io::{AsyncRead, AsyncWrite};
 use ::tokio::task::coop;
 
 use super::detect;
+use super::next_read::NextRead;
 use super::options::CopyOptions;
 use super::progress::Live;
-use super::userspace::{write_zero, Buffer};
+use super::userspace::Buffer;
+use crate::copy::write_zero;
 use crate::sys;
-use crate::{Method, PipePool, PooledPipe};
+use crate::{Method, PipePool, PooledPipe, Transfer};
 
 /// Bytes a direction writes in one poll before it yields to the scheduler,
 /// on top of tokio's coop budget (which every readiness check draws on):
@@ -45,7 +47,7 @@ const YIELD_AFTER: u64 = 1 << 20;
 
 /// How a direction moves bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+enum Path {
     /// Splice through pooled pipes; a burst that finds the pool at its bound
     /// goes through the buffer.
     Splice,
@@ -69,7 +71,7 @@ enum Phase {
 
 /// What one step of the copy loop did.
 #[derive(Debug)]
-enum Step {
+enum Advance {
     /// Something changed; go on.
     Again,
     /// End of file, and every byte read has been written and flushed.
@@ -82,23 +84,19 @@ pub(super) struct Direction<'p> {
     /// Where pipes come from.
     pool: &'p PipePool,
     /// How bytes move now.
-    mode: Mode,
+    path: Path,
     /// Bytes spliced from the source and not yet into the destination.
     /// Invariant: `Some` only while the pipe is not empty; an emptied pipe
     /// is given back at once. Never `Some` while `buf` holds bytes.
     pipe: Option<PooledPipe<'p>>,
-    /// `hold_pipe` only: an empty pipe kept for the next burst.
-    spare: Option<PooledPipe<'p>>,
-    /// Keep pipes in `spare` instead of giving them back (benchmarks).
-    hold_pipe: bool,
     /// The userspace path. Never holds bytes while `pipe` is `Some`.
     buf: Buffer,
     /// The source reached end of file.
     eof: bool,
-    /// The source was once found really readable (by a `MSG_PEEK`). Until
-    /// then its readiness is checked before a pipe is taken: tokio reports
-    /// an accepted socket readable before anything arrived.
-    probed: bool,
+    /// How the next read from the source socket is made (splice mode).
+    next_read: NextRead,
+    /// The source may hold a TCP urgent mark that splice stops at.
+    urgent_marks: bool,
     /// Bytes went through `poll_write` and were not flushed since.
     need_flush: bool,
     /// Bytes read from the source, by any path.
@@ -142,32 +140,33 @@ impl<'p> Direction<'p> {
     /// whether the writer is shut down after end of file; `a_to_b` which
     /// side of the options' [`Progress`](super::Progress) it counts in.
     pub(super) fn new<R: ?Sized, W: ?Sized>(
-        opts: &CopyOptions<'p>,
+        opts: &'p CopyOptions,
         reader: &R,
         writer: &W,
         shutdown: bool,
         a_to_b: bool,
     ) -> Direction<'p> {
-        let mode = if opts.zero_copy && detect::splice_pair(reader, writer).is_some() {
-            Mode::Splice
+        let pair = detect::splice_pair(reader, writer).filter(|_| opts.zero_copy);
+        let path = if pair.is_some() {
+            Path::Splice
         } else {
-            Mode::Userspace
+            Path::Userspace
         };
+        let urgent_marks = pair.is_some_and(|(src, _)| src.has_urgent_mark());
         Direction {
-            pool: opts.pool,
-            mode,
+            pool: &opts.pool,
+            path,
             pipe: None,
-            spare: None,
-            hold_pipe: opts.hold_pipe,
             buf: Buffer::new(opts.buffer_size),
             eof: false,
-            probed: false,
+            next_read: NextRead::Probe,
+            urgent_marks,
             need_flush: false,
             read: 0,
             out: Written {
                 total: 0,
                 spliced: 0,
-                live: opts.progress.map(|p| p.side(a_to_b)),
+                live: opts.progress.as_ref().map(|p| p.side(a_to_b)),
             },
             shutdown,
             phase: Phase::Copying,
@@ -212,6 +211,14 @@ impl<'p> Direction<'p> {
         self.out.total
     }
 
+    /// What the direction has written so far, and how.
+    pub(super) fn transfer(&self) -> Transfer {
+        Transfer {
+            bytes: self.out.total,
+            method: self.method(),
+        }
+    }
+
     /// A number that grows whenever a byte is read or written: for the idle
     /// timeout.
     pub(super) fn activity(&self) -> u64 {
@@ -221,7 +228,7 @@ impl<'p> Direction<'p> {
     /// [`Method::Splice`] if a byte went through a pipe, or if none moved
     /// yet and the direction would splice; else [`Method::Userspace`].
     pub(super) fn method(&self) -> Method {
-        if self.out.spliced > 0 || (self.out.total == 0 && self.mode == Mode::Splice) {
+        if self.out.spliced > 0 || (self.out.total == 0 && self.path == Path::Splice) {
             Method::Splice
         } else {
             Method::Userspace
@@ -279,18 +286,18 @@ impl<'p> Direction<'p> {
             let activity = self.activity();
             let step = self.step(cx, reader, writer);
             if self.activity() != activity
-                || matches!(step, Poll::Ready(Ok(Step::Finished) | Err(_)))
+                || matches!(step, Poll::Ready(Ok(Advance::Finished) | Err(_)))
             {
                 coop.made_progress();
             }
             match step {
-                Poll::Ready(Ok(Step::Again)) => {
+                Poll::Ready(Ok(Advance::Again)) => {
                     if self.out.total - written_before >= YIELD_AFTER {
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
                 }
-                Poll::Ready(Ok(Step::Finished)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(Advance::Finished)) => return Poll::Ready(Ok(())),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -304,144 +311,284 @@ impl<'p> Direction<'p> {
         cx: &mut Context<'_>,
         reader: &mut R,
         writer: &mut W,
-    ) -> Poll<io::Result<Step>>
+    ) -> Poll<io::Result<Advance>>
     where
         R: AsyncRead + Unpin + ?Sized,
         W: AsyncWrite + Unpin + ?Sized,
     {
         // 1. Bytes in a pipe go out first. Nothing is read meanwhile: the
         //    next splice in must find the pipe empty.
-        if let Some(pipe) = self.pipe.as_mut() {
-            let dst = detect::write_socket(&*writer)
-                .expect("only a direction between two sockets holds a pipe");
-            ready!(dst.poll_write_ready(cx))?;
-            match dst.splice_out_of(pipe) {
-                Ok(0) => return Poll::Ready(Err(write_zero())),
-                Ok(n) => {
-                    self.out.add(n, true);
-                    if pipe.is_empty() {
-                        if let Some(empty) = self.pipe.take() {
-                            self.give_back(empty);
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if sys::is_unsupported(&e) && self.out.total == 0 => {
-                    // The destination takes no splice. Nothing is lost: the
-                    // bytes move to the buffer and go out through
-                    // `poll_write`, as everything after them will.
-                    self.buf.take_from_pipe(pipe)?;
-                    self.pipe = None;
-                    self.spare = None;
-                    self.mode = Mode::FellBack;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            return Poll::Ready(Ok(Step::Again));
+        if self.pipe.is_some() {
+            return self.drain_pipe(cx, writer);
         }
-
         // 2. Bytes in the buffer go out next; while the writer is not ready,
         //    top the buffer up.
         if !self.buf.is_empty() {
-            match self.buf.poll_drain(cx, Pin::new(&mut *writer)) {
-                Poll::Ready(Ok(n)) => {
-                    self.out.add(n, false);
-                    self.need_flush = true;
-                    if self.mode == Mode::Splice && self.buf.is_empty() {
-                        // The end of a burst through memory: back to pipes.
-                        self.buf.release();
-                    }
-                    return Poll::Ready(Ok(Step::Again));
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    // More bytes now make a larger write later.
-                    if !self.eof && self.buf.has_room() {
-                        match ready!(self.buf.poll_fill(cx, Pin::new(&mut *reader)))? {
-                            0 => self.eof = true,
-                            n => self.read += n as u64,
-                        }
-                    }
-                    return Poll::Pending;
-                }
-            }
+            return self.drain_buffer(cx, reader, writer);
         }
-
         // 3. Everything read is written: at end of file, flush and finish.
         if self.eof {
             ready!(Pin::new(&mut *writer).poll_flush(cx))?;
             self.need_flush = false;
-            return Poll::Ready(Ok(Step::Finished));
+            return Poll::Ready(Ok(Advance::Finished));
         }
 
-        // 4. Read more: into a pipe if we can.
-        if self.mode == Mode::Splice {
-            let src =
-                detect::read_socket(&*reader).expect("a direction splices only from a socket");
-            match src.poll_read_ready(cx) {
-                Poll::Pending => return self.poll_flush_while_idle(cx, writer),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
+        // 4. Read more: into a pipe if we can; without a pipe (the pool is
+        //    at its bound, or out of fds) this burst goes through memory.
+        if self.path == Path::Splice && self.next_read != NextRead::Buffer {
+            if let Some(done) = self.read_into_pipe(cx, reader, writer) {
+                return done;
             }
-            if !self.probed {
-                // tokio takes a freshly accepted socket for readable before
-                // anything arrived. Make sure before taking a pipe, so that
-                // an idle connection never touches the pool.
-                match src.peek() {
-                    Ok(Some(0)) => {
-                        self.eof = true;
-                        return Poll::Ready(Ok(Step::Again));
-                    }
-                    // Data, or no socket to peek at (the splice will tell).
-                    Ok(Some(_) | None) => self.probed = true,
-                    // Readiness cleared: the next check waits.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return Poll::Ready(Ok(Step::Again))
-                    }
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            }
-            if let Some(mut pipe) = self.take_pipe() {
-                match src.splice_into(&mut pipe) {
-                    Ok(0) => {
-                        self.eof = true;
-                        self.give_back(pipe);
-                    }
-                    Ok(n) => {
-                        self.read += n as u64;
-                        self.pipe = Some(pipe);
-                    }
-                    // Stale readiness, now cleared: the next check waits.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.give_back(pipe),
-                    Err(e) if sys::is_unsupported(&e) && self.read == 0 => {
-                        // The source cannot be spliced (kTLS, an odd fd):
-                        // nothing was read, so copy through memory instead.
-                        drop(pipe);
-                        self.spare = None;
-                        self.mode = Mode::FellBack;
-                    }
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-                return Poll::Ready(Ok(Step::Again));
-            }
-            // No pipe (the pool is at its bound, or out of fds): this burst
-            // goes through memory.
         }
-        match self.buf.poll_fill(cx, Pin::new(&mut *reader)) {
+        self.read_into_buffer(cx, reader, writer)
+    }
+
+    /// Splices what the pipe holds into the writer (a socket).
+    fn drain_pipe<W>(&mut self, cx: &mut Context<'_>, writer: &mut W) -> Poll<io::Result<Advance>>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Poll::Ready(Ok(Advance::Again));
+        };
+        let dst = detect::write_socket(&*writer)
+            .expect("only a direction between two sockets holds a pipe");
+        ready!(dst.poll_write_ready(cx))?;
+        match dst.splice_out_of(pipe) {
+            Ok(0) => return Poll::Ready(Err(write_zero())),
+            Ok(n) => {
+                self.out.add(n, true);
+                if pipe.is_empty() {
+                    if let Some(empty) = self.pipe.take() {
+                        self.give_back(empty);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if sys::is_unsupported(&e) && self.out.total == 0 => {
+                // The destination takes no splice. Nothing is lost: the
+                // bytes move to the buffer and go out through
+                // `poll_write`, as everything after them will.
+                self.buf.take_from_pipe(pipe)?;
+                self.pipe = None;
+                self.path = Path::FellBack;
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        Poll::Ready(Ok(Advance::Again))
+    }
+
+    /// Writes what the buffer holds into the writer; while the writer is
+    /// not ready, tops the buffer up.
+    fn drain_buffer<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<Advance>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        match self.buf.poll_drain(cx, Pin::new(&mut *writer)) {
+            Poll::Ready(Ok(n)) => {
+                self.out.add(n, false);
+                self.need_flush = true;
+                if self.path == Path::Splice && self.buf.is_empty() {
+                    // The end of a burst through memory: back to pipes.
+                    self.buf.release();
+                }
+                Poll::Ready(Ok(Advance::Again))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                // More bytes now make a larger write later.
+                if !self.eof && self.buf.has_room() {
+                    match ready!(self.poll_fill(cx, reader))? {
+                        0 => self.eof = true,
+                        n => self.read += n as u64,
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// One read from the source socket into a pipe, made the way
+    /// [`NextRead`] says. `None` when no pipe could be had: the caller
+    /// reads through the buffer instead.
+    fn read_into_pipe<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Option<Poll<io::Result<Advance>>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let src = detect::read_socket(&*reader).expect("a direction splices only from a socket");
+        match src.poll_read_ready(cx) {
+            Poll::Pending => return Some(self.poll_flush_while_idle(cx, writer)),
+            Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
+            Poll::Ready(Ok(())) => {}
+        }
+        if matches!(self.next_read, NextRead::AfterWait | NextRead::Peek)
+            && self.read > 0
+            && src.read_closed(cx)
+        {
+            // The peer shut down: the read through the buffer tells the
+            // end of file in one call (as a splice would), and cannot be
+            // fooled by an urgent mark. (Not before the first byte: a
+            // connection's first burst is spliced, as its `Method`
+            // says.)
+            self.next_read = NextRead::Buffer;
+            return Some(Poll::Ready(Ok(Advance::Again)));
+        }
+        if self.next_read == NextRead::Probe && src.read_closed(cx) {
+            // The peer shut down: a real event, not the readiness tokio
+            // gives a fresh socket, so no peek is needed to tell (a splice
+            // that finds only the FIN is checked with a read as ever).
+            self.next_read = NextRead::Splice;
+        }
+        if self.next_read == NextRead::AfterWait {
+            // A new readiness event: data, most likely.
+            self.next_read = NextRead::Splice;
+        }
+        if matches!(self.next_read, NextRead::Probe | NextRead::Peek) {
+            match src.peek() {
+                // End of file, maybe after an urgent byte that the peek
+                // skipped without consuming it: a read consumes it.
+                Ok(Some(0)) if self.urgent_marks => {
+                    self.next_read = NextRead::Buffer;
+                    return Some(Poll::Ready(Ok(Advance::Again)));
+                }
+                Ok(Some(0)) => {
+                    self.eof = true;
+                    return Some(Poll::Ready(Ok(Advance::Again)));
+                }
+                // Data, or no socket to peek at (the splice will tell).
+                Ok(Some(_) | None) => self.next_read = NextRead::Splice,
+                // Readiness cleared: the next check waits.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.next_read = NextRead::AfterWait;
+                    return Some(Poll::Ready(Ok(Advance::Again)));
+                }
+                Err(e) => return Some(Poll::Ready(Err(e))),
+            }
+        }
+        if let Some(mut pipe) = self.take_pipe() {
+            let capacity = pipe.capacity();
+            match src.splice_into(&mut pipe, !self.urgent_marks) {
+                // End of file, or (TCP) the urgent mark with the FIN
+                // behind it: a read tells.
+                Ok(0) if self.urgent_marks => {
+                    self.next_read = NextRead::Buffer;
+                    self.give_back(pipe);
+                }
+                Ok(0) => {
+                    self.eof = true;
+                    self.give_back(pipe);
+                }
+                Ok(n) => {
+                    self.read += n as u64;
+                    self.pipe = Some(pipe);
+                    if self.urgent_marks && n < capacity {
+                        // Maybe stopped at an urgent mark: the next
+                        // read peeks (where a splice would have
+                        // answered `EAGAIN` at the end of the burst).
+                        self.next_read = NextRead::Peek;
+                    }
+                }
+                // The data a peek or a readiness event announced is
+                // behind an urgent mark (or the event was stale): the
+                // readiness was kept, and a read moves past the mark.
+                Err(e) if self.urgent_marks && e.kind() == io::ErrorKind::WouldBlock => {
+                    self.next_read = NextRead::Buffer;
+                    self.give_back(pipe);
+                }
+                // Stale readiness, now cleared: the next check waits.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.give_back(pipe),
+                Err(e) if sys::is_unsupported(&e) && self.read == 0 => {
+                    // The source cannot be spliced (kTLS, an odd fd):
+                    // nothing was read, so copy through memory instead.
+                    drop(pipe);
+                    self.path = Path::FellBack;
+                }
+                Err(e) => return Some(Poll::Ready(Err(e))),
+            }
+            return Some(Poll::Ready(Ok(Advance::Again)));
+        }
+        None
+    }
+
+    /// One read into the buffer.
+    fn read_into_buffer<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<Advance>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let room = self.buf.room();
+        match self.poll_fill(cx, reader) {
             Poll::Ready(Ok(0)) => self.eof = true,
-            Poll::Ready(Ok(n)) => self.read += n as u64,
+            Poll::Ready(Ok(n)) => {
+                self.read += n as u64;
+                if self.urgent_marks {
+                    // A read that filled the buffer leaves more behind:
+                    // splice it. A shorter one may have stopped before an
+                    // urgent mark (or found everything): read through the
+                    // buffer again.
+                    self.next_read = if n >= room {
+                        NextRead::Splice
+                    } else {
+                        NextRead::Buffer
+                    };
+                }
+            }
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => {
                 // Nothing to read: an empty buffer goes back to the thread's
                 // spares, so an idle connection holds none.
                 self.buf.release();
+                if self.urgent_marks {
+                    self.next_read = NextRead::AfterWait;
+                }
                 return self.poll_flush_while_idle(cx, writer);
             }
         }
-        if self.mode == Mode::Splice && self.buf.is_empty() {
+        if self.path == Path::Splice && self.buf.is_empty() {
             self.buf.release();
         }
-        Poll::Ready(Ok(Step::Again))
+        Poll::Ready(Ok(Advance::Again))
+    }
+
+    /// Reads once into the buffer. From a TCP socket this direction
+    /// splices, the read is a `recv` of its own whose readiness is cleared
+    /// only by `EAGAIN`: tokio's `poll_read` clears it after any read short
+    /// of the buffer, and a read that stops before an urgent mark is short
+    /// with data waiting behind the mark (no new readiness event would
+    /// come: tokio's own copy stalls there).
+    fn poll_fill<R>(&mut self, cx: &mut Context<'_>, reader: &mut R) -> Poll<io::Result<usize>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        if !(self.urgent_marks && self.path == Path::Splice) {
+            return self.buf.poll_fill(cx, Pin::new(&mut *reader));
+        }
+        let src = detect::read_socket(&*reader).expect("a direction splices only from a socket");
+        loop {
+            ready!(src.poll_read_ready(cx))?;
+            match self.buf.fill_with(|free| src.recv(free)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return Poll::Ready(other),
+            }
+        }
     }
 
     /// The reader has nothing for now: flush what went through `poll_write`
@@ -451,7 +598,7 @@ impl<'p> Direction<'p> {
         &mut self,
         cx: &mut Context<'_>,
         writer: &mut W,
-    ) -> Poll<io::Result<Step>>
+    ) -> Poll<io::Result<Advance>>
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
@@ -462,23 +609,16 @@ impl<'p> Direction<'p> {
         Poll::Pending
     }
 
-    /// An empty pipe: the spare one (`hold_pipe`), else one from the pool.
-    /// `None` when the pool refuses (at its bound, or `pipe2` failed).
+    /// An empty pipe from the pool; `None` when the pool refuses (at its
+    /// bound, or `pipe2` failed).
     fn take_pipe(&mut self) -> Option<PooledPipe<'p>> {
-        match self.spare.take() {
-            Some(pipe) => Some(pipe),
-            None => self.pool.get().ok(),
-        }
+        self.pool.get().ok()
     }
 
-    /// Gives an empty pipe back to the pool (or keeps it, `hold_pipe`).
+    /// Gives an empty pipe back to the pool.
     fn give_back(&mut self, pipe: PooledPipe<'p>) {
         debug_assert!(pipe.is_empty());
-        if self.hold_pipe {
-            self.spare = Some(pipe);
-        } else {
-            drop(pipe); // empty: back to the pool's cache
-        }
+        drop(pipe); // empty: back to the pool's cache
     }
 }
 
@@ -513,7 +653,7 @@ mod tests {
             client.shutdown().await.unwrap();
         });
         fail_splice_in(0, Errno::INVAL);
-        let opts = CopyOptions::new().pool(&pool);
+        let opts = CopyOptions::new().pool(pool.clone());
         let receiver = async {
             let mut got = vec![0u8; data.len()];
             server.read_exact(&mut got).await.unwrap();
@@ -545,7 +685,7 @@ mod tests {
         let (mut client, mut a) = UnixStream::pair().unwrap();
         let (mut b, mut server) = UnixStream::pair().unwrap();
         fail_splice_in(1, Errno::INVAL);
-        let opts = CopyOptions::new().pool(&pool);
+        let opts = CopyOptions::new().pool(pool.clone());
         let copy = copy_with(&mut a, &mut b, &opts);
         let peers = async {
             client.write_all(b"first").await.unwrap();

@@ -53,9 +53,11 @@
 //! The userspace path is a copy through a buffer (64 KiB by default,
 //! [`CopyOptions::buffer_size`]), with tokio's semantics. Unlike tokio's,
 //! the buffer is held only while it has bytes or its reader has some: an
-//! empty one goes back to a small per-thread spare list (16 at most)
-//! whenever the reader has nothing, and the next burst takes one from
-//! there, so an idle connection holds no buffer either.
+//! empty one goes back to a small per-thread spare list (1 MiB of buffers
+//! at most, zeroed as far as they were used, so that no reader ever sees
+//! another connection's bytes) whenever the reader has nothing, and the
+//! next burst takes one from there, so an idle connection holds no buffer
+//! either.
 //!
 //! # How a direction splices
 //! A direction waits until its source socket is readable, takes an empty
@@ -88,6 +90,26 @@
 //! - **No byte crosses connections.** A pipe is given back only empty; a
 //!   pipe dropped with bytes inside is closed by the pool, never reused
 //!   (`closed_dirty` in [`PoolStats`](crate::PoolStats)).
+//!
+//! # TCP urgent data
+//! A TCP splice stops at the urgent mark (a byte sent with `MSG_OOB`) and
+//! never moves past it: it answers `EAGAIN`, or 0 once the FIN is in, as
+//! at the end of file. A direction delivers what `read(2)` would: every
+//! in-band byte in order, the urgent byte not inline (as without
+//! `SO_OOBINLINE`), and end of file only at the real one. The checks cost
+//! no system call where no urgent byte is: the last read of a burst that
+//! did not fill the pipe is a one-byte `recv(MSG_PEEK)` (which skips an
+//! urgent byte) where a splice would have answered `EAGAIN`, a splice that
+//! answers nothing where data was announced is followed by a `recv`
+//! through the buffer, and a direction whose peer shut down ends with a
+//! `recv` (its 0 is the end of file; it also consumes an urgent byte left
+//! just before the FIN, which closing the socket with it unread would turn
+//! into a reset). Bytes that arrive together with the peer's FIN after the
+//! direction had drained go through that buffer too (and count as
+//! [`Userspace`](crate::Method::Userspace) in a [`Progress`]). Unlike
+//! tokio's copy, which clears a socket's read readiness after any short
+//! read and so can stall at a mark with data behind it, reads from a TCP
+//! socket this direction splices clear it only on `EAGAIN`.
 //!
 //! # Half-close and errors
 //! As tokio's: when a direction reads end of file, every byte it read is
@@ -137,9 +159,11 @@
 //! ([`CopyOptions::zero_copy`]).
 
 mod bidirectional;
+mod cast;
 mod detect;
 mod direction;
 mod idle;
+mod next_read;
 mod options;
 mod progress;
 mod unidirectional;

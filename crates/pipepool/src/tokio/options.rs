@@ -11,67 +11,80 @@ use crate::{PipePool, DEFAULT_BUFFER_SIZE};
 ///
 /// Start from [`CopyOptions::new()`] (the [global pool](PipePool::global),
 /// zero-copy on, a 64 KiB fallback buffer, no idle timeout) and change what
-/// you need. The copy futures borrow the options, and through them the pool:
-/// a pipe on loan is a [`PooledPipe`](crate::PooledPipe) that borrows its
-/// pool. To `tokio::spawn` copies that use a pool of your own, give the pool
-/// a `'static` lifetime: build it once into a `static`
-/// [`OnceLock`](std::sync::OnceLock), or `Box::leak` it at start-up.
+/// you need. The options own what they use: a [`PipePool`] handle and a
+/// [`Progress`] handle (both cheap to clone, sharing the pool and the
+/// counters), so one `CopyOptions`, or an `Arc` of it, can be moved into
+/// or shared by any number of spawned relay tasks.
 ///
 /// ```
+/// use std::sync::Arc;
 /// use std::time::Duration;
-/// use pipepool::tokio::CopyOptions;
+/// use pipepool::tokio::{CopyOptions, Progress};
 /// use pipepool::PoolConfig;
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool = PoolConfig::default().max_pipes(64).build()?;
-/// let opts = CopyOptions::new()
-///     .pool(&pool)
-///     .buffer_size(16 * 1024)
-///     .idle_timeout(Some(Duration::from_secs(300)));
-/// # drop(opts);
-/// # Ok::<(), pipepool::ConfigError>(())
+/// let progress = Progress::new();
+/// let opts = Arc::new(
+///     CopyOptions::new()
+///         .pool(pool.clone())
+///         .progress(progress.clone())
+///         .buffer_size(16 * 1024)
+///         .idle_timeout(Some(Duration::from_secs(300))),
+/// );
+/// let relay = tokio::spawn({
+///     let opts = Arc::clone(&opts);
+///     async move {
+///         let mut reader: &[u8] = b"spawned";
+///         let mut writer = Vec::new();
+///         pipepool::tokio::copy_with(&mut reader, &mut writer, &opts).await
+///     }
+/// });
+/// assert_eq!(relay.await??.bytes, 7);
+/// assert_eq!(progress.a_to_b(), 7);
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-pub struct CopyOptions<'p> {
+pub struct CopyOptions {
     /// Where pipes come from.
-    pub(super) pool: &'p PipePool,
+    pub(super) pool: PipePool,
     /// `false` forces the userspace copy even between sockets.
     pub(super) zero_copy: bool,
     /// Size of the userspace buffer; never 0.
     pub(super) buffer_size: usize,
     /// No byte moved for this long ends the copy with `TimedOut`.
     pub(super) idle_timeout: Option<Duration>,
-    /// Benchmark knob: keep a direction's pipe for its whole life instead of
-    /// giving it back whenever it is empty.
-    pub(super) hold_pipe: bool,
     /// Live byte counts to update as bytes are written.
-    pub(super) progress: Option<&'p Progress>,
+    pub(super) progress: Option<Progress>,
 }
 
-impl<'p> CopyOptions<'p> {
+impl CopyOptions {
     /// The defaults: the global pool, zero-copy on, a
     /// [`DEFAULT_BUFFER_SIZE`] (64 KiB, eight times tokio's 8 KiB: fewer
     /// syscalls for the same bytes) buffer for the userspace copy, no idle
     /// timeout.
-    pub fn new() -> CopyOptions<'p> {
+    pub fn new() -> CopyOptions {
         CopyOptions {
-            pool: PipePool::global(),
+            pool: PipePool::global().clone(),
             zero_copy: true,
             buffer_size: DEFAULT_BUFFER_SIZE,
             idle_timeout: None,
-            hold_pipe: false,
             progress: None,
         }
     }
 
-    /// Takes pipes from `pool` instead of the global one.
-    pub fn pool(mut self, pool: &'p PipePool) -> Self {
+    /// Takes pipes from `pool` (a handle: pass `pool.clone()` to keep
+    /// yours) instead of the global one.
+    pub fn pool(mut self, pool: PipePool) -> Self {
         self.pool = pool;
         self
     }
 
-    /// Adds every byte the copy writes to `progress`, as it goes (for live
-    /// metrics). Default: none.
-    pub fn progress(mut self, progress: &'p Progress) -> Self {
+    /// Adds every byte the copy writes to `progress` (a handle: pass
+    /// `progress.clone()` and read the counts from yours), as it goes, for
+    /// live metrics. Default: none.
+    pub fn progress(mut self, progress: Progress) -> Self {
         self.progress = Some(progress);
         self
     }
@@ -109,19 +122,9 @@ impl<'p> CopyOptions<'p> {
         self.idle_timeout = timeout;
         self
     }
-
-    /// Keeps the first pipe a direction takes until the copy ends, instead
-    /// of giving it back whenever it is empty: what the other splice crates
-    /// do. For benchmarking the per-burst get/put; not meant for use (an
-    /// idle connection then holds its pipes).
-    #[doc(hidden)]
-    pub fn hold_pipe(mut self, hold: bool) -> Self {
-        self.hold_pipe = hold;
-        self
-    }
 }
 
-impl Default for CopyOptions<'_> {
+impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions::new()
     }
@@ -140,10 +143,10 @@ mod tests {
     #[test]
     fn defaults() {
         let o = CopyOptions::default();
-        assert!(std::ptr::eq(o.pool, PipePool::global()));
+        assert_eq!(o.pool.stats().created, PipePool::global().stats().created);
         assert!(o.zero_copy);
         assert_eq!(o.buffer_size, DEFAULT_BUFFER_SIZE);
         assert_eq!(o.idle_timeout, None);
-        assert!(!o.hold_pipe);
+        assert!(o.progress.is_none());
     }
 }

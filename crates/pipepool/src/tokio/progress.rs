@@ -1,15 +1,31 @@
 //! [`Progress`]: live byte counts that copies update as they write, for
 //! metrics that must not wait for a connection to close.
 
+use std::sync::Arc;
+
 use crate::sync::{AtomicU64, Ordering::Relaxed};
 use crate::Method;
+
+/// How many [`Method`]s there are: one counter each.
+const METHODS: usize = 4;
+
+/// The counter of `method` in a direction's `[AtomicU64; METHODS]`.
+fn slot(method: Method) -> usize {
+    match method {
+        Method::Splice => 0,
+        Method::Userspace => 1,
+        Method::Sendfile => 2,
+        Method::CopyFileRange => 3,
+    }
+}
 
 /// Live byte counts of the copies given it through
 /// [`CopyOptions::progress`](super::CopyOptions::progress), by direction and
 /// by method: each copy adds the bytes it writes to its destination as soon
 /// as the destination has taken them. One `Progress` may serve any number of
 /// copies at once (a proxy listener shares one between all its
-/// connections), so it is read as a sum, never reset.
+/// connections), so it is read as a sum, never reset. It is a handle:
+/// clones share the counters, so give the options a clone and read yours.
 ///
 /// `a_to_b` is `a` -> `b` for [`copy_bidirectional_with`] and reader ->
 /// writer for [`copy_with`]. The final report of a copy still gives its own
@@ -24,7 +40,7 @@ use crate::Method;
 /// use pipepool::Method;
 ///
 /// let progress = Progress::new();
-/// let opts = CopyOptions::new().progress(&progress);
+/// let opts = CopyOptions::new().progress(progress.clone());
 /// let mut reader: &[u8] = b"hello";
 /// let mut writer = Vec::new();
 /// copy_with(&mut reader, &mut writer, &opts).await?;
@@ -33,10 +49,10 @@ use crate::Method;
 /// assert_eq!(progress.b_to_a(), 0);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Progress {
-    /// `[a_to_b, b_to_a]`, each `[splice, userspace]`.
-    bytes: [[AtomicU64; 2]; 2],
+    /// `[a_to_b, b_to_a]`, each one counter per [`Method`] (see [`slot`]).
+    bytes: Arc<[[AtomicU64; METHODS]; 2]>,
 }
 
 impl Progress {
@@ -55,9 +71,9 @@ impl Progress {
         self.sum(1)
     }
 
-    /// Bytes written `a` -> `b` so far by `method` ([`Method::Splice`] or
-    /// [`Method::Userspace`]; the async copies use no other, so any other
-    /// gives 0).
+    /// Bytes written `a` -> `b` so far by `method`. The async copies move
+    /// bytes by [`Method::Splice`] and [`Method::Userspace`] only: the
+    /// other methods' counts stay 0.
     pub fn a_to_b_by(&self, method: Method) -> u64 {
         self.by(0, method)
     }
@@ -73,11 +89,7 @@ impl Progress {
     }
 
     fn by(&self, side: usize, method: Method) -> u64 {
-        match method {
-            Method::Splice => self.bytes[side][0].load(Relaxed),
-            Method::Userspace => self.bytes[side][1].load(Relaxed),
-            _ => 0,
-        }
+        self.bytes[side][slot(method)].load(Relaxed)
     }
 
     /// The counters of one side: `a_to_b` (`true`) or `b_to_a`.
@@ -86,13 +98,18 @@ impl Progress {
     }
 }
 
-/// One direction's counters in a [`Progress`]: `[splice, userspace]`.
+/// One direction's counters in a [`Progress`], one per [`Method`].
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Live<'p>(&'p [AtomicU64; 2]);
+pub(super) struct Live<'p>(&'p [AtomicU64; METHODS]);
 
 impl Live<'_> {
     /// Counts `n` bytes written, out of a pipe (`spliced`) or a buffer.
     pub(super) fn add(self, n: u64, spliced: bool) {
-        self.0[usize::from(!spliced)].fetch_add(n, Relaxed);
+        let method = if spliced {
+            Method::Splice
+        } else {
+            Method::Userspace
+        };
+        self.0[slot(method)].fetch_add(n, Relaxed);
     }
 }

@@ -14,13 +14,13 @@ use crate::{CopyError, Transfer};
 /// The ends and the direction of a [`copy_with`], kept together so that
 /// dropping the future can first write out what the direction holds
 /// ([`Direction::flush_on_drop`]).
-struct One<'x, 'p, R: ?Sized, W: ?Sized> {
+struct OneWay<'x, 'p, R: ?Sized, W: ?Sized> {
     reader: &'x mut R,
     writer: &'x mut W,
     dir: Direction<'p>,
 }
 
-impl<R: ?Sized, W: ?Sized> Drop for One<'_, '_, R, W> {
+impl<R: ?Sized, W: ?Sized> Drop for OneWay<'_, '_, R, W> {
     fn drop(&mut self) {
         self.dir.flush_on_drop(&*self.writer);
     }
@@ -108,7 +108,7 @@ where
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
 /// let pool = PoolConfig::default().max_pipes(8).build()?;
-/// let opts = CopyOptions::new().pool(&pool);
+/// let opts = CopyOptions::new().pool(pool.clone());
 ///
 /// // In-memory types cannot be spliced: a userspace copy, silently.
 /// let mut reader: &[u8] = b"hello";
@@ -121,21 +121,21 @@ where
 pub async fn copy_with<R, W>(
     reader: &mut R,
     writer: &mut W,
-    opts: &CopyOptions<'_>,
+    opts: &CopyOptions,
 ) -> Result<Transfer, CopyError>
 where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
     let dir = Direction::new(opts, &*reader, &*writer, false, true);
-    let mut state = One {
+    let mut state = OneWay {
         reader,
         writer,
         dir,
     };
     let mut idle = IdleTimer::new(opts.idle_timeout);
     poll_fn(|cx| {
-        let One {
+        let OneWay {
             reader,
             writer,
             dir,
@@ -153,6 +153,9 @@ where
                 _ => return Poll::Pending,
             },
         };
+        // What dropping the future would write anyway, written now, so
+        // that the count includes it.
+        dir.flush_on_drop(&**writer);
         Poll::Ready(Err(CopyError::new(dir.written(), dir.method(), error)))
     })
     .await

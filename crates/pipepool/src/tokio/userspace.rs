@@ -11,11 +11,15 @@ use std::task::{ready, Context, Poll};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::copy::write_zero;
 use crate::sync::thread_local;
 use crate::Pipe;
 
-/// Most spare buffers a thread keeps (16 x 64 KiB = 1 MiB by default).
-const SPARES_PER_THREAD: usize = 16;
+/// Most bytes of spare buffers a thread keeps (16 buffers of the default
+/// 64 KiB). Counted in bytes, not buffers: with a large `buffer_size` a few
+/// spares would otherwise hold a lot of memory per thread. A buffer larger
+/// than this is never kept.
+const SPARE_BYTES_PER_THREAD: usize = 1 << 20;
 
 thread_local! {
     /// Storage given back by the buffers of this thread's copies, for the
@@ -40,11 +44,17 @@ fn take_storage(size: usize) -> Box<[u8]> {
 }
 
 /// Keeps `data` for this thread's next [`take_storage`], unless the thread
-/// has enough spares (or is exiting): then it is freed.
-fn give_storage(data: Box<[u8]>) {
+/// has enough spares (or is exiting): then it is freed. `data[..used]` may
+/// hold bytes of the connection that used it: they are zeroed before the
+/// storage is kept, so that no reader of another connection can see them
+/// (a buffer is handed to `poll_read` as initialized memory, which any
+/// `AsyncRead` may read), and the rest of `data` is zero already.
+fn give_storage(mut data: Box<[u8]>, used: usize) {
     let _ = SPARES.try_with(|spares| {
         if let Ok(mut spares) = spares.try_borrow_mut() {
-            if spares.len() < SPARES_PER_THREAD {
+            let held: usize = spares.iter().map(|b| b.len()).sum();
+            if held + data.len() <= SPARE_BYTES_PER_THREAD {
+                data[..used].fill(0);
                 spares.push(data);
             }
         }
@@ -57,12 +67,16 @@ fn give_storage(data: Box<[u8]>) {
 /// read from the source and not yet written. The storage is taken on the
 /// first read (from the thread's spares, else allocated) and given back
 /// while empty and idle, and on drop, so an idle direction costs no buffer
-/// memory. The bytes of `data` outside `start..end` are stale (another
-/// copy's, for a spare) and are never written anywhere.
+/// memory. The bytes of `data` outside `start..end` are zero or stale
+/// bytes of this same copy, never another copy's (spares are zeroed as far
+/// as they were used), and are never written anywhere.
 #[derive(Debug)]
 pub(super) struct Buffer {
     /// The storage; empty until the first read (or after `release`).
     data: Box<[u8]>,
+    /// How far into `data` bytes were ever read since it was taken: the
+    /// part to zero before the storage goes to the thread's spares.
+    used: usize,
     /// How large `data` is made when allocated.
     size: usize,
     /// First byte not yet written.
@@ -77,6 +91,7 @@ impl Buffer {
         debug_assert!(size > 0);
         Buffer {
             data: Box::default(),
+            used: 0,
             size,
             start: 0,
             end: 0,
@@ -107,6 +122,15 @@ impl Buffer {
         self.data.is_empty() || self.end < self.data.len()
     }
 
+    /// How many bytes the next [`poll_fill`](Buffer::poll_fill) may read.
+    pub(super) fn room(&self) -> usize {
+        if self.data.is_empty() {
+            self.size
+        } else {
+            self.data.len() - self.end
+        }
+    }
+
     /// Gives the storage back (to this thread's spares) if the buffer is
     /// empty.
     pub(super) fn release(&mut self) {
@@ -121,8 +145,9 @@ impl Buffer {
     /// grown by [`take_from_pipe`](Buffer::take_from_pipe) is freed).
     fn give_back(&mut self) {
         let data = mem::take(&mut self.data);
+        let used = mem::take(&mut self.used);
         if data.len() == self.size {
-            give_storage(data);
+            give_storage(data, used);
         }
     }
 
@@ -147,7 +172,27 @@ impl Buffer {
         }
         let n = free.filled().len();
         self.end += n;
+        self.used = self.used.max(self.end);
         Poll::Ready(Ok(n))
+    }
+
+    /// Reads once into the free space with `read`, which returns the bytes
+    /// it put at the start of the slice it is given. `Ok(0)` is end of file.
+    ///
+    /// # Errors
+    /// `read`'s.
+    pub(super) fn fill_with(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.data.is_empty() {
+            self.data = take_storage(self.size);
+        }
+        let free = &mut self.data[self.end..];
+        let n = read(free)?.min(free.len());
+        self.end += n;
+        self.used = self.used.max(self.end);
+        Ok(n)
     }
 
     /// Writes once from the buffered bytes into `writer`. `Interrupted` is
@@ -204,6 +249,7 @@ impl Buffer {
             }
             self.end += n;
         }
+        self.used = self.used.max(self.end);
         Ok(())
     }
 }
@@ -212,12 +258,6 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         self.give_back();
     }
-}
-
-/// The error a copy ends with when the writer accepts nothing (tokio's
-/// kind and message).
-pub(super) fn write_zero() -> io::Error {
-    io::Error::new(io::ErrorKind::WriteZero, "write zero byte into writer")
 }
 
 #[cfg(test)]
@@ -287,6 +327,22 @@ mod tests {
         assert_ne!(c.data.as_ptr(), first);
         let again = take_storage(1000);
         assert_eq!(again.as_ptr(), first);
+    }
+
+    #[test]
+    fn spares_are_capped_in_bytes_and_zeroed() {
+        let size = SPARE_BYTES_PER_THREAD / 2 + 1;
+        let mut a = vec![7u8; size].into_boxed_slice();
+        a[size - 1] = 9;
+        give_storage(a, size - 10);
+        give_storage(vec![7u8; size].into_boxed_slice(), size);
+        let held: Vec<usize> = SPARES.with(|s| s.borrow().iter().map(|b| b.len()).collect());
+        assert_eq!(held.iter().filter(|&&l| l == size).count(), 1, "{held:?}");
+        let kept = take_storage(size);
+        // Zeroed as far as it was used; the rest was never this thread's
+        // to zero (zero in a real buffer, 7 and 9 here).
+        assert!(kept[..size - 10].iter().all(|&b| b == 0));
+        assert_eq!(kept[size - 1], 9);
     }
 
     #[test]

@@ -371,7 +371,7 @@ pub mod net {
     /// `(client, server)` and the tasks.
     pub async fn spawn_relays(
         n: usize,
-        opts: &pipepool::tokio::CopyOptions<'static>,
+        opts: &pipepool::tokio::CopyOptions,
     ) -> (Vec<(TcpStream, TcpStream)>, Vec<Relay>) {
         let (front, back) = (Pairs::new(), Pairs::new());
         let mut peers = Vec::with_capacity(n);
@@ -413,7 +413,7 @@ pub mod net {
         within(120, "relays", async {
             for relay in relays {
                 let report = relay.await.unwrap().expect("relay");
-                assert_eq!((report.a_to_b, report.b_to_a), (1, 1));
+                assert_eq!((report.a_to_b.bytes, report.b_to_a.bytes), (1, 1));
             }
         })
         .await;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pipepool::PipePool;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -256,7 +257,7 @@ async fn serve(
             }
             let slot = Slot(Arc::clone(&open));
             m.accepted.inc();
-            m.active.inc();
+            let active = ActiveGuard::new(m.active.clone());
             let tracked = trackers.each_ref().map(Tracker::track);
             let kill = kill.clone();
             tokio::spawn(async move {
@@ -268,8 +269,7 @@ async fn serve(
                         "connection closed: its listener was removed and the grace period is over"
                     ),
                 }
-                shared.metrics.active.dec();
-                drop((slot, tracked));
+                drop((active, slot, tracked));
             });
         },
         &first.metrics,
@@ -304,6 +304,24 @@ impl Running {
 
     fn name(&self) -> String {
         self.current.borrow().settings.name.clone()
+    }
+}
+
+/// One count in the `active` connections gauge, taken back when dropped:
+/// also when the connection's task panics or is dropped by the runtime.
+#[derive(Debug)]
+struct ActiveGuard(Gauge);
+
+impl ActiveGuard {
+    fn new(gauge: Gauge) -> ActiveGuard {
+        gauge.inc();
+        ActiveGuard(gauge)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
