@@ -280,6 +280,13 @@ impl Routes {
         self.routes.iter().map(|(_, b)| b)
     }
 
+    /// The group of pattern `sni` as configured (`*.suffix` or a name),
+    /// if there is a route for it.
+    pub(crate) fn group(&self, sni: &str) -> Option<&Arc<Balancer>> {
+        let key = sni.strip_prefix('*').unwrap_or(sni);
+        self.routes.iter().find(|(p, _)| p == key).map(|(_, b)| b)
+    }
+
     /// Whether there is any route (else no peek is needed).
     pub(crate) fn is_empty(&self) -> bool {
         self.routes.is_empty()
