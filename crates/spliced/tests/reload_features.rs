@@ -106,7 +106,10 @@ fn max_conns_per_source_counts_across_reloads() {
     let metrics = metrics_at(&mut proc);
     let mut a = open_from("127.0.0.2", proxy).expect("first");
     let mut b = open_from("127.0.0.2", proxy).expect("second");
-    assert!(open_from("127.0.0.2", proxy).is_none(), "a third is refused");
+    assert!(
+        open_from("127.0.0.2", proxy).is_none(),
+        "a third is refused"
+    );
 
     // The same bound again: the two open before still count.
     proc.reload(&config, &limit(2));
@@ -119,7 +122,10 @@ fn max_conns_per_source_counts_across_reloads() {
     // A higher bound: one more, then refused.
     proc.reload(&config, &limit(3));
     let mut c = open_from("127.0.0.2", proxy).expect("a third under the new bound");
-    assert!(open_from("127.0.0.2", proxy).is_none(), "a fourth is refused");
+    assert!(
+        open_from("127.0.0.2", proxy).is_none(),
+        "a fourth is refused"
+    );
 
     // No bound: counted all the same, so a lower bound set later sees
     // the connections opened meanwhile.
@@ -203,7 +209,10 @@ fn send_proxy_switched_on_applies_to_new_connections_only() {
     let port = new.local_addr().unwrap().port();
     assert_eq!(
         read_line(&mut new).unwrap(),
-        format!("first PROXY TCP4 127.0.0.1 127.0.0.1 {port} {}", proxy.port()),
+        format!(
+            "first PROXY TCP4 127.0.0.1 127.0.0.1 {port} {}",
+            proxy.port()
+        ),
         "a new connection starts with the header"
     );
     assert_eq!(read_line(&mut new).unwrap(), "next hello");
@@ -274,7 +283,10 @@ fn upstream(tag: &'static str, config: &Arc<ServerConfig>) -> SocketAddr {
                     while matches!(tls.read_line(&mut line), Ok(n) if n > 0) {
                         let t = tls.get_mut();
                         let sni = t.conn.server_name().unwrap_or("none").to_owned();
-                        if write!(t, "{tag} {sni} {line}").and_then(|()| t.flush()).is_err() {
+                        if write!(t, "{tag} {sni} {line}")
+                            .and_then(|()| t.flush())
+                            .is_err()
+                        {
                             return;
                         }
                         line.clear();
@@ -379,7 +391,9 @@ fn route_groups_are_in_the_health_metric_and_keep_it_across_reloads() {
     let proxy = proc.listen_addr();
     let metrics = metrics_at(&mut proc);
     let series = |group: &str, upstream: SocketAddr| {
-        format!("spliced_upstream_healthy{{listener=\"l\",group=\"{group}\",upstream=\"{upstream}\"}}")
+        format!(
+            "spliced_upstream_healthy{{listener=\"l\",group=\"{group}\",upstream=\"{upstream}\"}}"
+        )
     };
     let check = |body: &str, group: &str, upstream: SocketAddr, healthy: f64| {
         let s = series(group, upstream);

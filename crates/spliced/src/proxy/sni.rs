@@ -387,6 +387,13 @@ mod tests {
             ("*.eu.example.com".to_owned(), g("eu")),
         ]);
         let to = |n: &str| routes.find(n).map(|b| b.addr(0).to_owned());
+        // By pattern as configured (what a reload hands over).
+        let by = |p: &str| routes.group(p).map(|b| b.addr(0).to_owned());
+        assert_eq!(by("*.example.com").as_deref(), Some("wild:1"));
+        assert_eq!(by("api.example.com").as_deref(), Some("exact:1"));
+        assert_eq!(by(".example.com").as_deref(), Some("wild:1"));
+        assert_eq!(by("example.com"), None);
+        assert_eq!(by("www.example.com"), None, "a name, not a pattern");
         assert_eq!(to("api.example.com").as_deref(), Some("exact:1"));
         assert_eq!(to("www.example.com").as_deref(), Some("wild:1"));
         assert_eq!(to("a.eu.example.com").as_deref(), Some("eu:1"));
