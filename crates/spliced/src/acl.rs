@@ -53,11 +53,12 @@ impl Acl {
     }
 }
 
-/// Open connections per client address, bounded by
-/// `max_conns_per_source`.
-#[derive(Debug)]
+/// Open connections per client address, checked against
+/// `max_conns_per_source`. One per listener, kept across reloads (the
+/// bound comes from the settings current at each accept), so connections
+/// opened before a reload still count after it.
+#[derive(Debug, Default)]
 pub(crate) struct Sources {
-    max: usize,
     /// Addresses with at least one connection open; an entry is removed
     /// when its count drops to zero, so the map holds only live clients.
     open: Mutex<HashMap<IpAddr, usize>>,
@@ -71,25 +72,12 @@ pub(crate) struct SourceSlot {
 }
 
 impl Sources {
-    /// At most `max` connections per address.
-    pub(crate) fn new(max: usize) -> Arc<Sources> {
-        Arc::new(Sources {
-            max,
-            open: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// The bound.
-    pub(crate) fn max(&self) -> usize {
-        self.max
-    }
-
     /// Counts one more connection from `ip`, or `None` when `ip` has
-    /// `max` open already.
-    pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+    /// `max` open already (`None`: no bound, always counted).
+    pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr, max: Option<usize>) -> Option<SourceSlot> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_insert(0);
-        if *n >= self.max {
+        if max.is_some_and(|max| *n >= max) {
             return None;
         }
         *n += 1;
@@ -148,14 +136,18 @@ mod tests {
 
     #[test]
     fn sources_count_and_forget() {
-        let s = Sources::new(2);
-        let a = s.enter(ip("::1")).unwrap();
-        let b = s.enter(ip("::1")).unwrap();
-        assert!(s.enter(ip("::1")).is_none());
-        let other = s.enter(ip("127.0.0.1")).unwrap();
+        let s = Arc::new(Sources::default());
+        let two = Some(2);
+        let a = s.enter(ip("::1"), two).unwrap();
+        let b = s.enter(ip("::1"), two).unwrap();
+        assert!(s.enter(ip("::1"), two).is_none());
+        let other = s.enter(ip("127.0.0.1"), two).unwrap();
         drop(a);
-        let c = s.enter(ip("::1")).unwrap();
-        drop((b, c, other));
+        let c = s.enter(ip("::1"), two).unwrap();
+        // Unbounded, still counted: a bound set later sees it.
+        let d = s.enter(ip("::1"), None).unwrap();
+        assert!(s.enter(ip("::1"), Some(3)).is_none());
+        drop((b, c, d, other));
         assert!(s.open.lock().unwrap().is_empty());
     }
 }

@@ -232,7 +232,7 @@ fn upstream_health_is_exported() {
     let healthy = |body: &str, listener: &str, upstream: &str| {
         value(
             body,
-            &format!("spliced_upstream_healthy{{listener=\"{listener}\",upstream=\"{upstream}\"}}"),
+            &format!("spliced_upstream_healthy{{listener=\"{listener}\",group=\"default\",upstream=\"{upstream}\"}}"),
         )
     };
     let (_, body) = http_get(metrics, "/metrics");

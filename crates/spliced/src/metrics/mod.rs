@@ -250,14 +250,15 @@ impl Metrics {
     }
 
     /// The handles of one listener, so that the hot path does no lookup;
-    /// its upstreams are reported from `balancer` (which replaces the
-    /// listener's previous one after a reload).
+    /// its upstreams are reported from `groups` (`default` and each SNI
+    /// route's pattern, with its balancer), which replace the listener's
+    /// previous ones after a reload.
     pub(crate) fn listener(
         self: &Arc<Self>,
         name: &str,
-        balancer: &Arc<Balancer>,
+        groups: Vec<(String, Arc<Balancer>)>,
     ) -> ListenerMetrics {
-        self.upstreams.set(name, balancer);
+        self.upstreams.set(name, &Arc::new(groups));
         let l = ListenerLabels {
             listener: name.to_owned(),
         };

@@ -14,12 +14,20 @@ use tokio::net::TcpStream;
 use super::accept::Refusal;
 use super::proxy_header::{self, Received};
 use super::{connect, sni, Shared};
+use crate::acl::Sources;
 use crate::config::ProxyVersion;
 use crate::metrics::Ending;
 
 /// Serves `client` (accepted from `peer`) until both directions are done
 /// or an error.
-pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
+/// `sources` counts the listener's open connections per client address
+/// (across reloads).
+pub(super) async fn handle(
+    shared: &Arc<Shared>,
+    sources: &Arc<Sources>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+) {
     let start = Instant::now();
     let settings = &shared.settings;
     let name = settings.name.as_str();
@@ -35,18 +43,15 @@ pub(super) async fn handle(shared: &Arc<Shared>, mut client: TcpStream, peer: So
             return shared.refuse(src, Refusal::Denied, &"address not allowed");
         }
     }
-    let _slot = match &shared.sources {
-        Some(sources) => match sources.enter(src.ip()) {
-            Some(slot) => Some(slot),
-            None => {
-                let why = format_args!(
-                    "max_conns_per_source ({}) connections open from this address",
-                    sources.max()
-                );
-                return shared.refuse(src, Refusal::PerSource, &why);
-            }
-        },
-        None => None,
+    // Counted even with no bound set: a reload that sets one sees the
+    // connections already open.
+    let max = settings.max_conns_per_source;
+    let Some(_slot) = sources.enter(src.ip(), max) else {
+        let why = format_args!(
+            "max_conns_per_source ({}) connections open from this address",
+            max.unwrap_or_default()
+        );
+        return shared.refuse(src, Refusal::PerSource, &why);
     };
     // Forwarded bytes are not worth holding back: the sender already chose
     // its segment sizes.

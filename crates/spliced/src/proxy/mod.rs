@@ -59,8 +59,6 @@ struct Shared {
     refusals: accept::RefusalLog,
     /// `allow`/`deny`.
     acl: Acl,
-    /// `max_conns_per_source`, if set.
-    sources: Option<Arc<Sources>>,
     /// SNI routes; `balancer` is the default route.
     routes: sni::Routes,
     /// The bound address when it is one address (not 0.0.0.0 or ::):
@@ -89,15 +87,24 @@ impl Shared {
             mode: settings.copy,
             idle_timeout: settings.idle_timeout,
         };
-        let metrics = ctx.metrics.listener(&settings.name, &balancer);
+        // A route kept by a reload (the same pattern) keeps its upstreams'
+        // state too.
         let routes = sni::Routes::new(settings.routes.iter().map(|r| {
+            let before = previous.and_then(|p| p.routes.group(&r.sni));
             (
                 r.sni.clone(),
-                Balancer::renew(r.balance, r.upstreams.clone(), None),
+                Balancer::renew(r.balance, r.upstreams.clone(), before.map(|b| &**b)),
             )
         }));
+        // Reported per group: the default and each route by its pattern.
+        let groups = std::iter::once(("default".to_owned(), Arc::clone(&balancer)))
+            .chain(settings.routes.iter().filter_map(|r| {
+                let b = routes.group(&r.sni)?;
+                Some((r.sni.clone(), Arc::clone(b)))
+            }))
+            .collect();
+        let metrics = ctx.metrics.listener(&settings.name, groups);
         let acl = Acl::new(settings.allow.clone(), settings.deny.clone());
-        let sources = settings.max_conns_per_source.map(Sources::new);
         Shared {
             settings,
             balancer,
@@ -105,7 +112,6 @@ impl Shared {
             metrics,
             refusals: accept::RefusalLog::default(),
             acl,
-            sources,
             routes,
             local,
         }
@@ -231,6 +237,9 @@ async fn serve(
     // Open connections, checked against the current `max_conns` (a
     // reload that lowers it refuses new clients until enough have closed).
     let open = Arc::new(AtomicUsize::new(0));
+    // Open connections per client address, checked in `conn::handle`
+    // against the current `max_conns_per_source` the same way.
+    let sources = Arc::new(Sources::default());
     // accept(2) errors are counted under the listener's first name.
     let first = Arc::clone(&current.borrow());
     accept::run(
@@ -260,9 +269,10 @@ async fn serve(
             let active = ActiveGuard::new(m.active.clone());
             let tracked = trackers.each_ref().map(Tracker::track);
             let kill = kill.clone();
+            let sources = Arc::clone(&sources);
             tokio::spawn(async move {
                 tokio::select! {
-                    () = conn::handle(&shared, stream, peer) => {}
+                    () = conn::handle(&shared, &sources, stream, peer) => {}
                     () = kill.triggered() => tracing::info!(
                         listener = %shared.settings.name,
                         client = %peer,

@@ -280,6 +280,13 @@ impl Routes {
         self.routes.iter().map(|(_, b)| b)
     }
 
+    /// The group of pattern `sni` as configured (`*.suffix` or a name),
+    /// if there is a route for it.
+    pub(crate) fn group(&self, sni: &str) -> Option<&Arc<Balancer>> {
+        let key = sni.strip_prefix('*').unwrap_or(sni);
+        self.routes.iter().find(|(p, _)| p == key).map(|(_, b)| b)
+    }
+
     /// Whether there is any route (else no peek is needed).
     pub(crate) fn is_empty(&self) -> bool {
         self.routes.is_empty()
@@ -380,6 +387,13 @@ mod tests {
             ("*.eu.example.com".to_owned(), g("eu")),
         ]);
         let to = |n: &str| routes.find(n).map(|b| b.addr(0).to_owned());
+        // By pattern as configured (what a reload hands over).
+        let by = |p: &str| routes.group(p).map(|b| b.addr(0).to_owned());
+        assert_eq!(by("*.example.com").as_deref(), Some("wild:1"));
+        assert_eq!(by("api.example.com").as_deref(), Some("exact:1"));
+        assert_eq!(by(".example.com").as_deref(), Some("wild:1"));
+        assert_eq!(by("example.com"), None);
+        assert_eq!(by("www.example.com"), None, "a name, not a pattern");
         assert_eq!(to("api.example.com").as_deref(), Some("exact:1"));
         assert_eq!(to("www.example.com").as_deref(), Some("wild:1"));
         assert_eq!(to("a.eu.example.com").as_deref(), Some("eu:1"));

@@ -128,6 +128,42 @@ impl Proc {
         }
     }
 
+    /// Waits for a stdout line containing `needle` printed from now on
+    /// (not one seen before); panics after [`WAIT`].
+    pub(crate) fn wait_for_new_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no new line with {needle:?} on stdout; stdout so far: {:?}\nstderr:\n{}",
+                    self.stdout,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Writes `text` to `config`, sends SIGHUP and waits for the reload
+    /// to be announced; panics if it fails.
+    pub(crate) fn reload(&mut self, config: &ConfigFile, text: &str) -> String {
+        std::fs::write(&config.path, text).unwrap();
+        self.signal(rustix::process::Signal::HUP);
+        loop {
+            let line = self.wait_for_new_line("reload");
+            assert!(!line.contains("reload failed"), "{line}");
+            if line.contains("reloaded") {
+                return line;
+            }
+        }
+    }
+
     /// The addresses of the first `n` "listening on ADDR" lines.
     pub(crate) fn listen_addrs(&mut self, n: usize) -> Vec<SocketAddr> {
         let mut addrs = Vec::new();
