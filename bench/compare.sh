@@ -5,7 +5,7 @@
 # max over the repetitions, every ratio with the range of its per-rep
 # ratios, and a verdict only the data supports. See bench/README.md.
 #
-#   bench/compare.sh                 # full run: REPS=5 interleaved, about 16-18 minutes on 2 cores
+#   bench/compare.sh                 # full run: REPS=5 interleaved, about 18 minutes on 2 cores, plus the builds
 #   QUICK=1 bench/compare.sh         # smoke test: 2 reps, short runs, few rows of each test
 #   TESTS=syscalls bench/compare.sh  # only the exact system-call counts (about 1 minute)
 #   TESTS=pool bench/compare.sh      # only the pool against Go's (about 2 minutes)
@@ -41,6 +41,13 @@
 #   spliced-fresh-tN       the same with a fresh pipe per burst (no idle pipe kept:
 #                          SPLICED_BENCH_FRESH_PIPES=1, a hidden knob)
 #   spliced-user-tN        spliced run --copy userspace --worker-threads N
+#   spliced-sendproxy-tN   spliced-splice-tN with --send-proxy v2; its upstream is
+#                          `spliced bench --serve --echo --accept-proxy` (connect and
+#                          syscalls tests only)
+#   spliced-sni-tN         spliced-splice-tN with two --route NAME=ADDR SNI routes and
+#                          the default --upstream; the load speaks plain text, so it
+#                          measures the ClientHello peek on the default route
+#                          (connect and syscalls tests only)
 #   haproxy-splice-tN      HAProxy mode tcp, option splice-request/-response, nbthread N
 #   haproxy-nosplice-tN    HAProxy mode tcp, global nosplice, nbthread N
 #   nginx                  nginx stream proxy (userspace copy), one process
@@ -65,7 +72,7 @@ else
     CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 1 --measurement-time 3 --noplot}
     GO_BENCHTIME=${GO_BENCHTIME:-1s}
 fi
-CONFIGS=${CONFIGS:-"direct spliced-splice-t1 spliced-fresh-t1 spliced-user-t1 haproxy-splice-t1 haproxy-nosplice-t1 nginx go realm tokio-8k tokio-64k"}
+CONFIGS=${CONFIGS:-"direct spliced-splice-t1 spliced-sendproxy-t1 spliced-sni-t1 spliced-fresh-t1 spliced-user-t1 haproxy-splice-t1 haproxy-nosplice-t1 nginx go realm tokio-8k tokio-64k"}
 TESTS=${TESTS:-"bulk connect keepalive idle syscalls pool"}
 CONN_CLIENTS=${CONN_CLIENTS:-"16"}
 KA_CONNS=${KA_CONNS:-16}
@@ -82,6 +89,10 @@ POOL_FILTER=${POOL_FILTER:-get_put}
 IPERF_PORT=$((BASE_PORT))        # iperf3 -s
 ECHO_PORT=$((BASE_PORT + 1))     # spliced bench --serve --echo
 IDLE_PORT=$((BASE_PORT + 2))     # idle.py serve
+PROXY_ECHO_PORT=$((BASE_PORT + 3)) # spliced bench --serve --echo --accept-proxy (spliced-sendproxy-tN)
+# spliced-sni-tN's routes: nothing listens there, so a plain-text client that
+# were routed by mistake would fail (counted as errors) instead of passing.
+SNI_ROUTES="a.bench.invalid=127.0.0.1:$((BASE_PORT + 4)) *.b.bench.invalid=127.0.0.1:$((BASE_PORT + 5))"
 # proxy i listens on BASE_PORT+10+i, its metrics (spliced) on BASE_PORT+100+i
 
 START_EPOCH=$(date +%s)
@@ -185,7 +196,7 @@ raise_nofile() {
 
 check_ports() {
     local p busy=()
-    for p in $IPERF_PORT $ECHO_PORT $IDLE_PORT; do port_listening "$p" && busy+=("$p"); done
+    for p in $IPERF_PORT $ECHO_PORT $IDLE_PORT $PROXY_ECHO_PORT; do port_listening "$p" && busy+=("$p"); done
     for ((p = BASE_PORT + 10; p < BASE_PORT + 10 + 40; p++)); do port_listening "$p" && busy+=("$p"); done
     for ((p = BASE_PORT + 100; p < BASE_PORT + 100 + 40; p++)); do port_listening "$p" && busy+=("$p"); done
     ((${#busy[@]} == 0)) || die "ports already in use: ${busy[*]} (set BASE_PORT)"
@@ -218,6 +229,7 @@ cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
 SPLICED=${SPLICED_BIN:-$ROOT/target/release/spliced}
 GOPROXY_BIN=$OUT/bin/goproxy
 HAVE_SPLICED=0
+HAVE_FEATURES=0
 
 build_spliced() {
     if [[ -n ${SPLICED_BIN:-} ]]; then
@@ -242,6 +254,12 @@ build_spliced() {
         return
     fi
     HAVE_SPLICED=1
+    if grep -q -- --send-proxy <<<"$run_help" && grep -q -- --route <<<"$run_help" \
+        && grep -q -- --accept-proxy <<<"$bench_help"; then
+        HAVE_FEATURES=1
+    else
+        log "WARNING: spliced lacks run --send-proxy, run --route or bench --accept-proxy: sendproxy and sni rows skipped"
+    fi
 }
 
 build_pool_bench() {
@@ -283,9 +301,23 @@ config_ok() { # NAME: can this configuration run here?
     case $1 in
         direct | go | haproxy-splice-t[0-9]* | haproxy-nosplice-t[0-9]*) return 0 ;;
         spliced-splice-t[0-9]* | spliced-user-t[0-9]* | spliced-fresh-t[0-9]*) ((HAVE_SPLICED)) ;;
+        spliced-sendproxy-t[0-9]* | spliced-sni-t[0-9]*) ((HAVE_SPLICED && HAVE_FEATURES)) ;;
         realm | tokio-8k | tokio-64k) ((HAVE_RELAYS)) ;;
         nginx) [[ -n $NGINX_STREAM_MODULE ]] ;;
         *) die "unknown configuration: $1" ;;
+    esac
+}
+
+# The feature rows (issue 12: PROXY header, SNI routes) differ from
+# spliced-splice-tN only in what happens once per connection, so they run in
+# the per-connection tests alone: connect and syscalls. (iperf3 -s and
+# idle.py serve would not accept a PROXY header either.)
+feature_row() { [[ $1 == spliced-sendproxy-* || $1 == spliced-sni-* ]]; }
+config_runs() { # NAME TEST: config_ok, and the row belongs in TEST
+    config_ok "$1" || return 1
+    case $2 in
+        connect | syscalls) return 0 ;;
+        *) ! feature_row "$1" ;;
     esac
 }
 
@@ -368,14 +400,23 @@ start_proxy() {
     case $name in
         direct) PROXY_PORT=$uport; return 0 ;;
         spliced-*)
-            local copy=splice threads=${name##*-t} fresh=0
+            local copy=splice threads=${name##*-t} fresh=0 extra=() routes=() r
             [[ $name == spliced-user-* ]] && copy=userspace
             [[ $name == spliced-fresh-* ]] && fresh=1
+            if [[ $name == spliced-sendproxy-* ]]; then
+                # The upstream must read the header: the accept-proxy echo.
+                extra=(--send-proxy v2)
+                uport=$PROXY_ECHO_PORT
+            fi
+            if [[ $name == spliced-sni-* ]]; then
+                read -ra routes <<<"$SNI_ROUTES" # (no glob expansion of the "*.")
+                for r in "${routes[@]}"; do extra+=(--route "$r"); done
+            fi
             # shellcheck disable=SC2086
             SPLICED_BENCH_FRESH_PIPES=$fresh taskset -c "$PROXY_CPU" "$SPLICED" --log-level warn run \
                 --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$uport" \
                 --copy "$copy" --worker-threads "$threads" --max-conns $((IDLE_CONNS + 1000)) \
-                --metrics "127.0.0.1:$((BASE_PORT + 100 + idx))" $SPLICED_ARGS \
+                --metrics "127.0.0.1:$((BASE_PORT + 100 + idx))" "${extra[@]}" $SPLICED_ARGS \
                 >"$logf" 2>&1 &
             ;;
         haproxy-*)
@@ -454,7 +495,7 @@ phase_bulk() { # REP
     local rep=$1 name test
     local -A pid=() port=()
     for name in $CONFIGS; do
-        config_ok "$name" || continue
+        config_runs "$name" bulk || continue
         if start_proxy "$name" "$IPERF_PORT" "bulk-r$rep"; then
             pid[$name]=$PROXY_PID; port[$name]=$PROXY_PORT
         fi
@@ -482,6 +523,23 @@ ensure_echo() { # the echo upstream (echoes until EOF, then closes) on LOAD_CPU
     ECHO_PID=$!
     track "$ECHO_PID"
     wait_listen "$ECHO_PORT" "$ECHO_PID" || die "the echo upstream ($ECHO_SERVER) did not start"
+    ensure_proxy_echo
+}
+
+PROXY_ECHO_PID=
+ensure_proxy_echo() { # the upstream of spliced-sendproxy-tN: reads the PROXY header, then echoes
+    [[ -n $PROXY_ECHO_PID ]] && return 0
+    local name need=0
+    for name in $CONFIGS; do
+        [[ $name == spliced-sendproxy-* ]] && config_ok "$name" && need=1
+    done
+    ((need)) || return 0
+    taskset -c "$LOAD_CPU" "$SPLICED" --log-level warn bench --serve "127.0.0.1:$PROXY_ECHO_PORT" --echo \
+        --accept-proxy >"$RUN/proxy-echo-server.log" 2>&1 &
+    PROXY_ECHO_PID=$!
+    track "$PROXY_ECHO_PID"
+    wait_listen "$PROXY_ECHO_PORT" "$PROXY_ECHO_PID" \
+        || die "the accept-proxy echo upstream (spliced bench --serve --echo --accept-proxy) did not start"
 }
 
 phase_connect() { # REP
@@ -493,7 +551,7 @@ phase_connect() { # REP
     ensure_echo
     local -A pid=() port=()
     for name in $CONFIGS; do
-        config_ok "$name" || continue
+        config_runs "$name" connect || continue
         if start_proxy "$name" "$ECHO_PORT" "connect-r$rep"; then
             pid[$name]=$PROXY_PID; port[$name]=$PROXY_PORT
         fi
@@ -534,7 +592,7 @@ phase_keepalive() { # REP
     ensure_echo
     local -A pid=() port=()
     for name in $CONFIGS; do
-        config_ok "$name" || continue
+        config_runs "$name" keepalive || continue
         if start_proxy "$name" "$ECHO_PORT" "keepalive-r$rep"; then
             pid[$name]=$PROXY_PID; port[$name]=$PROXY_PORT
         fi
@@ -569,7 +627,7 @@ phase_syscalls() {
     ensure_echo
     for name in $CONFIGS; do
         [[ $name == direct ]] && continue
-        config_ok "$name" || continue
+        config_runs "$name" syscalls || continue
         start_proxy "$name" "$ECHO_PORT" "syscalls" || continue
         local out=$RUN/syscalls-$name.json
         # Warm-up (first pipes, first allocations) outside the counted sessions.
@@ -603,7 +661,7 @@ phase_idle() { # REP
     fi
     for name in $CONFIGS; do
         [[ $name == direct ]] && continue
-        config_ok "$name" || continue
+        config_runs "$name" idle || continue
         start_proxy "$name" "$IDLE_PORT" "idle-r$rep" || continue
         local ppid=$PROXY_PID idx base hold_out=$RUN/idle-$name-r$rep.json
         idx=$(config_index "$name")
@@ -667,21 +725,23 @@ phase_pool() {
 # machine BENCHMARKS.md names (run start-up, iperf3 and client start, proxy
 # starts; the idle holder opens about 1,500 connections a second).
 estimate() {
-    local n_all=0 n_proxy=0 name nclients
+    local n_all=0 n_proxy=0 n_feat=0 name nclients
     for name in $CONFIGS; do
         config_ok "$name" || continue
         n_all=$((n_all + 1))
         [[ $name == direct ]] || n_proxy=$((n_proxy + 1))
+        feature_row "$name" && n_feat=$((n_feat + 1))
     done
     nclients=$(wc -w <<<"$CONN_CLIENTS")
     ESTIMATE=$(awk -v r="$REPS" -v a="$n_all" -v p="$n_proxy" -v t="$TPUT_SECS" -v c="$CONN_SECS" \
         -v nc="$nclients" -v k="$KA_SECS" -v ir="$IDLE_REPS" -v ic="$IDLE_CONNS" \
-        -v ss="$SYSCALL_SHORT" -v sk="$SYSCALL_KA" -v q="$QUICK" -v tests="$TESTS" 'BEGIN {
+        -v ss="$SYSCALL_SHORT" -v sk="$SYSCALL_KA" -v q="$QUICK" -v tests="$TESTS" -v f="$n_feat" 'BEGIN {
+        # f feature rows run in connect and syscalls only
         e = 0
-        if (tests ~ /bulk/)      e += r * (a * 3 * (t + 0.6) + 2)
+        if (tests ~ /bulk/)      e += r * ((a - f) * 3 * (t + 0.6) + 2)
         if (tests ~ /connect/)   e += r * (a * nc * (c + 0.5) + 1)
-        if (tests ~ /keepalive/) e += r * (a * (k + 0.5) + 1)
-        if (tests ~ /idle/)      e += (r < ir ? r : ir) * p * (ic / 1500 + 2.5)
+        if (tests ~ /keepalive/) e += r * ((a - f) * (k + 0.5) + 1)
+        if (tests ~ /idle/)      e += (r < ir ? r : ir) * (p - f) * (ic / 1500 + 2.5)
         if (tests ~ /syscalls/)  e += p * (3 * ss * 0.006 + 3 * sk * 0.0025 + 3)
         if (tests ~ /pool/)      e += (q == 1 ? 45 : 110)
         printf "%d", e }')
@@ -699,13 +759,16 @@ if ((NCPU < 2)); then
 fi
 check_ports
 for name in $CONFIGS; do
-    [[ $name =~ ^(direct|go|nginx|realm|tokio-8k|tokio-64k|(spliced-(splice|user|fresh)|haproxy-(splice|nosplice))-t[1-9][0-9]*)$ ]] \
+    [[ $name =~ ^(direct|go|nginx|realm|tokio-8k|tokio-64k|(spliced-(splice|user|fresh|sendproxy|sni)|haproxy-(splice|nosplice))-t[1-9][0-9]*)$ ]] \
         || die "unknown configuration: $name"
 done
 if [[ $TESTS == *bulk* || $TESTS == *connect* || $TESTS == *keepalive* || $TESTS == *idle* || $TESTS == *syscalls* ]]; then
     build_spliced
     build_goproxy
-    build_relays
+    # bench/relays: the realm and tokio rows, and the keep-alive load.
+    if [[ $TESTS == *keepalive* || " $CONFIGS " =~ \ (realm|tokio-8k|tokio-64k)\  ]]; then
+        build_relays
+    fi
     for name in $CONFIGS; do
         config_ok "$name" || log "WARNING: $name cannot run here (see the warnings above): its rows are skipped"
     done
@@ -719,9 +782,16 @@ fi
 log "pinning: proxy under test on CPU $PROXY_CPU (taskset -c $PROXY_CPU); iperf3 client+server, spliced bench client, upstream servers and idle.py on CPU $LOAD_CPU (taskset -c $LOAD_CPU)"
 log "reps=$REPS tput=${TPUT_SECS}s connect=${CONN_SECS}s clients=[$CONN_CLIENTS] keepalive=${KA_SECS}s x$KA_CONNS idle=$IDLE_CONNS conns x$IDLE_REPS, fd limit $NOFILE; tests: $TESTS; configs: $CONFIGS"
 log "results in $RUN"
+for name in $CONFIGS; do
+    feature_row "$name" && config_ok "$name" || continue
+    case $name in
+        spliced-sendproxy-*) log "$name: --send-proxy v2 to spliced bench --serve --echo --accept-proxy (port $PROXY_ECHO_PORT); connect and syscalls tests only" ;;
+        spliced-sni-*) log "$name: --route $SNI_ROUTES (nothing listens there); the load speaks plain text, so this measures the ClientHello peek and the default route; connect and syscalls tests only" ;;
+    esac
+done
 
 cat >"$RUN/meta.json" <<EOF
-{"stamp":"$STAMP","command":"$(printf '%q ' "${BASH_SOURCE[0]}" "$@")","env":{"QUICK":"$QUICK","REPS":"$REPS","TPUT_SECS":"$TPUT_SECS","CONN_SECS":"$CONN_SECS","CONN_CLIENTS":"$CONN_CLIENTS","KA_SECS":"$KA_SECS","KA_CONNS":"$KA_CONNS","IDLE_CONNS":"$IDLE_CONNS","IDLE_REPS":"$IDLE_REPS","SYSCALL_SHORT":"$SYSCALL_SHORT","SYSCALL_KA":"$SYSCALL_KA","CONFIGS":"$CONFIGS","TESTS":"$TESTS","HAPROXY_PIPESIZE":"$HAPROXY_PIPESIZE","SPLICED_ARGS":"$SPLICED_ARGS","ECHO_SERVER":"$ECHO_SERVER"},
+{"stamp":"$STAMP","command":"$(printf '%q ' "${BASH_SOURCE[0]}" "$@")","env":{"QUICK":"$QUICK","REPS":"$REPS","TPUT_SECS":"$TPUT_SECS","CONN_SECS":"$CONN_SECS","CONN_CLIENTS":"$CONN_CLIENTS","KA_SECS":"$KA_SECS","KA_CONNS":"$KA_CONNS","IDLE_CONNS":"$IDLE_CONNS","IDLE_REPS":"$IDLE_REPS","SYSCALL_SHORT":"$SYSCALL_SHORT","SYSCALL_KA":"$SYSCALL_KA","CONFIGS":"$CONFIGS","TESTS":"$TESTS","HAPROXY_PIPESIZE":"$HAPROXY_PIPESIZE","SPLICED_ARGS":"$SPLICED_ARGS","ECHO_SERVER":"$ECHO_SERVER","SNI_ROUTES":"$SNI_ROUTES"},
  "kernel":"$(uname -r)","cpu":"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)","ncpu":$NCPU,"clk_tck":$CLK_TCK,"nofile":$NOFILE,
  "pinning":{"proxy_cpu":$PROXY_CPU,"load_cpu":$LOAD_CPU},
  "versions":{"haproxy":"$(haproxy -v 2>/dev/null | head -n1)","nginx":"$(nginx -v 2>&1 | head -n1)","strace":"$(strace -V 2>/dev/null | head -n1)","realm_io":"$(awk '/^name = "realm_io"/ {getline; print $3}' "$BENCH/relays/Cargo.lock" | tr -d '"')","iperf3":"$(iperf3 --version 2>/dev/null | head -n1)","go":"$(go version)","spliced":"$( ((HAVE_SPLICED)) && "$SPLICED" --version 2>/dev/null)","git":"$(cd "$ROOT" && git describe --always --dirty 2>/dev/null)"}}
@@ -759,7 +829,11 @@ log "report"
 python3 "$BENCH/report.py" report "$RUN" "$OUT/compare-$STAMP.json" | tee "$RUN/table.txt"
 cp "$OUT/compare-$STAMP.json" "$OUT/latest.json"
 cp "$RUN/table.txt" "$OUT/latest.txt"
-if [[ -f $RUN/plot.dat ]] && grep -qv '^#' "$RUN/plot.dat"; then
+# The chart's panels all share the rows' axis: gnuplot gives up when the
+# bulk columns (2-19) have no value at all (a run without the bulk test).
+if [[ -f $RUN/plot.dat ]] && ! awk '!/^#/ { for (i = 2; i <= 19; i++) if ($i != "?") found = 1 } END { exit !found }' "$RUN/plot.dat"; then
+    log "chart: skipped (no bulk figures in this run)"
+elif [[ -f $RUN/plot.dat ]] && grep -qv '^#' "$RUN/plot.dat"; then
     term=pngcairo
     gnuplot -e "set terminal" 2>&1 | grep -q pngcairo || term=png
     if gnuplot -e "datafile='$RUN/plot.dat'; outfile='$OUT/latest.png'; term='$term'; subtitle='$STAMP, $REPS reps'" \
