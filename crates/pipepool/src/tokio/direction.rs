@@ -33,8 +33,8 @@ use ::tokio::task::coop;
 use super::detect;
 use super::next_read::NextRead;
 use super::options::CopyOptions;
-use super::progress::Live;
 use super::userspace::Buffer;
+use super::written::Written;
 use crate::copy::write_zero;
 use crate::sys;
 use crate::{Method, PipePool, PooledPipe, Transfer};
@@ -45,28 +45,47 @@ use crate::{Method, PipePool, PooledPipe, Transfer};
 /// thread for long while others wait.
 const YIELD_AFTER: u64 = 1 << 20;
 
-/// How a direction moves bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
-    /// Splice through pooled pipes; a burst that finds the pool at its bound
-    /// goes through the buffer.
-    Splice,
-    /// Through the buffer: the types cannot be spliced, or zero-copy is off.
-    Userspace,
-    /// Through the buffer from now on: the kernel refused to splice before
-    /// any byte had moved.
-    FellBack,
+/// Where a direction is in its life, and how it moves bytes: one state, as
+/// in tokio's `copy_bidirectional`, each variant holding what it needs. The
+/// path is chosen once, in [`Direction::new`]; the only change of path is
+/// the fallback from `Splice` to `Buffer`.
+#[derive(Debug)]
+enum State<'p> {
+    /// Copying from one socket to another through pooled pipes; a burst
+    /// that finds the pool at its bound goes through the buffer.
+    Splice(Splicing<'p>),
+    /// Copying through the buffer: the types cannot be spliced, zero-copy
+    /// is off, or (the fallback) the kernel refused to splice before any
+    /// byte had moved.
+    Buffer,
+    /// End of file reached, and every byte read written and flushed:
+    /// shutting the writer down (`copy_bidirectional`). `spliced`: the copy
+    /// ended on the splice path.
+    ShuttingDown { spliced: bool },
+    /// Finished; `spliced` as in `ShuttingDown`.
+    Done { spliced: bool },
 }
 
-/// Where a direction is in its life, as in tokio's `copy_bidirectional`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Copying until end of file and everything read is written.
-    Copying,
-    /// End of file reached; shutting the writer down.
-    ShuttingDown,
-    /// Finished.
-    Done,
+/// The data of the splice path.
+#[derive(Debug)]
+struct Splicing<'p> {
+    /// Bytes spliced from the source and not yet into the destination.
+    /// Invariant: `Some` only while the pipe is not empty; an emptied pipe
+    /// is given back at once. Never `Some` while the buffer holds bytes.
+    pipe: Option<PooledPipe<'p>>,
+    /// How the next read from the source socket is made.
+    next_read: NextRead,
+    /// The source may hold a TCP urgent mark that splice stops at.
+    urgent_marks: bool,
+}
+
+impl Splicing<'_> {
+    /// Gives the pipe, emptied, back to the pool.
+    fn give_back_pipe(&mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            give_back(pipe);
+        }
+    }
 }
 
 /// What one step of the copy loop did.
@@ -83,20 +102,13 @@ enum Advance {
 pub(super) struct Direction<'p> {
     /// Where pipes come from.
     pool: &'p PipePool,
-    /// How bytes move now.
-    path: Path,
-    /// Bytes spliced from the source and not yet into the destination.
-    /// Invariant: `Some` only while the pipe is not empty; an emptied pipe
-    /// is given back at once. Never `Some` while `buf` holds bytes.
-    pipe: Option<PooledPipe<'p>>,
-    /// The userspace path. Never holds bytes while `pipe` is `Some`.
+    /// Where the direction is, and how bytes move.
+    state: State<'p>,
+    /// The userspace path. Never holds bytes while the splice path holds a
+    /// pipe.
     buf: Buffer,
     /// The source reached end of file.
     eof: bool,
-    /// How the next read from the source socket is made (splice mode).
-    next_read: NextRead,
-    /// The source may hold a TCP urgent mark that splice stops at.
-    urgent_marks: bool,
     /// Bytes went through `poll_write` and were not flushed since.
     need_flush: bool,
     /// Bytes read from the source, by any path.
@@ -105,33 +117,6 @@ pub(super) struct Direction<'p> {
     out: Written<'p>,
     /// Shut the writer down after end of file (`copy_bidirectional`).
     shutdown: bool,
-    /// Where the direction is in its life.
-    phase: Phase,
-}
-
-/// What a direction has written to its destination.
-#[derive(Debug)]
-struct Written<'p> {
-    /// Bytes, by any path.
-    total: u64,
-    /// The part of `total` that came out of a pipe.
-    spliced: u64,
-    /// Where the bytes are also counted as they are written, if anywhere.
-    live: Option<Live<'p>>,
-}
-
-impl Written<'_> {
-    /// Counts `n` bytes written, out of the pipe (`spliced`) or the buffer.
-    fn add(&mut self, n: usize, spliced: bool) {
-        let n = n as u64;
-        self.total += n;
-        if spliced {
-            self.spliced += n;
-        }
-        if let Some(live) = self.live {
-            live.add(n, spliced);
-        }
-    }
 }
 
 impl<'p> Direction<'p> {
@@ -146,30 +131,23 @@ impl<'p> Direction<'p> {
         shutdown: bool,
         a_to_b: bool,
     ) -> Direction<'p> {
-        let pair = detect::splice_pair(reader, writer).filter(|_| opts.zero_copy);
-        let path = if pair.is_some() {
-            Path::Splice
-        } else {
-            Path::Userspace
+        let state = match detect::splice_pair(reader, writer).filter(|_| opts.zero_copy) {
+            Some((src, _)) => State::Splice(Splicing {
+                pipe: None,
+                next_read: NextRead::Probe,
+                urgent_marks: src.has_urgent_mark(),
+            }),
+            None => State::Buffer,
         };
-        let urgent_marks = pair.is_some_and(|(src, _)| src.has_urgent_mark());
         Direction {
             pool: &opts.pool,
-            path,
-            pipe: None,
+            state,
             buf: Buffer::new(opts.buffer_size),
             eof: false,
-            next_read: NextRead::Probe,
-            urgent_marks,
             need_flush: false,
             read: 0,
-            out: Written {
-                total: 0,
-                spliced: 0,
-                live: opts.progress.as_ref().map(|p| p.side(a_to_b)),
-            },
+            out: Written::new(opts.progress.as_ref().map(|p| p.side(a_to_b))),
             shutdown,
-            phase: Phase::Copying,
         }
     }
 
@@ -184,15 +162,17 @@ impl<'p> Direction<'p> {
         let Some(socket) = detect::write_socket(writer) else {
             return;
         };
-        if let Some(pipe) = self.pipe.as_mut() {
-            while !pipe.is_empty() {
-                match socket.splice_now(pipe) {
-                    Ok(n) if n > 0 => self.out.add(n, true),
-                    _ => break,
+        if let State::Splice(splicing) = &mut self.state {
+            if let Some(pipe) = splicing.pipe.as_mut() {
+                while !pipe.is_empty() {
+                    match socket.splice_now(pipe) {
+                        Ok(n) if n > 0 => self.out.add(n, true),
+                        _ => break,
+                    }
                 }
-            }
-            if pipe.is_empty() {
-                self.pipe = None; // back to the pool, clean
+                if pipe.is_empty() {
+                    splicing.pipe = None; // back to the pool, clean
+                }
             }
         }
         while !self.buf.is_empty() {
@@ -228,7 +208,13 @@ impl<'p> Direction<'p> {
     /// [`Method::Splice`] if a byte went through a pipe, or if none moved
     /// yet and the direction would splice; else [`Method::Userspace`].
     pub(super) fn method(&self) -> Method {
-        if self.out.spliced > 0 || (self.out.total == 0 && self.path == Path::Splice) {
+        let would_splice = matches!(
+            self.state,
+            State::Splice(_)
+                | State::ShuttingDown { spliced: true }
+                | State::Done { spliced: true }
+        );
+        if self.out.spliced > 0 || (self.out.total == 0 && would_splice) {
             Method::Splice
         } else {
             Method::Userspace
@@ -250,20 +236,21 @@ impl<'p> Direction<'p> {
         W: AsyncWrite + Unpin + ?Sized,
     {
         loop {
-            match self.phase {
-                Phase::Copying => {
+            match self.state {
+                State::Splice(_) | State::Buffer => {
                     ready!(self.poll_copy(cx, reader, writer))?;
-                    self.phase = if self.shutdown {
-                        Phase::ShuttingDown
+                    let spliced = matches!(self.state, State::Splice(_));
+                    self.state = if self.shutdown {
+                        State::ShuttingDown { spliced }
                     } else {
-                        Phase::Done
+                        State::Done { spliced }
                     };
                 }
-                Phase::ShuttingDown => {
+                State::ShuttingDown { spliced } => {
                     ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
-                    self.phase = Phase::Done;
+                    self.state = State::Done { spliced };
                 }
-                Phase::Done => return Poll::Ready(Ok(self.out.total)),
+                State::Done { .. } => return Poll::Ready(Ok(self.out.total)),
             }
         }
     }
@@ -318,7 +305,7 @@ impl<'p> Direction<'p> {
     {
         // 1. Bytes in a pipe go out first. Nothing is read meanwhile: the
         //    next splice in must find the pipe empty.
-        if self.pipe.is_some() {
+        if matches!(self.state, State::Splice(Splicing { pipe: Some(_), .. })) {
             return self.drain_pipe(cx, writer);
         }
         // 2. Bytes in the buffer go out next; while the writer is not ready,
@@ -335,7 +322,7 @@ impl<'p> Direction<'p> {
 
         // 4. Read more: into a pipe if we can; without a pipe (the pool is
         //    at its bound, or out of fds) this burst goes through memory.
-        if self.path == Path::Splice && self.next_read != NextRead::Buffer {
+        if matches!(&self.state, State::Splice(s) if s.next_read != NextRead::Buffer) {
             if let Some(done) = self.read_into_pipe(cx, reader, writer) {
                 return done;
             }
@@ -348,20 +335,20 @@ impl<'p> Direction<'p> {
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
-        let Some(pipe) = self.pipe.as_mut() else {
+        let State::Splice(splicing) = &mut self.state else {
             return Poll::Ready(Ok(Advance::Again));
         };
-        let dst = detect::write_socket(&*writer)
-            .expect("only a direction between two sockets holds a pipe");
+        let Some(pipe) = splicing.pipe.as_mut() else {
+            return Poll::Ready(Ok(Advance::Again));
+        };
+        let dst = destination(&*writer);
         ready!(dst.poll_write_ready(cx))?;
         match dst.splice_out_of(pipe) {
             Ok(0) => return Poll::Ready(Err(write_zero())),
             Ok(n) => {
                 self.out.add(n, true);
                 if pipe.is_empty() {
-                    if let Some(empty) = self.pipe.take() {
-                        self.give_back(empty);
-                    }
+                    splicing.give_back_pipe();
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -370,8 +357,7 @@ impl<'p> Direction<'p> {
                 // bytes move to the buffer and go out through
                 // `poll_write`, as everything after them will.
                 self.buf.take_from_pipe(pipe)?;
-                self.pipe = None;
-                self.path = Path::FellBack;
+                self.state = State::Buffer;
             }
             Err(e) => return Poll::Ready(Err(e)),
         }
@@ -394,7 +380,7 @@ impl<'p> Direction<'p> {
             Poll::Ready(Ok(n)) => {
                 self.out.add(n, false);
                 self.need_flush = true;
-                if self.path == Path::Splice && self.buf.is_empty() {
+                if matches!(self.state, State::Splice(_)) && self.buf.is_empty() {
                     // The end of a burst through memory: back to pipes.
                     self.buf.release();
                 }
@@ -415,8 +401,9 @@ impl<'p> Direction<'p> {
     }
 
     /// One read from the source socket into a pipe, made the way
-    /// [`NextRead`] says. `None` when no pipe could be had: the caller
-    /// reads through the buffer instead.
+    /// [`NextRead`] says. `None` when no pipe could be had (or the
+    /// direction does not splice): the caller reads through the buffer
+    /// instead.
     fn read_into_pipe<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -427,13 +414,19 @@ impl<'p> Direction<'p> {
         R: AsyncRead + Unpin + ?Sized,
         W: AsyncWrite + Unpin + ?Sized,
     {
-        let src = detect::read_socket(&*reader).expect("a direction splices only from a socket");
+        let State::Splice(splicing) = &mut self.state else {
+            return None;
+        };
+        let urgent_marks = splicing.urgent_marks;
+        let src = source(&*reader);
         match src.poll_read_ready(cx) {
-            Poll::Pending => return Some(self.poll_flush_while_idle(cx, writer)),
+            Poll::Pending => {
+                return Some(poll_flush_while_idle(&mut self.need_flush, cx, writer));
+            }
             Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
             Poll::Ready(Ok(())) => {}
         }
-        if matches!(self.next_read, NextRead::AfterWait | NextRead::Peek)
+        if matches!(splicing.next_read, NextRead::AfterWait | NextRead::Peek)
             && self.read > 0
             && src.read_closed(cx)
         {
@@ -442,25 +435,25 @@ impl<'p> Direction<'p> {
             // fooled by an urgent mark. (Not before the first byte: a
             // connection's first burst is spliced, as its `Method`
             // says.)
-            self.next_read = NextRead::Buffer;
+            splicing.next_read = NextRead::Buffer;
             return Some(Poll::Ready(Ok(Advance::Again)));
         }
-        if self.next_read == NextRead::Probe && src.read_closed(cx) {
+        if splicing.next_read == NextRead::Probe && src.read_closed(cx) {
             // The peer shut down: a real event, not the readiness tokio
             // gives a fresh socket, so no peek is needed to tell (a splice
             // that finds only the FIN is checked with a read as ever).
-            self.next_read = NextRead::Splice;
+            splicing.next_read = NextRead::Splice;
         }
-        if self.next_read == NextRead::AfterWait {
+        if splicing.next_read == NextRead::AfterWait {
             // A new readiness event: data, most likely.
-            self.next_read = NextRead::Splice;
+            splicing.next_read = NextRead::Splice;
         }
-        if matches!(self.next_read, NextRead::Probe | NextRead::Peek) {
+        if matches!(splicing.next_read, NextRead::Probe | NextRead::Peek) {
             match src.peek() {
                 // End of file, maybe after an urgent byte that the peek
                 // skipped without consuming it: a read consumes it.
-                Ok(Some(0)) if self.urgent_marks => {
-                    self.next_read = NextRead::Buffer;
+                Ok(Some(0)) if urgent_marks => {
+                    splicing.next_read = NextRead::Buffer;
                     return Some(Poll::Ready(Ok(Advance::Again)));
                 }
                 Ok(Some(0)) => {
@@ -468,58 +461,57 @@ impl<'p> Direction<'p> {
                     return Some(Poll::Ready(Ok(Advance::Again)));
                 }
                 // Data, or no socket to peek at (the splice will tell).
-                Ok(Some(_) | None) => self.next_read = NextRead::Splice,
+                Ok(Some(_) | None) => splicing.next_read = NextRead::Splice,
                 // Readiness cleared: the next check waits.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.next_read = NextRead::AfterWait;
+                    splicing.next_read = NextRead::AfterWait;
                     return Some(Poll::Ready(Ok(Advance::Again)));
                 }
                 Err(e) => return Some(Poll::Ready(Err(e))),
             }
         }
-        if let Some(mut pipe) = self.take_pipe() {
-            let capacity = pipe.capacity();
-            match src.splice_into(&mut pipe, !self.urgent_marks) {
-                // End of file, or (TCP) the urgent mark with the FIN
-                // behind it: a read tells.
-                Ok(0) if self.urgent_marks => {
-                    self.next_read = NextRead::Buffer;
-                    self.give_back(pipe);
-                }
-                Ok(0) => {
-                    self.eof = true;
-                    self.give_back(pipe);
-                }
-                Ok(n) => {
-                    self.read += n as u64;
-                    self.pipe = Some(pipe);
-                    if self.urgent_marks && n < capacity {
-                        // Maybe stopped at an urgent mark: the next
-                        // read peeks (where a splice would have
-                        // answered `EAGAIN` at the end of the burst).
-                        self.next_read = NextRead::Peek;
-                    }
-                }
-                // The data a peek or a readiness event announced is
-                // behind an urgent mark (or the event was stale): the
-                // readiness was kept, and a read moves past the mark.
-                Err(e) if self.urgent_marks && e.kind() == io::ErrorKind::WouldBlock => {
-                    self.next_read = NextRead::Buffer;
-                    self.give_back(pipe);
-                }
-                // Stale readiness, now cleared: the next check waits.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.give_back(pipe),
-                Err(e) if sys::is_unsupported(&e) && self.read == 0 => {
-                    // The source cannot be spliced (kTLS, an odd fd):
-                    // nothing was read, so copy through memory instead.
-                    drop(pipe);
-                    self.path = Path::FellBack;
-                }
-                Err(e) => return Some(Poll::Ready(Err(e))),
+        // No pipe (the pool is at its bound, or `pipe2` failed): `None`.
+        let mut pipe = self.pool.get().ok()?;
+        let capacity = pipe.capacity();
+        match src.splice_into(&mut pipe, !urgent_marks) {
+            // End of file, or (TCP) the urgent mark with the FIN behind it:
+            // a read tells.
+            Ok(0) if urgent_marks => {
+                splicing.next_read = NextRead::Buffer;
+                give_back(pipe);
             }
-            return Some(Poll::Ready(Ok(Advance::Again)));
+            Ok(0) => {
+                self.eof = true;
+                give_back(pipe);
+            }
+            Ok(n) => {
+                self.read += n as u64;
+                splicing.pipe = Some(pipe);
+                if urgent_marks && n < capacity {
+                    // Maybe stopped at an urgent mark: the next read peeks
+                    // (where a splice would have answered `EAGAIN` at the
+                    // end of the burst).
+                    splicing.next_read = NextRead::Peek;
+                }
+            }
+            // The data a peek or a readiness event announced is behind an
+            // urgent mark (or the event was stale): the readiness was kept,
+            // and a read moves past the mark.
+            Err(e) if urgent_marks && e.kind() == io::ErrorKind::WouldBlock => {
+                splicing.next_read = NextRead::Buffer;
+                give_back(pipe);
+            }
+            // Stale readiness, now cleared: the next check waits.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => give_back(pipe),
+            Err(e) if sys::is_unsupported(&e) && self.read == 0 => {
+                // The source cannot be spliced (kTLS, an odd fd): nothing
+                // was read, so copy through memory instead.
+                drop(pipe);
+                self.state = State::Buffer;
+            }
+            Err(e) => return Some(Poll::Ready(Err(e))),
         }
-        None
+        Some(Poll::Ready(Ok(Advance::Again)))
     }
 
     /// One read into the buffer.
@@ -538,16 +530,18 @@ impl<'p> Direction<'p> {
             Poll::Ready(Ok(0)) => self.eof = true,
             Poll::Ready(Ok(n)) => {
                 self.read += n as u64;
-                if self.urgent_marks {
-                    // A read that filled the buffer leaves more behind:
-                    // splice it. A shorter one may have stopped before an
-                    // urgent mark (or found everything): read through the
-                    // buffer again.
-                    self.next_read = if n >= room {
-                        NextRead::Splice
-                    } else {
-                        NextRead::Buffer
-                    };
+                if let State::Splice(s) = &mut self.state {
+                    if s.urgent_marks {
+                        // A read that filled the buffer leaves more behind:
+                        // splice it. A shorter one may have stopped before
+                        // an urgent mark (or found everything): read
+                        // through the buffer again.
+                        s.next_read = if n >= room {
+                            NextRead::Splice
+                        } else {
+                            NextRead::Buffer
+                        };
+                    }
                 }
             }
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -555,13 +549,15 @@ impl<'p> Direction<'p> {
                 // Nothing to read: an empty buffer goes back to the thread's
                 // spares, so an idle connection holds none.
                 self.buf.release();
-                if self.urgent_marks {
-                    self.next_read = NextRead::AfterWait;
+                if let State::Splice(s) = &mut self.state {
+                    if s.urgent_marks {
+                        s.next_read = NextRead::AfterWait;
+                    }
                 }
-                return self.poll_flush_while_idle(cx, writer);
+                return poll_flush_while_idle(&mut self.need_flush, cx, writer);
             }
         }
-        if self.path == Path::Splice && self.buf.is_empty() {
+        if matches!(self.state, State::Splice(_)) && self.buf.is_empty() {
             self.buf.release();
         }
         Poll::Ready(Ok(Advance::Again))
@@ -577,10 +573,10 @@ impl<'p> Direction<'p> {
     where
         R: AsyncRead + Unpin + ?Sized,
     {
-        if !(self.urgent_marks && self.path == Path::Splice) {
+        if !matches!(&self.state, State::Splice(s) if s.urgent_marks) {
             return self.buf.poll_fill(cx, Pin::new(&mut *reader));
         }
-        let src = detect::read_socket(&*reader).expect("a direction splices only from a socket");
+        let src = source(&*reader);
         loop {
             ready!(src.poll_read_ready(cx))?;
             match self.buf.fill_with(|free| src.recv(free)) {
@@ -590,36 +586,42 @@ impl<'p> Direction<'p> {
             }
         }
     }
+}
 
-    /// The reader has nothing for now: flush what went through `poll_write`
-    /// so that a writer that buffers does not sit on bytes the peer is
-    /// waiting for, then wait.
-    fn poll_flush_while_idle<W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        writer: &mut W,
-    ) -> Poll<io::Result<Advance>>
-    where
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        if self.need_flush {
-            ready!(Pin::new(&mut *writer).poll_flush(cx))?;
-            self.need_flush = false;
-        }
-        Poll::Pending
-    }
+/// The socket a splicing direction reads from. [`Direction::new`] chose to
+/// splice because both sides are tokio sockets, and the detection is by
+/// type: it holds for every poll.
+fn source<R: ?Sized>(reader: &R) -> detect::Socket<'_> {
+    detect::read_socket(reader).expect("a direction splices only from a socket")
+}
 
-    /// An empty pipe from the pool; `None` when the pool refuses (at its
-    /// bound, or `pipe2` failed).
-    fn take_pipe(&mut self) -> Option<PooledPipe<'p>> {
-        self.pool.get().ok()
-    }
+/// The socket a splicing direction writes to (as [`source`]).
+fn destination<W: ?Sized>(writer: &W) -> detect::Socket<'_> {
+    detect::write_socket(writer).expect("a direction splices only into a socket")
+}
 
-    /// Gives an empty pipe back to the pool.
-    fn give_back(&mut self, pipe: PooledPipe<'p>) {
-        debug_assert!(pipe.is_empty());
-        drop(pipe); // empty: back to the pool's cache
+/// The reader has nothing for now: flush what went through `poll_write` so
+/// that a writer that buffers does not sit on bytes the peer is waiting
+/// for, then wait.
+fn poll_flush_while_idle<W>(
+    need_flush: &mut bool,
+    cx: &mut Context<'_>,
+    writer: &mut W,
+) -> Poll<io::Result<Advance>>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    if *need_flush {
+        ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+        *need_flush = false;
     }
+    Poll::Pending
+}
+
+/// Gives an empty pipe back to the pool.
+fn give_back(pipe: PooledPipe<'_>) {
+    debug_assert!(pipe.is_empty());
+    drop(pipe); // empty: back to the pool's cache
 }
 
 #[cfg(test)]
