@@ -22,6 +22,10 @@
 //! the pool at its bound (that burst only). Bytes are only ever in the pipe
 //! *or* in the buffer, and each is emptied before the source is read again,
 //! so the order of the bytes never changes when the path does.
+//!
+//! The direction's state is one [`State`]; the moves of the splice path are
+//! in `direction/splice.rs`, those of the buffer path in
+//! `direction/buffer.rs`.
 
 use std::io;
 use std::pin::Pin;
@@ -30,14 +34,16 @@ use std::task::{ready, Context, Poll};
 use ::tokio::io::{AsyncRead, AsyncWrite};
 use ::tokio::task::coop;
 
+use self::splice::Splicing;
 use super::detect;
 use super::next_read::NextRead;
 use super::options::CopyOptions;
 use super::userspace::Buffer;
 use super::written::Written;
-use crate::copy::write_zero;
-use crate::sys;
-use crate::{Method, PipePool, PooledPipe, Transfer};
+use crate::{Method, PipePool, Transfer};
+
+mod buffer;
+mod splice;
 
 /// Bytes a direction writes in one poll before it yields to the scheduler,
 /// on top of tokio's coop budget (which every readiness check draws on):
@@ -64,28 +70,6 @@ enum State<'p> {
     ShuttingDown { spliced: bool },
     /// Finished; `spliced` as in `ShuttingDown`.
     Done { spliced: bool },
-}
-
-/// The data of the splice path.
-#[derive(Debug)]
-struct Splicing<'p> {
-    /// Bytes spliced from the source and not yet into the destination.
-    /// Invariant: `Some` only while the pipe is not empty; an emptied pipe
-    /// is given back at once. Never `Some` while the buffer holds bytes.
-    pipe: Option<PooledPipe<'p>>,
-    /// How the next read from the source socket is made.
-    next_read: NextRead,
-    /// The source may hold a TCP urgent mark that splice stops at.
-    urgent_marks: bool,
-}
-
-impl Splicing<'_> {
-    /// Gives the pipe, emptied, back to the pool.
-    fn give_back_pipe(&mut self) {
-        if let Some(pipe) = self.pipe.take() {
-            give_back(pipe);
-        }
-    }
 }
 
 /// What one step of the copy loop did.
@@ -329,275 +313,6 @@ impl<'p> Direction<'p> {
         }
         self.read_into_buffer(cx, reader, writer)
     }
-
-    /// Splices what the pipe holds into the writer (a socket).
-    fn drain_pipe<W>(&mut self, cx: &mut Context<'_>, writer: &mut W) -> Poll<io::Result<Advance>>
-    where
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        let State::Splice(splicing) = &mut self.state else {
-            return Poll::Ready(Ok(Advance::Again));
-        };
-        let Some(pipe) = splicing.pipe.as_mut() else {
-            return Poll::Ready(Ok(Advance::Again));
-        };
-        let dst = destination(&*writer);
-        ready!(dst.poll_write_ready(cx))?;
-        match dst.splice_out_of(pipe) {
-            Ok(0) => return Poll::Ready(Err(write_zero())),
-            Ok(n) => {
-                self.out.add(n, true);
-                if pipe.is_empty() {
-                    splicing.give_back_pipe();
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if sys::is_unsupported(&e) && self.out.total == 0 => {
-                // The destination takes no splice. Nothing is lost: the
-                // bytes move to the buffer and go out through
-                // `poll_write`, as everything after them will.
-                self.buf.take_from_pipe(pipe)?;
-                self.state = State::Buffer;
-            }
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-        Poll::Ready(Ok(Advance::Again))
-    }
-
-    /// Writes what the buffer holds into the writer; while the writer is
-    /// not ready, tops the buffer up.
-    fn drain_buffer<R, W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: &mut R,
-        writer: &mut W,
-    ) -> Poll<io::Result<Advance>>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        match self.buf.poll_drain(cx, Pin::new(&mut *writer)) {
-            Poll::Ready(Ok(n)) => {
-                self.out.add(n, false);
-                self.need_flush = true;
-                if matches!(self.state, State::Splice(_)) && self.buf.is_empty() {
-                    // The end of a burst through memory: back to pipes.
-                    self.buf.release();
-                }
-                Poll::Ready(Ok(Advance::Again))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                // More bytes now make a larger write later.
-                if !self.eof && self.buf.has_room() {
-                    match ready!(self.poll_fill(cx, reader))? {
-                        0 => self.eof = true,
-                        n => self.read += n as u64,
-                    }
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    /// One read from the source socket into a pipe, made the way
-    /// [`NextRead`] says. `None` when no pipe could be had (or the
-    /// direction does not splice): the caller reads through the buffer
-    /// instead.
-    fn read_into_pipe<R, W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: &mut R,
-        writer: &mut W,
-    ) -> Option<Poll<io::Result<Advance>>>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        let State::Splice(splicing) = &mut self.state else {
-            return None;
-        };
-        let urgent_marks = splicing.urgent_marks;
-        let src = source(&*reader);
-        match src.poll_read_ready(cx) {
-            Poll::Pending => {
-                return Some(poll_flush_while_idle(&mut self.need_flush, cx, writer));
-            }
-            Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
-            Poll::Ready(Ok(())) => {}
-        }
-        if matches!(splicing.next_read, NextRead::AfterWait | NextRead::Peek)
-            && self.read > 0
-            && src.read_closed(cx)
-        {
-            // The peer shut down: the read through the buffer tells the
-            // end of file in one call (as a splice would), and cannot be
-            // fooled by an urgent mark. (Not before the first byte: a
-            // connection's first burst is spliced, as its `Method`
-            // says.)
-            splicing.next_read = NextRead::Buffer;
-            return Some(Poll::Ready(Ok(Advance::Again)));
-        }
-        if splicing.next_read == NextRead::Probe && src.read_closed(cx) {
-            // The peer shut down: a real event, not the readiness tokio
-            // gives a fresh socket, so no peek is needed to tell (a splice
-            // that finds only the FIN is checked with a read as ever).
-            splicing.next_read = NextRead::Splice;
-        }
-        if splicing.next_read == NextRead::AfterWait {
-            // A new readiness event: data, most likely.
-            splicing.next_read = NextRead::Splice;
-        }
-        if matches!(splicing.next_read, NextRead::Probe | NextRead::Peek) {
-            match src.peek() {
-                // End of file, maybe after an urgent byte that the peek
-                // skipped without consuming it: a read consumes it.
-                Ok(Some(0)) if urgent_marks => {
-                    splicing.next_read = NextRead::Buffer;
-                    return Some(Poll::Ready(Ok(Advance::Again)));
-                }
-                Ok(Some(0)) => {
-                    self.eof = true;
-                    return Some(Poll::Ready(Ok(Advance::Again)));
-                }
-                // Data, or no socket to peek at (the splice will tell).
-                Ok(Some(_) | None) => splicing.next_read = NextRead::Splice,
-                // Readiness cleared: the next check waits.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    splicing.next_read = NextRead::AfterWait;
-                    return Some(Poll::Ready(Ok(Advance::Again)));
-                }
-                Err(e) => return Some(Poll::Ready(Err(e))),
-            }
-        }
-        // No pipe (the pool is at its bound, or `pipe2` failed): `None`.
-        let mut pipe = self.pool.get().ok()?;
-        let capacity = pipe.capacity();
-        match src.splice_into(&mut pipe, !urgent_marks) {
-            // End of file, or (TCP) the urgent mark with the FIN behind it:
-            // a read tells.
-            Ok(0) if urgent_marks => {
-                splicing.next_read = NextRead::Buffer;
-                give_back(pipe);
-            }
-            Ok(0) => {
-                self.eof = true;
-                give_back(pipe);
-            }
-            Ok(n) => {
-                self.read += n as u64;
-                splicing.pipe = Some(pipe);
-                if urgent_marks && n < capacity {
-                    // Maybe stopped at an urgent mark: the next read peeks
-                    // (where a splice would have answered `EAGAIN` at the
-                    // end of the burst).
-                    splicing.next_read = NextRead::Peek;
-                }
-            }
-            // The data a peek or a readiness event announced is behind an
-            // urgent mark (or the event was stale): the readiness was kept,
-            // and a read moves past the mark.
-            Err(e) if urgent_marks && e.kind() == io::ErrorKind::WouldBlock => {
-                splicing.next_read = NextRead::Buffer;
-                give_back(pipe);
-            }
-            // Stale readiness, now cleared: the next check waits.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => give_back(pipe),
-            Err(e) if sys::is_unsupported(&e) && self.read == 0 => {
-                // The source cannot be spliced (kTLS, an odd fd): nothing
-                // was read, so copy through memory instead.
-                drop(pipe);
-                self.state = State::Buffer;
-            }
-            Err(e) => return Some(Poll::Ready(Err(e))),
-        }
-        Some(Poll::Ready(Ok(Advance::Again)))
-    }
-
-    /// One read into the buffer.
-    fn read_into_buffer<R, W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: &mut R,
-        writer: &mut W,
-    ) -> Poll<io::Result<Advance>>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        let room = self.buf.room();
-        match self.poll_fill(cx, reader) {
-            Poll::Ready(Ok(0)) => self.eof = true,
-            Poll::Ready(Ok(n)) => {
-                self.read += n as u64;
-                if let State::Splice(s) = &mut self.state {
-                    if s.urgent_marks {
-                        // A read that filled the buffer leaves more behind:
-                        // splice it. A shorter one may have stopped before
-                        // an urgent mark (or found everything): read
-                        // through the buffer again.
-                        s.next_read = if n >= room {
-                            NextRead::Splice
-                        } else {
-                            NextRead::Buffer
-                        };
-                    }
-                }
-            }
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => {
-                // Nothing to read: an empty buffer goes back to the thread's
-                // spares, so an idle connection holds none.
-                self.buf.release();
-                if let State::Splice(s) = &mut self.state {
-                    if s.urgent_marks {
-                        s.next_read = NextRead::AfterWait;
-                    }
-                }
-                return poll_flush_while_idle(&mut self.need_flush, cx, writer);
-            }
-        }
-        if matches!(self.state, State::Splice(_)) && self.buf.is_empty() {
-            self.buf.release();
-        }
-        Poll::Ready(Ok(Advance::Again))
-    }
-
-    /// Reads once into the buffer. From a TCP socket this direction
-    /// splices, the read is a `recv` of its own whose readiness is cleared
-    /// only by `EAGAIN`: tokio's `poll_read` clears it after any read short
-    /// of the buffer, and a read that stops before an urgent mark is short
-    /// with data waiting behind the mark (no new readiness event would
-    /// come: tokio's own copy stalls there).
-    fn poll_fill<R>(&mut self, cx: &mut Context<'_>, reader: &mut R) -> Poll<io::Result<usize>>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-    {
-        if !matches!(&self.state, State::Splice(s) if s.urgent_marks) {
-            return self.buf.poll_fill(cx, Pin::new(&mut *reader));
-        }
-        let src = source(&*reader);
-        loop {
-            ready!(src.poll_read_ready(cx))?;
-            match self.buf.fill_with(|free| src.recv(free)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return Poll::Ready(other),
-            }
-        }
-    }
-}
-
-/// The socket a splicing direction reads from. [`Direction::new`] chose to
-/// splice because both sides are tokio sockets, and the detection is by
-/// type: it holds for every poll.
-fn source<R: ?Sized>(reader: &R) -> detect::Socket<'_> {
-    detect::read_socket(reader).expect("a direction splices only from a socket")
-}
-
-/// The socket a splicing direction writes to (as [`source`]).
-fn destination<W: ?Sized>(writer: &W) -> detect::Socket<'_> {
-    detect::write_socket(writer).expect("a direction splices only into a socket")
 }
 
 /// The reader has nothing for now: flush what went through `poll_write` so
@@ -616,12 +331,6 @@ where
         *need_flush = false;
     }
     Poll::Pending
-}
-
-/// Gives an empty pipe back to the pool.
-fn give_back(pipe: PooledPipe<'_>) {
-    debug_assert!(pipe.is_empty());
-    drop(pipe); // empty: back to the pool's cache
 }
 
 #[cfg(test)]
