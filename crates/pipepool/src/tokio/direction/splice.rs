@@ -207,3 +207,85 @@ fn give_back(pipe: PooledPipe<'_>) {
     debug_assert!(pipe.is_empty());
     drop(pipe); // empty: back to the pool's cache
 }
+
+#[cfg(test)]
+mod tests {
+    use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use ::tokio::net::UnixStream;
+    use rustix::io::Errno;
+
+    use crate::tokio::detect::tests::fail_splice_in;
+    use crate::tokio::{copy_with, CopyOptions};
+    use crate::{Method, PoolConfig};
+
+    /// Fails the test instead of hanging it.
+    async fn within<F: std::future::Future>(fut: F) -> F::Output {
+        ::tokio::time::timeout(std::time::Duration::from_secs(30), fut)
+            .await
+            .expect("still running after 30 s")
+    }
+
+    /// `EINVAL` on the very first splice in: the direction copies through
+    /// memory for good, and every byte arrives.
+    #[tokio::test(flavor = "current_thread")]
+    async fn source_refusing_the_first_splice_falls_back() {
+        let pool = PoolConfig::default().build().unwrap();
+        let (mut client, mut a) = UnixStream::pair().unwrap();
+        let (mut b, mut server) = UnixStream::pair().unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let sent = data.clone();
+        let sender = ::tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+        });
+        fail_splice_in(0, Errno::INVAL);
+        let opts = CopyOptions::new().pool(pool.clone());
+        let receiver = async {
+            let mut got = vec![0u8; data.len()];
+            server.read_exact(&mut got).await.unwrap();
+            got
+        };
+        let (done, got) =
+            within(async { ::tokio::join!(copy_with(&mut a, &mut b, &opts), receiver) }).await;
+        let done = done.unwrap();
+        assert_eq!(
+            (done.bytes, done.method),
+            (data.len() as u64, Method::Userspace)
+        );
+        assert!(got == data);
+        sender.await.unwrap();
+        let stats = pool.stats();
+        // The pipe taken for the refused splice went back clean.
+        assert_eq!(
+            (stats.created, stats.in_use, stats.closed_dirty),
+            (1, 0, 0),
+            "{stats:?}"
+        );
+    }
+
+    /// `EINVAL` after bytes moved is an error, as Go and HAProxy treat it:
+    /// the count says what was delivered.
+    #[tokio::test(flavor = "current_thread")]
+    async fn refusal_after_bytes_moved_is_an_error() {
+        let pool = PoolConfig::default().build().unwrap();
+        let (mut client, mut a) = UnixStream::pair().unwrap();
+        let (mut b, mut server) = UnixStream::pair().unwrap();
+        fail_splice_in(1, Errno::INVAL);
+        let opts = CopyOptions::new().pool(pool.clone());
+        let copy = copy_with(&mut a, &mut b, &opts);
+        let peers = async {
+            client.write_all(b"first").await.unwrap();
+            let mut got = [0u8; 5];
+            server.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"first");
+            client.write_all(b"second").await.unwrap();
+        };
+        let (err, ()) = within(async { ::tokio::join!(copy, peers) }).await;
+        let err = err.unwrap_err();
+        assert_eq!(
+            err.error().raw_os_error(),
+            Some(Errno::INVAL.raw_os_error())
+        );
+        assert_eq!((err.bytes_copied(), err.method()), (5, Method::Splice));
+    }
+}
