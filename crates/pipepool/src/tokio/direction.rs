@@ -22,6 +22,10 @@
 //! the pool at its bound (that burst only). Bytes are only ever in the pipe
 //! *or* in the buffer, and each is emptied before the source is read again,
 //! so the order of the bytes never changes when the path does.
+//!
+//! The direction's state is one [`State`]; the moves of the splice path are
+//! in `direction/splice.rs`, those of the buffer path in
+//! `direction/buffer.rs`.
 
 use std::io;
 use std::pin::Pin;
@@ -30,14 +34,16 @@ use std::task::{ready, Context, Poll};
 use ::tokio::io::{AsyncRead, AsyncWrite};
 use ::tokio::task::coop;
 
+use self::splice::Splicing;
 use super::detect;
 use super::next_read::NextRead;
 use super::options::CopyOptions;
-use super::progress::Live;
 use super::userspace::Buffer;
-use crate::copy::write_zero;
-use crate::sys;
-use crate::{Method, PipePool, PooledPipe, Transfer};
+use super::written::Written;
+use crate::{Method, PipePool, Transfer};
+
+mod buffer;
+mod splice;
 
 /// Bytes a direction writes in one poll before it yields to the scheduler,
 /// on top of tokio's coop budget (which every readiness check draws on):
@@ -45,28 +51,25 @@ use crate::{Method, PipePool, PooledPipe, Transfer};
 /// thread for long while others wait.
 const YIELD_AFTER: u64 = 1 << 20;
 
-/// How a direction moves bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
-    /// Splice through pooled pipes; a burst that finds the pool at its bound
-    /// goes through the buffer.
-    Splice,
-    /// Through the buffer: the types cannot be spliced, or zero-copy is off.
-    Userspace,
-    /// Through the buffer from now on: the kernel refused to splice before
-    /// any byte had moved.
-    FellBack,
-}
-
-/// Where a direction is in its life, as in tokio's `copy_bidirectional`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Copying until end of file and everything read is written.
-    Copying,
-    /// End of file reached; shutting the writer down.
-    ShuttingDown,
-    /// Finished.
-    Done,
+/// Where a direction is in its life, and how it moves bytes: one state, as
+/// in tokio's `copy_bidirectional`, each variant holding what it needs. The
+/// path is chosen once, in [`Direction::new`]; the only change of path is
+/// the fallback from `Splice` to `Buffer`.
+#[derive(Debug)]
+enum State<'p> {
+    /// Copying from one socket to another through pooled pipes; a burst
+    /// that finds the pool at its bound goes through the buffer.
+    Splice(Splicing<'p>),
+    /// Copying through the buffer: the types cannot be spliced, zero-copy
+    /// is off, or (the fallback) the kernel refused to splice before any
+    /// byte had moved.
+    Buffer,
+    /// End of file reached, and every byte read written and flushed:
+    /// shutting the writer down (`copy_bidirectional`). `spliced`: the copy
+    /// ended on the splice path.
+    ShuttingDown { spliced: bool },
+    /// Finished; `spliced` as in `ShuttingDown`.
+    Done { spliced: bool },
 }
 
 /// What one step of the copy loop did.
@@ -83,20 +86,13 @@ enum Advance {
 pub(super) struct Direction<'p> {
     /// Where pipes come from.
     pool: &'p PipePool,
-    /// How bytes move now.
-    path: Path,
-    /// Bytes spliced from the source and not yet into the destination.
-    /// Invariant: `Some` only while the pipe is not empty; an emptied pipe
-    /// is given back at once. Never `Some` while `buf` holds bytes.
-    pipe: Option<PooledPipe<'p>>,
-    /// The userspace path. Never holds bytes while `pipe` is `Some`.
+    /// Where the direction is, and how bytes move.
+    state: State<'p>,
+    /// The userspace path. Never holds bytes while the splice path holds a
+    /// pipe.
     buf: Buffer,
     /// The source reached end of file.
     eof: bool,
-    /// How the next read from the source socket is made (splice mode).
-    next_read: NextRead,
-    /// The source may hold a TCP urgent mark that splice stops at.
-    urgent_marks: bool,
     /// Bytes went through `poll_write` and were not flushed since.
     need_flush: bool,
     /// Bytes read from the source, by any path.
@@ -105,33 +101,6 @@ pub(super) struct Direction<'p> {
     out: Written<'p>,
     /// Shut the writer down after end of file (`copy_bidirectional`).
     shutdown: bool,
-    /// Where the direction is in its life.
-    phase: Phase,
-}
-
-/// What a direction has written to its destination.
-#[derive(Debug)]
-struct Written<'p> {
-    /// Bytes, by any path.
-    total: u64,
-    /// The part of `total` that came out of a pipe.
-    spliced: u64,
-    /// Where the bytes are also counted as they are written, if anywhere.
-    live: Option<Live<'p>>,
-}
-
-impl Written<'_> {
-    /// Counts `n` bytes written, out of the pipe (`spliced`) or the buffer.
-    fn add(&mut self, n: usize, spliced: bool) {
-        let n = n as u64;
-        self.total += n;
-        if spliced {
-            self.spliced += n;
-        }
-        if let Some(live) = self.live {
-            live.add(n, spliced);
-        }
-    }
 }
 
 impl<'p> Direction<'p> {
@@ -146,30 +115,23 @@ impl<'p> Direction<'p> {
         shutdown: bool,
         a_to_b: bool,
     ) -> Direction<'p> {
-        let pair = detect::splice_pair(reader, writer).filter(|_| opts.zero_copy);
-        let path = if pair.is_some() {
-            Path::Splice
-        } else {
-            Path::Userspace
+        let state = match detect::splice_pair(reader, writer).filter(|_| opts.zero_copy) {
+            Some((src, _)) => State::Splice(Splicing {
+                pipe: None,
+                next_read: NextRead::Probe,
+                urgent_marks: src.has_urgent_mark(),
+            }),
+            None => State::Buffer,
         };
-        let urgent_marks = pair.is_some_and(|(src, _)| src.has_urgent_mark());
         Direction {
             pool: &opts.pool,
-            path,
-            pipe: None,
+            state,
             buf: Buffer::new(opts.buffer_size),
             eof: false,
-            next_read: NextRead::Probe,
-            urgent_marks,
             need_flush: false,
             read: 0,
-            out: Written {
-                total: 0,
-                spliced: 0,
-                live: opts.progress.as_ref().map(|p| p.side(a_to_b)),
-            },
+            out: Written::new(opts.progress.as_ref().map(|p| p.side(a_to_b))),
             shutdown,
-            phase: Phase::Copying,
         }
     }
 
@@ -184,15 +146,17 @@ impl<'p> Direction<'p> {
         let Some(socket) = detect::write_socket(writer) else {
             return;
         };
-        if let Some(pipe) = self.pipe.as_mut() {
-            while !pipe.is_empty() {
-                match socket.splice_now(pipe) {
-                    Ok(n) if n > 0 => self.out.add(n, true),
-                    _ => break,
+        if let State::Splice(splicing) = &mut self.state {
+            if let Some(pipe) = splicing.pipe.as_mut() {
+                while !pipe.is_empty() {
+                    match socket.splice_now(pipe) {
+                        Ok(n) if n > 0 => self.out.add(n, true),
+                        _ => break,
+                    }
                 }
-            }
-            if pipe.is_empty() {
-                self.pipe = None; // back to the pool, clean
+                if pipe.is_empty() {
+                    splicing.pipe = None; // back to the pool, clean
+                }
             }
         }
         while !self.buf.is_empty() {
@@ -228,7 +192,13 @@ impl<'p> Direction<'p> {
     /// [`Method::Splice`] if a byte went through a pipe, or if none moved
     /// yet and the direction would splice; else [`Method::Userspace`].
     pub(super) fn method(&self) -> Method {
-        if self.out.spliced > 0 || (self.out.total == 0 && self.path == Path::Splice) {
+        let would_splice = matches!(
+            self.state,
+            State::Splice(_)
+                | State::ShuttingDown { spliced: true }
+                | State::Done { spliced: true }
+        );
+        if self.out.spliced > 0 || (self.out.total == 0 && would_splice) {
             Method::Splice
         } else {
             Method::Userspace
@@ -250,20 +220,21 @@ impl<'p> Direction<'p> {
         W: AsyncWrite + Unpin + ?Sized,
     {
         loop {
-            match self.phase {
-                Phase::Copying => {
+            match self.state {
+                State::Splice(_) | State::Buffer => {
                     ready!(self.poll_copy(cx, reader, writer))?;
-                    self.phase = if self.shutdown {
-                        Phase::ShuttingDown
+                    let spliced = matches!(self.state, State::Splice(_));
+                    self.state = if self.shutdown {
+                        State::ShuttingDown { spliced }
                     } else {
-                        Phase::Done
+                        State::Done { spliced }
                     };
                 }
-                Phase::ShuttingDown => {
+                State::ShuttingDown { spliced } => {
                     ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
-                    self.phase = Phase::Done;
+                    self.state = State::Done { spliced };
                 }
-                Phase::Done => return Poll::Ready(Ok(self.out.total)),
+                State::Done { .. } => return Poll::Ready(Ok(self.out.total)),
             }
         }
     }
@@ -318,7 +289,7 @@ impl<'p> Direction<'p> {
     {
         // 1. Bytes in a pipe go out first. Nothing is read meanwhile: the
         //    next splice in must find the pipe empty.
-        if self.pipe.is_some() {
+        if matches!(self.state, State::Splice(Splicing { pipe: Some(_), .. })) {
             return self.drain_pipe(cx, writer);
         }
         // 2. Bytes in the buffer go out next; while the writer is not ready,
@@ -335,371 +306,29 @@ impl<'p> Direction<'p> {
 
         // 4. Read more: into a pipe if we can; without a pipe (the pool is
         //    at its bound, or out of fds) this burst goes through memory.
-        if self.path == Path::Splice && self.next_read != NextRead::Buffer {
+        if matches!(&self.state, State::Splice(s) if s.next_read != NextRead::Buffer) {
             if let Some(done) = self.read_into_pipe(cx, reader, writer) {
                 return done;
             }
         }
         self.read_into_buffer(cx, reader, writer)
     }
-
-    /// Splices what the pipe holds into the writer (a socket).
-    fn drain_pipe<W>(&mut self, cx: &mut Context<'_>, writer: &mut W) -> Poll<io::Result<Advance>>
-    where
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        let Some(pipe) = self.pipe.as_mut() else {
-            return Poll::Ready(Ok(Advance::Again));
-        };
-        let dst = detect::write_socket(&*writer)
-            .expect("only a direction between two sockets holds a pipe");
-        ready!(dst.poll_write_ready(cx))?;
-        match dst.splice_out_of(pipe) {
-            Ok(0) => return Poll::Ready(Err(write_zero())),
-            Ok(n) => {
-                self.out.add(n, true);
-                if pipe.is_empty() {
-                    if let Some(empty) = self.pipe.take() {
-                        self.give_back(empty);
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if sys::is_unsupported(&e) && self.out.total == 0 => {
-                // The destination takes no splice. Nothing is lost: the
-                // bytes move to the buffer and go out through
-                // `poll_write`, as everything after them will.
-                self.buf.take_from_pipe(pipe)?;
-                self.pipe = None;
-                self.path = Path::FellBack;
-            }
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-        Poll::Ready(Ok(Advance::Again))
-    }
-
-    /// Writes what the buffer holds into the writer; while the writer is
-    /// not ready, tops the buffer up.
-    fn drain_buffer<R, W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: &mut R,
-        writer: &mut W,
-    ) -> Poll<io::Result<Advance>>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        match self.buf.poll_drain(cx, Pin::new(&mut *writer)) {
-            Poll::Ready(Ok(n)) => {
-                self.out.add(n, false);
-                self.need_flush = true;
-                if self.path == Path::Splice && self.buf.is_empty() {
-                    // The end of a burst through memory: back to pipes.
-                    self.buf.release();
-                }
-                Poll::Ready(Ok(Advance::Again))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                // More bytes now make a larger write later.
-                if !self.eof && self.buf.has_room() {
-                    match ready!(self.poll_fill(cx, reader))? {
-                        0 => self.eof = true,
-                        n => self.read += n as u64,
-                    }
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    /// One read from the source socket into a pipe, made the way
-    /// [`NextRead`] says. `None` when no pipe could be had: the caller
-    /// reads through the buffer instead.
-    fn read_into_pipe<R, W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: &mut R,
-        writer: &mut W,
-    ) -> Option<Poll<io::Result<Advance>>>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        let src = detect::read_socket(&*reader).expect("a direction splices only from a socket");
-        match src.poll_read_ready(cx) {
-            Poll::Pending => return Some(self.poll_flush_while_idle(cx, writer)),
-            Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
-            Poll::Ready(Ok(())) => {}
-        }
-        if matches!(self.next_read, NextRead::AfterWait | NextRead::Peek)
-            && self.read > 0
-            && src.read_closed(cx)
-        {
-            // The peer shut down: the read through the buffer tells the
-            // end of file in one call (as a splice would), and cannot be
-            // fooled by an urgent mark. (Not before the first byte: a
-            // connection's first burst is spliced, as its `Method`
-            // says.)
-            self.next_read = NextRead::Buffer;
-            return Some(Poll::Ready(Ok(Advance::Again)));
-        }
-        if self.next_read == NextRead::Probe && src.read_closed(cx) {
-            // The peer shut down: a real event, not the readiness tokio
-            // gives a fresh socket, so no peek is needed to tell (a splice
-            // that finds only the FIN is checked with a read as ever).
-            self.next_read = NextRead::Splice;
-        }
-        if self.next_read == NextRead::AfterWait {
-            // A new readiness event: data, most likely.
-            self.next_read = NextRead::Splice;
-        }
-        if matches!(self.next_read, NextRead::Probe | NextRead::Peek) {
-            match src.peek() {
-                // End of file, maybe after an urgent byte that the peek
-                // skipped without consuming it: a read consumes it.
-                Ok(Some(0)) if self.urgent_marks => {
-                    self.next_read = NextRead::Buffer;
-                    return Some(Poll::Ready(Ok(Advance::Again)));
-                }
-                Ok(Some(0)) => {
-                    self.eof = true;
-                    return Some(Poll::Ready(Ok(Advance::Again)));
-                }
-                // Data, or no socket to peek at (the splice will tell).
-                Ok(Some(_) | None) => self.next_read = NextRead::Splice,
-                // Readiness cleared: the next check waits.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.next_read = NextRead::AfterWait;
-                    return Some(Poll::Ready(Ok(Advance::Again)));
-                }
-                Err(e) => return Some(Poll::Ready(Err(e))),
-            }
-        }
-        if let Some(mut pipe) = self.take_pipe() {
-            let capacity = pipe.capacity();
-            match src.splice_into(&mut pipe, !self.urgent_marks) {
-                // End of file, or (TCP) the urgent mark with the FIN
-                // behind it: a read tells.
-                Ok(0) if self.urgent_marks => {
-                    self.next_read = NextRead::Buffer;
-                    self.give_back(pipe);
-                }
-                Ok(0) => {
-                    self.eof = true;
-                    self.give_back(pipe);
-                }
-                Ok(n) => {
-                    self.read += n as u64;
-                    self.pipe = Some(pipe);
-                    if self.urgent_marks && n < capacity {
-                        // Maybe stopped at an urgent mark: the next
-                        // read peeks (where a splice would have
-                        // answered `EAGAIN` at the end of the burst).
-                        self.next_read = NextRead::Peek;
-                    }
-                }
-                // The data a peek or a readiness event announced is
-                // behind an urgent mark (or the event was stale): the
-                // readiness was kept, and a read moves past the mark.
-                Err(e) if self.urgent_marks && e.kind() == io::ErrorKind::WouldBlock => {
-                    self.next_read = NextRead::Buffer;
-                    self.give_back(pipe);
-                }
-                // Stale readiness, now cleared: the next check waits.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.give_back(pipe),
-                Err(e) if sys::is_unsupported(&e) && self.read == 0 => {
-                    // The source cannot be spliced (kTLS, an odd fd):
-                    // nothing was read, so copy through memory instead.
-                    drop(pipe);
-                    self.path = Path::FellBack;
-                }
-                Err(e) => return Some(Poll::Ready(Err(e))),
-            }
-            return Some(Poll::Ready(Ok(Advance::Again)));
-        }
-        None
-    }
-
-    /// One read into the buffer.
-    fn read_into_buffer<R, W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: &mut R,
-        writer: &mut W,
-    ) -> Poll<io::Result<Advance>>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        let room = self.buf.room();
-        match self.poll_fill(cx, reader) {
-            Poll::Ready(Ok(0)) => self.eof = true,
-            Poll::Ready(Ok(n)) => {
-                self.read += n as u64;
-                if self.urgent_marks {
-                    // A read that filled the buffer leaves more behind:
-                    // splice it. A shorter one may have stopped before an
-                    // urgent mark (or found everything): read through the
-                    // buffer again.
-                    self.next_read = if n >= room {
-                        NextRead::Splice
-                    } else {
-                        NextRead::Buffer
-                    };
-                }
-            }
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => {
-                // Nothing to read: an empty buffer goes back to the thread's
-                // spares, so an idle connection holds none.
-                self.buf.release();
-                if self.urgent_marks {
-                    self.next_read = NextRead::AfterWait;
-                }
-                return self.poll_flush_while_idle(cx, writer);
-            }
-        }
-        if self.path == Path::Splice && self.buf.is_empty() {
-            self.buf.release();
-        }
-        Poll::Ready(Ok(Advance::Again))
-    }
-
-    /// Reads once into the buffer. From a TCP socket this direction
-    /// splices, the read is a `recv` of its own whose readiness is cleared
-    /// only by `EAGAIN`: tokio's `poll_read` clears it after any read short
-    /// of the buffer, and a read that stops before an urgent mark is short
-    /// with data waiting behind the mark (no new readiness event would
-    /// come: tokio's own copy stalls there).
-    fn poll_fill<R>(&mut self, cx: &mut Context<'_>, reader: &mut R) -> Poll<io::Result<usize>>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-    {
-        if !(self.urgent_marks && self.path == Path::Splice) {
-            return self.buf.poll_fill(cx, Pin::new(&mut *reader));
-        }
-        let src = detect::read_socket(&*reader).expect("a direction splices only from a socket");
-        loop {
-            ready!(src.poll_read_ready(cx))?;
-            match self.buf.fill_with(|free| src.recv(free)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return Poll::Ready(other),
-            }
-        }
-    }
-
-    /// The reader has nothing for now: flush what went through `poll_write`
-    /// so that a writer that buffers does not sit on bytes the peer is
-    /// waiting for, then wait.
-    fn poll_flush_while_idle<W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        writer: &mut W,
-    ) -> Poll<io::Result<Advance>>
-    where
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        if self.need_flush {
-            ready!(Pin::new(&mut *writer).poll_flush(cx))?;
-            self.need_flush = false;
-        }
-        Poll::Pending
-    }
-
-    /// An empty pipe from the pool; `None` when the pool refuses (at its
-    /// bound, or `pipe2` failed).
-    fn take_pipe(&mut self) -> Option<PooledPipe<'p>> {
-        self.pool.get().ok()
-    }
-
-    /// Gives an empty pipe back to the pool.
-    fn give_back(&mut self, pipe: PooledPipe<'p>) {
-        debug_assert!(pipe.is_empty());
-        drop(pipe); // empty: back to the pool's cache
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use ::tokio::net::UnixStream;
-    use rustix::io::Errno;
-
-    use super::super::detect::tests::fail_splice_in;
-    use crate::tokio::{copy_with, CopyOptions};
-    use crate::{Method, PoolConfig};
-
-    /// Fails the test instead of hanging it.
-    async fn within<F: std::future::Future>(fut: F) -> F::Output {
-        ::tokio::time::timeout(std::time::Duration::from_secs(30), fut)
-            .await
-            .expect("still running after 30 s")
+/// The reader has nothing for now: flush what went through `poll_write` so
+/// that a writer that buffers does not sit on bytes the peer is waiting
+/// for, then wait.
+fn poll_flush_while_idle<W>(
+    need_flush: &mut bool,
+    cx: &mut Context<'_>,
+    writer: &mut W,
+) -> Poll<io::Result<Advance>>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    if *need_flush {
+        ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+        *need_flush = false;
     }
-
-    /// `EINVAL` on the very first splice in: the direction copies through
-    /// memory for good, and every byte arrives.
-    #[tokio::test(flavor = "current_thread")]
-    async fn source_refusing_the_first_splice_falls_back() {
-        let pool = PoolConfig::default().build().unwrap();
-        let (mut client, mut a) = UnixStream::pair().unwrap();
-        let (mut b, mut server) = UnixStream::pair().unwrap();
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
-        let sent = data.clone();
-        let sender = ::tokio::spawn(async move {
-            client.write_all(&sent).await.unwrap();
-            client.shutdown().await.unwrap();
-        });
-        fail_splice_in(0, Errno::INVAL);
-        let opts = CopyOptions::new().pool(pool.clone());
-        let receiver = async {
-            let mut got = vec![0u8; data.len()];
-            server.read_exact(&mut got).await.unwrap();
-            got
-        };
-        let (done, got) =
-            within(async { ::tokio::join!(copy_with(&mut a, &mut b, &opts), receiver) }).await;
-        let done = done.unwrap();
-        assert_eq!(
-            (done.bytes, done.method),
-            (data.len() as u64, Method::Userspace)
-        );
-        assert!(got == data);
-        sender.await.unwrap();
-        let stats = pool.stats();
-        // The pipe taken for the refused splice went back clean.
-        assert_eq!(
-            (stats.created, stats.in_use, stats.closed_dirty),
-            (1, 0, 0),
-            "{stats:?}"
-        );
-    }
-
-    /// `EINVAL` after bytes moved is an error, as Go and HAProxy treat it:
-    /// the count says what was delivered.
-    #[tokio::test(flavor = "current_thread")]
-    async fn refusal_after_bytes_moved_is_an_error() {
-        let pool = PoolConfig::default().build().unwrap();
-        let (mut client, mut a) = UnixStream::pair().unwrap();
-        let (mut b, mut server) = UnixStream::pair().unwrap();
-        fail_splice_in(1, Errno::INVAL);
-        let opts = CopyOptions::new().pool(pool.clone());
-        let copy = copy_with(&mut a, &mut b, &opts);
-        let peers = async {
-            client.write_all(b"first").await.unwrap();
-            let mut got = [0u8; 5];
-            server.read_exact(&mut got).await.unwrap();
-            assert_eq!(&got, b"first");
-            client.write_all(b"second").await.unwrap();
-        };
-        let (err, ()) = within(async { ::tokio::join!(copy, peers) }).await;
-        let err = err.unwrap_err();
-        assert_eq!(
-            err.error().raw_os_error(),
-            Some(Errno::INVAL.raw_os_error())
-        );
-        assert_eq!((err.bytes_copied(), err.method()), (5, Method::Splice));
-    }
+    Poll::Pending
 }

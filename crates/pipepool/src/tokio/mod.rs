@@ -168,6 +168,7 @@ mod options;
 mod progress;
 mod unidirectional;
 mod userspace;
+mod written;
 
 pub use bidirectional::{copy_bidirectional, copy_bidirectional_with, BidiError, BidiReport};
 pub use options::CopyOptions;
