@@ -15,9 +15,11 @@
 //! and `is_unsupported`; the rest of the crate uses the typed `read_errno`,
 //! `write_errno` and `is_unsupported_errno` beside them.
 //!
-//! Everything in this file is safe Rust because rustix already is (the
-//! crate's only `unsafe`, type detection for the tokio glue, is in
-//! `tokio::cast`, not a syscall).
+//! Everything in this file is safe Rust because rustix already is, except
+//! [`at_fork`]: rustix does not wrap `pthread_atfork`, so it calls libc in
+//! one `unsafe` block. The crate's other `unsafe` is in `tokio/cast.rs`
+//! (type detection for the tokio glue), `pool/local.rs` (the thread caches)
+//! and `pool/fork.rs` (the fork handlers), each block with its `SAFETY`.
 
 #![cfg_attr(pipepool_loom, allow(dead_code))] // the loom build uses none of the syscalls
 
