@@ -14,7 +14,7 @@
 //!    at once; one that runs full gives its `local_cap / 2` oldest back. The
 //!    stack length is mirrored in an atomic so an empty stack is skipped
 //!    without locking. Pipes are created and closed outside the lock.
-//! 3. **Creation** (`Shared::create`). A new pipe is made only after
+//! 3. **Creation** (`SharedPool::create`). A new pipe is made only after
 //!    reserving a place in `live` with a compare-and-swap below `max_pipes`;
 //!    at the bound `get` returns [`GetError::Exhausted`](crate::GetError) at
 //!    once. `pipe2(O_CLOEXEC|O_NONBLOCK)` then `F_SETPIPE_SZ(pipe_size)`: if

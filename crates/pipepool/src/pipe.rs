@@ -144,6 +144,12 @@ impl Pipe {
     ///
     /// See [splice(2)](https://man7.org/linux/man-pages/man2/splice.2.html).
     pub fn splice_from(&mut self, src: impl AsFd, max: usize) -> io::Result<usize> {
+        Ok(self.splice_from_errno(src, max)?)
+    }
+
+    /// [`splice_from`](Pipe::splice_from) with the typed errno, for the
+    /// crate's own copy loops.
+    pub(crate) fn splice_from_errno(&mut self, src: impl AsFd, max: usize) -> sys::Result<usize> {
         let n = sys::splice(src, &self.write, max.min(self.capacity))?;
         self.len += n;
         Ok(n)
@@ -159,6 +165,12 @@ impl Pipe {
     /// - `EINVAL`: `dst` cannot take a splice (for example opened `O_APPEND`).
     /// - any error of `dst`'s write (`EPIPE`, `ECONNRESET`, ...).
     pub fn splice_to(&mut self, dst: impl AsFd, max: usize) -> io::Result<usize> {
+        Ok(self.splice_to_errno(dst, max)?)
+    }
+
+    /// [`splice_to`](Pipe::splice_to) with the typed errno, for the crate's
+    /// own copy loops.
+    pub(crate) fn splice_to_errno(&mut self, dst: impl AsFd, max: usize) -> sys::Result<usize> {
         let len = max.min(self.len);
         if len == 0 {
             return Ok(0);
@@ -173,7 +185,7 @@ impl Pipe {
     /// # Errors
     /// `WouldBlock` when the pipe is full.
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = sys::write(&self.write, buf)?;
+        let n = sys::write_errno(&self.write, buf)?;
         self.len += n;
         Ok(n)
     }
@@ -189,10 +201,16 @@ impl Pipe {
     /// What `read(2)` returns on a pipe that holds bytes, which in practice
     /// is nothing.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(self.read_errno(buf)?)
+    }
+
+    /// [`read`](Pipe::read) with the typed errno, for the crate's own copy
+    /// loops.
+    pub(crate) fn read_errno(&mut self, buf: &mut [u8]) -> sys::Result<usize> {
         if self.len == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let n = sys::read(&self.read, buf)?;
+        let n = sys::read_errno(&self.read, buf)?;
         self.len -= n;
         Ok(n)
     }
@@ -203,7 +221,7 @@ impl Pipe {
     /// # Errors
     /// Only if the ioctl fails, which it does not on a live pipe.
     pub fn kernel_len(&self) -> io::Result<usize> {
-        sys::bytes_readable(&self.read)
+        Ok(sys::bytes_readable(&self.read)?)
     }
 }
 

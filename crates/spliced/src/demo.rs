@@ -197,7 +197,7 @@ async fn run_mode(
         .context("the proxy runtime is gone")??;
     let (bulk_addr, burst_addr) = (proxy.addrs()[0].1, proxy.addrs()[1].1);
 
-    let progress = Arc::new(stream::Progress::default());
+    let progress = Arc::new(stream::StreamTally::default());
     let bar = new_bar(
         plan.bytes,
         &format!("{:<9} bulk", mode.as_str()),
@@ -223,7 +223,7 @@ async fn run_mode(
     bar.finish_and_clear();
     let cpu_bulk = worker_cpu(&proxy_rt).await?;
 
-    let progress = Arc::new(connect::Progress::default());
+    let progress = Arc::new(connect::ConnectTally::default());
     let bar = new_bar(
         plan.conns,
         &format!("{:<9} burst", mode.as_str()),

@@ -13,7 +13,7 @@ pub(super) fn copy(job: &mut Job<'_>, buf_size: usize) -> io::Result<()> {
     let mut buf = vec![0u8; buf_size];
     while !job.limit_reached() {
         let len = job.next_len(buf.len());
-        let n = match sys::read(job.src, &mut buf[..len]) {
+        let n = match sys::read_errno(job.src, &mut buf[..len]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
@@ -32,7 +32,7 @@ pub(super) fn copy(job: &mut Job<'_>, buf_size: usize) -> io::Result<()> {
 pub(super) fn drain_pipe(job: &mut Job<'_>, pipe: &mut Pipe, buf_size: usize) -> io::Result<()> {
     let mut buf = vec![0u8; buf_size.min(pipe.len()).max(1)];
     while !pipe.is_empty() {
-        let n = pipe.read(&mut buf)?;
+        let n = pipe.read_errno(&mut buf)?;
         write_all(job, &buf[..n])?;
     }
     Ok(())
@@ -62,7 +62,7 @@ pub(super) enum ReadPastMark {
 pub(super) fn read_past_mark(job: &mut Job<'_>) -> io::Result<ReadPastMark> {
     let mut buf = [0u8; MARK_CHUNK];
     let len = job.next_len(buf.len());
-    match sys::read(job.src, &mut buf[..len]) {
+    match sys::read_errno(job.src, &mut buf[..len]) {
         Ok(0) => Ok(ReadPastMark::EndOfFile),
         Ok(n) => {
             job.consumed(n);
@@ -79,7 +79,7 @@ pub(super) fn read_past_mark(job: &mut Job<'_>) -> io::Result<ReadPastMark> {
 fn write_all(job: &mut Job<'_>, mut data: &[u8]) -> io::Result<()> {
     let dst: BorrowedFd<'_> = job.dst;
     while !data.is_empty() {
-        match sys::write(dst, data) {
+        match sys::write_errno(dst, data) {
             Ok(0) => return Err(write_zero()),
             Ok(n) => {
                 job.delivered(n);

@@ -27,7 +27,7 @@ pub(super) fn sendfile(job: &mut Job<'_>) -> io::Result<AttemptEnd> {
 /// fallback.
 fn run(
     job: &mut Job<'_>,
-    op: impl Fn(BorrowedFd<'_>, BorrowedFd<'_>, usize) -> io::Result<usize>,
+    op: impl Fn(BorrowedFd<'_>, BorrowedFd<'_>, usize) -> sys::Result<usize>,
 ) -> io::Result<AttemptEnd> {
     let mut first = true;
     while !job.limit_reached() {
@@ -40,7 +40,7 @@ fn run(
                 job.consumed(n);
                 job.delivered(n);
             }
-            Err(e) if first && sys::is_unsupported(&e) => return Ok(AttemptEnd::Unsupported),
+            Err(e) if first && sys::is_unsupported_errno(e) => return Ok(AttemptEnd::Unsupported),
             // A file source never blocks: EAGAIN is the destination.
             Err(e) => wait_if_would_block(e, job.dst, Wait::Writable)?,
         }

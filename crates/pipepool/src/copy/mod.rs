@@ -175,7 +175,7 @@ impl Copier {
         };
         let plan = if self.zero_copy {
             let kinds = sys::fd_kind(job.src).and_then(|s| Ok((s, sys::fd_kind(job.dst)?)));
-            let (s, d) = kinds.map_err(|e| CopyError::new(0, Method::Userspace, e))?;
+            let (s, d) = kinds.map_err(|e| CopyError::new(0, Method::Userspace, e.into()))?;
             job.src_is_socket = s == FdKind::Socket;
             plan(s, d)
         } else {
@@ -305,10 +305,10 @@ impl Job<'_> {
 }
 
 /// Waits with `poll` when `err` is `EAGAIN`; returns the error otherwise.
-fn wait_if_would_block(err: io::Error, fd: BorrowedFd<'_>, what: sys::Wait) -> io::Result<()> {
-    if err.kind() == io::ErrorKind::WouldBlock {
-        sys::wait(fd, what)
+fn wait_if_would_block(err: sys::Errno, fd: BorrowedFd<'_>, what: sys::Wait) -> io::Result<()> {
+    if err == sys::Errno::AGAIN {
+        Ok(sys::wait(fd, what)?)
     } else {
-        Err(err)
+        Err(err.into())
     }
 }

@@ -5,7 +5,7 @@ use std::io;
 
 use super::buffered::{self, ReadPastMark};
 use super::{wait_if_would_block, write_zero, AttemptEnd, Job};
-use crate::sys::{self, Wait};
+use crate::sys::{self, Errno, Wait};
 use crate::PipePool;
 
 /// Largest length of one direct splice.
@@ -34,7 +34,7 @@ pub(super) fn pooled(
     while !job.limit_reached() {
         debug_assert!(pipe.is_empty());
         let want = job.next_len(pipe.capacity());
-        match pipe.splice_from(job.src, want) {
+        match pipe.splice_from_errno(job.src, want) {
             // End of file, or a socket's urgent mark (with the FIN behind
             // it, or on a blocking socket): a read tells.
             Ok(0) if job.src_is_socket => match buffered::read_past_mark(job)? {
@@ -43,9 +43,11 @@ pub(super) fn pooled(
             },
             Ok(0) => break,
             Ok(n) => job.consumed(n),
-            Err(e) if first_in && sys::is_unsupported(&e) => return Ok(AttemptEnd::Unsupported),
+            Err(e) if first_in && sys::is_unsupported_errno(e) => {
+                return Ok(AttemptEnd::Unsupported)
+            }
             // Readable, yet nothing to splice: the urgent mark.
-            Err(e) if waited && job.src_is_socket && e.kind() == io::ErrorKind::WouldBlock => {
+            Err(Errno::AGAIN) if waited && job.src_is_socket => {
                 waited = buffered::read_past_mark(job)? == ReadPastMark::Waited;
                 continue;
             }
@@ -58,10 +60,10 @@ pub(super) fn pooled(
         waited = false;
         first_in = false;
         while !pipe.is_empty() {
-            match pipe.splice_to(job.dst, usize::MAX) {
+            match pipe.splice_to_errno(job.dst, usize::MAX) {
                 Ok(0) => return Err(write_zero()),
                 Ok(n) => job.delivered(n),
-                Err(e) if first_out && sys::is_unsupported(&e) => {
+                Err(e) if first_out && sys::is_unsupported_errno(e) => {
                     // The destination takes no splice: deliver what the pipe
                     // holds through memory, then copy the rest that way.
                     buffered::drain_pipe(job, &mut pipe, buf_size)?;
@@ -106,17 +108,17 @@ pub(super) fn direct(job: &mut Job<'_>) -> io::Result<AttemptEnd> {
                 job.delivered(n);
                 waited = false;
             }
-            Err(e) if first && sys::is_unsupported(&e) => return Ok(AttemptEnd::Unsupported),
+            Err(e) if first && sys::is_unsupported_errno(e) => return Ok(AttemptEnd::Unsupported),
             // Both ready, yet nothing moves: the source's urgent mark.
-            Err(e) if waited && job.src_is_socket && e.kind() == io::ErrorKind::WouldBlock => {
+            Err(Errno::AGAIN) if waited && job.src_is_socket => {
                 waited = buffered::read_past_mark(job)? == ReadPastMark::Waited;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(Errno::AGAIN) => {
                 sys::wait(job.src, Wait::Readable)?;
                 sys::wait(job.dst, Wait::Writable)?;
                 waited = true;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         first = false;
     }

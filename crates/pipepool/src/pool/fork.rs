@@ -29,7 +29,7 @@ use std::sync::{Arc, MutexGuard, Once};
 
 use super::ids::{self, Ids};
 use super::local::{self, CacheCell};
-use super::shared::{Idle, Shared};
+use super::shared::{Idle, SharedPool};
 
 /// Installs the handlers, once per process.
 pub(super) fn install() {
@@ -52,7 +52,7 @@ type PoolGuards = (
 struct Held {
     /// Borrow from `pools`; released before `pools` is dropped.
     guards: Vec<PoolGuards>,
-    pools: Vec<Arc<Shared>>,
+    pools: Vec<Arc<SharedPool>>,
     registry: MutexGuard<'static, Ids>,
 }
 
@@ -62,7 +62,7 @@ thread_local! {
 
 extern "C" fn prepare() {
     let registry = ids::ids();
-    let pools: Vec<Arc<Shared>> = registry
+    let pools: Vec<Arc<SharedPool>> = registry
         .pools
         .iter()
         .filter_map(std::sync::Weak::upgrade)
@@ -72,8 +72,8 @@ extern "C" fn prepare() {
         .map(|pool| {
             // SAFETY: the `Arc` this points into is kept in `Held::pools`,
             // and `release` drops every guard before it drops `pools`: the
-            // `'static` borrow never outlives the `Shared`.
-            let pool: &'static Shared = unsafe { &*Arc::as_ptr(pool) };
+            // `'static` borrow never outlives the `SharedPool`.
+            let pool: &'static SharedPool = unsafe { &*Arc::as_ptr(pool) };
             pool.lock_all()
         })
         .collect();
@@ -115,7 +115,7 @@ fn take_held() -> Option<Held> {
 }
 
 /// Unlocks in reverse order, then drops the pool references (which may run
-/// `Shared::drop`, and that takes the registry lock).
+/// `SharedPool::drop`, and that takes the registry lock).
 fn release(held: Held) {
     let Held {
         guards,

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 #[cfg(not(pipepool_loom))]
-use super::shared::Shared;
+use super::shared::SharedPool;
 
 pub(super) struct Ids {
     /// One more than the largest id ever handed out.
@@ -28,7 +28,7 @@ pub(super) struct Ids {
     free: BTreeSet<usize>,
     /// The live pools.
     #[cfg(not(pipepool_loom))]
-    pub(super) pools: Vec<std::sync::Weak<Shared>>,
+    pub(super) pools: Vec<std::sync::Weak<SharedPool>>,
 }
 
 pub(super) static IDS: Mutex<Ids> = Mutex::new(Ids {
@@ -66,16 +66,16 @@ pub(super) fn new_tag() -> u64 {
 
 /// Lists a new pool in the registry.
 #[cfg(not(pipepool_loom))]
-pub(super) fn register(shared: &std::sync::Arc<Shared>) {
+pub(super) fn register(shared: &std::sync::Arc<SharedPool>) {
     super::fork::install();
     ids().pools.push(std::sync::Arc::downgrade(shared));
 }
 
 /// The live pool whose pipes carry `tag`.
 #[cfg(not(pipepool_loom))]
-pub(super) fn find(tag: u64) -> Option<std::sync::Arc<Shared>> {
+pub(super) fn find(tag: u64) -> Option<std::sync::Arc<SharedPool>> {
     // Upgraded under the lock, dropped after it: dropping the last strong
-    // reference runs `Shared::drop`, which takes the registry lock.
+    // reference runs `SharedPool::drop`, which takes the registry lock.
     let pools: Vec<_> = ids()
         .pools
         .iter()

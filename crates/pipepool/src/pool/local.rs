@@ -39,7 +39,7 @@
 
 use std::cell::RefCell;
 
-use super::shared::{Idle, Shared};
+use super::shared::{Idle, SharedPool};
 use super::stats::LocalStats;
 use super::Pipe;
 use crate::sync::{
@@ -211,7 +211,7 @@ pub(super) fn reclaim_stale(
 struct LocalCache {
     /// Keeps the pool's shared state (and so its id) alive while this cache
     /// exists: the slot index can never be reused by another pool meanwhile.
-    shared: Arc<Shared>,
+    shared: Arc<SharedPool>,
     /// The pipes, shared with the reaper (and registered with the pool).
     cell: Arc<CacheCell>,
     /// `config.local_cap`, kept here to save a pointer chase on every put.
@@ -222,7 +222,7 @@ struct LocalCache {
 }
 
 impl LocalCache {
-    fn new(shared: &Arc<Shared>) -> LocalCache {
+    fn new(shared: &Arc<SharedPool>) -> LocalCache {
         let cell = Arc::new(CacheCell::default());
         shared.register_thread(cell.clone());
         LocalCache {
@@ -298,7 +298,7 @@ impl LocalCache {
     /// Hands every pipe back to the shared pool.
     fn flush(&mut self) {
         let all = self.shared.with_registry(|| self.cell.take_all_locked());
-        Shared::give_batch(&self.shared, all);
+        SharedPool::give_batch(&self.shared, all);
     }
 }
 
@@ -307,7 +307,7 @@ impl LocalCache {
 #[cold]
 #[inline(never)]
 fn make_room(
-    shared: &Arc<Shared>,
+    shared: &Arc<SharedPool>,
     pipes: &mut Vec<Idle>,
     checked_at: &mut u64,
     now: u64,
@@ -320,11 +320,11 @@ fn make_room(
             .iter()
             .take_while(|i| shared.is_stale(i.stamp, now))
             .count();
-        Shared::give_batch(shared, pipes.drain(..n));
+        SharedPool::give_batch(shared, pipes.drain(..n));
     }
     if pipes.len() >= cap {
         let n = (shared.config.local_cap / 2).max(1).min(pipes.len());
-        Shared::give_batch(shared, pipes.drain(..n));
+        SharedPool::give_batch(shared, pipes.drain(..n));
     }
 }
 
@@ -346,7 +346,7 @@ struct Caches {
 
 impl Caches {
     #[inline]
-    fn slot(&mut self, shared: &Arc<Shared>) -> Option<&mut LocalCache> {
+    fn slot(&mut self, shared: &Arc<SharedPool>) -> Option<&mut LocalCache> {
         let cache = self.slots.get_mut(shared.id)?.as_mut()?;
         debug_assert!(Arc::ptr_eq(&cache.shared, shared));
         Some(cache)
@@ -355,7 +355,7 @@ impl Caches {
     /// The cache for `shared`, created if missing. Also drops the caches of
     /// pools that were closed meanwhile.
     #[cold]
-    fn slot_or_insert(&mut self, shared: &Arc<Shared>) -> &mut LocalCache {
+    fn slot_or_insert(&mut self, shared: &Arc<SharedPool>) -> &mut LocalCache {
         for slot in &mut self.slots {
             if slot.as_ref().is_some_and(|c| c.shared.is_closed()) {
                 *slot = None;
@@ -395,13 +395,13 @@ fn with_caches<R>(f: impl FnOnce(&mut Caches) -> Option<R>) -> Option<R> {
 
 /// Fast path of get: a pipe from this thread's cache.
 #[inline]
-pub(super) fn pop(shared: &Arc<Shared>) -> Option<Box<Pipe>> {
+pub(super) fn pop(shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
     with_caches(|c| c.slot(shared)?.pop())
 }
 
 /// Slow path of get: refill this thread's cache from the shared pool.
 #[cold]
-pub(super) fn refill(shared: &Arc<Shared>) -> Option<Box<Pipe>> {
+pub(super) fn refill(shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
     let pipe = if shared.config.local_cap == 0 {
         None // no thread caches at all
     } else {
@@ -419,7 +419,7 @@ pub(super) fn refill(shared: &Arc<Shared>) -> Option<Box<Pipe>> {
 /// there is no usable cache (thread teardown, `local_cap == 0`, the reaper
 /// holding the cache at that instant).
 #[inline]
-pub(super) fn push(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
+pub(super) fn push(shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
     debug_assert!(pipe.is_empty());
     // (With `local_cap` 0 no cache is ever made: `slot` finds none and the
     // cold path below says so; no check of the config here.)
@@ -440,7 +440,7 @@ pub(super) fn push(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe
 /// Put on a thread without a cache for this pool yet: makes one.
 #[cold]
 #[inline(never)]
-fn push_new_cache(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
+fn push_new_cache(shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
     if shared.config.local_cap == 0 {
         return Err(pipe);
     }
@@ -454,7 +454,7 @@ fn push_new_cache(shared: &Arc<Shared>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>
 }
 
 /// Hands this thread's cache for `shared` back to the shared pool.
-pub(super) fn flush(shared: &Arc<Shared>) {
+pub(super) fn flush(shared: &Arc<SharedPool>) {
     with_caches(|c| {
         c.slot(shared)?.flush();
         Some(())

@@ -24,7 +24,7 @@ pub use config::{ConfigError, PoolConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCAL_CA
 pub use owned::OwnedPipe;
 pub use stats::PoolStats;
 
-use shared::Shared;
+use shared::SharedPool;
 use stats::CloseReason;
 
 use crate::sync::Arc;
@@ -94,7 +94,7 @@ pub(crate) fn pipe_dropped_outside(tag: u64, capacity: usize, resized: bool) {
 #[derive(Clone)]
 pub struct PipePool {
     /// The pool itself, one pointer away from every get and put.
-    shared: Arc<Shared>,
+    shared: Arc<SharedPool>,
     /// Counts the user-facing handles: the pool shuts down when the last
     /// clone drops (thread caches hold `shared` too, so its count can't
     /// tell).
@@ -103,7 +103,7 @@ pub struct PipePool {
 
 /// Shuts the pool down when the last [`PipePool`] clone goes.
 struct Handle {
-    shared: Arc<Shared>,
+    shared: Arc<SharedPool>,
 }
 
 impl Drop for Handle {
@@ -120,7 +120,7 @@ impl PipePool {
     /// A [`ConfigError`] when the configuration cannot work.
     pub fn new(config: PoolConfig) -> Result<PipePool, ConfigError> {
         config.validate()?;
-        let shared = Arc::new(Shared::new(ids::acquire(), config));
+        let shared = Arc::new(SharedPool::new(ids::acquire(), config));
         #[cfg(not(pipepool_loom))]
         ids::register(&shared);
         Ok(PipePool {
@@ -145,7 +145,7 @@ impl PipePool {
         })
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    fn shared(&self) -> &Arc<SharedPool> {
         &self.shared
     }
 
@@ -176,7 +176,7 @@ impl PipePool {
     fn get_slow(&self) -> Result<Box<Pipe>, GetError> {
         match local::refill(self.shared()) {
             Some(pipe) => Ok(pipe),
-            None => Shared::create(self.shared()),
+            None => SharedPool::create(self.shared()),
         }
     }
 
@@ -225,7 +225,7 @@ impl PipePool {
     #[inline(never)]
     fn put_odd(&self, pipe: Box<Pipe>) {
         if pipe.pool_tag() != self.shared().tag() {
-            return Shared::put_foreign(pipe);
+            return SharedPool::put_foreign(pipe);
         }
         self.shared().close(pipe, CloseReason::Dirty);
     }
@@ -236,7 +236,7 @@ impl PipePool {
     fn put_shared(&self, pipe: Box<Pipe>) {
         let shared = self.shared();
         let stamp = shared.now();
-        Shared::give_batch(shared, [shared::Idle { pipe, stamp }]);
+        SharedPool::give_batch(shared, [shared::Idle { pipe, stamp }]);
     }
 
     /// A snapshot of the pool's statistics.

@@ -19,7 +19,7 @@
 use std::thread;
 use std::time::Duration;
 
-use super::shared::Shared;
+use super::shared::SharedPool;
 use crate::sync::{lock, Arc, AtomicBool, Condvar, Mutex, Ordering::SeqCst};
 
 /// The reaper's handshake with the pool.
@@ -54,7 +54,7 @@ impl Reaper {
 
 /// Starts the reaper, or wakes it, if it is not running. Cheap (one load)
 /// when it runs.
-pub(super) fn ensure_awake(shared: &Arc<Shared>) {
+pub(super) fn ensure_awake(shared: &Arc<SharedPool>) {
     if !shared.reaper.sleeping.load(SeqCst) {
         return;
     }
@@ -74,12 +74,12 @@ pub(super) fn ensure_awake(shared: &Arc<Shared>) {
 }
 
 /// Tells the reaper the pool is closed.
-pub(super) fn stop(shared: &Shared) {
+pub(super) fn stop(shared: &SharedPool) {
     let _started = lock(&shared.reaper.started);
     shared.reaper.wake.notify_one();
 }
 
-fn run(weak: std::sync::Weak<Shared>) {
+fn run(weak: std::sync::Weak<SharedPool>) {
     loop {
         // Hold the pool only while working, so that dropping the last
         // handle is never kept waiting for the reaper.

@@ -16,15 +16,15 @@ use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering
 #[derive(Debug)]
 pub(super) struct Idle {
     pub(super) pipe: Box<Pipe>,
-    /// [`Shared::now`] when the pipe was given back.
+    /// [`SharedPool::now`] when the pipe was given back.
     pub(super) stamp: u64,
 }
 
 /// Everything of one pool that threads share.
 #[derive(Debug)]
-pub(super) struct Shared {
+pub(super) struct SharedPool {
     /// Index of this pool's slot in every thread's cache table; unique among
-    /// live `Shared`s (see [`super::ids`]).
+    /// live `SharedPool`s (see [`super::ids`]).
     pub(super) id: usize,
     /// Stamped into every pipe this pool creates (never reused by another
     /// pool, renewed in a forked child): a pipe given back with another tag
@@ -65,12 +65,12 @@ pub(super) struct Shared {
     pub(super) reaper: super::reaper::Reaper,
 }
 
-impl Shared {
-    pub(super) fn new(id: usize, config: PoolConfig) -> Shared {
+impl SharedPool {
+    pub(super) fn new(id: usize, config: PoolConfig) -> SharedPool {
         let timeout_ms = u64::try_from(config.idle_timeout.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        Shared {
+        SharedPool {
             id,
             tag: AtomicU64::new(super::ids::new_tag()),
             idle: Mutex::new(Vec::new()),
@@ -106,7 +106,7 @@ impl Shared {
                 return owner.close(pipe, CloseReason::Dirty);
             }
             let stamp = owner.now();
-            return Shared::give_batch(&owner, [Idle { pipe, stamp }]);
+            return SharedPool::give_batch(&owner, [Idle { pipe, stamp }]);
         }
         drop(pipe);
     }
@@ -448,7 +448,7 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
+impl Drop for SharedPool {
     fn drop(&mut self) {
         super::ids::release(self.id);
     }

@@ -7,44 +7,55 @@
 //! - fix the flags the rest of the crate relies on (`O_CLOEXEC | O_NONBLOCK`
 //!   on pipes, `SPLICE_F_MOVE | SPLICE_F_NONBLOCK` on every splice, never
 //!   `SPLICE_F_MORE`),
-//! - and return [`std::io::Result`].
+//! - and return [`rustix::io::Result`]: the [`Errno`] stays typed inside the
+//!   crate (callers match `Errno::AGAIN`, `Errno::INVAL`, ... directly) and
+//!   becomes an `io::Error` only at the public boundary (`?` converts).
 //!
-//! Everything in this file is safe Rust because rustix already is (the
-//! crate's only `unsafe`, type detection for the tokio glue, is in
-//! `tokio::cast`, not a syscall).
+//! The tokio glue still takes `io::Error` from `read`, `write`, `peek_byte`
+//! and `is_unsupported`; the rest of the crate uses the typed `read_errno`,
+//! `write_errno` and `is_unsupported_errno` beside them.
+//!
+//! Everything in this file is safe Rust because rustix already is, except
+//! [`at_fork`]: rustix does not wrap `pthread_atfork`, so it calls libc in
+//! one `unsafe` block. The crate's other `unsafe` is in `tokio/cast.rs`
+//! (type detection for the tokio glue), `pool/local.rs` (the thread caches)
+//! and `pool/fork.rs` (the fork handlers), each block with its `SAFETY`.
 
 #![cfg_attr(pipepool_loom, allow(dead_code))] // the loom build uses none of the syscalls
 
-use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::FileType;
+pub(crate) use rustix::io::Errno;
 use rustix::pipe::{PipeFlags, SpliceFlags};
 
+/// What every wrapper here returns: the value, or the typed [`Errno`].
+pub(crate) type Result<T> = rustix::io::Result<T>;
+
 /// Runs `f` until it returns something other than `EINTR`.
-pub(crate) fn retry_on_intr<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+pub(crate) fn retry_on_intr<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
     loop {
         match f() {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => return other.map_err(io::Error::from),
+            Err(Errno::INTR) => continue,
+            other => return other,
         }
     }
 }
 
 /// `pipe2(O_CLOEXEC | O_NONBLOCK)`: a new pipe, returned as (read end, write end).
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     retry_on_intr(|| rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK))
 }
 
 /// `fcntl(fd, F_SETPIPE_SZ, size)`: returns the size the kernel really set
 /// (a power of two number of pages, at least `size`).
-pub(crate) fn set_pipe_size(fd: impl AsFd, size: usize) -> io::Result<usize> {
+pub(crate) fn set_pipe_size(fd: impl AsFd, size: usize) -> Result<usize> {
     retry_on_intr(|| rustix::pipe::fcntl_setpipe_size(fd.as_fd(), size))
 }
 
 /// `fcntl(fd, F_GETPIPE_SZ)`: the pipe's current capacity in bytes.
-pub(crate) fn pipe_size(fd: impl AsFd) -> io::Result<usize> {
+pub(crate) fn pipe_size(fd: impl AsFd) -> Result<usize> {
     retry_on_intr(|| rustix::pipe::fcntl_getpipe_size(fd.as_fd()))
 }
 
@@ -52,7 +63,7 @@ pub(crate) fn pipe_size(fd: impl AsFd) -> io::Result<usize> {
 ///
 /// File offsets, where a side is a file, are the fds' own. Never passes
 /// `SPLICE_F_MORE` (it acts like `TCP_CORK` and stalls small exchanges).
-pub(crate) fn splice(fd_in: impl AsFd, fd_out: impl AsFd, len: usize) -> io::Result<usize> {
+pub(crate) fn splice(fd_in: impl AsFd, fd_out: impl AsFd, len: usize) -> Result<usize> {
     retry_on_intr(|| {
         rustix::pipe::splice(
             fd_in.as_fd(),
@@ -66,27 +77,35 @@ pub(crate) fn splice(fd_in: impl AsFd, fd_out: impl AsFd, len: usize) -> io::Res
 }
 
 /// `sendfile(out_fd, in_fd, NULL, count)`, from the input's file offset.
-pub(crate) fn sendfile(out_fd: impl AsFd, in_fd: impl AsFd, count: usize) -> io::Result<usize> {
+pub(crate) fn sendfile(out_fd: impl AsFd, in_fd: impl AsFd, count: usize) -> Result<usize> {
     retry_on_intr(|| rustix::fs::sendfile(out_fd.as_fd(), in_fd.as_fd(), None, count))
 }
 
 /// `copy_file_range(fd_in, NULL, fd_out, NULL, len, 0)`, at both file offsets.
-pub(crate) fn copy_file_range(
-    fd_in: impl AsFd,
-    fd_out: impl AsFd,
-    len: usize,
-) -> io::Result<usize> {
+pub(crate) fn copy_file_range(fd_in: impl AsFd, fd_out: impl AsFd, len: usize) -> Result<usize> {
     retry_on_intr(|| rustix::fs::copy_file_range(fd_in.as_fd(), None, fd_out.as_fd(), None, len))
 }
 
 /// `read(fd, buf)`.
-pub(crate) fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_errno(fd: impl AsFd, buf: &mut [u8]) -> Result<usize> {
     retry_on_intr(|| rustix::io::read(fd.as_fd(), &mut *buf))
 }
 
 /// `write(fd, buf)`.
-pub(crate) fn write(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+pub(crate) fn write_errno(fd: impl AsFd, buf: &[u8]) -> Result<usize> {
     retry_on_intr(|| rustix::io::write(fd.as_fd(), buf))
+}
+
+/// [`read_errno`] as an `io::Result`, for the tokio glue (`try_io`).
+#[cfg(all(feature = "tokio", not(pipepool_loom)))]
+pub(crate) fn read(fd: impl AsFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    Ok(read_errno(fd, buf)?)
+}
+
+/// [`write_errno`] as an `io::Result`, for the tokio glue.
+#[cfg(all(feature = "tokio", not(pipepool_loom)))]
+pub(crate) fn write(fd: impl AsFd, buf: &[u8]) -> std::io::Result<usize> {
+    Ok(write_errno(fd, buf)?)
 }
 
 /// `recv(fd, buf, 1, MSG_PEEK | MSG_DONTWAIT)`: whether a socket has a byte
@@ -94,7 +113,7 @@ pub(crate) fn write(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
 /// nothing yet (`WouldBlock`), without taking anything. `Ok(None)` when `fd`
 /// is not a socket (`ENOTSOCK`): nothing can be told that way.
 #[cfg(all(feature = "tokio", not(pipepool_loom)))]
-pub(crate) fn peek_byte(fd: impl AsFd) -> io::Result<Option<usize>> {
+pub(crate) fn peek_byte(fd: impl AsFd) -> std::io::Result<Option<usize>> {
     use rustix::net::RecvFlags;
     let mut byte = [0u8; 1];
     let peeked = retry_on_intr(|| {
@@ -102,8 +121,8 @@ pub(crate) fn peek_byte(fd: impl AsFd) -> io::Result<Option<usize>> {
     });
     match peeked {
         Ok((n, _)) => Ok(Some(n)),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSOCK.raw_os_error()) => Ok(None),
-        Err(e) => Err(e),
+        Err(Errno::NOTSOCK) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -121,7 +140,7 @@ pub(crate) enum FdKind {
 }
 
 /// `fstat(fd)`, reduced to the [`FdKind`].
-pub(crate) fn fd_kind(fd: impl AsFd) -> io::Result<FdKind> {
+pub(crate) fn fd_kind(fd: impl AsFd) -> Result<FdKind> {
     let st = retry_on_intr(|| rustix::fs::fstat(fd.as_fd()))?;
     Ok(match FileType::from_raw_mode(st.st_mode) {
         FileType::Fifo => FdKind::Pipe,
@@ -142,7 +161,7 @@ pub(crate) enum Wait {
 
 /// `poll([{fd, events}], 1, -1)`: blocks until `fd` is ready (or reports
 /// an error or hang-up condition, which the next I/O call then surfaces).
-pub(crate) fn wait(fd: impl AsFd, what: Wait) -> io::Result<()> {
+pub(crate) fn wait(fd: impl AsFd, what: Wait) -> Result<()> {
     let events = match what {
         Wait::Readable => PollFlags::IN,
         Wait::Writable => PollFlags::OUT,
@@ -156,13 +175,13 @@ pub(crate) fn wait(fd: impl AsFd, what: Wait) -> io::Result<()> {
 }
 
 /// `fcntl(fd, F_GETFL)`: whether `O_NONBLOCK` is set on the fd.
-pub(crate) fn is_nonblocking(fd: impl AsFd) -> io::Result<bool> {
+pub(crate) fn is_nonblocking(fd: impl AsFd) -> Result<bool> {
     let flags = retry_on_intr(|| rustix::fs::fcntl_getfl(fd.as_fd()))?;
     Ok(flags.contains(rustix::fs::OFlags::NONBLOCK))
 }
 
 /// `FIONREAD`: the bytes waiting to be read from `fd` (for a pipe, what it holds).
-pub(crate) fn bytes_readable(fd: impl AsFd) -> io::Result<usize> {
+pub(crate) fn bytes_readable(fd: impl AsFd) -> Result<usize> {
     retry_on_intr(|| rustix::io::ioctl_fionread(fd.as_fd())).map(|n| n as usize)
 }
 
@@ -171,15 +190,22 @@ pub(crate) fn fd_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
-/// Whether an error means "this pair of fds cannot take this syscall":
+/// Whether an errno means "this pair of fds cannot take this syscall":
 /// `EINVAL`, `ENOSYS`, `EBADF`, `EXDEV`, `EOPNOTSUPP`. Before any byte has
 /// moved, the caller may then fall back to another method.
-pub(crate) fn is_unsupported(err: &io::Error) -> bool {
-    use rustix::io::Errno;
+pub(crate) fn is_unsupported_errno(errno: Errno) -> bool {
     matches!(
-        err.raw_os_error().map(Errno::from_raw_os_error),
-        Some(Errno::INVAL | Errno::NOSYS | Errno::BADF | Errno::XDEV | Errno::OPNOTSUPP)
+        errno,
+        Errno::INVAL | Errno::NOSYS | Errno::BADF | Errno::XDEV | Errno::OPNOTSUPP
     )
+}
+
+/// [`is_unsupported_errno`] for an `io::Error` (the tokio glue, whose
+/// errors come through tokio's `io::Result`s).
+#[cfg(all(feature = "tokio", not(pipepool_loom)))]
+pub(crate) fn is_unsupported(err: &std::io::Error) -> bool {
+    err.raw_os_error()
+        .is_some_and(|raw| is_unsupported_errno(Errno::from_raw_os_error(raw)))
 }
 
 /// `membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED)`, after checking
@@ -189,10 +215,10 @@ pub(crate) fn is_unsupported(err: &io::Error) -> bool {
 /// # Errors
 /// `ENOSYS`/`EINVAL` when the kernel (or a seccomp filter) lacks the
 /// command. See [membarrier(2)](https://man7.org/linux/man-pages/man2/membarrier.2.html).
-pub(crate) fn membarrier_register() -> Result<(), rustix::io::Errno> {
+pub(crate) fn membarrier_register() -> Result<()> {
     use rustix::thread::{membarrier, membarrier_query, MembarrierCommand};
     if !membarrier_query().contains_command(MembarrierCommand::PrivateExpedited) {
-        return Err(rustix::io::Errno::NOSYS);
+        return Err(Errno::NOSYS);
     }
     membarrier(MembarrierCommand::RegisterPrivateExpedited)
 }
@@ -203,7 +229,7 @@ pub(crate) fn membarrier_register() -> Result<(), rustix::io::Errno> {
 /// # Errors
 /// `EPERM` when this process is not registered (a forked child must
 /// register again), `ENOSYS`/`EINVAL` without kernel support.
-pub(crate) fn membarrier_private_expedited() -> Result<(), rustix::io::Errno> {
+pub(crate) fn membarrier_private_expedited() -> Result<()> {
     rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited)
 }
 
@@ -218,12 +244,12 @@ pub(crate) fn at_fork(
     prepare: extern "C" fn(),
     parent: extern "C" fn(),
     child: extern "C" fn(),
-) -> io::Result<()> {
+) -> Result<()> {
     // SAFETY: the three are plain `extern "C" fn()`s that live for the
     // whole program (fn items), which is all `pthread_atfork` asks.
     let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
     match rc {
         0 => Ok(()),
-        errno => Err(io::Error::from_raw_os_error(errno)),
+        errno => Err(Errno::from_raw_os_error(errno)),
     }
 }

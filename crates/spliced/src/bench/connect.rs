@@ -38,7 +38,7 @@ pub(crate) struct ConnectOptions {
 
 /// Connections finished so far (for a progress bar).
 #[derive(Debug, Default)]
-pub(crate) struct Progress {
+pub(crate) struct ConnectTally {
     /// Exchanges done, good or not.
     pub(crate) done: AtomicU64,
 }
@@ -51,7 +51,7 @@ struct ClientResult {
 }
 
 /// Runs the clients and reports.
-pub(crate) async fn run(opts: &ConnectOptions, progress: Arc<Progress>) -> ConnectReport {
+pub(crate) async fn run(opts: &ConnectOptions, progress: Arc<ConnectTally>) -> ConnectReport {
     let start = Instant::now();
     let deadline = start + opts.duration;
     let tickets = Arc::new(AtomicU64::new(0));
@@ -80,7 +80,7 @@ async fn client(
     id: u64,
     opts: &ConnectOptions,
     deadline: Instant,
-    progress: &Progress,
+    progress: &ConnectTally,
     tickets: &AtomicU64,
 ) -> ClientResult {
     let mut result = ClientResult::default();

@@ -39,7 +39,7 @@ pub(crate) struct StreamOptions {
 
 /// Bytes written so far by all connections (for a progress bar).
 #[derive(Debug, Default)]
-pub(crate) struct Progress {
+pub(crate) struct StreamTally {
     /// Bytes written.
     pub(crate) sent: AtomicU64,
 }
@@ -55,7 +55,7 @@ struct ConnResult {
 }
 
 /// Runs the streams and reports.
-pub(crate) async fn run(opts: &StreamOptions, progress: Arc<Progress>) -> StreamReport {
+pub(crate) async fn run(opts: &StreamOptions, progress: Arc<StreamTally>) -> StreamReport {
     let start = Instant::now();
     let deadline = start + opts.duration;
     let tasks: Vec<_> = (0..opts.conns as u64)
@@ -96,7 +96,12 @@ pub(crate) async fn run(opts: &StreamOptions, progress: Arc<Progress>) -> Stream
     )
 }
 
-async fn one(id: u64, opts: &StreamOptions, deadline: Instant, progress: &Progress) -> ConnResult {
+async fn one(
+    id: u64,
+    opts: &StreamOptions,
+    deadline: Instant,
+    progress: &StreamTally,
+) -> ConnResult {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(opts.target)).await
     {
         Ok(Ok(s)) => s,

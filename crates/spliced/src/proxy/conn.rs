@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use super::accept::Refusal;
 use super::proxy_header::{self, Received};
-use super::{connect, sni, Shared};
+use super::{connect, sni, ListenerState};
 use crate::acl::Sources;
 use crate::config::ProxyVersion;
 use crate::metrics::Ending;
@@ -23,7 +23,7 @@ use crate::metrics::Ending;
 /// `sources` counts the listener's open connections per client address
 /// (across reloads).
 pub(super) async fn handle(
-    shared: &Arc<Shared>,
+    shared: &Arc<ListenerState>,
     sources: &Arc<Sources>,
     mut client: TcpStream,
     peer: SocketAddr,
@@ -148,7 +148,7 @@ pub(super) async fn handle(
 /// the destination is `dst` (from a received header), else the
 /// listener's address, else the one `client` reached.
 async fn send_header(
-    shared: &Shared,
+    shared: &ListenerState,
     client: &TcpStream,
     upstream: &mut TcpStream,
     version: ProxyVersion,

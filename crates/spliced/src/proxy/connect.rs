@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
-use super::Shared;
+use super::ListenerState;
 use crate::balance::{Balancer, Lease};
 use crate::metrics::ConnectFailure;
 
@@ -18,7 +18,7 @@ use crate::metrics::ConnectFailure;
 /// When every attempt failed: the error of the last one (its kind kept),
 /// with a message listing each attempt.
 pub(super) async fn connect(
-    shared: &Arc<Shared>,
+    shared: &Arc<ListenerState>,
     balancer: &Arc<Balancer>,
 ) -> io::Result<(TcpStream, Lease)> {
     let settings = &shared.settings;

@@ -5,10 +5,10 @@
 //! writes one with `send_proxy` ([`proxy_header`]).
 //!
 //! Hot reload ([`Proxy::reload`]): everything a listener's connections use
-//! is built from its settings alone ([`Shared::new`]) and published in a
+//! is built from its settings alone ([`ListenerState::new`]) and published in a
 //! watch channel; each accept takes the current one, so a reload swaps in
 //! a new one for new connections while open connections keep theirs.
-//! Settings added to [`ListenerSettings`] (and built in `Shared::new`)
+//! Settings added to [`ListenerSettings`] (and built in `ListenerState::new`)
 //! reload with no further work.
 
 mod accept;
@@ -51,7 +51,7 @@ pub(crate) struct Context {
 /// What the connections of one listener share: everything built from its
 /// settings. A reload builds a new one for the next connections.
 #[derive(Debug)]
-struct Shared {
+struct ListenerState {
     settings: ListenerSettings,
     balancer: Arc<Balancer>,
     forwarder: Forwarder,
@@ -67,16 +67,16 @@ struct Shared {
     local: Option<SocketAddr>,
 }
 
-impl Shared {
+impl ListenerState {
     /// Builds what connections use from `settings` on the listener bound
     /// at `local` (`None` when it is 0.0.0.0 or ::); `previous` (the
     /// listener's before a reload) hands over its upstreams' state.
     fn new(
         settings: ListenerSettings,
         ctx: &Context,
-        previous: Option<&Shared>,
+        previous: Option<&ListenerState>,
         local: Option<SocketAddr>,
-    ) -> Shared {
+    ) -> ListenerState {
         let balancer = Balancer::renew(
             settings.balance,
             settings.upstreams.clone(),
@@ -105,7 +105,7 @@ impl Shared {
             .collect();
         let metrics = ctx.metrics.listener(&settings.name, groups);
         let acl = Acl::new(settings.allow.clone(), settings.deny.clone());
-        Shared {
+        ListenerState {
             settings,
             balancer,
             forwarder,
@@ -156,7 +156,7 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Listener {
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<ListenerState>,
 }
 
 impl Listener {
@@ -171,7 +171,7 @@ impl Listener {
             None => crate::net::listen(settings.listen)?,
         };
         let local = Some(listener.local_addr()?).filter(|a| !a.ip().is_unspecified());
-        let shared = Shared::new(settings, ctx, None, local);
+        let shared = ListenerState::new(settings, ctx, None, local);
         shared.resolve(ctx).await;
         Ok(Listener {
             listener,
@@ -224,12 +224,12 @@ impl Drop for Slot {
 }
 
 /// Accepts clients until `stop`, each served by its own task with the
-/// listener's current [`Shared`], then closes the listening socket. Open
+/// listener's current [`ListenerState`], then closes the listening socket. Open
 /// connections go on (until `kill`). Each is counted in both `trackers`
 /// (the process's and the listener's).
 async fn serve(
     listener: TcpListener,
-    current: watch::Receiver<Arc<Shared>>,
+    current: watch::Receiver<Arc<ListenerState>>,
     stop: Shutdown,
     kill: Shutdown,
     trackers: [Tracker; 2],
@@ -293,7 +293,7 @@ struct Running {
     /// The bound address.
     addr: SocketAddr,
     /// What new connections use; a reload sends a new one.
-    current: watch::Sender<Arc<Shared>>,
+    current: watch::Sender<Arc<ListenerState>>,
     /// Stops the accept loop (the listening socket closes).
     stop: Shutdown,
     /// Closes the listener's open connections.
@@ -459,7 +459,8 @@ impl Proxy {
             match found.and_then(|i| old[i].take()) {
                 Some(r) => {
                     let previous = Arc::clone(&r.current.borrow());
-                    let shared = Shared::new(settings, &self.ctx, Some(&previous), previous.local);
+                    let shared =
+                        ListenerState::new(settings, &self.ctx, Some(&previous), previous.local);
                     shared.resolve(&self.ctx).await;
                     shared.refresh_dns(&self.ctx);
                     r.current.send_replace(Arc::new(shared));

@@ -1,0 +1,138 @@
+//! pipepool as a user writes it: an explicit pool shared by spawned tasks,
+//! an `OwnedPipe` moved into one, and one `CopyOptions` with one `Progress`
+//! shared by several spawned relays over real loopback sockets.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pipepool::tokio::{copy_bidirectional_with, CopyOptions, Progress};
+use pipepool::{Method, PipePool, PoolConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The byte at `i` of a test stream (any pattern a wrong offset breaks).
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A connected pair of loopback TCP streams.
+async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let (client, accepted) = tokio::join!(
+        TcpStream::connect(listener.local_addr()?),
+        listener.accept()
+    );
+    Ok((client?, accepted?.0))
+}
+
+/// `get_owned()` gives a `Send + 'static` pipe: it moves into a spawned
+/// task, carries bytes there, and goes back to the pool that lent it when
+/// the task drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_pipe_moves_into_a_spawned_task() -> io::Result<()> {
+    let pool = PipePool::new(PoolConfig::default().max_pipes(4)).map_err(io::Error::from)?;
+    let mut pipe = pool.get_owned()?;
+    let task = tokio::spawn(async move {
+        let sent = b"through an owned pipe";
+        let written = pipe.write(sent)?;
+        assert_eq!(written, sent.len());
+        let mut back = vec![0u8; sent.len()];
+        let read = pipe.read(&mut back)?;
+        assert_eq!(&back[..read], sent);
+        assert!(pipe.is_empty());
+        Ok::<_, io::Error>(read)
+        // `pipe` drops here, in the task: given back, empty.
+    });
+    assert_eq!(task.await.expect("task panicked")?, 21);
+    let stats = pool.stats();
+    assert_eq!(stats.created, 1, "{stats:?}");
+    assert_eq!(stats.in_use, 0, "the task gave the pipe back: {stats:?}");
+    assert_eq!(stats.closed_dirty, 0, "it was empty: {stats:?}");
+    Ok(())
+}
+
+/// One `CopyOptions` (an `Arc` of it) with an explicit pool and one
+/// `Progress` drives several spawned relays at once; every relay's
+/// `BidiReport` and the shared `Progress` add up to the bytes sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_copy_options_shared_by_spawned_relays() -> io::Result<()> {
+    const RELAYS: usize = 4;
+    const UP: usize = 300_000;
+    const DOWN: usize = 120_000;
+
+    let pool = PoolConfig::default()
+        .max_pipes(16)
+        .build()
+        .map_err(io::Error::from)?;
+    let progress = Progress::new();
+    let opts = Arc::new(
+        CopyOptions::new()
+            .pool(pool.clone())
+            .progress(progress.clone())
+            .idle_timeout(Some(Duration::from_secs(30))),
+    );
+
+    let mut tasks = Vec::new();
+    for relay in 0..RELAYS {
+        // client <-> (a, b: the relay) <-> server
+        let (mut client, mut a) = tcp_pair().await?;
+        let (mut b, mut server) = tcp_pair().await?;
+        let opts = Arc::clone(&opts);
+        let relay_task =
+            tokio::spawn(async move { copy_bidirectional_with(&mut a, &mut b, &opts).await });
+        let seed = relay as u8;
+        let ends = tokio::spawn(async move {
+            let up = pattern(seed, UP);
+            let down = pattern(seed.wrapping_add(100), DOWN);
+            let (client_side, server_side) = tokio::join!(
+                async {
+                    client.write_all(&up).await?;
+                    client.shutdown().await?;
+                    let mut got = Vec::new();
+                    client.read_to_end(&mut got).await?;
+                    Ok::<_, io::Error>(got)
+                },
+                async {
+                    server.write_all(&down).await?;
+                    server.shutdown().await?;
+                    let mut got = Vec::new();
+                    server.read_to_end(&mut got).await?;
+                    Ok::<_, io::Error>(got)
+                }
+            );
+            assert!(client_side? == down, "relay {seed}: client got other bytes");
+            assert!(server_side? == up, "relay {seed}: server got other bytes");
+            Ok::<_, io::Error>(())
+        });
+        tasks.push((relay_task, ends));
+    }
+
+    for (relay_task, ends) in tasks {
+        ends.await.expect("end task panicked")?;
+        let report = relay_task
+            .await
+            .expect("relay panicked")
+            .map_err(io::Error::from)?;
+        assert_eq!(report.a_to_b.bytes, UP as u64);
+        assert_eq!(report.b_to_a.bytes, DOWN as u64);
+        // Loopback TCP to loopback TCP: spliced through the explicit pool.
+        assert_eq!(report.a_to_b.method, Method::Splice);
+        assert_eq!(report.b_to_a.method, Method::Splice);
+    }
+
+    assert_eq!(progress.a_to_b(), (RELAYS * UP) as u64);
+    assert_eq!(progress.b_to_a(), (RELAYS * DOWN) as u64);
+    assert_eq!(progress.a_to_b_by(Method::Splice), (RELAYS * UP) as u64);
+    assert_eq!(progress.b_to_a_by(Method::Userspace), 0);
+
+    let stats = pool.stats();
+    assert!(
+        stats.created >= 1,
+        "the relays used the explicit pool: {stats:?}"
+    );
+    assert_eq!(stats.in_use, 0, "every pipe given back: {stats:?}");
+    Ok(())
+}
