@@ -9,7 +9,8 @@
 //! Exit codes: 0 success, 1 failure at run time (an address in use, a
 //! benchmark that saw errors), 2 a bad flag or config file.
 //!
-//! `unsafe` is denied: the libc calls that drop root go through `nix`.
+//! `unsafe` is denied but in `systemd` (taking ownership of a socket that
+//! systemd passed as an fd); the libc calls that drop root go through `nix`.
 #![deny(unsafe_code)]
 
 mod acl;
