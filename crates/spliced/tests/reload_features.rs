@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ServerConfig, StreamOwned};
 use util::{
     connect, connect_from, dead_addr, echo_until_eof, eventually, http_get, metrics_at, read_line,
     ConfigFile, Proc, WAIT,
@@ -229,36 +229,6 @@ fn send_proxy_switched_on_applies_to_new_connections_only() {
     assert_eq!(read_line(&mut new).unwrap(), "next still");
 }
 
-/// Both ends of TLS with one self-signed certificate for `a.example`.
-struct Tls {
-    server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-}
-
-fn tls() -> Tls {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ck = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-    let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Tls {
-        server: Arc::new(server),
-        client: Arc::new(client),
-    }
-}
-
 /// An upstream that answers each line with `tag name line` until EOF:
 /// over TLS (`name` being the SNI it saw) when the first byte is a TLS
 /// handshake, else in plain text (`name` = `plain`).
@@ -328,7 +298,7 @@ impl TlsClient {
 
 #[test]
 fn a_changed_sni_route_applies_to_new_connections_only() {
-    let tls = tls();
+    let tls = util::tls::tls(&["a.example"]);
     let a = upstream("A", &tls.server);
     let b = upstream("B", &tls.server);
     let d = upstream("D", &tls.server);
@@ -373,7 +343,7 @@ fn hello_to_nowhere(proxy: SocketAddr, config: &Arc<ClientConfig>, name: &str) {
 
 #[test]
 fn route_groups_are_in_the_health_metric_and_keep_it_across_reloads() {
-    let tls = tls();
+    let tls = util::tls::tls(&["a.example"]);
     let up = upstream("UP", &tls.server);
     let dead = dead_addr();
     // `up` is in two groups, and twice in one.

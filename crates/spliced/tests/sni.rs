@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ServerConfig, StreamOwned};
 use util::{connect, eventually, read_line, ConfigFile, Proc, WAIT};
 
 /// Every name the test certificate is valid for.
@@ -25,36 +25,6 @@ const NAMES: [&str; 5] = [
     "api.wild.example",
     "other.example",
 ];
-
-/// One self-signed certificate for [`NAMES`], and configs for both ends.
-struct Tls {
-    server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-}
-
-fn tls() -> Tls {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ck = rcgen::generate_simple_self_signed(NAMES.map(String::from).to_vec()).unwrap();
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-    let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Tls {
-        server: Arc::new(server),
-        client: Arc::new(client),
-    }
-}
 
 /// An upstream that answers each line with `tag name line`: over TLS
 /// (`name` being the SNI it saw) when the first byte is a TLS handshake,
@@ -126,7 +96,7 @@ fn tls_ask(proxy: SocketAddr, config: &Arc<ClientConfig>, name: &str, split: boo
 
 #[test]
 fn each_name_reaches_its_upstream_end_to_end() {
-    let tls = tls();
+    let tls = util::tls::tls(&NAMES);
     let a = upstream("A", Arc::clone(&tls.server));
     let wild = upstream("W", Arc::clone(&tls.server));
     let api = upstream("API", Arc::clone(&tls.server));
@@ -191,7 +161,7 @@ fn each_name_reaches_its_upstream_end_to_end() {
 #[test]
 fn a_hello_cut_short_by_eof_or_silence() {
     let plain = util::tag_server("plain");
-    let tls = tls();
+    let tls = util::tls::tls(&NAMES);
     let a = upstream("A", Arc::clone(&tls.server));
     let (a_s, d_s) = (format!("a.example={a}"), plain.to_string());
     // One worker: a spinning connection would stop every other.
@@ -303,7 +273,7 @@ fn large_hellos() {
 /// ClientHello after it is peeked and routed, and the handshake completes.
 #[test]
 fn routes_behind_accept_proxy() {
-    let tls = tls();
+    let tls = util::tls::tls(&NAMES);
     let a = upstream("A", Arc::clone(&tls.server));
     let default = upstream("D", Arc::clone(&tls.server));
     let (a_s, d_s) = (format!("a.example={a}"), default.to_string());
@@ -366,7 +336,7 @@ fn routes_behind_accept_proxy() {
 
 #[test]
 fn routes_from_flags_and_a_client_that_closes_early() {
-    let tls = tls();
+    let tls = util::tls::tls(&NAMES);
     let a = upstream("A", Arc::clone(&tls.server));
     let default = upstream("D", Arc::clone(&tls.server));
     let (a_s, d_s) = (format!("a.example={a}"), default.to_string());

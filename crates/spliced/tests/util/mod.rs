@@ -3,6 +3,8 @@
 //! upstream servers on threads, config files, data and hashes.
 #![allow(dead_code)] // each test file uses a different part
 
+pub(crate) mod tls;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
