@@ -29,49 +29,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use util::net::{runtime, tcp_pair, within};
-
-/// The urgent byte.
-const URGENT: u8 = 0xAB;
-
-/// One step of what a peer sends.
-#[derive(Debug, Clone, Copy)]
-enum Part {
-    /// In-band bytes (the next ones of the test pattern).
-    Data(usize),
-    /// One byte sent with `MSG_OOB`; after the first, the sender waits
-    /// until the far end has every in-band byte sent so far (so the copy
-    /// is past the earlier mark and the expected result is exact).
-    Urgent,
-    /// Wait until the far end has every in-band byte sent so far, without
-    /// the FIN: a copy stalled at a mark fails here.
-    AwaitAll,
-}
-
-use Part::{AwaitAll, Data, Urgent};
-
-fn cases() -> Vec<(&'static str, Vec<Part>)> {
-    vec![
-        ("at the start", vec![Urgent, Data(200_000)]),
-        ("in the middle", vec![Data(200_000), Urgent, Data(300_000)]),
-        ("last before FIN", vec![Data(200_000), Urgent]),
-        (
-            "several",
-            vec![
-                Data(100_000),
-                Urgent,
-                Data(100_000),
-                Urgent,
-                Data(1),
-                Urgent,
-                Data(50_000),
-            ],
-        ),
-        (
-            "no FIN until all arrived",
-            vec![Data(200_000), Urgent, Data(300_000), AwaitAll],
-        ),
-    ]
-}
+use util::urgent::Part::{AwaitAll, Data, Pause, Urgent};
+use util::urgent::{cases, Part, URGENT};
 
 /// `send(fd, [URGENT], MSG_OOB)` through tokio's readiness.
 async fn send_urgent(w: &OwnedWriteHalf) {
@@ -122,6 +81,7 @@ async fn send(mut w: OwnedWriteHalf, parts: &[Part], seed: usize, received: &Ato
                 urgent_sent = true;
             }
             AwaitAll => {}
+            Pause(d) => tokio::time::sleep(d).await,
         }
     }
     w.shutdown().await.unwrap();

@@ -257,6 +257,8 @@ pub fn raise_nofile_hard(n: u64) -> u64 {
 /// Helpers for the `tokio_*` tests: loopback pairs, a checked byte stream,
 /// timeouts.
 #[cfg(feature = "tokio")]
+pub mod urgent;
+
 pub mod net {
     use std::future::Future;
     use std::io;
