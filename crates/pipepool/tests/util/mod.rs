@@ -254,11 +254,12 @@ pub fn raise_nofile_hard(n: u64) -> u64 {
     raise_nofile(n)
 }
 
+/// The urgent-data cases of the sync and async copy tests.
+pub mod urgent;
+
 /// Helpers for the `tokio_*` tests: loopback pairs, a checked byte stream,
 /// timeouts.
 #[cfg(feature = "tokio")]
-pub mod urgent;
-
 pub mod net {
     use std::future::Future;
     use std::io;
