@@ -125,8 +125,29 @@ async fn one_copy_options_shared_by_spawned_relays() -> io::Result<()> {
 
     assert_eq!(progress.a_to_b(), (RELAYS * UP) as u64);
     assert_eq!(progress.b_to_a(), (RELAYS * DOWN) as u64);
-    assert_eq!(progress.a_to_b_by(Method::Splice), (RELAYS * UP) as u64);
-    assert_eq!(progress.b_to_a_by(Method::Userspace), 0);
+    // Every byte is counted under the method that moved it. Most are
+    // spliced; the last bytes of a direction, when they arrive together
+    // with the peer's FIN after the direction had drained, are read through
+    // the buffer to see the end of file without an extra call (counted as
+    // Userspace; see the tokio module's docs), so the split is not exact.
+    for (total, by_splice, by_user) in [
+        (
+            RELAYS * UP,
+            progress.a_to_b_by(Method::Splice),
+            progress.a_to_b_by(Method::Userspace),
+        ),
+        (
+            RELAYS * DOWN,
+            progress.b_to_a_by(Method::Splice),
+            progress.b_to_a_by(Method::Userspace),
+        ),
+    ] {
+        assert_eq!(by_splice + by_user, total as u64);
+        assert!(
+            by_splice >= total as u64 * 3 / 4,
+            "mostly spliced: {by_splice} of {total}"
+        );
+    }
 
     let stats = pool.stats();
     assert!(
