@@ -1,10 +1,14 @@
 //! How the pool works, and the invariants it keeps. (Documentation only.)
 //!
 //! # Layers
-//! 1. **Thread cache** (`pool/local.rs`). A thread-local table indexed by
-//!    pool id; each entry is a `Vec` of idle pipes (oldest first, at most
-//!    `local_cap`) filled and emptied only by its thread, and shared with
-//!    the reaper through an asymmetric fence (below). `get` pops, `put`
+//! 1. **Thread cache** (`pool/local.rs`). A thread-local table of slots
+//!    indexed by pool id (the first four slots inline in thread-local
+//!    storage, so the fast path follows no pointer from the pool handle to
+//!    the pipe; the others boxed); each slot is a `Vec` of idle pipes
+//!    (oldest first, at most `local_cap`) filled and emptied only by its
+//!    thread, and shared with the reaper through an asymmetric fence
+//!    (below): the pool's registry holds a pointer to each slot's cell,
+//!    taken out before the slot is freed or the thread's table destroyed. `get` pops, `put`
 //!    pushes; around that the thread stores `busy = true`, issues a compiler
 //!    fence, loads the reaper's `claimed` flag, and stores `busy = false`;
 //!    it also stores its own counters and loads the pool's coarse clock. No

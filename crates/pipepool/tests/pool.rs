@@ -65,6 +65,58 @@ fn get_put_reuses_one_pipe() {
     assert_consistent(&s);
 }
 
+/// Each thread keeps its first few pools' caches inline in thread-local
+/// storage and the others' boxed: with more pools alive than inline slots,
+/// every one still serves its gets from this thread's cache, keeps its own
+/// counts, and a pool built after others were dropped starts afresh in the
+/// slot it reuses.
+#[test]
+fn many_pools_each_keep_their_own_thread_cache() {
+    const POOLS: usize = 9;
+    let _fds = util::fd_lock();
+    let base = util::fd_count();
+    let round = |pools: &[pipepool::PipePool]| {
+        for pool in pools {
+            for _ in 0..100 {
+                let pipe = pool.get().unwrap();
+                assert!(pipe.is_empty());
+            }
+        }
+    };
+    let mut pools: Vec<_> = (0..POOLS).map(|_| config().build().unwrap()).collect();
+    round(&pools);
+    round(&pools);
+    for s in pools.iter().map(|p| p.stats()) {
+        assert_eq!((s.created, s.live, s.idle), (1, 1, 1), "{s:?}");
+        assert_eq!(s.gets_local, 199, "all but the first get cached: {s:?}");
+        assert_consistent(&s);
+    }
+    assert_eq!(util::fd_count(), base + 2 * POOLS);
+    // Drop every other pool and build new ones: they may reuse the freed
+    // slots, and must not inherit a pipe or a count from them.
+    let mut i = 0;
+    pools.retain(|_| {
+        i += 1;
+        i % 2 == 0
+    });
+    assert_eq!(
+        util::fd_count(),
+        base + 2 * pools.len(),
+        "dropped pools closed their pipes"
+    );
+    let fresh: Vec<_> = (0..POOLS / 2 + 1)
+        .map(|_| config().build().unwrap())
+        .collect();
+    round(&fresh);
+    for s in fresh.iter().map(|p| p.stats()) {
+        assert_eq!((s.created, s.gets_new, s.gets_local), (1, 1, 99), "{s:?}");
+        assert_consistent(&s);
+    }
+    drop(fresh);
+    drop(pools);
+    assert_eq!(util::fd_count(), base);
+}
+
 #[test]
 fn at_the_bound_get_refuses_at_once() {
     let _fds = util::fd_lock();

@@ -193,6 +193,46 @@ fn blocked_threads_caches_are_reclaimed() {
     );
 }
 
+/// The same for one blocked thread holding caches of many pools at once:
+/// more than fit inline in its thread-local table, so some are boxed. The
+/// reaper of each pool reclaims them all the same.
+#[test]
+fn a_blocked_threads_caches_of_many_pools_are_reclaimed() {
+    const POOLS: usize = 7;
+    let _fds = util::fd_lock();
+    let base = util::fd_count();
+    let pools: Vec<PipePool> = (0..POOLS).map(|_| pool(TIMEOUT, LOCAL_CAP)).collect();
+    let (done_tx, done_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        let pools = &pools;
+        s.spawn(move || {
+            for pool in pools {
+                burst(pool, LOCAL_CAP);
+            }
+            done_tx.send(Instant::now()).unwrap();
+            let _ = go_rx.recv();
+        });
+        let idle_since = done_rx.recv().unwrap();
+        assert_eq!(util::fd_count(), base + 2 * POOLS * LOCAL_CAP);
+        let allowance = quiet_thread_allowance(&pools[0], POOLS);
+        assert_fds_drop_to(
+            base + allowance,
+            idle_since,
+            BOUND + SLACK,
+            "one blocked thread's caches of many pools",
+        );
+        if allowance == 0 {
+            for s in pools.iter().map(PipePool::stats) {
+                assert_eq!((s.live, s.closed_idle), (0, LOCAL_CAP as u64), "{s:?}");
+            }
+        }
+        go_tx.send(()).unwrap();
+    });
+    drop(pools);
+    assert_eq!(util::fd_count(), base);
+}
+
 #[test]
 fn no_pipe_is_closed_before_idle_timeout() {
     let _fds = util::fd_lock();

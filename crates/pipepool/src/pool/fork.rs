@@ -28,7 +28,7 @@ use std::cell::RefCell;
 use std::sync::{Arc, MutexGuard, Once};
 
 use super::ids::{self, Ids};
-use super::local::{self, CacheCell};
+use super::local::{self, CellRef};
 use super::shared::{Idle, SharedPool};
 
 /// Installs the handlers, once per process.
@@ -43,7 +43,7 @@ pub(super) fn install() {
 
 /// The locks of one pool, held across the fork.
 type PoolGuards = (
-    MutexGuard<'static, Vec<Arc<CacheCell>>>,
+    MutexGuard<'static, Vec<CellRef>>,
     MutexGuard<'static, Vec<Idle>>,
     MutexGuard<'static, bool>,
 );
@@ -97,12 +97,12 @@ extern "C" fn child() {
     let mut inherited: Vec<Idle> = Vec::new();
     for (pool, (threads, idle, started)) in held.pools.iter().zip(&mut held.guards) {
         inherited.append(idle);
-        for cell in threads.iter() {
+        for cell in threads.iter().map(CellRef::cell) {
             if let Some(pipes) = cell.take_all_after_fork() {
                 inherited.extend(pipes);
             }
         }
-        threads.retain(|cell| own.iter().any(|c| std::ptr::eq(*c, Arc::as_ptr(cell))));
+        threads.retain(|cell| own.iter().any(|c| cell.is(*c)));
         pool.reset_after_fork(started);
     }
     release(held);

@@ -1,9 +1,11 @@
 //! The per-thread caches: the lock-free, syscall-free fast path, and the
 //! handshake that lets the reaper take stale pipes out of them.
 //!
-//! Each thread has one table of caches, indexed by pool id. A thread's cache
-//! for a pool is a [`CacheCell`] that only its thread fills and empties, so a
-//! get is a `Vec::pop` and a put a `Vec::push`. A cache refills from the
+//! Each thread has one table of caches (slots), indexed by pool id: the
+//! first [`INLINE`] right in thread-local storage, so that the fast path
+//! follows no pointer from the pool handle to the pipe, the others boxed.
+//! A thread's cache for a pool is a [`CacheCell`] that only its thread
+//! fills and empties, so a get is a `Vec::pop` and a put a `Vec::push`. A cache refills from the
 //! shared pool and spills to it in batches of `local_cap / 2`, oldest pipes
 //! first, so the stack of a busy thread stays warm and cold pipes drift to
 //! the shared pool.
@@ -37,7 +39,8 @@
 //! says which case holds).
 #![allow(unsafe_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
 
 use super::shared::{Idle, SharedPool};
 use super::stats::LocalStats;
@@ -134,40 +137,20 @@ impl CacheCell {
     }
 }
 
-/// The calling thread's caches (for the fork handler, which keeps these
-/// registered and drops the others).
-#[cfg(not(pipepool_loom))]
-pub(super) fn this_thread_cells() -> Vec<*const CacheCell> {
-    CACHES
-        .try_with(|c| {
-            c.try_borrow().map_or_else(
-                |_| Vec::new(),
-                |c| {
-                    c.slots
-                        .iter()
-                        .flatten()
-                        .map(|cache| Arc::as_ptr(&cache.cell))
-                        .collect()
-                },
-            )
-        })
-        .unwrap_or_default()
-}
-
 /// The reaper's half of the handshake: moves the stale pipes (by `is_stale`)
 /// of every registered cache into `out`. `cells` is the registry, locked by
 /// the caller; `heavy_fence` issues the membarrier and says whether it could.
 /// A cache its owner is using right then is tried again, up to three times.
 /// Returns `false` if the heavy fence is unavailable (nothing was taken).
 pub(super) fn reclaim_stale(
-    cells: &[Arc<CacheCell>],
+    cells: &[CellRef],
     is_stale: impl Fn(u64) -> bool,
     heavy_fence: impl Fn() -> bool,
     out: &mut Vec<Idle>,
 ) -> bool {
     let mut pending: Vec<&CacheCell> = cells
         .iter()
-        .map(|c| &**c)
+        .map(CellRef::cell)
         .filter(|c| c.stats.idle.load(Relaxed) > 0)
         .collect();
     for _ in 0..3 {
@@ -206,36 +189,90 @@ pub(super) fn reclaim_stale(
     true
 }
 
-/// One thread's cache for one pool.
-#[derive(Debug)]
-struct LocalCache {
-    /// Keeps the pool's shared state (and so its id) alive while this cache
-    /// exists: the slot index can never be reused by another pool meanwhile.
-    shared: Arc<SharedPool>,
-    /// The pipes, shared with the reaper (and registered with the pool).
-    cell: Arc<CacheCell>,
-    /// `config.local_cap`, kept here to save a pointer chase on every put.
-    cap: usize,
-    /// The clock reading of the last stale check: the cache is checked for
-    /// stale pipes once per clock tick, not on every put.
-    checked_at: u64,
-}
+/// A registered cache: where the reaper finds one thread's [`CacheCell`]
+/// for a pool. The cell lives in that thread's slot table (thread-local
+/// storage, or a box of it), which never moves it; a slot leaves the
+/// registry, under the registry lock, before its memory goes away (`Slot`'s
+/// `Drop`, at the latest when the thread's table is destroyed at exit).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CellRef(NonNull<CacheCell>);
 
-impl LocalCache {
-    fn new(shared: &Arc<SharedPool>) -> LocalCache {
-        let cell = Arc::new(CacheCell::default());
-        shared.register_thread(cell.clone());
-        LocalCache {
-            shared: shared.clone(),
-            cap: shared.config.local_cap,
-            checked_at: shared.now(),
-            cell,
-        }
+// SAFETY: a `CellRef` only hands out `&CacheCell` (see `cell`), and
+// `CacheCell` is `Sync`; which thread holds the pointer does not matter.
+unsafe impl Send for CellRef {}
+
+impl CellRef {
+    fn new(cell: &CacheCell) -> CellRef {
+        CellRef(NonNull::from(cell))
     }
 
-    #[inline]
-    fn pop(&mut self) -> Option<Box<Pipe>> {
-        let cell = &*self.cell;
+    /// The cell. Callers hold the registry (the lock guarding the `Vec`
+    /// this `CellRef` was borrowed from), so the borrow cannot outlive the
+    /// registration.
+    pub(super) fn cell(&self) -> &CacheCell {
+        // SAFETY: registered cells are alive (see the type's doc), and the
+        // caller's borrow of the registry keeps this one registered.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Whether this is `cell`.
+    pub(super) fn is(&self, cell: *const CacheCell) -> bool {
+        std::ptr::eq(self.0.as_ptr(), cell)
+    }
+}
+
+/// One thread's cache for one pool: the part shared with the reaper, and
+/// the owner's own bookkeeping (plain `Cell`s: only the owner touches them).
+#[derive(Debug, Default)]
+struct Slot {
+    cell: CacheCell,
+    /// `config.local_cap` of the pool this slot caches for; 0 while the
+    /// slot is free (no pool, or a pool without thread caches).
+    cap: Cell<usize>,
+    /// The clock reading of the last stale check: the cache is checked for
+    /// stale pipes once per clock tick, not on every put.
+    checked_at: Cell<u64>,
+    /// The pool. Keeps its shared state (and so its id) alive while the
+    /// slot holds it: no other pool can get this slot's index meanwhile.
+    shared: RefCell<Option<Arc<SharedPool>>>,
+}
+
+impl Slot {
+    /// Whether the slot caches for `shared`.
+    fn holds(&self, shared: &Arc<SharedPool>) -> bool {
+        self.shared
+            .try_borrow()
+            .is_ok_and(|s| s.as_ref().is_some_and(|s| Arc::ptr_eq(s, shared)))
+    }
+
+    /// Takes the (free) slot for `shared` and registers its cell.
+    #[cold]
+    fn occupy(&self, shared: &Arc<SharedPool>) {
+        debug_assert_eq!(self.cap.get(), 0, "occupying a taken slot");
+        *self.shared.borrow_mut() = Some(shared.clone());
+        self.checked_at.set(shared.now());
+        self.cap.set(shared.config.local_cap);
+        shared.register_thread(CellRef::new(&self.cell));
+    }
+
+    /// Hands every pipe back, leaves the registry and frees the slot.
+    fn release(&self) {
+        let Some(shared) = self.shared.try_borrow_mut().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        self.cap.set(0);
+        // Emptied under the registry lock (the reaper is in no cache then),
+        // handed back, and only then out of the registry, so that a thread
+        // counting caches sees its pipes back in the shared pool.
+        let all = shared.with_registry(|| self.cell.take_all_locked());
+        SharedPool::give_batch(&shared, all);
+        shared.retire_thread(&self.cell);
+        self.cell.stats.gets_local.store(0, Relaxed);
+    }
+
+    #[inline(always)]
+    fn pop(&self) -> Option<Box<Pipe>> {
+        let cell = &self.cell;
         let idle = cell
             .with_pipes(|pipes| {
                 let idle = pipes.pop()?;
@@ -247,13 +284,17 @@ impl LocalCache {
         Some(idle.pipe)
     }
 
-    /// Keeps an empty pipe; gives it back if the reaper holds the cache
-    /// right now. Needs `cap > 0`.
-    #[inline]
-    fn push(&mut self, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
-        let now = self.shared.now();
-        let (shared, cap, checked_at) = (&self.shared, self.cap, &mut self.checked_at);
-        let cell = &*self.cell;
+    /// Keeps an empty pipe of `shared` (the slot's pool); gives it back if
+    /// the slot is free or the reaper holds the cache right now.
+    #[inline(always)]
+    fn push(&self, shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
+        let cap = self.cap.get();
+        if cap == 0 {
+            return Err(pipe);
+        }
+        debug_assert!(self.holds(shared), "a slot used by two pools");
+        let now = shared.now();
+        let cell = &self.cell;
         if !cell.enter() {
             return Err(pipe);
         }
@@ -262,8 +303,8 @@ impl LocalCache {
             // cell and will not touch `pipes` until `leave` (it sees
             // `busy`), and no other thread is the owner.
             let pipes = unsafe { &mut *p };
-            if now != *checked_at || pipes.len() >= cap {
-                make_room(shared, pipes, checked_at, now, cap);
+            if now != self.checked_at.get() || pipes.len() >= cap {
+                make_room(shared, pipes, &self.checked_at, now, cap);
             }
             pipes.push(Idle { pipe, stamp: now });
             cell.stats.idle.store(pipes.len(), Relaxed);
@@ -275,9 +316,8 @@ impl LocalCache {
     /// Takes a batch from the shared pool; returns one pipe and keeps the
     /// rest. `None` if the shared pool is empty or the reaper holds the
     /// cache.
-    fn refill(&mut self) -> Option<Box<Pipe>> {
-        let shared = &self.shared;
-        let cell = &*self.cell;
+    fn refill(&self, shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
+        let cell = &self.cell;
         cell.with_pipes(|pipes| {
             // `local_cap / 2` kept, one returned: with `local_cap` 0 (or 1)
             // the cache keeps nothing, as `len() <= local_cap` requires.
@@ -295,10 +335,16 @@ impl LocalCache {
         .flatten()
     }
 
-    /// Hands every pipe back to the shared pool.
-    fn flush(&mut self) {
-        let all = self.shared.with_registry(|| self.cell.take_all_locked());
-        SharedPool::give_batch(&self.shared, all);
+    /// Hands every pipe back to the shared pool (the slot stays taken).
+    fn flush(&self, shared: &Arc<SharedPool>) {
+        let all = shared.with_registry(|| self.cell.take_all_locked());
+        SharedPool::give_batch(shared, all);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -309,12 +355,12 @@ impl LocalCache {
 fn make_room(
     shared: &Arc<SharedPool>,
     pipes: &mut Vec<Idle>,
-    checked_at: &mut u64,
+    checked_at: &Cell<u64>,
     now: u64,
     cap: usize,
 ) {
-    if now != *checked_at {
-        *checked_at = now;
+    if now != checked_at.get() {
+        checked_at.set(now);
         // The stale pipes are at the front.
         let n = pipes
             .iter()
@@ -328,75 +374,114 @@ fn make_room(
     }
 }
 
-impl Drop for LocalCache {
-    fn drop(&mut self) {
-        // Emptied under the registry lock (the reaper is in no cache then),
-        // handed back, and only then out of the registry, so that a thread
-        // counting caches sees its pipes back in the shared pool.
-        self.flush();
-        self.shared.retire_thread(&self.cell);
-    }
+/// Pools with an id below this have their slot right in the thread-local
+/// table, reached with no pointer to follow: the fast path's cost is
+/// mostly the chain of dependent loads from the pool handle to the pipe.
+/// Ids are reused smallest first, so this covers a process's first four
+/// pools alive at once; the others' slots are boxed ([`MORE_SLOTS`]).
+const INLINE: usize = 4;
+
+// Each thread's slots. The inline ones never move while the thread lives;
+// the boxed ones are never freed before the thread exits (the `Vec` only
+// grows; the boxes keep the slots in place when it does), so a `&Slot`
+// stays valid for as long as the thread runs.
+thread_local! {
+    static INLINE_SLOTS: [Slot; INLINE] = Default::default();
 }
-
-/// One thread's caches, indexed by pool id.
-#[derive(Debug, Default)]
-struct Caches {
-    slots: Vec<Option<LocalCache>>,
-}
-
-impl Caches {
-    #[inline]
-    fn slot(&mut self, shared: &Arc<SharedPool>) -> Option<&mut LocalCache> {
-        let cache = self.slots.get_mut(shared.id)?.as_mut()?;
-        debug_assert!(Arc::ptr_eq(&cache.shared, shared));
-        Some(cache)
-    }
-
-    /// The cache for `shared`, created if missing. Also drops the caches of
-    /// pools that were closed meanwhile.
-    #[cold]
-    fn slot_or_insert(&mut self, shared: &Arc<SharedPool>) -> &mut LocalCache {
-        for slot in &mut self.slots {
-            if slot.as_ref().is_some_and(|c| c.shared.is_closed()) {
-                *slot = None;
-            }
-        }
-        if self.slots.len() <= shared.id {
-            self.slots.resize_with(shared.id + 1, || None);
-        }
-        self.slots[shared.id].get_or_insert_with(|| LocalCache::new(shared))
-    }
-}
-
-// A `const` initializer: no lazy-init check on each access (loom's
-// `thread_local!` has no const form).
 #[cfg(not(pipepool_loom))]
 thread_local! {
-    static CACHES: RefCell<Caches> = const { RefCell::new(Caches { slots: Vec::new() }) };
+    #[allow(clippy::vec_box)] // the boxes are what keeps each slot in place
+    static MORE_SLOTS: RefCell<Vec<Box<Slot>>> = const { RefCell::new(Vec::new()) };
 }
+// (loom's `thread_local!` has no const form.)
 #[cfg(pipepool_loom)]
 thread_local! {
-    static CACHES: RefCell<Caches> = RefCell::new(Caches::default());
+    #[allow(clippy::vec_box)]
+    static MORE_SLOTS: RefCell<Vec<Box<Slot>>> = RefCell::new(Vec::new());
 }
 
-/// Runs `f` on this thread's cache table, unless the thread is being torn
-/// down (its caches already dropped) or the table is in use further up the
-/// stack; then returns `None` and the caller goes to the shared pool.
-#[inline]
-fn with_caches<R>(f: impl FnOnce(&mut Caches) -> Option<R>) -> Option<R> {
-    CACHES
-        .try_with(|c| {
-            let mut caches = c.try_borrow_mut().ok()?;
-            f(&mut caches)
+/// Runs `f` on this thread's slot for pool `id`, unless the thread is being
+/// torn down (its table already destroyed); then returns `None` and the
+/// caller goes to the shared pool.
+#[inline(always)]
+fn with_slot<R>(id: usize, f: impl FnOnce(&Slot) -> R) -> Option<R> {
+    let slot = if id < INLINE {
+        INLINE_SLOTS
+            .try_with(|slots| NonNull::from(&slots[id]))
+            .ok()?
+    } else {
+        boxed_slot(id)?
+    };
+    // SAFETY: the slot is in this thread's table, which stays where it is
+    // (the inline slots in thread-local storage, the others boxed and never
+    // freed before) until it is destroyed at thread exit; that cannot
+    // happen during `f`, and a table already destroyed gave no pointer.
+    Some(f(unsafe { slot.as_ref() }))
+}
+
+/// This thread's boxed slot for pool `id` (`id >= INLINE`), made if missing.
+#[cold]
+#[inline(never)]
+fn boxed_slot(id: usize) -> Option<NonNull<Slot>> {
+    MORE_SLOTS
+        .try_with(|more| {
+            let mut more = more.try_borrow_mut().ok()?;
+            let i = id - INLINE;
+            while more.len() <= i {
+                more.push(Box::default());
+            }
+            Some(NonNull::from(&*more[i]))
         })
         .ok()
         .flatten()
 }
 
-/// Fast path of get: a pipe from this thread's cache.
+/// Frees this thread's slots of pools that were shut down (their pipes go
+/// back to be closed), so those pools' ids can be reused.
+#[cold]
+fn sweep_closed() {
+    let free_closed = |slot: &Slot| {
+        let closed = slot
+            .shared
+            .try_borrow()
+            .is_ok_and(|s| s.as_ref().is_some_and(|s| s.is_closed()));
+        if closed {
+            slot.release();
+        }
+    };
+    let _ = INLINE_SLOTS.try_with(|slots| slots.iter().for_each(free_closed));
+    let boxed: Vec<NonNull<Slot>> = MORE_SLOTS
+        .try_with(|more| {
+            more.try_borrow()
+                .map(|m| m.iter().map(|b| NonNull::from(&**b)).collect())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    for slot in boxed {
+        // SAFETY: as in `with_slot`: boxed slots live until thread exit.
+        free_closed(unsafe { slot.as_ref() });
+    }
+}
+
+/// The calling thread's caches (for the fork handler, which keeps these
+/// registered and drops the others).
+#[cfg(not(pipepool_loom))]
+pub(super) fn this_thread_cells() -> Vec<*const CacheCell> {
+    let mut cells: Vec<*const CacheCell> = INLINE_SLOTS
+        .try_with(|slots| slots.iter().map(|s| &s.cell as *const CacheCell).collect())
+        .unwrap_or_default();
+    let _ = MORE_SLOTS.try_with(|more| {
+        if let Ok(more) = more.try_borrow() {
+            cells.extend(more.iter().map(|s| &s.cell as *const CacheCell));
+        }
+    });
+    cells
+}
+
+/// Fast path of get: a pipe from this thread's cache for pool `id`.
 #[inline]
-pub(super) fn pop(shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
-    with_caches(|c| c.slot(shared)?.pop())
+pub(super) fn pop(id: usize) -> Option<Box<Pipe>> {
+    with_slot(id, Slot::pop).flatten()
 }
 
 /// Slow path of get: refill this thread's cache from the shared pool.
@@ -405,7 +490,14 @@ pub(super) fn refill(shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
     let pipe = if shared.config.local_cap == 0 {
         None // no thread caches at all
     } else {
-        with_caches(|c| c.slot_or_insert(shared).refill())
+        with_slot(shared.id, |slot| {
+            if slot.cap.get() == 0 {
+                sweep_closed();
+                slot.occupy(shared);
+            }
+            slot.refill(shared)
+        })
+        .flatten()
     };
     pipe.or_else(|| {
         // No usable thread cache: take one pipe straight from the shared pool.
@@ -419,33 +511,37 @@ pub(super) fn refill(shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
 /// there is no usable cache (thread teardown, `local_cap == 0`, the reaper
 /// holding the cache at that instant).
 #[inline]
-pub(super) fn push(shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
+pub(super) fn push(shared: &Arc<SharedPool>, id: usize, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
     debug_assert!(pipe.is_empty());
-    // (With `local_cap` 0 no cache is ever made: `slot` finds none and the
-    // cold path below says so; no check of the config here.)
     // An `Option<Box<_>>` is one nullable pointer: if the thread-local is
     // gone, the closure never runs and the pipe is still here.
     let mut pipe = Some(pipe);
-    let done = with_caches(|c| {
-        let cache = c.slot(shared)?;
-        Some(cache.push(pipe.take()?))
-    });
+    let done = with_slot(id, |slot| Some(slot.push(shared, pipe.take()?))).flatten();
     match (done, pipe) {
-        (Some(result), _) => result,
-        (None, Some(pipe)) => push_new_cache(shared, pipe),
+        (Some(Ok(())), _) => Ok(()),
+        (Some(Err(pipe)), _) | (None, Some(pipe)) => push_cold(shared, pipe),
         (None, None) => unreachable!("a pipe taken without a result"),
     }
 }
 
-/// Put on a thread without a cache for this pool yet: makes one.
+/// Put that missed the fast path: makes this thread's cache for the pool if
+/// it has none yet (and the pool has thread caches).
 #[cold]
 #[inline(never)]
-fn push_new_cache(shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
+fn push_cold(shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
     if shared.config.local_cap == 0 {
         return Err(pipe);
     }
     let mut pipe = Some(pipe);
-    let done = with_caches(|c| Some(c.slot_or_insert(shared).push(pipe.take()?)));
+    let done = with_slot(shared.id, |slot| {
+        if slot.cap.get() != 0 {
+            return None; // taken, so the reaper holds it: not now
+        }
+        sweep_closed();
+        slot.occupy(shared);
+        Some(slot.push(shared, pipe.take()?))
+    })
+    .flatten();
     match (done, pipe) {
         (Some(result), _) => result,
         (None, Some(pipe)) => Err(pipe),
@@ -455,8 +551,9 @@ fn push_new_cache(shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<P
 
 /// Hands this thread's cache for `shared` back to the shared pool.
 pub(super) fn flush(shared: &Arc<SharedPool>) {
-    with_caches(|c| {
-        c.slot(shared)?.flush();
-        Some(())
+    with_slot(shared.id, |slot| {
+        if slot.holds(shared) {
+            slot.flush(shared);
+        }
     });
 }

@@ -95,6 +95,9 @@ pub(crate) fn pipe_dropped_outside(tag: u64, capacity: usize, resized: bool) {
 pub struct PipePool {
     /// The pool itself, one pointer away from every get and put.
     shared: Arc<SharedPool>,
+    /// `shared.id`, kept here: the fast path indexes this thread's slots
+    /// with it, and every load saved on that chain counts.
+    id: usize,
     /// Counts the user-facing handles: the pool shuts down when the last
     /// clone drops (thread caches hold `shared` too, so its count can't
     /// tell).
@@ -127,6 +130,7 @@ impl PipePool {
             _handle: Arc::new(Handle {
                 shared: shared.clone(),
             }),
+            id: shared.id,
             shared,
         })
     }
@@ -162,7 +166,7 @@ impl PipePool {
     /// - [`GetError::Create`]: `pipe2` failed (`EMFILE`, `ENFILE`, `ENOMEM`).
     #[inline]
     pub fn get(&self) -> Result<PooledPipe<'_>, GetError> {
-        let pipe = match local::pop(self.shared()) {
+        let pipe = match local::pop(self.id) {
             Some(pipe) => pipe,
             None => self.get_slow()?,
         };
@@ -214,7 +218,7 @@ impl PipePool {
         if !pipe.is_empty() || pipe.pool_tag() != shared.tag() {
             return self.put_odd(pipe);
         }
-        if let Err(pipe) = local::push(shared, pipe) {
+        if let Err(pipe) = local::push(shared, self.id, pipe) {
             self.put_shared(pipe);
         }
     }

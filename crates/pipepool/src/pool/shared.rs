@@ -7,7 +7,7 @@
 #[cfg(not(pipepool_loom))]
 use std::time::Instant;
 
-use super::local::{self, CacheCell};
+use super::local::{self, CacheCell, CellRef};
 use super::stats::{CloseReason, Counters, PoolStats};
 use super::{GetError, Pipe, PoolConfig};
 use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering::*};
@@ -57,7 +57,7 @@ pub(super) struct SharedPool {
     /// The registry: the caches of the threads that have one for this pool.
     /// The reaper holds this lock for its whole pass over the caches, so
     /// holding it means the reaper is inside none of them.
-    threads: Mutex<Vec<Arc<CacheCell>>>,
+    threads: Mutex<Vec<CellRef>>,
     /// Set when the last [`PipePool`](super::PipePool) handle is dropped:
     /// pipes given back from then on are closed.
     closed: AtomicBool,
@@ -354,7 +354,7 @@ impl SharedPool {
     pub(super) fn lock_all(
         &self,
     ) -> (
-        crate::sync::MutexGuard<'_, Vec<Arc<CacheCell>>>,
+        crate::sync::MutexGuard<'_, Vec<CellRef>>,
         crate::sync::MutexGuard<'_, Vec<Idle>>,
         crate::sync::MutexGuard<'_, bool>,
     ) {
@@ -376,7 +376,7 @@ impl SharedPool {
         self.reaper.forget_thread(reaper_started);
     }
 
-    pub(super) fn register_thread(&self, cell: Arc<CacheCell>) {
+    pub(super) fn register_thread(&self, cell: CellRef) {
         lock(&self.threads).push(cell);
     }
 
@@ -394,9 +394,9 @@ impl SharedPool {
 
     /// Takes an exiting thread's (emptied) cache out of the registry and
     /// folds its counters into the shared ones.
-    pub(super) fn retire_thread(&self, cell: &Arc<CacheCell>) {
+    pub(super) fn retire_thread(&self, cell: &CacheCell) {
         let mut threads = lock(&self.threads);
-        if let Some(i) = threads.iter().position(|s| Arc::ptr_eq(s, cell)) {
+        if let Some(i) = threads.iter().position(|s| s.is(cell)) {
             threads.swap_remove(i);
             self.counters
                 .retired_gets_local
@@ -409,7 +409,7 @@ impl SharedPool {
         let (mut gets_local, mut local_idle) = (c.retired_gets_local.load(Relaxed), 0u64);
         {
             let threads = lock(&self.threads);
-            for t in threads.iter() {
+            for t in threads.iter().map(CellRef::cell) {
                 gets_local += t.stats.gets_local.load(Relaxed);
                 local_idle += t.stats.idle.load(Relaxed) as u64;
             }
