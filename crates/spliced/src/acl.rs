@@ -42,10 +42,7 @@ impl Acl {
     /// allowed one if any is listed. An IPv4-mapped IPv6 address (a
     /// dual-stack listener's IPv4 client) is checked as IPv4.
     pub(crate) fn permits(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            IpAddr::V4(_) => ip,
-        };
+        let ip = ip.to_canonical();
         if self.deny.iter().any(|n| n.contains(&ip)) {
             return false;
         }
@@ -73,8 +70,11 @@ pub(crate) struct SourceSlot {
 
 impl Sources {
     /// Counts one more connection from `ip`, or `None` when `ip` has
-    /// `max` open already (`None`: no bound, always counted).
+    /// `max` open already (`None`: no bound, always counted). An
+    /// IPv4-mapped IPv6 address counts as its IPv4 address (a PROXY header
+    /// may carry either form for the same client).
     pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr, max: Option<usize>) -> Option<SourceSlot> {
+        let ip = ip.to_canonical();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_insert(0);
         if max.is_some_and(|max| *n >= max) {
@@ -106,6 +106,18 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_mapped_address_counts_as_its_ipv4_address() {
+        let sources = Arc::new(Sources::default());
+        let a = sources.enter(ip("192.0.2.7"), Some(2)).unwrap();
+        let b = sources.enter(ip("::ffff:192.0.2.7"), Some(2)).unwrap();
+        assert!(sources.enter(ip("192.0.2.7"), Some(2)).is_none());
+        assert!(sources.enter(ip("::ffff:192.0.2.7"), Some(2)).is_none());
+        assert!(sources.enter(ip("192.0.2.8"), Some(2)).is_some());
+        drop((a, b));
+        assert!(sources.open.lock().unwrap().is_empty(), "uncounted on drop");
     }
 
     #[test]
