@@ -379,7 +379,7 @@ fn make_room(
 /// mostly the chain of dependent loads from the pool handle to the pipe.
 /// Ids are reused smallest first, so this covers a process's first four
 /// pools alive at once; the others' slots are boxed ([`MORE_SLOTS`]).
-const INLINE: usize = 4;
+pub(super) const INLINE: usize = 4;
 
 // Each thread's slots. The inline ones never move while the thread lives;
 // the boxed ones are never freed before the thread exits (the `Vec` only

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use loom::thread;
 
+use super::local::INLINE;
 use crate::mock::{created, dropped};
 use crate::{GetError, PipePool, PoolConfig, PooledPipe};
 
@@ -338,34 +339,49 @@ fn reaper_reclaims_a_quiet_threads_cache() {
 
 #[test]
 fn reclaim_races_with_get_and_put_on_a_cache() {
+    loom::model(|| reclaim_while_the_owner_gets_and_puts(0));
+}
+
+#[test]
+fn reclaim_races_with_get_and_put_on_a_boxed_cache() {
     loom::model(|| {
-        // The worker's cache holds a stale pipe; the reaper reclaims while
-        // the worker gets and puts through that same cache. Either the
-        // reaper takes the pipe (the worker then gets a new one) or the
-        // worker does (the reaper skips the busy cache or sees it empty).
-        let pool = pool(2, 2);
-        drop(get(&pool)); // this thread's cache: one pipe, stamped at 0
-        let (tx, rx) = loom::sync::mpsc::channel::<()>();
-        let reaper = {
-            let pool = pool.clone();
-            thread::spawn(move || {
-                rx.recv().unwrap();
-                pool.reap_at(1_000)
-            })
-        };
-        tx.send(()).unwrap();
-        let pipe = get(&pool);
-        drop(pipe);
-        let reaped = reaper.join().unwrap();
-        assert!(reaped <= 1);
-        let s = pool.stats();
-        assert_eq!(s.closed_idle as usize, reaped, "{s:?}");
-        // The get took the cached pipe or (reclaimed first) made one; the
-        // put may be reclaimed too if it was stamped before the clock moved.
-        assert!(s.created <= 2, "{s:?}");
-        assert_at_rest(&pool);
-        finish(pool);
+        // More pools alive than a thread has inline slots: the cache of the
+        // pool built next is a boxed slot, reclaimed the same way.
+        let others: Vec<PipePool> = (0..INLINE).map(|_| pool(1, 1)).collect();
+        reclaim_while_the_owner_gets_and_puts(INLINE);
+        drop(others);
     });
+}
+
+/// The model body, on a pool whose id is at least `min_id`.
+fn reclaim_while_the_owner_gets_and_puts(min_id: usize) {
+    // The worker's cache holds a stale pipe; the reaper reclaims while
+    // the worker gets and puts through that same cache. Either the
+    // reaper takes the pipe (the worker then gets a new one) or the
+    // worker does (the reaper skips the busy cache or sees it empty).
+    let pool = pool(2, 2);
+    assert!(pool.id >= min_id, "pool id {} < {min_id}", pool.id);
+    drop(get(&pool)); // this thread's cache: one pipe, stamped at 0
+    let (tx, rx) = loom::sync::mpsc::channel::<()>();
+    let reaper = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            rx.recv().unwrap();
+            pool.reap_at(1_000)
+        })
+    };
+    tx.send(()).unwrap();
+    let pipe = get(&pool);
+    drop(pipe);
+    let reaped = reaper.join().unwrap();
+    assert!(reaped <= 1);
+    let s = pool.stats();
+    assert_eq!(s.closed_idle as usize, reaped, "{s:?}");
+    // The get took the cached pipe or (reclaimed first) made one; the
+    // put may be reclaimed too if it was stamped before the clock moved.
+    assert!(s.created <= 2, "{s:?}");
+    assert_at_rest(&pool);
+    finish(pool);
 }
 
 #[test]
