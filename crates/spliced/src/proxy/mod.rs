@@ -292,6 +292,7 @@ async fn serve(
                 drop((active, slot, tracked));
             });
         },
+        || current.borrow().settings.connect_timeout,
         &first.metrics,
     )
     .await;
