@@ -113,6 +113,7 @@ pub(super) async fn handle(
         ),
         Some(_) => None,
     };
+    // Closed at once: `Forwarder::run` left the last FIN to this close.
     drop((client, upstream));
     let error = outcome
         .as_ref()
