@@ -129,9 +129,7 @@ impl CopyOptions {
         self.idle_timeout = timeout;
         self
     }
-}
 
-impl CopyOptions {
     /// Whether [`copy_bidirectional_with`](super::copy_bidirectional_with)
     /// shuts down the writer of the direction that reaches end of file
     /// *second*. Default `true`, as tokio's `copy_bidirectional` does.
