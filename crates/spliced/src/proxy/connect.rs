@@ -123,16 +123,26 @@ pub(super) async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
     if done {
         return Ok(stream);
     }
-    let ready = stream.ready(Interest::WRITABLE | Interest::ERROR).await?;
-    if ready.is_error() || ready.is_write_closed() {
-        // What tokio does on every connect: the error, if the socket has
-        // one (else it connected and the peer already hung up: a
-        // connection, as tokio returns it).
-        if let Some(e) = stream.take_error()? {
-            return Err(e);
+    loop {
+        let ready = stream.ready(Interest::WRITABLE | Interest::ERROR).await?;
+        if ready.is_error() || ready.is_write_closed() {
+            // What tokio does on every connect: the error, if the socket
+            // has one (else it connected and the peer already hung up: a
+            // connection, as tokio returns it).
+            if let Some(e) = stream.take_error()? {
+                return Err(e);
+            }
         }
+        if ready.is_writable() || ready.is_write_closed() {
+            return Ok(stream);
+        }
+        // `EPOLLERR` alone with no socket error: only the error queue
+        // (`IP_RECVERR`, never set here) does that. Not connected yet: clear
+        // it and wait on, as tokio would.
+        let _ = stream.try_io(Interest::ERROR, || {
+            Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+        });
     }
-    Ok(stream)
 }
 
 #[cfg(test)]
