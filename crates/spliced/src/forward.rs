@@ -53,8 +53,9 @@ impl Outcome {
 }
 
 impl Forwarder {
-    /// Copies both ways until both directions reach EOF (each EOF is
-    /// passed on as a write shutdown), an error, or the idle timeout
+    /// Copies both ways until both directions reach EOF (the first EOF is
+    /// passed on as a write shutdown; the second one is left to the
+    /// caller, which must close both sockets at once), an error, or the idle timeout
     /// (`ErrorKind::TimedOut`). Bytes are added to `progress` (client ->
     /// upstream as `a_to_b`) as they are written.
     pub(crate) async fn run(
@@ -67,7 +68,10 @@ impl Forwarder {
             .pool(self.pool.clone())
             .zero_copy(self.mode == CopyMode::Splice)
             .idle_timeout(self.idle_timeout)
-            .progress(progress.clone());
+            .progress(progress.clone())
+            // `conn::handle` closes both sockets as soon as this returns:
+            // that close sends the last FIN, one `shutdown` less.
+            .last_shutdown(false);
         match pipepool::tokio::copy_bidirectional_with(client, upstream, &opts).await {
             Ok(r) => Outcome {
                 to_upstream: r.a_to_b.bytes,

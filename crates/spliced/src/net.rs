@@ -5,6 +5,10 @@
 //! SYNs cost clients a one-second retransmit. spliced asks for
 //! [`BACKLOG`]; the kernel caps it at `net.core.somaxconn` (4096 by
 //! default since Linux 5.4), as HAProxy and Go do.
+//!
+//! Listening sockets also carry `TCP_NODELAY`: Linux copies it (as every
+//! TCP option) into each socket `accept(2)` returns, so clients get it
+//! without a `setsockopt` per connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,7 +18,8 @@ use tokio::net::{TcpListener, TcpSocket};
 /// The accept backlog requested for every listener.
 pub(crate) const BACKLOG: u32 = 4096;
 
-/// `socket` + `SO_REUSEADDR` + `bind(addr)` + `listen(BACKLOG)`.
+/// `socket` + `SO_REUSEADDR` + `TCP_NODELAY` (for the accepted sockets,
+/// [`nodelay_for_accepted`]) + `bind(addr)` + `listen(BACKLOG)`.
 ///
 /// # Errors
 /// As `bind(2)` and `listen(2)`: `AddrInUse`, `PermissionDenied`, ...
@@ -24,6 +29,54 @@ pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
+}
+
+/// Sets `TCP_NODELAY` on `listener` (a socket systemd passed: [`listen`]
+/// sets it on spliced's own), so that every socket it accepts has it:
+/// forwarded bytes are not worth holding back, the sender already chose
+/// its segment sizes.
+///
+/// # Errors
+/// As `setsockopt(2)`.
+pub(crate) fn nodelay_for_accepted(listener: &TcpListener) -> io::Result<()> {
+    rustix::net::sockopt::set_tcp_nodelay(listener, true)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel behaviour spliced relies on to save a `setsockopt` per
+    /// client: an accepted socket inherits `TCP_NODELAY` from its
+    /// listener (checked on the accepted socket itself), and only from it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (accepted, _) = accepted.unwrap();
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY was not inherited");
+        assert!(
+            !client.unwrap().nodelay().unwrap(),
+            "the connecting side has it too?"
+        );
+
+        // And a listener without it hands out sockets without it: the
+        // option comes from the listener, not from a default.
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = plain.local_addr().unwrap();
+        let (_c, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), plain.accept());
+        assert!(!accepted.unwrap().0.nodelay().unwrap());
+        nodelay_for_accepted(&plain).unwrap();
+        let (_c, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), plain.accept());
+        assert!(
+            accepted.unwrap().0.nodelay().unwrap(),
+            "set on a bound listener"
+        );
+    }
 }

@@ -68,7 +68,9 @@ where
 
 /// [`copy_bidirectional`] with [options](CopyOptions), reporting the
 /// [`Method`](crate::Method) of each direction, and the bytes each direction wrote even when
-/// the copy fails (to log what a connection moved before a reset).
+/// the copy fails (to log what a connection moved before a reset). With
+/// [`CopyOptions::last_shutdown`] off, the direction that finishes second
+/// leaves its writer for the caller to close instead of shutting it down.
 ///
 /// # Errors
 /// As [`copy_bidirectional`], in a [`BidiError`] carrying the bytes each
@@ -144,11 +146,19 @@ where
             b_to_a,
         } = &mut state;
         // Like tokio: poll a -> b, then b -> a, and stop at the first error.
+        // Without `last_shutdown`, the direction that finishes second
+        // leaves its writer to the caller's close.
         let error = 'failed: {
+            if !opts.last_shutdown && b_to_a.is_done() {
+                a_to_b.skip_shutdown();
+            }
             let ab = match a_to_b.poll(cx, &mut **a, &mut **b) {
                 Poll::Ready(Err(e)) => break 'failed e,
                 other => other,
             };
+            if !opts.last_shutdown && a_to_b.is_done() {
+                b_to_a.skip_shutdown();
+            }
             let ba = match b_to_a.poll(cx, &mut **b, &mut **a) {
                 Poll::Ready(Err(e)) => break 'failed e,
                 other => other,

@@ -170,6 +170,19 @@ impl<'p> Direction<'p> {
         }
     }
 
+    /// Finished: end of file reached, everything written, and the writer
+    /// shut down if it was to be.
+    pub(super) fn is_done(&self) -> bool {
+        matches!(self.state, State::Done { .. })
+    }
+
+    /// Does not shut the writer down at end of file after all (a
+    /// [`CopyOptions::last_shutdown`] of `false`, once the other direction
+    /// is done). No effect once the shutdown has begun.
+    pub(super) fn skip_shutdown(&mut self) {
+        self.shutdown = false;
+    }
+
     /// Bytes written to the destination so far.
     pub(super) fn written(&self) -> u64 {
         self.out.total

@@ -1,5 +1,6 @@
 //! [`CopyOptions`]: which pool, whether to splice, the fallback buffer's
-//! size and the idle timeout of a copy.
+//! size, the idle timeout of a copy, and whether a bidirectional copy shuts
+//! down the last writer.
 
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use crate::{PipePool, DEFAULT_BUFFER_SIZE};
 /// [`copy_bidirectional_with`](super::copy_bidirectional_with) move bytes.
 ///
 /// Start from [`CopyOptions::new()`] (the [global pool](PipePool::global),
-/// zero-copy on, a 64 KiB fallback buffer, no idle timeout) and change what
+/// zero-copy on, a 64 KiB fallback buffer, no idle timeout, both writers
+/// shut down at end of file) and change what
 /// you need. The options own what they use: a [`PipePool`] handle and a
 /// [`Progress`] handle (both cheap to clone, sharing the pool and the
 /// counters), so one `CopyOptions`, or an `Arc` of it, can be moved into
@@ -57,6 +59,10 @@ pub struct CopyOptions {
     pub(super) idle_timeout: Option<Duration>,
     /// Live byte counts to update as bytes are written.
     pub(super) progress: Option<Progress>,
+    /// `copy_bidirectional_with` shuts down the writer of the direction
+    /// that finishes second (tokio's behaviour); `false` leaves it to the
+    /// caller's close.
+    pub(super) last_shutdown: bool,
 }
 
 impl CopyOptions {
@@ -71,6 +77,7 @@ impl CopyOptions {
             buffer_size: DEFAULT_BUFFER_SIZE,
             idle_timeout: None,
             progress: None,
+            last_shutdown: true,
         }
     }
 
@@ -122,6 +129,26 @@ impl CopyOptions {
         self.idle_timeout = timeout;
         self
     }
+
+    /// Whether [`copy_bidirectional_with`](super::copy_bidirectional_with)
+    /// shuts down the writer of the direction that reaches end of file
+    /// *second*. Default `true`, as tokio's `copy_bidirectional` does.
+    ///
+    /// `false` is for a caller that closes both streams as soon as the
+    /// copy returns `Ok` (a proxy dropping both sockets): `close(2)` then
+    /// sends that FIN itself, and the `shutdown(2)` is saved, one system
+    /// call per connection. By then both sources were read to end of file,
+    /// so `close` finds nothing unread and sends a FIN, not a reset. Until
+    /// the stream is closed its peer does not see end of file, so a caller
+    /// that keeps the streams after the copy must leave this on. The
+    /// direction that finishes first always shuts its writer down: that
+    /// half-close must reach the peer while the other direction goes on.
+    /// A shutdown error that the skipped call would have returned is not
+    /// reported. [`copy_with`](super::copy_with) ignores this option.
+    pub fn last_shutdown(mut self, on: bool) -> Self {
+        self.last_shutdown = on;
+        self
+    }
 }
 
 impl Default for CopyOptions {
@@ -148,5 +175,6 @@ mod tests {
         assert_eq!(o.buffer_size, DEFAULT_BUFFER_SIZE);
         assert_eq!(o.idle_timeout, None);
         assert!(o.progress.is_none());
+        assert!(o.last_shutdown);
     }
 }

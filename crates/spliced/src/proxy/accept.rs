@@ -3,15 +3,21 @@
 //! memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) or anything unknown
 //! backs off (5 ms, doubling up to 1 s) so that the loop never spins while
 //! the condition lasts, and retries.
+//!
+//! While clients arrive, the loop also keeps a timer armed ([`Anchor`]) so
+//! that the timers each connection sets (the connect timeout) do not wake
+//! the runtime's driver.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
 
 use crate::metrics::ListenerMetrics;
 use crate::shutdown::Shutdown;
@@ -25,25 +31,34 @@ const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Accepts until `shutdown`, passing each connection to `on_conn`.
+/// `connect_timeout` gives the current connect timeout (it may change
+/// with a reload), for the [`Anchor`].
 pub(super) async fn run(
     listener: TcpListener,
     shutdown: Shutdown,
     mut on_conn: impl FnMut(TcpStream, SocketAddr),
+    connect_timeout: impl Fn() -> Duration,
     metrics: &ListenerMetrics,
 ) {
     let stop = shutdown.triggered();
     tokio::pin!(stop);
     let mut backoff = Backoff::default();
     let mut accepted_in_a_row = 0;
+    let mut anchor = Anchor::new();
     loop {
         let accepted = tokio::select! {
             biased;
             () = &mut stop => break,
+            () = anchor.sleep.as_mut(), if anchor.armed => {
+                anchor.fired(connect_timeout());
+                continue;
+            }
             r = listener.accept() => r,
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff.reset();
+                anchor.client(connect_timeout());
                 on_conn(stream, peer);
                 accepted_in_a_row += 1;
                 if accepted_in_a_row == ACCEPT_BATCH {
@@ -69,6 +84,72 @@ pub(super) async fn run(
                 }
             }
         }
+    }
+}
+
+/// Shortest and longest period of the [`Anchor`]'s timer.
+const ANCHOR_MIN: Duration = Duration::from_millis(100);
+const ANCHOR_MAX: Duration = Duration::from_secs(1);
+
+/// A timer the accept loop keeps armed, at most one period ahead, while
+/// clients arrive, so that the timers their connections set are never the
+/// runtime's earliest.
+///
+/// tokio's driver sleeps in `epoll_wait` until its earliest timer, and a
+/// new timer due before that wakes it (a `write` to its eventfd), even
+/// when the caller is the thread that will compute the next sleep anyway.
+/// Each connection sets one: its connect timeout, with nothing earlier in
+/// the wheel (the idle timeouts are minutes away) -- one `write` per
+/// connection. With this timer due within the period, and the period no
+/// longer than the connect timeout, a connect timeout is never the
+/// earliest. It costs one wake-up per period while clients arrive, and
+/// nothing once they stop (the timer fires once more and stays off).
+/// Only the count of wake-ups depends on it: every timeout fires on time
+/// either way.
+struct Anchor {
+    sleep: Pin<Box<Sleep>>,
+    /// The timer is set; cleared when it fires with no client since.
+    armed: bool,
+    /// A client arrived since the timer was last set.
+    busy: bool,
+}
+
+impl Anchor {
+    fn new() -> Anchor {
+        Anchor {
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: false,
+            busy: false,
+        }
+    }
+
+    /// The period for `connect_timeout`: no longer than it, but within
+    /// [`ANCHOR_MIN`]..=[`ANCHOR_MAX`] (a shorter connect timeout just
+    /// wakes the driver as before).
+    fn period(connect_timeout: Duration) -> Duration {
+        connect_timeout.clamp(ANCHOR_MIN, ANCHOR_MAX)
+    }
+
+    /// A client was accepted: set the timer if it is off.
+    fn client(&mut self, connect_timeout: Duration) {
+        self.busy = true;
+        if !self.armed {
+            self.armed = true;
+            self.rearm(connect_timeout);
+        }
+    }
+
+    /// The timer fired: set it again if a client came meanwhile.
+    fn fired(&mut self, connect_timeout: Duration) {
+        self.armed = std::mem::take(&mut self.busy);
+        if self.armed {
+            self.rearm(connect_timeout);
+        }
+    }
+
+    fn rearm(&mut self, connect_timeout: Duration) {
+        let at = tokio::time::Instant::now() + Anchor::period(connect_timeout);
+        self.sleep.as_mut().reset(at);
     }
 }
 
@@ -173,6 +254,50 @@ impl RefusalLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The anchor stays set while clients come, and goes off after one
+    /// period without any; its period never exceeds the connect timeout
+    /// (within its bounds).
+    #[tokio::test(flavor = "current_thread")]
+    async fn anchor_follows_the_clients() {
+        use tokio::time::Instant;
+        assert_eq!(Anchor::period(Duration::from_secs(3)), ANCHOR_MAX);
+        assert_eq!(
+            Anchor::period(Duration::from_millis(300)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(Anchor::period(Duration::from_millis(1)), ANCHOR_MIN);
+        let timeout = ANCHOR_MIN;
+        // Set between `before` and now, one period ahead.
+        let set_within = |a: &Anchor, before: Instant| {
+            let d = a.sleep.deadline();
+            assert!(
+                d >= before + timeout && d <= Instant::now() + timeout,
+                "{d:?}"
+            );
+        };
+        let mut a = Anchor::new();
+        assert!(!a.armed);
+        let before = Instant::now();
+        a.client(timeout);
+        assert!(a.armed);
+        set_within(&a, before);
+        let first = a.sleep.deadline();
+        a.client(timeout); // already set: not moved
+        assert_eq!(a.sleep.deadline(), first);
+        a.sleep.as_mut().await;
+        let before = Instant::now();
+        a.fired(timeout); // clients came: set again
+        assert!(a.armed);
+        set_within(&a, before);
+        a.sleep.as_mut().await;
+        a.fired(timeout); // none came: off
+        assert!(!a.armed);
+        let before = Instant::now();
+        a.client(timeout);
+        assert!(a.armed);
+        set_within(&a, before);
+    }
 
     #[test]
     fn backoff_doubles_to_a_cap_and_skips_per_connection_errors() {

@@ -53,9 +53,7 @@ pub(super) async fn handle(
         );
         return shared.refuse(src, Refusal::PerSource, &why);
     };
-    // Forwarded bytes are not worth holding back: the sender already chose
-    // its segment sizes.
-    let _ = client.set_nodelay(true);
+    // The client has TCP_NODELAY from the listener (`net::listen`).
     let mut balancer = &shared.balancer;
     let mut server_name = None;
     if !shared.routes.is_empty() {
@@ -97,6 +95,8 @@ pub(super) async fn handle(
             return;
         }
     };
+    // Forwarded bytes are not worth holding back: the sender already chose
+    // its segment sizes. (The client has it from the listener.)
     let _ = upstream.set_nodelay(true);
     let header_error = match settings.send_proxy {
         Some(version) => send_header(shared, &client, &mut upstream, version, src, dst)
@@ -113,6 +113,7 @@ pub(super) async fn handle(
         ),
         Some(_) => None,
     };
+    // Closed at once: `Forwarder::run` left the last FIN to this close.
     drop((client, upstream));
     let error = outcome
         .as_ref()

@@ -2,10 +2,18 @@
 //! upstream with `connect_timeout` each, the next upstream after a refusal
 //! or a timeout, and a summary of every failure when all attempts fail.
 //! Each outcome goes back to the balancer (passive health).
+//!
+//! The connect itself is [`connect_addr`]: tokio's `TcpStream::connect`
+//! without its `getsockopt(SO_ERROR)` once the socket is writable, which
+//! only an error needs.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::ListenerState;
@@ -29,7 +37,7 @@ pub(super) async fn connect(
         let lease = balancer.lease(index);
         // Resolved at load and in the background (crate::dns): no lookup here.
         let attempt = tokio::time::timeout(settings.connect_timeout, async {
-            TcpStream::connect(&*lease.socket_addrs()?).await
+            connect_any(&lease.socket_addrs()?).await
         });
         let (why, text, kind) = match attempt.await {
             Ok(Ok(stream)) => {
@@ -63,4 +71,146 @@ pub(super) async fn connect(
         last_kind,
         format!("no upstream accepted ({})", failures.join("; ")),
     ))
+}
+
+/// Connects to the first of `addrs` that accepts, in order, as
+/// `TcpStream::connect` does with a list.
+///
+/// # Errors
+/// The last address's error; `InvalidInput` when `addrs` is empty.
+async fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = None;
+    for &addr in addrs {
+        match connect_addr(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the upstream resolved to no address",
+        )
+    }))
+}
+
+/// A non-blocking connect to `addr`, as `TcpStream::connect` makes it
+/// (`socket`, `connect`, register, wait until writable) but for the last
+/// step: tokio asks `getsockopt(SO_ERROR)` on every connect, this only
+/// when the readiness says error or hang-up. A failed connect always
+/// shows as one of them: the kernel sets the socket's error (`EPOLLERR`)
+/// and closes it (`EPOLLHUP`), so a writable socket without either is
+/// connected, and the call is saved on every successful connect.
+///
+/// # Errors
+/// As `connect(2)`: the call's own error (`ENETUNREACH`, ...), or the
+/// socket's error once the attempt failed (`ECONNREFUSED`, `ETIMEDOUT`,
+/// `EHOSTUNREACH`, ...).
+pub(super) async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, flags, None)?;
+    let done = match rustix::net::connect(&fd, &addr) {
+        Ok(()) => true, // connected at once (loopback can)
+        Err(Errno::INPROGRESS) => false,
+        Err(e) => return Err(e.into()),
+    };
+    // Non-blocking, as `from_std` requires.
+    let stream = TcpStream::from_std(std::net::TcpStream::from(fd))?;
+    if done {
+        return Ok(stream);
+    }
+    loop {
+        let ready = stream.ready(Interest::WRITABLE | Interest::ERROR).await?;
+        if ready.is_error() || ready.is_write_closed() {
+            // What tokio does on every connect: the error, if the socket
+            // has one (else it connected and the peer already hung up: a
+            // connection, as tokio returns it).
+            if let Some(e) = stream.take_error()? {
+                return Err(e);
+            }
+        }
+        if ready.is_writable() || ready.is_write_closed() {
+            return Ok(stream);
+        }
+        // `EPOLLERR` alone with no socket error: only the error queue
+        // (`IP_RECVERR`, never set here) does that. Not connected yet: clear
+        // it and wait on, as tokio would.
+        let _ = stream.try_io(Interest::ERROR, || {
+            Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A port where nothing listens (bound, then closed).
+    fn closed_port() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn connects_and_carries_bytes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stream, accepted) = tokio::join!(connect_addr(addr), listener.accept());
+        let (mut stream, (mut server, _)) = (stream.unwrap(), accepted.unwrap());
+        assert_eq!(stream.peer_addr().unwrap(), addr);
+        stream.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        assert!(stream.take_error().unwrap().is_none());
+    }
+
+    /// A refusal is reported as tokio reports it: same kind, same errno,
+    /// same message.
+    #[tokio::test(flavor = "current_thread")]
+    async fn refusal_is_the_same_error_as_tokios() {
+        let addr = closed_port();
+        let ours = connect_addr(addr).await.unwrap_err();
+        let tokios = TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(ours.kind(), io::ErrorKind::ConnectionRefused, "{ours}");
+        assert_eq!(ours.raw_os_error(), tokios.raw_os_error());
+        assert_eq!(ours.to_string(), tokios.to_string());
+    }
+
+    /// An error of `connect(2)` itself (a TCP connect to the broadcast
+    /// address fails at once) is passed on as std reports it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn immediate_error_is_the_same_as_std() {
+        let addr: SocketAddr = "255.255.255.255:80".parse().unwrap();
+        let Err(std_err) = std::net::TcpStream::connect(addr) else {
+            panic!("a TCP connect to the broadcast address succeeded");
+        };
+        let ours = connect_addr(addr).await.unwrap_err();
+        assert_eq!(
+            ours.raw_os_error(),
+            std_err.raw_os_error(),
+            "{ours} / {std_err}"
+        );
+    }
+
+    /// Every address is tried in order: the first that accepts wins; when
+    /// none does, the last one's error comes back.
+    #[tokio::test(flavor = "current_thread")]
+    async fn tries_each_address_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = listener.local_addr().unwrap();
+        let (refused, refused_too) = (closed_port(), closed_port());
+        let addrs = [refused, good];
+        let (stream, _) = tokio::join!(connect_any(&addrs), listener.accept());
+        assert_eq!(stream.unwrap().peer_addr().unwrap(), good);
+        let err = connect_any(&[refused, refused_too]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        let err = connect_any(&[]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
 }

@@ -167,7 +167,17 @@ impl Listener {
     pub(crate) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
         // A socket passed by systemd (socket activation), else our own.
         let listener = match crate::systemd::inherited(settings.listen)? {
-            Some(l) => l,
+            Some(l) => {
+                // Ours have it from `net::listen`: accepted sockets inherit it.
+                if let Err(e) = crate::net::nodelay_for_accepted(&l) {
+                    tracing::warn!(
+                        listener = %settings.name,
+                        "cannot set TCP_NODELAY on the socket systemd passed ({e}): \
+                         clients will have Nagle's algorithm"
+                    );
+                }
+                l
+            }
             None => crate::net::listen(settings.listen)?,
         };
         let local = Some(listener.local_addr()?).filter(|a| !a.ip().is_unspecified());
@@ -282,6 +292,7 @@ async fn serve(
                 drop((active, slot, tracked));
             });
         },
+        || current.borrow().settings.connect_timeout,
         &first.metrics,
     )
     .await;
