@@ -231,7 +231,7 @@ def section(records, kind, rev, cc, doc):
             c = by_rep(records, rev, cc, case, "cpu_s_per_gb")
             if not g:
                 continue
-            entry = {"case": case, "gbps": spread_doc(g), "cpu_s_per_gb": spread_doc(c)}
+            entry = {"case": case, "rev": rev, "cc": cc, "gbps": spread_doc(g), "cpu_s_per_gb": spread_doc(c)}
             if kind == "relay":
                 entry["process_cpu_s_per_gb"] = spread_doc(by_rep(records, rev, cc, case, "process_cpu_s_per_gb"))
             if v == base or not b_g:
@@ -323,25 +323,28 @@ def report(raw_path, meta_path, out_md, out_json):
         out.append(f"**{len(failed)} bench runs failed** (their values are left out): "
                    + "; ".join(f"rep {r['rep']} {r['rev']} {r['case']}: {r['error']}" for r in failed[:5]))
         out.append("")
-    copy = section(records, "copy", "now", None, doc)
-    if copy:
-        out += ["## 2. The synchronous copy: `copy/*`", "",
-                f"Each case its own process, `taskset -c {meta.get('copy_cpu')}` (copying thread, feeder and "
-                "sink on one CPU); CPU s/GB: the copying thread's (`CLOCK_THREAD_CPUTIME_ID`).", ""] + copy + [""]
     ccs = [None if c == "default" else c for c in meta.get("ccs", ["default"])]
-    relay_out = []
-    for cc in ccs:
-        lines = section(records, "relay", "now", cc, doc)
-        if lines:
-            name = f"`{cc}` (`RELAY_CC={cc}`)" if cc else f"the system default (`{meta.get('default_cc')}`)"
-            relay_out += [f"**Congestion control: {name}**", ""] + lines + [""]
-    if relay_out:
-        cpus = str(meta.get("relay_cpus"))
-        pinned = ("the bench pins the relay thread to the first CPU and the client, sink and main to the second"
-                  if "," in cpus or "-" in cpus else "one CPU: the bench pins nothing")
-        out += ["## 3. The async relay: `relay/*`", "",
-                f"Each case its own process, `taskset -c {cpus}`: {pinned}; CPU s/GB: the relay thread's "
-                "utime + stime (the JSON also has the whole process's).", ""] + relay_out
+    cpus = str(meta.get("relay_cpus"))
+    pinned = ("the bench pins the relay thread to the first CPU and the client, sink and main to the second"
+              if "," in cpus or "-" in cpus else "one CPU: the bench pins nothing")
+    for rev in ["now"] + (["base"] if meta.get("base") else []):
+        at = f" at {meta['base']} (BASE)" if rev == "base" else ""
+        copy = section(records, "copy", rev, None, doc)
+        if copy:
+            out += [f"## 2. The synchronous copy: `copy/*`{at}", "",
+                    f"Each case its own process, `taskset -c {meta.get('copy_cpu')}` (copying thread, feeder "
+                    "and sink on one CPU); CPU s/GB: the copying thread's (`CLOCK_THREAD_CPUTIME_ID`).", ""] \
+                + copy + [""]
+        relay_out = []
+        for cc in ccs:
+            lines = section(records, "relay", rev, cc, doc)
+            if lines:
+                name = f"`{cc}` (`RELAY_CC={cc}`)" if cc else f"the system default (`{meta.get('default_cc')}`)"
+                relay_out += [f"**Congestion control: {name}**", ""] + lines + [""]
+        if relay_out:
+            out += [f"## 3. The async relay: `relay/*`{at}", "",
+                    f"Each case its own process, `taskset -c {cpus}`: {pinned}; CPU s/GB: the relay thread's "
+                    "utime + stime (the JSON also has the whole process's).", ""] + relay_out
     if meta.get("base"):
         ba = before_after(records, meta["base"], doc)
         if ba:
