@@ -2,7 +2,7 @@
 """The cases, the estimate and the report of bench/copy_relay.sh (standard library only).
 
   copy_relay.py cases [--default]              every known case id (or the default set), one a line
-  copy_relay.py estimate W M REPS REVS CCS CASE... estimated seconds of the runs
+  copy_relay.py estimate W M REPS CCS TIMES CASE... estimated seconds (TIMES own: the benches' own)
   copy_relay.py collect KEY=VALUE...           one JSON line for raw.jsonl (after one bench run)
   copy_relay.py summary < JSON_LINE            that line for the log
   copy_relay.py report RAW_JSONL META_JSON OUT_MD OUT_JSON   tables on stdout, markdown, JSON
@@ -28,6 +28,7 @@ import os
 import statistics
 import sys
 
+sys.dont_write_bytecode = True  # no bench/__pycache__ from the import below
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report import fmt, fmt_spread, spread, spread_doc, verdict  # noqa: E402
 
@@ -108,12 +109,20 @@ def case_seconds(case, w, m):
     return OVERHEAD[kind] + warm + meas
 
 
-def estimate(w, m, reps, revs, ccs, cases):
-    """Seconds: every case once per revision (now, and BASE if given) and
-    rep; every relay case also once per congestion control."""
+def own_times(case):
+    """(warm-up, measurement) seconds a bench that ignores the command line's
+    times uses (revisions before bench/copy_relay.sh)."""
+    kind, _, _, _, nbytes = parse_case(case)
+    return (0.1, 10.0) if kind == "relay" and nbytes >= 256 << 20 else (0.5, 3.0)
+
+
+def estimate(w, m, reps, ccs, times, cases):
+    """Seconds: every case once per rep, every relay case once per
+    congestion control; times "own": the bench's own times, not W and M."""
     total = 0.0
     for c in cases:
-        total += case_seconds(c, w, m) * revs * (ccs if c.startswith("relay/") else 1)
+        cw, cm = own_times(c) if times == "own" else (w, m)
+        total += case_seconds(c, cw, cm) * (ccs if c.startswith("relay/") else 1)
     return total * reps
 
 
@@ -172,8 +181,10 @@ def collect(args):
            "gbps": nbytes / ns if ns and nbytes else None, "ns_per_iter": ns, "bytes_per_iter": nbytes,
            "cpu_s_per_gb": cpu, "process_cpu_s_per_gb": proc_cpu, "exit": int(kv["exit"]), "log": kv["log"]}
     if rec["exit"] != 0 or rec["gbps"] is None or rec["cpu_s_per_gb"] is None:
-        rec["error"] = f"exit {rec['exit']}, GB/s {'found' if rec['gbps'] else 'missing'}, " \
-                       f"CPU {'found' if rec['cpu_s_per_gb'] is not None else 'missing'} (see {kv['log']})"
+        why = {124: " (timed out: CASE_TIMEOUT)", 137: " (killed after the timeout)"}.get(rec["exit"], "")
+        rec["error"] = f"exit {rec['exit']}{why}, GB/s {'found' if rec['gbps'] else 'missing'}, " \
+                       f"CPU {'found' if rec['cpu_s_per_gb'] is not None else 'missing'}, " \
+                       f"log {os.path.basename(kv['log'])}"
     return rec
 
 
@@ -320,8 +331,10 @@ def report(raw_path, meta_path, out_md, out_json):
     out = [f"# copy/* and relay/*: {meta.get('date')}", "", run_line, ""]
     failed = [r for r in records if r.get("error")]
     if failed:
-        out.append(f"**{len(failed)} bench runs failed** (their values are left out): "
-                   + "; ".join(f"rep {r['rep']} {r['rev']} {r['case']}: {r['error']}" for r in failed[:5]))
+        out.append(f"**{len(failed)} bench runs failed** (their values are left out; logs in the run "
+                   "directory's `logs/`): "
+                   + "; ".join(f"rep {r['rep']} {r['rev']} `{r['case']}`{' (' + r['cc'] + ')' if r['cc'] else ''}: "
+                               f"{r['error']}" for r in failed[:5]) + ("; ..." if len(failed) > 5 else ""))
         out.append("")
     ccs = [None if c == "default" else c for c in meta.get("ccs", ["default"])]
     cpus = str(meta.get("relay_cpus"))
@@ -350,7 +363,10 @@ def report(raw_path, meta_path, out_md, out_json):
         if ba:
             out += [f"## Before ({meta['base']}) and after ({meta.get('rev')})", "",
                     f"The same cases built at {meta['base']}, run beside each case of this revision "
-                    "(before, after, within every rep). Verdicts from the side of now.", ""] + ba + [""]
+                    "(before, after, within every rep). Verdicts from the side of now."
+                    + (f" The benches at {meta['base']} ignore --warm-up-time and --measurement-time: they ran "
+                       "with their own 0.5 s + 3 s (0.1 s + 10 s for relay rounds of 256 MiB and more)."
+                       if meta.get("base_times") == "own" else ""), ""] + ba + [""]
     text = "\n".join(out).rstrip() + "\n"
     print(text)
     with open(out_md, "w") as f:
@@ -365,7 +381,7 @@ def main():
     if cmd == "cases":
         print("\n".join(default_cases() if a[:1] == ["--default"] else all_cases()))
     elif cmd == "estimate":
-        print(f"{estimate(float(a[0]), float(a[1]), int(a[2]), int(a[3]), int(a[4]), a[5:]):.0f}")
+        print(f"{estimate(float(a[0]), float(a[1]), int(a[2]), int(a[3]), a[4], a[5:]):.0f}")
     elif cmd == "collect":
         print(json.dumps(collect(a)))
     elif cmd == "summary":
