@@ -9,7 +9,8 @@
 //! a sink thread drains the destination; their CPU is the same for every
 //! variant and is not counted.
 //!
-//! Run: `cargo bench -p pipepool --bench copy` (pin with `taskset -c 0`).
+//! Run: `cargo bench -p pipepool --bench copy` (pin with `taskset -c 0`);
+//! with repetitions and their spread: `bench/copy_relay.sh`.
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
@@ -84,13 +85,26 @@ fn feeder() -> Feeder {
     Feeder { src, go }
 }
 
+/// Whether the command line sets criterion's option `flag`
+/// (`--warm-up-time 1` or `--warm-up-time=1`). Criterion lets a group's
+/// `warm_up_time` / `measurement_time` win over the command line, so the
+/// defaults of this file apply only when it does not.
+fn cli_sets(flag: &str) -> bool {
+    std::env::args().any(|a| a == flag || a.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
+}
+
 fn run(c: &mut Criterion, group_name: &str, to_file: bool) {
     let pool = PoolConfig::default().build().unwrap();
     let mut group = c.benchmark_group(group_name);
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    group.sample_size(10);
+    // A group's own times would override the command line's: set them only
+    // when it gives none (bench/copy_relay.sh passes both).
+    if !cli_sets("--warm-up-time") {
+        group.warm_up_time(Duration::from_millis(500));
+    }
+    if !cli_sets("--measurement-time") {
+        group.measurement_time(Duration::from_secs(3));
+    }
     for &(size, label) in SIZES {
         group.throughput(Throughput::Bytes(size as u64));
         for variant in [Variant::ZeroCopy, Variant::Buffered, Variant::Std] {

@@ -38,7 +38,8 @@
 //! the relay's.
 //!
 //! Run: `cargo bench -p pipepool --features tokio --bench relay`
-//! (one case: append a filter such as `-- 'relay/64/pipepool/1MiB'`).
+//! (one case: append a filter such as `-- 'relay/64/pipepool/1MiB'`); with
+//! repetitions and their spread: `bench/copy_relay.sh`.
 
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented `fn benches`
 
@@ -282,6 +283,14 @@ impl Fleet {
     }
 }
 
+/// Whether the command line sets criterion's option `flag`
+/// (`--warm-up-time 1` or `--warm-up-time=1`). Criterion lets a group's
+/// `warm_up_time` / `measurement_time` win over the command line, so the
+/// defaults of this file apply only when it does not.
+fn cli_sets(flag: &str) -> bool {
+    std::env::args().any(|a| a == flag || a.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
+}
+
 fn bench_relay(c: &mut Criterion) {
     match congestion() {
         Some(cc) => println!("congestion control: {cc} (RELAY_CC)"),
@@ -343,11 +352,15 @@ fn bench_relay(c: &mut Criterion) {
             let round_bytes = size * streams as u64;
             group.throughput(Throughput::Bytes(round_bytes));
             // Fewer, longer samples for the big rounds (up to 4 GiB each).
+            // The command line's times win (bench/copy_relay.sh passes both).
             let big = round_bytes >= 256 << 20;
-            group
-                .sample_size(10)
-                .warm_up_time(Duration::from_millis(if big { 100 } else { 500 }))
-                .measurement_time(Duration::from_secs(if big { 10 } else { 3 }));
+            group.sample_size(10);
+            if !cli_sets("--warm-up-time") {
+                group.warm_up_time(Duration::from_millis(if big { 100 } else { 500 }));
+            }
+            if !cli_sets("--measurement-time") {
+                group.measurement_time(Duration::from_secs(if big { 10 } else { 3 }));
+            }
             for &(variant, addr) in &relays {
                 let id = BenchmarkId::new(variant.name(), label);
                 let mut cpu = Duration::ZERO;
