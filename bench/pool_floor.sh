@@ -87,6 +87,10 @@ for rep in $(seq 1 "$REPS"); do
     go_bench "$CPUS" 2 'SplicePipePoolParallel' >>"$OUT/go.log" 2>&1 || die "go test failed"
 done
 
+mkdir -p bench/out
+cp "$OUT/rust" bench/out/pool-floor-rust.raw
+cp "$OUT/go.log" bench/out/pool-floor-go.raw
+log "per-rep values: bench/out/pool-floor-rust.raw, bench/out/pool-floor-go.raw"
 python3 - "$OUT/rust" "$OUT/go.log" <<'PY'
 import re, statistics, sys
 cases = {}
@@ -100,19 +104,33 @@ for line in open(sys.argv[2]):
                 "SplicePipePoolParallel": "go_SplicePipePoolParallel_cpu2"}[m.group(1)]
         cases.setdefault(name, []).append(float(m.group(3)))
 print(f"{'case':34} {'n':>2} {'min':>8} {'median':>8} {'max':>8}  (ns per get+put)")
+paired = {n: cases.pop(n) for n in [n for n in cases if "ratio_" in n]}
 med = {}
 for name in sorted(cases):
     v = cases[name]
     med[name] = statistics.median(v)
     print(f"{name:34} {len(v):2} {min(v):8.2f} {med[name]:8.2f} {max(v):8.2f}")
 def ratio(label, a, b, target):
+    """Ratio of the medians, and the range of the per-rep ratios (rep i of
+    `a` against rep i of `b`, run one right after the other)."""
     if a in med and b in med:
-        print(f"{label:52} {med[a] / med[b]:6.2f}x  (target {target})")
+        per_rep = [x / y for x, y in zip(cases[a], cases[b])]
+        print(f"{label:52} {med[a] / med[b]:6.2f}x  per rep {min(per_rep):.2f}-{max(per_rep):.2f}"
+              f"  (target {target})")
 print()
+print("pipepool / bare, paired: each process alternates batches of the two; the median of its")
+print("per-batch ratios, then min / median / max of those over the reps (the target's figure):")
+for name in sorted(paired):
+    v = paired[name]
+    target = "" if name.startswith("base_") else "  (target <= 1.5)"
+    print(f"  {name:42} {min(v):5.2f} {statistics.median(v):5.2f} {max(v):5.2f}{target}")
+print()
+print("Ratios of the medians above (each per-rep pair run one right after the other):")
 ratio("pipepool / bare, 1 thread", "pipepool_get_put", "bare_vec_pop_push", "<= 1.5")
 ratio("pipepool / bare, 2 threads", "pipepool_get_put_parallel2", "bare_vec_pop_push_parallel2", "<= 1.5")
 ratio("Go SplicePipeWithPool / pipepool, 1 thread", "go_SplicePipeWithPool", "pipepool_get_put", ">= 4")
 ratio("Go SplicePipePoolParallel / pipepool, 2 threads", "go_SplicePipePoolParallel_cpu2", "pipepool_get_put_parallel2", ">= 4")
 ratio("pipepool now / at BASE, 1 thread", "pipepool_get_put", "base_pipepool_get_put", "~1, noise")
 ratio("pipepool now / at BASE, 2 threads", "pipepool_get_put_parallel2", "base_pipepool_get_put_parallel2", "~1, noise")
+ratio("bare now / bare at BASE (code layout alone), 1 thread", "bare_vec_pop_push", "base_bare_vec_pop_push", "~1")
 PY

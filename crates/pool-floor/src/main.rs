@@ -12,10 +12,12 @@
 //!   operations of both threads (what Go's `RunParallel` benchmarks report
 //!   as ns/op).
 //!
-//! Each case runs `BATCHES` batches of `ITERS` get + put pairs and reports
-//! the median batch. `bench/pool_floor.sh` runs this binary pinned and
-//! interleaved with Go's `BenchmarkSplicePipe`, several times, and prints
-//! min / median / max and the ratios.
+//! Each case runs `BATCHES` batches of `ITERS` get + put pairs, alternated
+//! with the bare baseline's batches, and reports the median batch; the
+//! `ratio_` lines are the median of the per-pair ratios pool / bare, which
+//! a slow spell of the shared machine does not skew. `bench/pool_floor.sh`
+//! runs this binary pinned and interleaved with Go's `BenchmarkSplicePipe`,
+//! several times, and prints min / median / max and the ratios.
 //!
 //! Usage: `pool-floor [ITERS]` (default 2,000,000 per batch).
 
@@ -62,48 +64,55 @@ fn bare_warm() {
     BARE.with(|v| v.borrow_mut().push(pipe));
 }
 
-/// The median over `BATCHES` of the ns per call of `f`, `iters` calls a batch.
-fn median_ns(iters: u64, mut f: impl FnMut()) -> f64 {
-    let mut ns: Vec<f64> = (0..BATCHES)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / iters as f64
-        })
-        .collect();
-    ns.sort_by(f64::total_cmp);
-    ns[BATCHES / 2]
+/// ns per call of `f` over one batch of `iters` calls.
+fn batch_ns(iters: u64, f: &mut impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed().as_nanos() as f64 / iters as f64
 }
 
-/// Two threads run `f` `iters` times each, started together; the median
-/// over `BATCHES` of wall time / (2 * iters).
-fn parallel_ns(iters: u64, warm: impl Fn() + Sync, f: impl Fn() + Sync) -> f64 {
-    let mut ns: Vec<f64> = (0..BATCHES)
-        .map(|_| {
-            let barrier = Barrier::new(3);
-            let elapsed = thread::scope(|s| {
-                for _ in 0..2 {
-                    s.spawn(|| {
-                        warm();
-                        barrier.wait();
-                        for _ in 0..iters {
-                            f();
-                        }
-                        barrier.wait();
-                    });
+/// ns per call (wall time / calls of both threads) of one batch of
+/// `iters` calls of `f` on each of two threads started together.
+fn parallel_batch_ns(iters: u64, warm: &(impl Fn() + Sync), f: &(impl Fn() + Sync)) -> f64 {
+    let barrier = Barrier::new(3);
+    let elapsed = thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                warm();
+                barrier.wait();
+                for _ in 0..iters {
+                    f();
                 }
                 barrier.wait();
-                let start = Instant::now();
-                barrier.wait();
-                start.elapsed()
             });
-            elapsed.as_nanos() as f64 / (2 * iters) as f64
-        })
-        .collect();
-    ns.sort_by(f64::total_cmp);
-    ns[BATCHES / 2]
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    });
+    elapsed.as_nanos() as f64 / (2 * iters) as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `BATCHES` batches of the baseline and of the pool, alternated (baseline,
+/// pool, baseline, pool, ...) so that a slow spell of the shared machine
+/// falls on both alike. Returns the median batch of each and the median of
+/// the per-pair ratios pool / baseline.
+fn paired(mut base: impl FnMut() -> f64, mut ours: impl FnMut() -> f64) -> (f64, f64, f64) {
+    let (mut b, mut o) = (Vec::new(), Vec::new());
+    for _ in 0..BATCHES {
+        b.push(base());
+        o.push(ours());
+    }
+    let ratios = b.iter().zip(&o).map(|(b, o)| o / b).collect();
+    (median(b), median(o), median(ratios))
 }
 
 fn main() {
@@ -122,14 +131,21 @@ fn main() {
     drop(pool.get().expect("a first pipe"));
     let warm_pool = || drop(pool.get().expect("a first pipe"));
 
-    let bare = median_ns(iters, bare_get_put);
-    let ours = median_ns(iters, || pool_get_put(&pool));
-    let bare2 = parallel_ns(iters, bare_warm, bare_get_put);
-    let ours2 = parallel_ns(iters, warm_pool, || pool_get_put(&pool));
+    let (bare, ours, ratio) = paired(
+        || batch_ns(iters, &mut bare_get_put),
+        || batch_ns(iters, &mut || pool_get_put(&pool)),
+    );
+    let pool_op = || pool_get_put(&pool);
+    let (bare2, ours2, ratio2) = paired(
+        || parallel_batch_ns(iters, &bare_warm, &bare_get_put),
+        || parallel_batch_ns(iters, &warm_pool, &pool_op),
+    );
     println!("bare_vec_pop_push {bare:.3}");
     println!("pipepool_get_put {ours:.3}");
+    println!("ratio_pipepool_over_bare {ratio:.3}");
     println!("bare_vec_pop_push_parallel2 {bare2:.3}");
     println!("pipepool_get_put_parallel2 {ours2:.3}");
+    println!("ratio_pipepool_over_bare_parallel2 {ratio2:.3}");
     let s = pool.stats();
     assert!(
         s.gets_local > s.created,
