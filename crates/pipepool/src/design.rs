@@ -36,7 +36,10 @@
 //!    live count, both `SeqCst`, so no wake-up is lost.
 //! 5. **Reclaiming from thread caches** (`pool/local.rs`, `pool/fence.rs`).
 //!    Holding the pool's registry lock, the reaper sets `claimed` on each
-//!    cache that holds pipes, then calls
+//!    cache whose oldest pipe is stale (each cache publishes its count and
+//!    the stamp of its oldest pipe; a cache of fresh pipes, a busy thread's
+//!    usually, is left alone, so its gets and puts never fall back to the
+//!    shared pool for the length of the fence), then calls
 //!    `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`: when it returns,
 //!    every running thread of the process has executed a full memory
 //!    barrier. It then reads each cache's `busy`: a cache not busy is the

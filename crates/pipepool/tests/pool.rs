@@ -86,6 +86,9 @@ fn many_pools_each_keep_their_own_thread_cache() {
     let mut pools: Vec<_> = (0..POOLS).map(|_| config().build().unwrap()).collect();
     round(&pools);
     round(&pools);
+    // Each pool's reaper makes a pass when it starts (at the pool's first
+    // pipe), while this thread gets and puts: it must leave a cache of
+    // fresh pipes alone (claiming it would send gets to the shared pool).
     for s in pools.iter().map(|p| p.stats()) {
         assert_eq!((s.created, s.live, s.idle), (1, 1, 1), "{s:?}");
         assert_eq!(s.gets_local, 199, "all but the first get cached: {s:?}");

@@ -20,7 +20,8 @@
 //!   has claimed the cache, the owner leaves it alone for this call and uses
 //!   the shared pool. After the access, `busy = false` (a release store).
 //! - **reaper**, holding the pool's registry lock: `claimed = true` on each
-//!   cache that holds pipes, then `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
+//!   cache whose oldest pipe is stale (by the stamp each cache publishes),
+//!   then `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
 //!   which makes every running thread of the process execute a full memory
 //!   barrier, then a load of `busy`: a cache not busy is the reaper's until
 //!   it clears `claimed` (a release store).
@@ -46,7 +47,7 @@ use super::shared::{Idle, SharedPool};
 use super::stats::LocalStats;
 use super::Pipe;
 use crate::sync::{
-    light_fence, thread_local, Arc, AtomicBool, Ordering::Acquire, Ordering::Relaxed,
+    light_fence, thread_local, Arc, AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed,
     Ordering::Release, UnsafeCell,
 };
 
@@ -66,6 +67,12 @@ pub(super) struct CacheCell {
     /// saw it not busy after the heavy fence; by anyone holding the registry
     /// lock once the cell has been removed from the registry.
     pipes: UnsafeCell<Vec<Idle>>,
+    /// The stamp of `pipes[0]`, the oldest pipe, while there is one:
+    /// written by whoever holds `pipes` whenever the front changes, read by
+    /// the reaper to leave alone a cache that cannot hold a stale pipe
+    /// (claiming it would send its owner's gets and puts to the shared pool
+    /// for the length of a `membarrier`).
+    oldest: AtomicU64,
     pub(super) stats: LocalStats,
 }
 
@@ -77,6 +84,14 @@ pub(super) struct CacheCell {
 unsafe impl Sync for CacheCell {}
 
 impl CacheCell {
+    /// Records the stamp of the front of `pipes` (after it changed), for
+    /// the reaper's first look. Called by whoever holds `pipes`.
+    fn note_oldest(&self, pipes: &[Idle]) {
+        if let Some(front) = pipes.first() {
+            self.oldest.store(front.stamp, Relaxed);
+        }
+    }
+
     /// The owner's half of the handshake. Returns `false` if the reaper has
     /// claimed the cache (then `pipes` must not be touched).
     #[inline(always)]
@@ -151,7 +166,14 @@ pub(super) fn reclaim_stale(
     let mut pending: Vec<&CacheCell> = cells
         .iter()
         .map(CellRef::cell)
-        .filter(|c| c.stats.idle.load(Relaxed) > 0)
+        // Only caches that may hold a stale pipe: not empty, and their
+        // oldest pipe stale. A hot thread's cache of fresh pipes is never
+        // claimed. (Mid-update, the two err on the safe side: a front that
+        // moved to a newer pipe leaves an older stamp here, and pipes
+        // refilled into an empty cache count once `idle` says so; until
+        // then they are as out of this pass's reach as they were in the
+        // shared stack a moment before.)
+        .filter(|c| c.stats.idle.load(Relaxed) > 0 && is_stale(c.oldest.load(Relaxed)))
         .collect();
     for _ in 0..3 {
         if pending.is_empty() {
@@ -180,6 +202,7 @@ pub(super) fn reclaim_stale(
                 let pipes = unsafe { &mut *p };
                 let n = pipes.iter().take_while(|i| is_stale(i.stamp)).count();
                 out.extend(pipes.drain(..n));
+                cell.note_oldest(pipes);
                 cell.stats.idle.store(pipes.len(), Relaxed);
             });
             cell.claimed.store(false, Release);
@@ -305,6 +328,10 @@ impl Slot {
             let pipes = unsafe { &mut *p };
             if now != self.checked_at.get() || pipes.len() >= cap {
                 make_room(shared, pipes, &self.checked_at, now, cap);
+                cell.note_oldest(pipes);
+            }
+            if pipes.is_empty() {
+                cell.oldest.store(now, Relaxed);
             }
             pipes.push(Idle { pipe, stamp: now });
             cell.stats.idle.store(pipes.len(), Relaxed);
@@ -329,6 +356,7 @@ impl Slot {
             let want = shared.config.local_cap / 2 + 1;
             shared.take_batch(want, pipes);
             let first = pipes.pop();
+            cell.note_oldest(pipes);
             cell.stats.idle.store(pipes.len(), Relaxed);
             first.map(|item| item.pipe)
         })

@@ -339,28 +339,29 @@ fn reaper_reclaims_a_quiet_threads_cache() {
 
 #[test]
 fn reclaim_races_with_get_and_put_on_a_cache() {
-    loom::model(|| reclaim_while_the_owner_gets_and_puts(0));
+    loom::model(|| reclaim_while_the_owner_gets_and_puts(pool(2, 2)));
 }
 
 #[test]
 fn reclaim_races_with_get_and_put_on_a_boxed_cache() {
     loom::model(|| {
-        // More pools alive than a thread has inline slots: the cache of the
-        // pool built next is a boxed slot, reclaimed the same way.
+        // More pools alive than a thread has inline slots: the pool built
+        // next has an id past them, so a boxed slot, reclaimed the same way.
+        // (Ids are process-wide: `ci/loom.sh` runs one model at a time.)
         let others: Vec<PipePool> = (0..INLINE).map(|_| pool(1, 1)).collect();
-        reclaim_while_the_owner_gets_and_puts(INLINE);
+        let boxed = pool(2, 2);
+        assert!(boxed.id >= INLINE, "pool id {} < {INLINE}", boxed.id);
+        reclaim_while_the_owner_gets_and_puts(boxed);
         drop(others);
     });
 }
 
-/// The model body, on a pool whose id is at least `min_id`.
-fn reclaim_while_the_owner_gets_and_puts(min_id: usize) {
+/// The model body, on `pool` (`max_pipes` 2, `local_cap` 2).
+fn reclaim_while_the_owner_gets_and_puts(pool: PipePool) {
     // The worker's cache holds a stale pipe; the reaper reclaims while
     // the worker gets and puts through that same cache. Either the
     // reaper takes the pipe (the worker then gets a new one) or the
     // worker does (the reaper skips the busy cache or sees it empty).
-    let pool = pool(2, 2);
-    assert!(pool.id >= min_id, "pool id {} < {min_id}", pool.id);
     drop(get(&pool)); // this thread's cache: one pipe, stamped at 0
     let (tx, rx) = loom::sync::mpsc::channel::<()>();
     let reaper = {
