@@ -107,7 +107,10 @@
 //! A cache whose thread is inside a get or put at every one of the three
 //! tries of a pass waits for the next pass (one period later); such a thread
 //! is busy with the pool and moves its own stale pipes out at its next put
-//! anyway. Without `membarrier`, the bound for thread caches is the old
+//! anyway. A pass looks at the caches first and the shared stack second: a
+//! refill that moves pipes from the shared stack into a cache in between
+//! (or a spill the other way) takes them out of that pass's reach, so they
+//! wait one period more. Without `membarrier`, the bound for thread caches is the old
 //! one: a thread moves its stale pipes to the shared pool whenever it gives
 //! a pipe back, and all of them when it exits or calls
 //! [`PipePool::flush_local`](crate::PipePool::flush_local), so at most
