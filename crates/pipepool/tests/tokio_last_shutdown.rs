@@ -29,6 +29,22 @@ async fn eof_within(s: &mut TcpStream, wait: Duration) -> Option<bool> {
     }
 }
 
+/// The peers' exchange: `first` sends a question and half-closes; `second`
+/// reads it to end of file (which only the relay's first shutdown gives),
+/// answers and half-closes; `first` reads the answer.
+async fn question_then_answer(first: &mut TcpStream, second: &mut TcpStream, case: &str) {
+    first.write_all(b"question").await.unwrap();
+    first.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    second.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"question", "{case}");
+    second.write_all(b"the answer").await.unwrap();
+    second.shutdown().await.unwrap();
+    let mut answer = [0u8; 10];
+    first.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"the answer", "{case}");
+}
+
 /// With `last_shutdown(false)` the peer that finished first sees its end
 /// of file only once the relay closes its sockets, and then cleanly.
 #[tokio::test(flavor = "current_thread")]
@@ -50,19 +66,7 @@ async fn last_writer_is_left_to_the_close() {
                     .map(|r| (r.a_to_b.bytes, r.b_to_a.bytes))
                     .map_err(|e| e.into_error())
             };
-            let peers = async {
-                first.write_all(b"question").await.unwrap();
-                first.shutdown().await.unwrap();
-                let mut got = Vec::new();
-                // Ends only with the relay's first shutdown: that one stays.
-                second.read_to_end(&mut got).await.unwrap();
-                assert_eq!(got, b"question", "{case}");
-                second.write_all(b"the answer").await.unwrap();
-                second.shutdown().await.unwrap();
-                let mut answer = [0u8; 10];
-                first.read_exact(&mut answer).await.unwrap();
-                assert_eq!(&answer, b"the answer", "{case}");
-            };
+            let peers = question_then_answer(first, second, &case);
             let (result, ()) = within(30, &case, async { tokio::join!(relay, peers) }).await;
             let (q, ans) = (8, 10);
             let expected = if client_first { (q, ans) } else { (ans, q) };
@@ -105,16 +109,7 @@ async fn by_default_both_writers_are_shut_down() {
                 (&mut server, &mut client)
             };
             let relay = copy_bidirectional_with(&mut a, &mut b, &opts);
-            let peers = async {
-                first.write_all(b"question").await.unwrap();
-                first.shutdown().await.unwrap();
-                let mut got = Vec::new();
-                second.read_to_end(&mut got).await.unwrap();
-                second.write_all(b"the answer").await.unwrap();
-                second.shutdown().await.unwrap();
-                let mut answer = [0u8; 10];
-                first.read_exact(&mut answer).await.unwrap();
-            };
+            let peers = question_then_answer(first, second, &case);
             let (result, ()) = within(30, &case, async { tokio::join!(relay, peers) }).await;
             result.unwrap();
             let first = if client_first {
