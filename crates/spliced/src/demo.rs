@@ -178,6 +178,7 @@ async fn run_mode(
         accept_proxy: false,
         proxy_timeout: Duration::from_secs(3),
         routes: Vec::new(),
+        sni_timeout: crate::config::DEFAULT_SNI_TIMEOUT,
         allow: Vec::new(),
         deny: Vec::new(),
         max_conns_per_source: None,

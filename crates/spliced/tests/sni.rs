@@ -203,6 +203,50 @@ fn a_hello_cut_short_by_eof_or_silence() {
     assert_eq!(back, [0x16, 0x03, 0x01, 0x00]);
 }
 
+/// `--sni-timeout`: a client that starts a ClientHello and goes silent
+/// takes the default route after that long, not after the 3 s default
+/// (and not before it).
+#[test]
+fn sni_timeout_sets_the_wait_for_a_hello() {
+    let plain = util::tag_server("plain");
+    let tls = util::tls::tls(&NAMES);
+    let a = upstream("A", Arc::clone(&tls.server));
+    let (a_s, d_s) = (format!("a.example={a}"), plain.to_string());
+    let mut proc = Proc::spawn(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &d_s,
+        "--route",
+        &a_s,
+        "--sni-timeout",
+        "300ms",
+    ]);
+    let proxy = proc.listen_addr();
+    let mut silent = connect(proxy);
+    let start = std::time::Instant::now();
+    silent.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    assert_eq!(read_line(&mut silent).unwrap(), "plain");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "routed after {waited:?}, before sni_timeout"
+    );
+    assert!(
+        waited < Duration::from_millis(2500),
+        "routed after {waited:?}: sni_timeout 300ms not applied"
+    );
+    let mut back = [0u8; 3];
+    silent.read_exact(&mut back).unwrap();
+    assert_eq!(back, [0x16, 0x03, 0x01]);
+    // A whole hello still takes its route.
+    assert_eq!(
+        tls_ask(proxy, &tls.client, "a.example", false),
+        "A a.example hello a.example"
+    );
+}
+
 /// A ClientHello record for `name` with a padding extension (21) of
 /// `pad` bytes, built by hand.
 fn big_hello(name: &str, pad: usize) -> Vec<u8> {

@@ -97,6 +97,10 @@ impl ProxyVersion {
 /// Default time a client has to send its PROXY header (`accept_proxy`).
 pub(crate) const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Default time a client of a listener with SNI routes has to send its
+/// whole ClientHello (`sni_timeout`).
+pub(crate) const DEFAULT_SNI_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// One SNI route of a listener: TLS clients asking for `sni` go to
 /// `upstreams`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +169,9 @@ pub(crate) struct ListenerSettings {
     pub(crate) proxy_timeout: Duration,
     /// SNI routes; `upstreams` is the default route.
     pub(crate) routes: Vec<RouteSettings>,
+    /// How long a client has to send its whole ClientHello when there are
+    /// routes; then it takes the default route.
+    pub(crate) sni_timeout: Duration,
     /// Clients allowed (empty: all), by network.
     pub(crate) allow: Vec<ipnet::IpNet>,
     /// Clients refused, by network (wins over `allow`).

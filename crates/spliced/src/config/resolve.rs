@@ -513,6 +513,7 @@ impl Resolver<'_> {
             send_proxy: p.send_proxy,
             accept_proxy: p.accept_proxy.unwrap_or(false),
             proxy_timeout: duration(p.proxy_timeout),
+            sni_timeout: duration(p.sni_timeout),
             routes,
             allow,
             deny,

@@ -82,6 +82,11 @@ macro_rules! listener_settings {
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_PROXY_TIMEOUT));
                 flag "proxy-timeout" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
                 check $crate::config::table::longer_than_zero;
+            /// With SNI routes: how long a client has to send its whole TLS ClientHello before it takes the default route [default: 3s].
+            sni_timeout: $crate::config::units::DurationValue =
+                Some($crate::config::units::DurationValue($crate::config::DEFAULT_SNI_TIMEOUT));
+                flag "sni-timeout" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
+                check $crate::config::table::longer_than_zero;
             /// Most connections open at once from one client address per listener [default: no limit].
             max_conns_per_source: usize = None;
                 flag "max-conns-per-source" [value_name = "N", value_parser = $crate::cli::at_least_one];

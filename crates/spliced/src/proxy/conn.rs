@@ -57,7 +57,7 @@ pub(super) async fn handle(
     let mut balancer = &shared.balancer;
     let mut server_name = None;
     if !shared.routes.is_empty() {
-        let peeked = sni::server_name(&client, sni::HELLO_TIMEOUT).await;
+        let peeked = sni::server_name(&client, settings.sni_timeout).await;
         if peeked.rearm {
             client = match sni::rearm(client) {
                 Ok(c) => c,

@@ -250,11 +250,6 @@ async fn peek_name(stream: &TcpStream, timeout: Duration, rearm: &mut bool) -> O
     tokio::time::timeout(timeout, peek).await.ok().flatten()
 }
 
-/// How long a client of a listener with routes has to send a whole
-/// ClientHello (or its first byte, for a plain-text client) before it
-/// goes to the default route.
-pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// The SNI routes of one listener, most specific first.
 #[derive(Debug, Default)]
 pub(crate) struct Routes {
