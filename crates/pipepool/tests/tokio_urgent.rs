@@ -122,12 +122,13 @@ enum Relay {
 }
 
 impl Relay {
-    /// Reads with tokio's `poll_read` (the references, and pipepool's
-    /// userspace copy, which has tokio's semantics).
+    /// Reads with tokio's `poll_read` (the references). pipepool's
+    /// userspace copy reads TCP sockets with its own `recv`, so it is held
+    /// to every case, as the splicing relays are.
     fn reads_through_tokio(self) -> bool {
         matches!(
             self,
-            Relay::TokioBidi | Relay::UserspaceBidi | Relay::TokioCopy | Relay::TokioHalves
+            Relay::TokioBidi | Relay::TokioCopy | Relay::TokioHalves
         )
     }
 

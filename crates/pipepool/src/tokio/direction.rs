@@ -101,6 +101,10 @@ pub(super) struct Direction<'p> {
     out: Written<'p>,
     /// Shut the writer down after end of file (`copy_bidirectional`).
     shutdown: bool,
+    /// The reader is a TCP socket, so its reads may stop short at an
+    /// urgent mark with data behind it: read it with `recv` until `EAGAIN`
+    /// (see `poll_fill`), whether the direction splices or not.
+    tcp_source: bool,
 }
 
 impl<'p> Direction<'p> {
@@ -115,6 +119,7 @@ impl<'p> Direction<'p> {
         shutdown: bool,
         a_to_b: bool,
     ) -> Direction<'p> {
+        let tcp_source = detect::read_socket(reader).is_some_and(|s| s.has_urgent_mark());
         let state = match detect::splice_pair(reader, writer).filter(|_| opts.zero_copy) {
             Some((src, _)) => State::Splice(Splicing {
                 pipe: None,
@@ -132,6 +137,7 @@ impl<'p> Direction<'p> {
             read: 0,
             out: Written::new(opts.progress.as_ref().map(|p| p.side(a_to_b))),
             shutdown,
+            tcp_source,
         }
     }
 

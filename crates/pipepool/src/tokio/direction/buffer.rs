@@ -98,17 +98,18 @@ impl Direction<'_> {
         Poll::Ready(Ok(Advance::Again))
     }
 
-    /// Reads once into the buffer. From a TCP socket this direction
-    /// splices, the read is a `recv` of its own whose readiness is cleared
-    /// only by `EAGAIN`: tokio's `poll_read` clears it after any read short
-    /// of the buffer, and a read that stops before an urgent mark is short
-    /// with data waiting behind the mark (no new readiness event would
-    /// come: tokio's own copy stalls there).
+    /// Reads once into the buffer. From a TCP socket (spliced or not), the
+    /// read is a `recv` of its own whose readiness is cleared only by
+    /// `EAGAIN`: tokio's `poll_read` clears it after any read short of the
+    /// buffer, and a read that stops before an urgent mark is short with
+    /// data waiting behind the mark (no new readiness event would come:
+    /// tokio's own copy stalls there). The price: after a short read, one
+    /// `recv` more that answers `EAGAIN`.
     fn poll_fill<R>(&mut self, cx: &mut Context<'_>, reader: &mut R) -> Poll<io::Result<usize>>
     where
         R: AsyncRead + Unpin + ?Sized,
     {
-        if !matches!(&self.state, State::Splice(s) if s.urgent_marks) {
+        if !self.tcp_source {
             return self.buf.poll_fill(cx, Pin::new(&mut *reader));
         }
         let src = source(&*reader);
