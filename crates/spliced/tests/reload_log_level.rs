@@ -1,7 +1,7 @@
 //! A reload (SIGHUP) applies the config file's new `log_level` through
 //! the real binary, unless `--log-level` (or `RUST_LOG`) set the filter:
 //! then the flag's filter stays and the reload says it overrides the
-//! file's.
+//! file's. A bad filter fails the reload and changes nothing.
 
 mod util;
 
@@ -69,10 +69,23 @@ fn a_reload_applies_a_new_log_level() {
         proc.stderr()
     );
 
+    // A bad filter: the reload fails, naming the field; info stays.
+    std::fs::write(&file.path, config("spliced=lots", up)).unwrap();
+    proc.signal(rustix::process::Signal::HUP);
+    let line = proc.wait_for_new_line("reload failed");
+    assert!(
+        line.contains("field `log_level`") && line.contains("bad filter"),
+        "{line}"
+    );
+    let heard = one_connection(proxy, metrics, 2.0);
+    util::eventually("the info line after the failed reload", || {
+        logged_close(&proc, &heard).then_some(())
+    });
+
     // And back to warn: quiet again.
     let line = proc.reload(&file, &config("warn", up));
     assert!(line.contains("log_level `warn` in effect"), "{line}");
-    let quiet = one_connection(proxy, metrics, 2.0);
+    let quiet = one_connection(proxy, metrics, 3.0);
     assert!(!logged_close(&proc, &quiet), "{}", proc.stderr());
 }
 
