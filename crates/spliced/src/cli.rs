@@ -86,8 +86,9 @@ pub(crate) struct RunArgs {
 }
 
 impl RunArgs {
-    /// The flags that override the file.
-    pub(crate) fn overrides(&self, log_level: Option<String>) -> Overrides {
+    /// The flags that override the file (not `--log-level`: `logging`
+    /// lets it win over the file's `log_level`).
+    pub(crate) fn overrides(&self) -> Overrides {
         Overrides {
             listen: self.listen,
             upstreams: self.upstreams.clone(),
@@ -95,7 +96,6 @@ impl RunArgs {
             top: self.top.clone(),
             pool: self.pool.clone(),
             metrics: self.metrics,
-            log_level,
             routes: self.routes.clone(),
             allow: self.allow.clone(),
             deny: self.deny.clone(),

@@ -24,7 +24,7 @@ pub(crate) fn main(args: &RunArgs, log_flag: Option<String>) -> anyhow::Result<E
     // First: the default max_conns and max_pipes are sized to the raised
     // limit (and `--check` shows what a start would use).
     let nofile = crate::limits::raise_nofile();
-    let settings = config::load(args.config.as_deref(), &args.overrides(log_flag.clone()))?;
+    let settings = config::load(args.config.as_deref(), &args.overrides())?;
     if args.check {
         print_settings(&settings);
         return Ok(ExitCode::SUCCESS);
@@ -44,10 +44,7 @@ pub(crate) fn main(args: &RunArgs, log_flag: Option<String>) -> anyhow::Result<E
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let reload = args
-        .config
-        .clone()
-        .map(|path| (path, args.overrides(log_flag.clone())));
+    let reload = args.config.clone().map(|path| (path, args.overrides()));
     let result = runtime.block_on(serve(settings, nofile, reload));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
@@ -154,7 +151,7 @@ async fn serve(
 }
 
 /// SIGHUP: re-reads the file, applies the flags again, validates, and
-/// applies the listeners' settings to the running proxy. A file that fails
+/// applies the listeners' settings and `log_level` to the running proxy. A file that fails
 /// (or a new listener that cannot bind) changes nothing.
 async fn reload(
     (path, flags): &ReloadFrom,
@@ -175,6 +172,14 @@ async fn reload(
         Ok(new) => new,
         Err(e) => return fail(&e),
     };
+    let log_level = if new.log_level == running.log_level {
+        None
+    } else {
+        match crate::logging::reload(new.log_level.as_deref()) {
+            Ok(pending) => Some(pending),
+            Err(e) => return fail(&e),
+        }
+    };
     let done = match proxy.reload(new.listeners.clone(), new.grace_period).await {
         Ok(done) => done,
         Err(e) => return fail(&format!("{e:#}")),
@@ -192,11 +197,13 @@ async fn reload(
             announce_listener(*addr, l);
         }
     }
+    let log_level = log_level.map(|pending| format!("; {}", pending.apply()));
     running.listeners = new.listeners;
     running.grace_period = new.grace_period;
+    running.log_level = new.log_level;
     check_fd_budget(running, nofile, false);
     announce(&format!(
-        "reloaded {}: {} listener(s) kept, {} added, {} removed{}",
+        "reloaded {}: {} listener(s) kept, {} added, {} removed{}{}",
         path.display(),
         done.kept,
         done.added.len(),
@@ -205,7 +212,8 @@ async fn reload(
             String::new()
         } else {
             format!(" ({})", done.removed.join(", "))
-        }
+        },
+        log_level.unwrap_or_default()
     ));
 }
 
@@ -245,9 +253,6 @@ fn restart_only(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.user != new.user {
         changed.push("user");
-    }
-    if old.log_level != new.log_level {
-        changed.push("log_level");
     }
     changed
 }

@@ -32,8 +32,6 @@ pub(crate) struct Overrides {
     pub(crate) pool: PoolFlags,
     /// `--metrics`.
     pub(crate) metrics: Option<SocketAddr>,
-    /// `--log-level`.
-    pub(crate) log_level: Option<String>,
     /// `--route NAME=ADDR`, in order: replaces the routes of the
     /// `--listen` listener or of the file's only listener.
     pub(crate) routes: Vec<(String, String)>,
@@ -304,15 +302,17 @@ impl Resolver<'_> {
             })?),
             (None, None) => None,
         };
-        let log_level = match (&o.log_level, &f.log_level) {
-            (Some(_), _) => None, // the flag is applied by main; already checked by clap
-            (None, Some(s)) => {
+        // The file's, even under the flag (checked by clap, applied by
+        // `logging`, which lets the flag win): a reload says what it
+        // overrides.
+        let log_level = match &f.log_level {
+            Some(s) => {
                 tracing_subscriber::EnvFilter::try_new(s.get_ref()).map_err(|e| {
                     ConfigError::new(self.origin(s), "log_level", format!("bad filter: {e}"))
                 })?;
                 Some(s.get_ref().clone())
             }
-            (None, None) => None,
+            None => None,
         };
         let user = top
             .user

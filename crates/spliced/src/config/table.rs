@@ -21,8 +21,9 @@
 //!
 //! Not in the tables, each with a shape of its own: the lists
 //! (`upstreams`, routes, `allow`, `deny`), `name` and `listen`, `metrics`
-//! (an address, parsed with its own message) and `log_level` (a global
-//! flag that `main` applies before the file is read).
+//! (an address, parsed with its own message) and `log_level` (its flag
+//! is global, and `logging` lets it and `RUST_LOG` win over the file's,
+//! at start and at a reload).
 //!
 //! Entry syntax: `/// doc` lines, then
 //! `name: Type = default; flag "flag-name" [clap arg attributes]; check fn;`
