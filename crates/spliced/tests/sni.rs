@@ -154,18 +154,14 @@ fn each_name_reaches_its_upstream_end_to_end() {
     assert!(log.contains(&format!("upstream=\"{a}\"")), "{log}");
 }
 
-/// Regressions: a ClientHello cut short by EOF made the peek spin on its
-/// worker forever (tokio's "read closed" readiness never clears), and a
-/// cut one that then times out left its bytes unseen by the copy (the
-/// peek had cleared the edge-triggered readiness).
-#[test]
-fn a_hello_cut_short_by_eof_or_silence() {
+/// spliced with one route, `a.example` to a TLS upstream tagged `A`, and a
+/// plain-text default route tagged `plain`, plus `extra` arguments.
+fn one_route(extra: &[&str]) -> (Proc, util::tls::Tls) {
     let plain = util::tag_server("plain");
     let tls = util::tls::tls(&NAMES);
     let a = upstream("A", Arc::clone(&tls.server));
     let (a_s, d_s) = (format!("a.example={a}"), plain.to_string());
-    // One worker: a spinning connection would stop every other.
-    let mut proc = Proc::spawn(&[
+    let mut args = vec![
         "run",
         "--listen",
         "127.0.0.1:0",
@@ -173,9 +169,19 @@ fn a_hello_cut_short_by_eof_or_silence() {
         &d_s,
         "--route",
         &a_s,
-        "--worker-threads",
-        "1",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    (Proc::spawn(&args), tls)
+}
+
+/// Regressions: a ClientHello cut short by EOF made the peek spin on its
+/// worker forever (tokio's "read closed" readiness never clears), and a
+/// cut one that then times out left its bytes unseen by the copy (the
+/// peek had cleared the edge-triggered readiness).
+#[test]
+fn a_hello_cut_short_by_eof_or_silence() {
+    // One worker: a spinning connection would stop every other.
+    let (mut proc, tls) = one_route(&["--worker-threads", "1"]);
     let proxy = proc.listen_addr();
     let mut early = connect(proxy);
     early.write_all(&[0x16, 0x03]).unwrap();
@@ -208,21 +214,7 @@ fn a_hello_cut_short_by_eof_or_silence() {
 /// (and not before it).
 #[test]
 fn sni_timeout_sets_the_wait_for_a_hello() {
-    let plain = util::tag_server("plain");
-    let tls = util::tls::tls(&NAMES);
-    let a = upstream("A", Arc::clone(&tls.server));
-    let (a_s, d_s) = (format!("a.example={a}"), plain.to_string());
-    let mut proc = Proc::spawn(&[
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &d_s,
-        "--route",
-        &a_s,
-        "--sni-timeout",
-        "300ms",
-    ]);
+    let (mut proc, tls) = one_route(&["--sni-timeout", "300ms"]);
     let proxy = proc.listen_addr();
     let mut silent = connect(proxy);
     let start = std::time::Instant::now();
