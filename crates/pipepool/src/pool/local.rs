@@ -268,10 +268,12 @@ impl Slot {
             .is_ok_and(|s| s.as_ref().is_some_and(|s| Arc::ptr_eq(s, shared)))
     }
 
-    /// Takes the (free) slot for `shared` and registers its cell.
+    /// Takes the (free) slot for `shared` and registers its cell; first
+    /// frees this thread's slots of pools shut down meanwhile.
     #[cold]
     fn occupy(&self, shared: &Arc<SharedPool>) {
         debug_assert_eq!(self.cap.get(), 0, "occupying a taken slot");
+        sweep_closed();
         *self.shared.borrow_mut() = Some(shared.clone());
         self.checked_at.set(shared.now());
         self.cap.set(shared.config.local_cap);
@@ -284,11 +286,9 @@ impl Slot {
             return;
         };
         self.cap.set(0);
-        // Emptied under the registry lock (the reaper is in no cache then),
-        // handed back, and only then out of the registry, so that a thread
-        // counting caches sees its pipes back in the shared pool.
-        let all = shared.with_registry(|| self.cell.take_all_locked());
-        SharedPool::give_batch(&shared, all);
+        // Handed back first, and only then out of the registry, so that a
+        // thread counting caches sees its pipes back in the shared pool.
+        self.flush(&shared);
         shared.retire_thread(&self.cell);
         self.cell.stats.gets_local.store(0, Relaxed);
     }
@@ -363,7 +363,8 @@ impl Slot {
         .flatten()
     }
 
-    /// Hands every pipe back to the shared pool (the slot stays taken).
+    /// Hands every pipe back to the shared pool (the slot stays taken),
+    /// emptied under the registry lock: the reaper is in no cache then.
     fn flush(&self, shared: &Arc<SharedPool>) {
         let all = shared.with_registry(|| self.cell.take_all_locked());
         SharedPool::give_batch(shared, all);
@@ -520,7 +521,6 @@ pub(super) fn refill(shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
     } else {
         with_slot(shared.id, |slot| {
             if slot.cap.get() == 0 {
-                sweep_closed();
                 slot.occupy(shared);
             }
             slot.refill(shared)
@@ -565,7 +565,6 @@ fn push_cold(shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>>
         if slot.cap.get() != 0 {
             return None; // taken, so the reaper holds it: not now
         }
-        sweep_closed();
         slot.occupy(shared);
         Some(slot.push(shared, pipe.take()?))
     })

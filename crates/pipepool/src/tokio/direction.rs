@@ -121,10 +121,9 @@ impl<'p> Direction<'p> {
     ) -> Direction<'p> {
         let tcp_source = detect::read_socket(reader).is_some_and(|s| s.has_urgent_mark());
         let state = match detect::splice_pair(reader, writer).filter(|_| opts.zero_copy) {
-            Some((src, _)) => State::Splice(Splicing {
+            Some(_) => State::Splice(Splicing {
                 pipe: None,
                 next_read: NextRead::Probe,
-                urgent_marks: src.has_urgent_mark(),
             }),
             None => State::Buffer,
         };

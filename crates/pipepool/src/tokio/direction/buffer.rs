@@ -66,7 +66,7 @@ impl Direction<'_> {
             Poll::Ready(Ok(n)) => {
                 self.read += n as u64;
                 if let State::Splice(s) = &mut self.state {
-                    if s.urgent_marks {
+                    if self.tcp_source {
                         // A read that filled the buffer leaves more behind:
                         // splice it. A shorter one may have stopped before
                         // an urgent mark (or found everything): read
@@ -85,7 +85,7 @@ impl Direction<'_> {
                 // spares, so an idle connection holds none.
                 self.buf.release();
                 if let State::Splice(s) = &mut self.state {
-                    if s.urgent_marks {
+                    if self.tcp_source {
                         s.next_read = NextRead::AfterWait;
                     }
                 }

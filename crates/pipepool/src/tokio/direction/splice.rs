@@ -23,8 +23,6 @@ pub(super) struct Splicing<'p> {
     pub(super) pipe: Option<PooledPipe<'p>>,
     /// How the next read from the source socket is made.
     pub(super) next_read: NextRead,
-    /// The source may hold a TCP urgent mark that splice stops at.
-    pub(super) urgent_marks: bool,
 }
 
 impl Splicing<'_> {
@@ -89,10 +87,11 @@ impl Direction<'_> {
         R: AsyncRead + Unpin + ?Sized,
         W: AsyncWrite + Unpin + ?Sized,
     {
+        // A TCP source may hold an urgent mark that splice stops at.
+        let urgent_marks = self.tcp_source;
         let State::Splice(splicing) = &mut self.state else {
             return None;
         };
-        let urgent_marks = splicing.urgent_marks;
         let src = source(&*reader);
         match src.poll_read_ready(cx) {
             Poll::Pending => {
@@ -190,11 +189,11 @@ impl Direction<'_> {
     }
 }
 
-/// The socket a splicing direction reads from. [`Direction::new`] chose to
-/// splice because both sides are tokio sockets, and the detection is by
-/// type: it holds for every poll.
+/// The socket a direction reads from, when it splices or its source is a
+/// TCP socket: [`Direction::new`] found the socket type then, and the
+/// detection is by type, so it holds for every poll.
 pub(super) fn source<R: ?Sized>(reader: &R) -> detect::Socket<'_> {
-    detect::read_socket(reader).expect("a direction splices only from a socket")
+    detect::read_socket(reader).expect("the direction's source was a socket when it was made")
 }
 
 /// The socket a splicing direction writes to (as [`source`]).
