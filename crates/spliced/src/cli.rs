@@ -1,32 +1,33 @@
-//! The command line: `spliced run`, `spliced demo`, `spliced bench`.
+//! The command line: `spliced run` (its flags are [`RunArgs`], in
+//! [`crate::config`]), `spliced demo`, `spliced bench`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::units::{parse_duration, parse_size, DurationValue, SizeValue};
-use crate::config::{ListenerFlags, Overrides, PoolFlags, TopFlags};
+use crate::config::args::{at_least_one, duration, size};
+use crate::config::units::{DurationValue, SizeValue};
+pub use crate::config::RunArgs;
 
 /// spliced: an L4 TCP proxy that forwards with zero-copy splice(2) through
 /// pooled pipes.
 #[derive(Debug, Parser)]
 #[command(name = "spliced", version, about, propagate_version = true)]
-pub(crate) struct Cli {
+pub struct Cli {
     /// Log filter (e.g. `info`, `warn`, `spliced=debug`); overrides RUST_LOG
     /// and the config file's `log_level`.
     #[arg(long, global = true, value_name = "FILTER", value_parser = parse_filter)]
-    pub(crate) log_level: Option<String>,
+    pub log_level: Option<String>,
     /// What to do.
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 // Parsed once per process: the size of `RunArgs` costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Command {
+pub enum Command {
     /// Run the proxy.
     Run(RunArgs),
     /// Show what spliced does on this machine, with nothing else needed:
@@ -36,76 +37,9 @@ pub(crate) enum Command {
     Bench(BenchArgs),
 }
 
-/// `spliced run`.
-#[derive(Debug, Args)]
-// `allow_negative_numbers`: `--max-conns -3` is a bad value (and says so),
-// not an unknown flag `-3`.
-#[command(
-    allow_negative_numbers = true,
-    after_help = "Flags override the config file. With --listen, the file's listeners are \
-replaced by one; --upstream without --listen sets the upstreams of the file's only listener."
-)]
-pub(crate) struct RunArgs {
-    /// TOML config file (see spliced.example.toml).
-    #[arg(short, long, value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
-    /// Accept clients on this address (IP:PORT).
-    #[arg(short, long, value_name = "ADDR")]
-    pub(crate) listen: Option<SocketAddr>,
-    /// An upstream (host:PORT); repeat for a group.
-    #[arg(short, long = "upstream", value_name = "ADDR")]
-    pub(crate) upstreams: Vec<String>,
-    /// The per-listener settings (the table in `config/table.rs`).
-    #[command(flatten)]
-    pub(crate) listener: ListenerFlags,
-    /// The process settings (the table in `config/table.rs`).
-    #[command(flatten)]
-    pub(crate) top: TopFlags,
-    /// The `[pool]` settings (the table in `config/table.rs`).
-    #[command(flatten)]
-    pub(crate) pool: PoolFlags,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics: Option<SocketAddr>,
-    /// Send TLS clients asking for server NAME (exact, or `*.suffix`) to
-    /// ADDR; repeat (a NAME several times makes a group). The longest
-    /// match wins; --upstream is the route for the rest.
-    #[arg(long = "route", value_name = "NAME=ADDR", value_parser = route)]
-    pub(crate) routes: Vec<(String, String)>,
-    /// Allow clients from this network (CIDR or address); repeat. Without
-    /// any, all are allowed.
-    #[arg(long, value_name = "CIDR", value_parser = crate::acl::parse_net)]
-    pub(crate) allow: Vec<ipnet::IpNet>,
-    /// Refuse clients from this network (CIDR or address); repeat. Wins
-    /// over --allow.
-    #[arg(long, value_name = "CIDR", value_parser = crate::acl::parse_net)]
-    pub(crate) deny: Vec<ipnet::IpNet>,
-    /// Check the configuration, print it and exit.
-    #[arg(long)]
-    pub(crate) check: bool,
-}
-
-impl RunArgs {
-    /// The flags that override the file (not `--log-level`: `logging`
-    /// lets it win over the file's `log_level`).
-    pub(crate) fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen,
-            upstreams: self.upstreams.clone(),
-            listener: self.listener.clone(),
-            top: self.top.clone(),
-            pool: self.pool.clone(),
-            metrics: self.metrics,
-            routes: self.routes.clone(),
-            allow: self.allow.clone(),
-            deny: self.deny.clone(),
-        }
-    }
-}
-
 /// `spliced demo`.
 #[derive(Debug, Args)]
-pub(crate) struct DemoArgs {
+pub struct DemoArgs {
     /// A tiny run for tests: 32 MiB and 200 connections per copy method.
     #[arg(long)]
     pub(crate) small: bool,
@@ -125,7 +59,7 @@ pub(crate) struct DemoArgs {
 
 /// The two load patterns of `spliced bench`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// Long connections pushing data; reports Gbit/s.
     Stream,
     /// A new connection per request; reports connections/s and latency.
@@ -143,7 +77,7 @@ they expect an echo and verify every byte that comes back; with --oneway they on
 (pair with a --sink server, which answers the byte count it received for verification).\n\
 connect: --conns clients each loop: connect, send --size bytes, read them back, verify, close."
 )]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// The endpoint to load (host:PORT): spliced, another proxy, or a server directly.
     #[arg(
         long,
@@ -183,39 +117,6 @@ pub(crate) struct BenchArgs {
     /// connection first (behind `spliced run --send-proxy`).
     #[arg(long, requires = "serve")]
     pub(crate) accept_proxy: bool,
-}
-
-/// Parses a duration flag.
-pub(crate) fn duration(s: &str) -> Result<DurationValue, String> {
-    parse_duration(s).map(DurationValue)
-}
-
-/// Parses a size flag.
-pub(crate) fn size(s: &str) -> Result<SizeValue, String> {
-    parse_size(s).map(SizeValue)
-}
-
-/// Parses a count flag of at least 1.
-pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) if s.trim_start().starts_with('-') => {
-            Err(format!("`{s}`: must be a whole number of at least 1"))
-        }
-        Err(e) => Err(format!("`{s}`: {e}")),
-    }
-}
-
-fn route(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((name, addr)) if !name.is_empty() && !addr.is_empty() => {
-            Ok((name.to_owned(), addr.to_owned()))
-        }
-        _ => Err(format!(
-            "`{s}` is not NAME=ADDR (e.g. api.example.com=10.0.0.5:443)"
-        )),
-    }
 }
 
 fn parse_filter(s: &str) -> Result<String, String> {

@@ -107,7 +107,7 @@ async fn worker_cpu(rt: &tokio::runtime::Runtime) -> anyhow::Result<Duration> {
 ///
 /// # Errors
 /// If loopback sockets or the runtime cannot be set up.
-pub(crate) fn main(args: &DemoArgs, log_flag: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn main(args: &DemoArgs, log_flag: Option<&str>) -> anyhow::Result<ExitCode> {
     crate::logging::init(log_flag, None, "warn");
     crate::limits::raise_nofile();
     let plan = Plan::from_args(args);
@@ -166,7 +166,7 @@ async fn run_mode(
     let listener = |name: &str, upstream: SocketAddr| ListenerSettings {
         name: name.to_owned(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        upstreams: vec![upstream.to_string()],
+        upstreams: vec![upstream.into()],
         balance: Balance::RoundRobin,
         copy: mode,
         connect_timeout: Duration::from_secs(3),

@@ -17,8 +17,8 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::ListenerState;
-use crate::balance::{Balancer, Lease};
 use crate::metrics::ConnectFailure;
+use crate::upstream::{Balancer, Lease};
 
 /// Connects to the first upstream of `balancer`'s plan that accepts.
 ///

@@ -29,11 +29,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::acl::{Acl, Sources};
-use crate::balance::Balancer;
 use crate::config::ListenerSettings;
 use crate::forward::Forwarder;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::shutdown::{Shutdown, Tracker};
+use crate::upstream::Balancer;
 
 pub(crate) use proxy_header::read as read_proxy_header;
 

@@ -22,7 +22,7 @@ use rustix::net::RecvFlags;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::balance::Balancer;
+use crate::upstream::Balancer;
 
 /// The most bytes peeked for a ClientHello: HAProxy's default buffer.
 /// A longer ClientHello goes to the default route.
@@ -375,7 +375,8 @@ mod tests {
 
     #[test]
     fn longest_match_wins() {
-        let g = |s: &str| Balancer::new(Balance::RoundRobin, vec![format!("{s}:1")]);
+        let g =
+            |s: &str| Balancer::new(Balance::RoundRobin, vec![format!("{s}:1").parse().unwrap()]);
         let routes = Routes::new([
             ("*.example.com".to_owned(), g("wild")),
             ("api.example.com".to_owned(), g("exact")),

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use super::Upstream;
 use crate::config::Balance;
 
 /// One upstream group and its policy.
@@ -33,7 +34,7 @@ pub(crate) struct Balancer {
     policy: Balance,
     /// Shared with the balancer a reload replaced, for the addresses both
     /// have: open connections, health and backoff carry over.
-    upstreams: Vec<Arc<Upstream>>,
+    upstreams: Vec<Arc<Member>>,
     /// Where the next plan starts (round-robin order and tie-breaks).
     next: AtomicUsize,
     /// The clock of `down_until`: milliseconds are counted from here.
@@ -53,13 +54,11 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// What an upstream's `host:port` resolves to.
 type Resolved = Result<Arc<[SocketAddr]>, String>;
 
-/// An upstream address and its open connections.
+/// An upstream of the group and its state.
 #[derive(Debug)]
-struct Upstream {
-    /// `host:port` as configured.
-    addr: String,
-    /// Whether `addr` holds a host name (not an IP address) to resolve.
-    named: bool,
+struct Member {
+    /// The address as configured.
+    addr: Upstream,
     /// The addresses to connect to, or why there are none yet. An IP
     /// address is parsed once; a name is set by [`Balancer::set_resolved`].
     resolved: RwLock<Resolved>,
@@ -85,7 +84,7 @@ impl Balancer {
     /// # Panics
     /// If `addrs` is empty (the config's validation rules that out).
     #[cfg(test)]
-    pub(crate) fn new(policy: Balance, addrs: Vec<String>) -> Arc<Balancer> {
+    pub(crate) fn new(policy: Balance, addrs: Vec<Upstream>) -> Arc<Balancer> {
         Balancer::renew(policy, addrs, None)
     }
 
@@ -97,15 +96,15 @@ impl Balancer {
     /// If `addrs` is empty (the config's validation rules that out).
     pub(crate) fn renew(
         policy: Balance,
-        addrs: Vec<String>,
+        addrs: Vec<Upstream>,
         previous: Option<&Balancer>,
     ) -> Arc<Balancer> {
         assert!(!addrs.is_empty(), "a balancer needs at least one upstream");
-        let kept = |addr: &str| {
+        let kept = |addr: &Upstream| {
             previous?
                 .upstreams
                 .iter()
-                .find(|u| u.addr == addr)
+                .find(|u| u.addr == *addr)
                 .map(Arc::clone)
         };
         Arc::new(Balancer {
@@ -114,12 +113,10 @@ impl Balancer {
                 .into_iter()
                 .map(|addr| {
                     kept(&addr).unwrap_or_else(|| {
-                        let literal = addr.parse::<SocketAddr>();
-                        Arc::new(Upstream {
-                            named: literal.is_err(),
-                            resolved: RwLock::new(match literal {
-                                Ok(ip) => Ok(Arc::from([ip])),
-                                Err(_) => Err(format!("`{addr}` is not resolved yet")),
+                        Arc::new(Member {
+                            resolved: RwLock::new(match addr.literal() {
+                                Some(ip) => Ok(Arc::from([ip])),
+                                None => Err(format!("`{addr}` is not resolved yet")),
                             }),
                             addr,
                             active: AtomicUsize::new(0),
@@ -141,8 +138,8 @@ impl Balancer {
         self.upstreams
             .iter()
             .enumerate()
-            .filter(|(_, u)| u.named)
-            .map(|(i, u)| (i, u.addr.clone()))
+            .filter(|(_, u)| u.addr.literal().is_none())
+            .map(|(i, u)| (i, u.addr.to_string()))
             .collect()
     }
 
@@ -242,7 +239,7 @@ impl Balancer {
 
     /// The address of upstream `index`.
     pub(crate) fn addr(&self, index: usize) -> &str {
-        &self.upstreams[index].addr
+        self.upstreams[index].addr.as_str()
     }
 
     /// Counts one connection against upstream `index` until the lease drops.
@@ -305,8 +302,14 @@ impl Drop for Lease {
 mod tests {
     use super::*;
 
-    fn addrs(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("10.0.0.{i}:80")).collect()
+    fn addrs(n: usize) -> Vec<Upstream> {
+        (0..n)
+            .map(|i| format!("10.0.0.{i}:80").parse().unwrap())
+            .collect()
+    }
+
+    fn ups(list: &[&str]) -> Vec<Upstream> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
     }
 
     #[test]
@@ -398,7 +401,7 @@ mod tests {
     fn addresses_are_parsed_once_or_resolved() {
         let b = Balancer::new(
             Balance::RoundRobin,
-            vec!["10.0.0.1:80".into(), "backend:80".into(), "[::1]:81".into()],
+            ups(&["10.0.0.1:80", "backend:80", "[::1]:81"]),
         );
         assert_eq!(b.names(), vec![(1, "backend:80".to_owned())]);
         let ip = b.lease(0).socket_addrs().unwrap();
@@ -416,7 +419,7 @@ mod tests {
         assert!(!b.set_resolved(1, Err("SERVFAIL".into())));
         assert_eq!(&*b.lease(1).socket_addrs().unwrap(), &[a]);
         // Kept across a renewal.
-        let c = Balancer::renew(Balance::RoundRobin, vec!["backend:80".into()], Some(&b));
+        let c = Balancer::renew(Balance::RoundRobin, ups(&["backend:80"]), Some(&b));
         assert_eq!(&*c.lease(0).socket_addrs().unwrap(), &[a]);
     }
 
