@@ -316,7 +316,11 @@ fn print_listener_extras(l: &config::ListenerSettings) {
         println!("  send_proxy {}", v.as_str());
     }
     if l.accept_proxy {
-        println!("  accept_proxy, proxy_timeout {:?}", l.proxy_timeout);
+        println!(
+            "  accept_proxy from [{}], proxy_timeout {:?}",
+            list(&l.accept_proxy_from),
+            l.proxy_timeout
+        );
     }
     if !l.allow.is_empty() {
         println!("  allow [{}]", list(&l.allow));
