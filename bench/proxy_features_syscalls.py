@@ -93,7 +93,7 @@ print('plain, per connection:',
       {k: round(v / N, 2) for k, v in sorted(base.items()) if v / N >= 0.05})
 for name, extra, prefix, strip in [
     ('send_proxy_v2', ['--send-proxy', 'v2'], b'', True),
-    ('accept_proxy', ['--accept-proxy'], b'PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n', False),
+    ('accept_proxy', ['--accept-proxy', '--accept-proxy-from', '127.0.0.1'], b'PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n', False),
     ('route_plain_client', ['--route', 'a.example=127.0.0.1:9'], b'', False),
 ]:
     rows = run(name, extra, prefix, strip)

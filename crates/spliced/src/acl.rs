@@ -1,7 +1,7 @@
 //! Access control per listener: [`Acl`] (`allow`/`deny` networks, deny
-//! wins, no allow list means everyone) and [`Sources`]
-//! (`max_conns_per_source`), both checked on the client's address before
-//! any upstream is dialled.
+//! wins, no allow list means everyone; with `accept_proxy`, the peers
+//! whose PROXY headers are believed, `accept_proxy_from`) and [`Sources`]
+//! (`max_conns_per_source`), all checked before any upstream is dialled.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,12 +30,29 @@ pub(crate) struct Acl {
     /// Empty: everyone not denied.
     allow: Vec<IpNet>,
     deny: Vec<IpNet>,
+    /// The peers (balancers) whose PROXY headers count, with
+    /// `accept_proxy`. Empty: nobody (configuration refuses
+    /// `accept_proxy` without it, so empty means `accept_proxy` is off).
+    proxy_from: Vec<IpNet>,
 }
 
 impl Acl {
     /// The lists of one listener.
-    pub(crate) fn new(allow: Vec<IpNet>, deny: Vec<IpNet>) -> Acl {
-        Acl { allow, deny }
+    pub(crate) fn new(allow: Vec<IpNet>, deny: Vec<IpNet>, proxy_from: Vec<IpNet>) -> Acl {
+        Acl {
+            allow,
+            deny,
+            proxy_from,
+        }
+    }
+
+    /// Whether the peer at `ip` (the socket's own peer, never an address
+    /// from a header) may send a PROXY header: it is in one of the
+    /// `accept_proxy_from` networks. An IPv4-mapped IPv6 address is
+    /// checked as IPv4.
+    pub(crate) fn trusts_proxy(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.proxy_from.iter().any(|n| n.contains(&ip))
     }
 
     /// Whether `ip` may connect: not in a denied network, and in an
@@ -127,6 +144,7 @@ mod tests {
         let acl = Acl::new(
             vec![net("127.0.0.0/8"), net("::1")],
             vec![net("127.0.0.3"), net("10.0.0.0/8")],
+            vec![],
         );
         assert!(acl.permits(ip("127.0.0.2")));
         assert!(!acl.permits(ip("127.0.0.3")));
@@ -138,12 +156,41 @@ mod tests {
             "mapped is checked as v4"
         );
         assert!(acl.permits(ip("::ffff:127.0.0.2")));
-        let deny_only = Acl::new(vec![], vec![net("10.1.0.0/16")]);
+        let deny_only = Acl::new(vec![], vec![net("10.1.0.0/16")], vec![]);
         assert!(deny_only.permits(ip("10.2.0.1")));
         assert!(!deny_only.permits(ip("10.1.2.3")));
         assert_eq!(net("10.1.2.3/8").to_string(), "10.0.0.0/8");
         assert!(parse_net("10.0.0.0/33").is_err());
         assert!(parse_net("localhost").is_err());
+    }
+
+    #[test]
+    fn only_listed_peers_may_send_a_proxy_header() {
+        let net = |s| parse_net(s).unwrap();
+        assert!(
+            !Acl::default().trusts_proxy(ip("127.0.0.1")),
+            "none listed: nobody"
+        );
+        // The header's address may be allowed, and the peer denied: trust
+        // is about the peer alone.
+        let acl = Acl::new(
+            vec![net("10.0.0.0/8")],
+            vec![net("127.0.0.0/8")],
+            vec![net("192.0.2.0/24"), net("2001:db8::/32"), net("127.0.0.1")],
+        );
+        assert!(acl.trusts_proxy(ip("192.0.2.9")));
+        assert!(
+            acl.trusts_proxy(ip("::ffff:192.0.2.9")),
+            "mapped is checked as v4"
+        );
+        assert!(acl.trusts_proxy(ip("2001:db8::7")));
+        assert!(acl.trusts_proxy(ip("127.0.0.1")));
+        assert!(!acl.trusts_proxy(ip("127.0.0.2")));
+        assert!(!acl.trusts_proxy(ip("198.51.100.1")));
+        assert!(
+            !acl.trusts_proxy(ip("10.1.1.1")),
+            "allow does not make a proxy"
+        );
     }
 
     #[test]

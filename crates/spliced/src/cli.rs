@@ -144,6 +144,7 @@ mod tests {
         "route",
         "allow",
         "deny",
+        "accept-proxy-from",
         "check",
         "log-level",
         "help",

@@ -176,6 +176,7 @@ async fn run_mode(
         dns_ttl: crate::config::DEFAULT_DNS_TTL,
         send_proxy: None,
         accept_proxy: false,
+        accept_proxy_from: Vec::new(),
         proxy_timeout: Duration::from_secs(3),
         routes: Vec::new(),
         sni_timeout: crate::config::DEFAULT_SNI_TIMEOUT,

@@ -34,6 +34,7 @@ fn check_prints_every_setting() {
     let (code, out, err) = check(
         &format!(
             "{LISTENER}send_proxy = \"v2\"\naccept_proxy = true\nproxy_timeout = \"750ms\"\n\
+             accept_proxy_from = [\"192.0.2.0/24\", \"2001:db8::1\"]\n\
              allow = [\"10.0.0.0/8\", \"::1\"]\ndeny = [\"10.1.2.3/16\"]\nmax_conns_per_source = 20\n\
              [[listener.route]]\nsni = \"API.example.com\"\nupstreams = [\"10.0.0.5:443\", \"10.0.0.6:443\"]\nbalance = \"least-conn\"\n\
              [[listener.route]]\nsni = \"*.example.com\"\nupstreams = [\"10.0.0.7:443\"]\n"
@@ -43,7 +44,7 @@ fn check_prints_every_setting() {
     assert_eq!(code, Some(0), "{err}");
     for line in [
         "  send_proxy v2",
-        "  accept_proxy, proxy_timeout 750ms",
+        "  accept_proxy from [192.0.2.0/24, 2001:db8::1/128], proxy_timeout 750ms",
         "  allow [10.0.0.0/8, ::1/128]",
         "  deny [10.1.0.0/16]",
         "  max_conns_per_source 20",
@@ -138,6 +139,27 @@ fn bad_settings_name_line_and_field() {
             "FILE:5:",
             "listener[0].route[0].sni",
         ),
+        // Any peer could claim any address: accept_proxy names whom to believe.
+        (
+            "accept_proxy = true\n",
+            "FILE:4:",
+            "listener[0].accept_proxy_from",
+        ),
+        (
+            "accept_proxy = true\naccept_proxy_from = []\n",
+            "FILE:4:",
+            "listener[0].accept_proxy_from",
+        ),
+        (
+            "accept_proxy = true\naccept_proxy_from = [\"10.0.0.0/8\", \"balancer\"]\n",
+            "FILE:5:",
+            "listener[0].accept_proxy_from[1]",
+        ),
+        (
+            "accept_proxy_from = [\"10.0.0.0/8\"]\n",
+            "FILE:4:",
+            "listener[0].accept_proxy_from",
+        ),
     ];
     for (extra, at, field) in cases {
         let (code, _, err) = check(&format!("{LISTENER}{extra}"), &[]);
@@ -156,6 +178,44 @@ fn bad_settings_name_line_and_field() {
         assert_eq!(code, Some(2), "{flag} {value}: {err}");
         assert!(err.contains(flag), "{flag} {value}: {err}");
     }
+    let (code, _, err) = check(LISTENER, &["--accept-proxy"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--accept-proxy") && err.contains("accept_proxy_from"),
+        "{err}"
+    );
+    let (code, _, err) = check(LISTENER, &["--accept-proxy-from", "10.0.0.0/99"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--accept-proxy-from"), "{err}");
+    // The top level's list serves every listener; a listener's own wins.
+    let (code, out, err) = check(
+        &format!(
+            "accept_proxy = true\naccept_proxy_from = [\"192.0.2.1\"]\n{LISTENER}{LISTENER}\
+             accept_proxy_from = [\"198.51.100.0/24\"]\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    for line in [
+        "  accept_proxy from [192.0.2.1/32], proxy_timeout 3s",
+        "  accept_proxy from [198.51.100.0/24], proxy_timeout 3s",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "no line {line:?} in:\n{out}"
+        );
+    }
+    // The flag replaces every listener's list.
+    let (code, out, err) = check(
+        &format!("{LISTENER}accept_proxy = true\naccept_proxy_from = [\"192.0.2.1\"]\n"),
+        &["--accept-proxy-from", "127.0.0.1"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l == "  accept_proxy from [127.0.0.1/32], proxy_timeout 3s"),
+        "{out}"
+    );
     let (code, _, err) = check(LISTENER, &["--route", "bad name=10.0.0.1:1"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--route"), "{err}");

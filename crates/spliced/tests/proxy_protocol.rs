@@ -170,6 +170,8 @@ fn accept_proxy_takes_the_client_address_from_the_header() {
         "--upstream",
         &up,
         "--accept-proxy",
+        "--accept-proxy-from",
+        "127.0.0.1",
         "--send-proxy",
         "v2",
     ]);
@@ -253,6 +255,8 @@ fn a_bad_header_closes_only_its_connection_and_is_counted() {
         "--upstream",
         &up,
         "--accept-proxy",
+        "--accept-proxy-from",
+        "127.0.0.1",
         "--proxy-timeout",
         "300ms",
         "--send-proxy",
@@ -372,6 +376,8 @@ fn haproxy_in_front_and_behind() {
         "--upstream",
         &spliced_back,
         "--accept-proxy",
+        "--accept-proxy-from",
+        "127.0.0.1",
         "--send-proxy",
         "v1",
     ]);

@@ -322,6 +322,8 @@ fn routes_behind_accept_proxy() {
         "--route",
         &a_s,
         "--accept-proxy",
+        "--accept-proxy-from",
+        "127.0.0.1",
     ]);
     let proxy = proc.listen_addr();
     for (name, split) in [

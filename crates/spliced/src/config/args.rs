@@ -55,6 +55,11 @@ pub struct RunArgs {
     /// over --allow.
     #[arg(long, value_name = "CIDR", value_parser = crate::acl::parse_net)]
     pub(crate) deny: Vec<ipnet::IpNet>,
+    /// With --accept-proxy: the network (CIDR or address) of a balancer
+    /// whose PROXY headers are believed; repeat. Required by
+    /// --accept-proxy; any other peer is refused before a byte is read.
+    #[arg(long = "accept-proxy-from", value_name = "CIDR", value_parser = crate::acl::parse_net)]
+    pub(crate) accept_proxy_from: Vec<ipnet::IpNet>,
     /// Check the configuration, print it and exit.
     #[arg(long)]
     pub(crate) check: bool,

@@ -51,6 +51,9 @@ macro_rules! file_structs {
             /// `[[listener]]` tables.
             #[serde(default)]
             pub(crate) listener: Vec<Spanned<ListenerSection>>,
+            /// Networks (CIDR or address) of the peers whose PROXY headers
+            /// are believed, for every listener without its own list.
+            pub(crate) accept_proxy_from: Option<Spanned<Vec<Spanned<String>>>>,
             $(
                 $(#[doc = $tdoc])*
                 pub(crate) $tname: Option<Spanned<$tty>>,
@@ -88,6 +91,9 @@ macro_rules! file_structs {
             pub(crate) allow: Option<Spanned<Vec<Spanned<String>>>>,
             /// Networks (CIDR or address) refused.
             pub(crate) deny: Option<Spanned<Vec<Spanned<String>>>>,
+            /// Networks (CIDR or address) of the peers whose PROXY headers
+            /// are believed (`accept_proxy`).
+            pub(crate) accept_proxy_from: Option<Spanned<Vec<Spanned<String>>>>,
             $(
                 $(#[doc = $doc])*
                 pub(crate) $name: Option<Spanned<$ty>>,

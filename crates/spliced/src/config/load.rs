@@ -420,8 +420,18 @@ impl Resolver<'_> {
         let o = self.flags;
         let p = self.picks(l, i)?;
         let balance = p.balance.unwrap_or_default();
-        let allow = self.networks(&o.allow, "allow", l.and_then(|l| l.allow.as_ref()), i)?;
-        let deny = self.networks(&o.deny, "deny", l.and_then(|l| l.deny.as_ref()), i)?;
+        let allow = self.networks(
+            &o.allow,
+            &format!("listener[{i}].allow"),
+            l.and_then(|l| l.allow.as_ref()),
+        )?;
+        let deny = self.networks(
+            &o.deny,
+            &format!("listener[{i}].deny"),
+            l.and_then(|l| l.deny.as_ref()),
+        )?;
+        let accept_proxy = p.accept_proxy.unwrap_or(false);
+        let accept_proxy_from = self.trusted_proxies(l, accept_proxy, i)?;
         let routes = self.routes(l, i, balance)?;
         let largest_group = routes
             .iter()
@@ -442,7 +452,8 @@ impl Resolver<'_> {
             dns_ttl: duration(p.dns_ttl),
             max_conns: given_conns.unwrap_or(0),
             send_proxy: p.send_proxy,
-            accept_proxy: p.accept_proxy.unwrap_or(false),
+            accept_proxy,
+            accept_proxy_from,
             proxy_timeout: duration(p.proxy_timeout),
             sni_timeout: duration(p.sni_timeout),
             routes,
@@ -453,14 +464,59 @@ impl Resolver<'_> {
         Ok((l, given_conns))
     }
 
-    /// An `allow` or `deny` list: the flags' if given, else the
-    /// listener's, else empty.
+    /// `accept_proxy_from`: the flags' if given, else the listener's,
+    /// else the top level's. Required with `accept_proxy` (without it any
+    /// client could claim any address, and allow/deny would judge the
+    /// claim); refused without it when the file sets it for this
+    /// listener (an operator would think it restricts something).
+    fn trusted_proxies(
+        &self,
+        l: Option<&ListenerSection>,
+        accept_proxy: bool,
+        i: usize,
+    ) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        let own = l.and_then(|l| l.accept_proxy_from.as_ref());
+        let file = own.or(self.file.accept_proxy_from.as_ref());
+        let field = if own.is_some() {
+            format!("listener[{i}].accept_proxy_from")
+        } else {
+            "accept_proxy_from".to_owned()
+        };
+        let nets = self.networks(&self.flags.accept_proxy_from, &field, file)?;
+        if accept_proxy && nets.is_empty() {
+            let origin = if self.flags.listener.accept_proxy.is_some() {
+                Origin::Flag("accept-proxy")
+            } else {
+                l.and_then(|l| l.accept_proxy.as_ref())
+                    .or(self.file.accept_proxy.as_ref())
+                    .map_or(Origin::Default, |s| self.origin(s))
+            };
+            return Err(ConfigError::new(
+                origin,
+                format!("listener[{i}].accept_proxy_from"),
+                "accept_proxy needs accept_proxy_from (--accept-proxy-from CIDR, repeatable): \
+                 the networks of the balancers whose PROXY headers are believed; without it \
+                 any client could claim any address",
+            ));
+        }
+        if let (false, Some(list)) = (accept_proxy, own) {
+            return Err(ConfigError::new(
+                self.origin(list),
+                format!("listener[{i}].accept_proxy_from"),
+                "accept_proxy_from is set but accept_proxy is not: set accept_proxy = true \
+                 to read PROXY headers from these peers, or use allow/deny to restrict clients",
+            ));
+        }
+        Ok(nets)
+    }
+
+    /// A list of networks (`field` in errors): the flags' if given, else
+    /// the file's, else empty.
     fn networks(
         &self,
         flags: &[ipnet::IpNet],
-        key: &str,
+        field: &str,
         file: Option<&Spanned<Vec<Spanned<String>>>>,
-        i: usize,
     ) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         if !flags.is_empty() {
             return Ok(flags.to_vec());
@@ -472,9 +528,8 @@ impl Resolver<'_> {
             .iter()
             .enumerate()
             .map(|(j, s)| {
-                crate::acl::parse_net(s.get_ref()).map_err(|m| {
-                    ConfigError::new(self.origin(s), format!("listener[{i}].{key}[{j}]"), m)
-                })
+                crate::acl::parse_net(s.get_ref())
+                    .map_err(|m| ConfigError::new(self.origin(s), format!("{field}[{j}]"), m))
             })
             .collect()
     }

@@ -217,6 +217,9 @@ pub(crate) struct ListenerSettings {
     pub(crate) send_proxy: Option<ProxyVersion>,
     /// Read a PROXY header from each client first.
     pub(crate) accept_proxy: bool,
+    /// With `accept_proxy`, the peers whose headers are believed (not
+    /// empty then); any other peer is refused before a byte is read.
+    pub(crate) accept_proxy_from: Vec<ipnet::IpNet>,
     /// How long a client has to send its PROXY header.
     pub(crate) proxy_timeout: Duration,
     /// SNI routes; `upstreams` is the default route.

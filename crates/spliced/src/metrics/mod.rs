@@ -57,7 +57,8 @@ struct ReloadLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabels {
     listener: String,
-    /// `max_conns`, `denied`, `max_conns_per_source` or `proxy_header`.
+    /// `max_conns`, `denied`, `max_conns_per_source`, `proxy_header` or
+    /// `untrusted_proxy`.
     reason: &'static str,
 }
 
@@ -161,7 +162,7 @@ impl Metrics {
         sub.register(
             "refused",
             "Clients closed at once, by reason (max_conns, denied, max_conns_per_source, \
-             proxy_header)",
+             proxy_header, untrusted_proxy)",
             m.refused_by_reason.clone(),
         );
         sub.register(

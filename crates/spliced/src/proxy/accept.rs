@@ -194,10 +194,13 @@ pub(super) enum Refusal {
     PerSource,
     /// No valid PROXY header (`accept_proxy`).
     ProxyHeader,
+    /// With `accept_proxy`, a peer outside `accept_proxy_from`: refused
+    /// before any byte is read.
+    UntrustedProxy,
 }
 
 impl Refusal {
-    const ALL: usize = 4;
+    const ALL: usize = 5;
 
     /// The `reason` label of `spliced_refused_total`.
     pub(super) fn as_str(self) -> &'static str {
@@ -206,6 +209,7 @@ impl Refusal {
             Refusal::Denied => "denied",
             Refusal::PerSource => "max_conns_per_source",
             Refusal::ProxyHeader => "proxy_header",
+            Refusal::UntrustedProxy => "untrusted_proxy",
         }
     }
 }

@@ -104,7 +104,11 @@ impl ListenerState {
             }))
             .collect();
         let metrics = ctx.metrics.listener(&settings.name, groups);
-        let acl = Acl::new(settings.allow.clone(), settings.deny.clone());
+        let acl = Acl::new(
+            settings.allow.clone(),
+            settings.deny.clone(),
+            settings.accept_proxy_from.clone(),
+        );
         ListenerState {
             settings,
             balancer,
@@ -258,10 +262,23 @@ async fn serve(
         |stream, peer| {
             let shared = Arc::clone(&current.borrow());
             let m = &shared.metrics;
-            // With accept_proxy the client's address is the header's:
-            // checked once it is read.
-            if !shared.settings.accept_proxy && !shared.acl.permits(peer.ip()) {
-                shared.refuse(peer, accept::Refusal::Denied, &"address not allowed");
+            // With accept_proxy the client's address is the header's
+            // (checked once it is read), and only a trusted peer may send
+            // one: anyone else is closed before a byte is read.
+            let admitted = if shared.settings.accept_proxy {
+                shared.acl.trusts_proxy(peer.ip()).then_some(()).ok_or((
+                    accept::Refusal::UntrustedProxy,
+                    "peer not in accept_proxy_from",
+                ))
+            } else {
+                shared
+                    .acl
+                    .permits(peer.ip())
+                    .then_some(())
+                    .ok_or((accept::Refusal::Denied, "address not allowed"))
+            };
+            if let Err((why, detail)) = admitted {
+                shared.refuse(peer, why, &detail);
                 drop(stream); // closed at once
                 return;
             }

@@ -28,7 +28,12 @@ fn listener_extras(out: &mut String, l: &ListenerSettings) {
         line!(out, "  send_proxy {}", v.as_str());
     }
     if l.accept_proxy {
-        line!(out, "  accept_proxy, proxy_timeout {:?}", l.proxy_timeout);
+        line!(
+            out,
+            "  accept_proxy from [{}], proxy_timeout {:?}",
+            list(&l.accept_proxy_from),
+            l.proxy_timeout
+        );
     }
     if !l.allow.is_empty() {
         line!(out, "  allow [{}]", list(&l.allow));

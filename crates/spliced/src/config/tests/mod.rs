@@ -105,6 +105,7 @@ fn every_table_setting_is_a_top_level_default_too() {
     let l = "[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"a:1\"]\n";
     let s = load_text(&format!(
         "send_proxy = \"v1\"\naccept_proxy = true\nproxy_timeout = \"2s\"\n\
+         accept_proxy_from = [\"10.0.0.1\"]\n\
          max_conns_per_source = 5\n{l}{l}max_conns_per_source = 6\nsend_proxy = \"v2\"\n"
     ))
     .unwrap();
