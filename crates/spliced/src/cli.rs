@@ -220,4 +220,184 @@ mod tests {
         assert_eq!(run.listener.idle_timeout.map(|d| d.0.as_secs()), Some(3));
         assert_eq!(run.top.user.as_deref(), Some("nobody"));
     }
+
+    /// A valid listener.
+    const L: &str = "[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"127.0.0.1:9\"]\n";
+
+    /// A flag case: (arguments after `spliced`, substrings of the message).
+    type FlagCase = (&'static [&'static str], &'static [&'static str]);
+
+    /// `run --listen 127.0.0.1:0 --upstream 127.0.0.1:9 --check`, then these.
+    #[rustfmt::skip]
+    const RUN_FLAG_CASES: &[FlagCase] = &[
+        (&["--connect-timeout", "0"], &["--connect-timeout", "longer than zero"]),
+        (&["--connect-attempts", "0"], &["--connect-attempts", "at least 1"]),
+        (&["--dns-ttl", "0"], &["--dns-ttl", "longer than zero"]),
+        (&["--worker-threads", "0"], &["--worker-threads", "at least 1"]),
+        (&["--max-pipes", "0"], &["--max-pipes", "at least 1"]),
+        (&["--max-pipes", "99999999999999999999999"], &["--max-pipes", "too large"]),
+        (&["--pipe-size", "0"], &["--pipe-size", "at least 1 byte"]),
+        (&["--pipe-size", "2GiB"], &["--pipe-size", "largest pipe size"]),
+        (&["--pipe-size", "1.5"], &["--pipe-size", "whole number"]),
+        (&["--pipe-idle-timeout", "0"], &["--pipe-idle-timeout", "longer than zero"]),
+        (&["--metrics", "nowhere"], &["--metrics", "nowhere"]),
+        (&["--balance", "random"], &["--balance", "least-conn"]),
+        (&["--copy", "zero"], &["--copy", "userspace"]),
+        (&["--grace-period", "x"], &["--grace-period", "not a duration"]),
+        (&["--log-level", "spliced=lots"], &["--log-level", "filter"]),
+        (&["--user", ""], &["--user", "empty"]),
+        (&["--user", "no-such-user-spliced"], &["--user", "no such user"]),
+        (&["--upstream", "[::1:80"], &["--upstream", "[::1:80"]),
+        (&["--listen", "127.0.0.1:0"], &["--listen", "multiple"]),
+        (&["--nope"], &["--nope"]),
+        (&["extra-arg"], &["extra-arg"]),
+    ];
+
+    /// Whole command lines.
+    #[rustfmt::skip]
+    const OTHER_FLAG_CASES: &[FlagCase] = &[
+        (&["bench", "--serve", "127.0.0.1:0", "--echo", "--sink"], &["--echo", "--sink"]),
+        (&["bench", "--target", "127.0.0.1:9", "--serve", "127.0.0.1:0"], &["--target", "--serve"]),
+        (&["bench", "--target", "127.0.0.1:9", "--duration", "soon"], &["--duration"]),
+        (&["demo", "--conns", "0"], &["--conns", "at least 1"]),
+        (&["frobnicate"], &["frobnicate"]),
+        (&["--log-level", "[", "run"], &["--log-level"]),
+    ];
+
+    /// `spliced ARGS` (with `text` as the `--config` file, if any) up to
+    /// `--check`'s output; else the exit code and the message.
+    fn outcome(text: &str, args: &[&str]) -> Result<String, (i32, String)> {
+        let cli = Cli::try_parse_from(std::iter::once("spliced").chain(args.iter().copied()))
+            .map_err(|e| (e.exit_code(), e.to_string()))?;
+        match cli.command {
+            Command::Run(run) => crate::run::check_text(text, &run).map_err(|e| (2, e.to_string())),
+            _ => Ok(String::new()),
+        }
+    }
+
+    /// What is wrong with the outcome of `args` if it is not exit code 2
+    /// with each of `want` in the message.
+    fn check(text: &str, args: &[&str], want: &[&str]) -> Option<String> {
+        match outcome(text, args) {
+            Ok(_) => Some(format!("{args:?}: passes")),
+            Err((code, _)) if code != 2 => Some(format!("{args:?}: exit {code}, not 2")),
+            Err((_, e)) => {
+                let missing: Vec<&&str> = want.iter().filter(|w| !e.contains(**w)).collect();
+                (!missing.is_empty()).then(|| format!("{args:?}: {missing:?} not in: {e}"))
+            }
+        }
+    }
+
+    #[test]
+    fn every_bad_flag_exits_2_naming_the_flag() {
+        let two = format!("{L}{L}");
+        let several: &[&str] = &["run", "--config", "FILE", "--upstream", "b:2", "--check"];
+        let mut failures = Vec::new();
+        for &(extra, want) in RUN_FLAG_CASES {
+            let mut args = vec![
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:9",
+                "--check",
+            ];
+            args.extend_from_slice(extra);
+            failures.extend(check("", &args, want));
+        }
+        for &(args, want) in OTHER_FLAG_CASES {
+            failures.extend(check("", args, want));
+        }
+        failures.extend(check(&two, several, &["--upstream", "several"]));
+        for (args, flag) in [
+            (
+                &["run", "--listen", "nowhere", "--upstream", "a:1"][..],
+                "--listen",
+            ),
+            (
+                &[
+                    "run",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    "a:1",
+                    "--idle-timeout",
+                    "5 parsecs",
+                ],
+                "--idle-timeout",
+            ),
+            (
+                &["run", "--listen", "127.0.0.1:0", "--upstream", "a"],
+                "--upstream",
+            ),
+            (&["run", "--listen", "127.0.0.1:0"], "--upstream"),
+            (
+                &[
+                    "run",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    "a:1",
+                    "--max-conns",
+                    "0",
+                ],
+                "--max-conns",
+            ),
+            (
+                &[
+                    "run",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    "a:1",
+                    "--max-conns",
+                    "-3",
+                ],
+                "invalid value '-3' for '--max-conns <N>': `-3`: must be a whole number of at least 1",
+            ),
+            (
+                &["bench", "--target", "127.0.0.1:9", "--conns", "-1"],
+                "invalid value '-1' for '--conns <N>'",
+            ),
+            (
+                &[
+                    "run",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    "a:1",
+                    "--idle-timeout",
+                    "-5s",
+                ],
+                "invalid value '-5s' for '--idle-timeout <DURATION>'",
+            ),
+            (
+                &["bench", "--target", "127.0.0.1:9", "--duration", "-1s"],
+                "invalid value '-1s' for '--duration <SECS>'",
+            ),
+            (&["run"], "--listen"),
+            (&["bench", "--mode", "stream"], "--target"),
+    ] {
+            failures.extend(check("", args, &[flag]));
+        }
+        assert!(
+            failures.is_empty(),
+            "{} flag case(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_flag_cases_are_not_vacuous() {
+        let valid = [
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+            "--check",
+        ];
+        assert!(outcome("", &valid).is_ok());
+    }
 }

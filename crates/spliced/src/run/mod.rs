@@ -17,7 +17,9 @@ use crate::metrics::Metrics;
 use crate::proxy::{Context, Proxy};
 use crate::shutdown::{Signals, Tracker, SIGHUP};
 use check::join;
-pub(crate) use settle::settle;
+#[cfg(test)]
+pub(crate) use settle::check_text;
+use settle::settle;
 
 /// Runs the proxy until SIGINT/SIGTERM and the grace period; SIGHUP
 /// reloads the `--config` file. `no_idle_pipes`: keep no idle pipe, so

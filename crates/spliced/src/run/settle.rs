@@ -27,7 +27,20 @@ pub(crate) fn settle(
         })?,
         None => String::new(),
     };
-    let mut settings = config::load(&text, args)?;
+    apply(config::load(&text, args)?, nofile, pipes_in_use)
+}
+
+/// What depends on the machine, applied to loaded `settings`: the
+/// defaults sized to the fd limit `nofile` ([`Settings::fit_fds`]), the
+/// `user` looked up.
+///
+/// # Errors
+/// A [`ConfigError`] where `user` was given, if it cannot be looked up.
+pub(crate) fn apply(
+    mut settings: Settings,
+    nofile: Option<u64>,
+    pipes_in_use: Option<usize>,
+) -> Result<(Settings, Option<Account>), ConfigError> {
     settings.fit_fds(nofile, pipes_in_use);
     let user = settings
         .user
@@ -35,4 +48,12 @@ pub(crate) fn settle(
         .map(|u| crate::privileges::lookup(&u.value).map_err(|e| u.error(e)))
         .transpose()?;
     Ok((settings, user))
+}
+
+/// `spliced run --check` on `text` as the `--config` file of `args`
+/// (with no fd limit): its output, or the error it exits 2 with.
+#[cfg(test)]
+pub(crate) fn check_text(text: &str, args: &RunArgs) -> Result<String, ConfigError> {
+    let (settings, user) = apply(config::load(text, args)?, None, None)?;
+    Ok(super::check::describe(&settings, user.as_ref()))
 }
