@@ -31,7 +31,6 @@ use crate::config::units::format_size;
 use crate::config::{Balance, CopyMode, ListenerSettings};
 use crate::metrics::Metrics;
 use crate::proxy::{Context, Proxy};
-use crate::shutdown::Tracker;
 
 /// Longest a bulk phase may run, per copy method.
 const BULK_CAP: Duration = Duration::from_secs(8);
@@ -158,11 +157,7 @@ async fn run_mode(
     let pool = PoolConfig::default()
         .build()
         .context("cannot build the pipe pool")?;
-    let ctx = Context {
-        metrics: Arc::new(Metrics::new(&pool)),
-        pool: pool.clone(),
-        tracker: Tracker::default(),
-    };
+    let ctx = Context::new(pool.clone(), Arc::new(Metrics::new(&pool)));
     let listener = |name: &str, upstream: SocketAddr| ListenerSettings {
         name: name.to_owned(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -16,7 +16,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::ListenerState;
+use super::listener::ListenerState;
 use crate::metrics::ConnectFailure;
 use crate::upstream::{Balancer, Lease};
 

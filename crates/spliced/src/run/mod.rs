@@ -15,7 +15,7 @@ mod settle;
 use crate::metrics::http::MetricsServer;
 use crate::metrics::Metrics;
 use crate::proxy::{Context, Proxy};
-use crate::shutdown::{Signals, Tracker, SIGHUP};
+use crate::shutdown::{Signals, SIGHUP};
 use check::join;
 #[cfg(test)]
 pub(crate) use settle::check_text;
@@ -76,11 +76,7 @@ async fn serve(
     }
     let pool = pool_config.build().context("cannot build the pipe pool")?;
     let metrics = Arc::new(Metrics::new(&pool));
-    let ctx = Context {
-        pool: pool.clone(),
-        metrics: Arc::clone(&metrics),
-        tracker: Tracker::default(),
-    };
+    let ctx = Context::new(pool.clone(), Arc::clone(&metrics));
     let mut signals = Signals::install().context("cannot install signal handlers")?;
     check_fd_budget(&settings, nofile, true);
     let metrics_server = match settings.metrics {
@@ -149,7 +145,7 @@ async fn serve(
             }
         } => {
             tracing::warn!("{again} again: not waiting for the grace period");
-            ctx.tracker.active()
+            ctx.tracker.len()
         }
     };
     if left > 0 {
