@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::args::{at_least_one, duration, size};
-use crate::config::units::{DurationValue, SizeValue};
+use crate::config::units::{at_least_one, duration, size, DurationValue, SizeValue};
 pub use crate::config::RunArgs;
 
 /// spliced: an L4 TCP proxy that forwards with zero-copy splice(2) through

@@ -1,7 +1,7 @@
 //! The flags of `spliced run` ([`RunArgs`]): with the file's text, the
 //! input of [`super::load`]. The per-listener, process and `[pool]` flags
-//! come from the tables ([`super::table`]); the value parsers here are
-//! shared with the other subcommands.
+//! come from the tables ([`super::table`]); the value parsers of durations,
+//! sizes and counts are in [`super::units`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::table::{ListenerFlags, PoolFlags, TopFlags};
-use super::units::{parse_duration, parse_size, DurationValue, SizeValue};
 
 /// `spliced run`.
 #[derive(Debug, Args)]
@@ -65,29 +64,8 @@ pub struct RunArgs {
     pub(crate) check: bool,
 }
 
-/// Parses a duration flag.
-pub(crate) fn duration(s: &str) -> Result<DurationValue, String> {
-    parse_duration(s).map(DurationValue)
-}
-
-/// Parses a size flag.
-pub(crate) fn size(s: &str) -> Result<SizeValue, String> {
-    parse_size(s).map(SizeValue)
-}
-
-/// Parses a count flag of at least 1.
-pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) if s.trim_start().starts_with('-') => {
-            Err(format!("`{s}`: must be a whole number of at least 1"))
-        }
-        Err(e) => Err(format!("`{s}`: {e}")),
-    }
-}
-
-pub(crate) fn route(s: &str) -> Result<(String, String), String> {
+/// Parses a `--route NAME=ADDR` flag.
+fn route(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((name, addr)) if !name.is_empty() && !addr.is_empty() => {
             Ok((name.to_owned(), addr.to_owned()))

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::{ConfigError, Origin};
+pub(crate) use crate::upstream::Balance;
 use crate::upstream::Upstream;
 
 /// Default timeout of one upstream connect.
@@ -19,27 +20,6 @@ pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub(crate) const DEFAULT_DNS_TTL: Duration = Duration::from_secs(30);
 /// Default grace period after SIGINT/SIGTERM.
 pub(crate) const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
-
-/// How an upstream is chosen for a new client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Balance {
-    /// Each upstream in turn.
-    #[default]
-    RoundRobin,
-    /// The upstream with the fewest open connections (ties in turn).
-    LeastConn,
-}
-
-impl Balance {
-    /// The name used in the config file and on the command line.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Balance::RoundRobin => "round-robin",
-            Balance::LeastConn => "least-conn",
-        }
-    }
-}
 
 /// How bytes are copied between client and upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]

@@ -50,25 +50,25 @@ macro_rules! listener_settings {
             /// Timeout of one upstream connect (e.g. 3s, 500ms) [default: 3s].
             connect_timeout: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_CONNECT_TIMEOUT));
-                flag "connect-timeout" [value_name = "DURATION", value_parser = $crate::config::args::duration, allow_hyphen_values = true];
+                flag "connect-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
                 check $crate::config::table::longer_than_zero;
             /// Upstreams tried per client before giving up [default: 3].
             connect_attempts: usize = Some($crate::config::DEFAULT_CONNECT_ATTEMPTS);
-                flag "connect-attempts" [value_name = "N", value_parser = $crate::config::args::at_least_one];
+                flag "connect-attempts" [value_name = "N", value_parser = $crate::config::units::at_least_one];
                 check $crate::config::table::at_least_one;
             /// Close connections with no traffic either way for this long; 0: never [default: 5m].
             idle_timeout: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_IDLE_TIMEOUT));
-                flag "idle-timeout" [value_name = "DURATION", value_parser = $crate::config::args::duration, allow_hyphen_values = true];
+                flag "idle-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
                 check $crate::config::table::any;
             /// Most client connections open at once per listener [default: sized to the fd limit, at most 10000].
             max_conns: usize = None;
-                flag "max-conns" [value_name = "N", value_parser = $crate::config::args::at_least_one];
+                flag "max-conns" [value_name = "N", value_parser = $crate::config::units::at_least_one];
                 check $crate::config::table::at_least_one;
             /// Resolve upstream host names again this often, in the background [default: 30s].
             dns_ttl: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_DNS_TTL));
-                flag "dns-ttl" [value_name = "DURATION", value_parser = $crate::config::args::duration, allow_hyphen_values = true];
+                flag "dns-ttl" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
                 check $crate::config::table::longer_than_zero;
             /// Write a PROXY protocol header (v1 text or v2 binary) with the client's address to each upstream before any client byte.
             send_proxy: $crate::config::ProxyVersion = None;
@@ -81,16 +81,16 @@ macro_rules! listener_settings {
             /// How long a client has to send its PROXY header [default: 3s].
             proxy_timeout: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_PROXY_TIMEOUT));
-                flag "proxy-timeout" [value_name = "DURATION", value_parser = $crate::config::args::duration, allow_hyphen_values = true];
+                flag "proxy-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
                 check $crate::config::table::longer_than_zero;
             /// With SNI routes: how long a client has to send its whole TLS ClientHello before it takes the default route [default: 3s].
             sni_timeout: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_SNI_TIMEOUT));
-                flag "sni-timeout" [value_name = "DURATION", value_parser = $crate::config::args::duration, allow_hyphen_values = true];
+                flag "sni-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
                 check $crate::config::table::longer_than_zero;
             /// Most connections open at once from one client address per listener [default: no limit].
             max_conns_per_source: usize = None;
-                flag "max-conns-per-source" [value_name = "N", value_parser = $crate::config::args::at_least_one];
+                flag "max-conns-per-source" [value_name = "N", value_parser = $crate::config::units::at_least_one];
                 check $crate::config::table::at_least_one;
         }
     };
@@ -106,12 +106,12 @@ macro_rules! process_settings {
             top [
                 /// Tokio worker threads [default: one per core].
                 worker_threads: usize = None;
-                    flag "worker-threads" [value_name = "N", value_parser = $crate::config::args::at_least_one];
+                    flag "worker-threads" [value_name = "N", value_parser = $crate::config::units::at_least_one];
                     check $crate::config::table::at_least_one;
                 /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
                 grace_period: $crate::config::units::DurationValue =
                     Some($crate::config::units::DurationValue($crate::config::DEFAULT_GRACE_PERIOD));
-                    flag "grace-period" [value_name = "DURATION", value_parser = $crate::config::args::duration, allow_hyphen_values = true];
+                    flag "grace-period" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
                     check $crate::config::table::any;
                 /// Once every listener and the metrics socket are bound, run as this user (no supplementary groups, the user's group): start as root to bind ports below 1024, then serve unprivileged.
                 user: String = None;
@@ -121,15 +121,15 @@ macro_rules! process_settings {
             pool [
                 /// Most pipes alive in the pool [default: what the fd limit leaves after max_conns, at most 4096].
                 max_pipes: usize = None;
-                    flag "max-pipes" [value_name = "N", value_parser = $crate::config::args::at_least_one];
+                    flag "max-pipes" [value_name = "N", value_parser = $crate::config::units::at_least_one];
                     check $crate::config::table::at_least_one_pipe;
                 /// Size asked for each pipe (e.g. 1MiB, 256KiB) [default: 1MiB].
                 pipe_size: $crate::config::units::SizeValue = None;
-                    flag "pipe-size" [value_name = "SIZE", value_parser = $crate::config::args::size, allow_hyphen_values = true];
+                    flag "pipe-size" [value_name = "SIZE", value_parser = $crate::config::units::size, allow_hyphen_values = true];
                     check $crate::config::table::any;
                 /// Close pooled pipes idle this long [default: 10s].
                 idle_timeout: $crate::config::units::DurationValue = None;
-                    flag "pipe-idle-timeout" [id = "pipe_idle_timeout", value_name = "DURATION", value_parser = $crate::config::args::duration, allow_hyphen_values = true];
+                    flag "pipe-idle-timeout" [id = "pipe_idle_timeout", value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
                     check $crate::config::table::any;
             ]
         }

@@ -11,9 +11,9 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::admit::Refusal;
-use super::listener::ListenerState;
 use super::proxy_header::{self, Received};
+use super::refusal::Refusal;
+use super::state::ListenerState;
 use super::{connect, sni};
 use crate::acl::Sources;
 use crate::config::ProxyVersion;

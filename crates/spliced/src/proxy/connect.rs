@@ -16,7 +16,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::listener::ListenerState;
+use super::state::ListenerState;
 use crate::metrics::ConnectFailure;
 use crate::upstream::{Balancer, Lease};
 

@@ -14,7 +14,7 @@
 //! [`ListenerSettings`] (and built in `ListenerState::new`) reload with no
 //! further work.
 //!
-//! Shutdown: the proxy's [`CancellationToken`] stops every accept loop
+//! Shutdown: the proxy's `CancellationToken` ([`Context`]) stops every accept loop
 //! (each listener's is a child token, cancelled alone when a reload
 //! removes it); [`TaskTracker`]s count open connections for the grace
 //! periods.
@@ -25,48 +25,22 @@ mod conn;
 mod connect;
 mod listener;
 mod proxy_header;
+mod refusal;
 mod reload;
 mod sni;
+mod state;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use pipepool::PipePool;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerSettings;
-use crate::metrics::Metrics;
 use listener::{Listener, Running};
 
 pub(crate) use proxy_header::read as read_proxy_header;
-
-/// What every listener of one process shares.
-#[derive(Debug, Clone)]
-pub(crate) struct Context {
-    /// The pipe pool.
-    pub(crate) pool: PipePool,
-    /// The metrics registry.
-    pub(crate) metrics: Arc<Metrics>,
-    /// Open connections of all listeners, for the grace period.
-    pub(crate) tracker: TaskTracker,
-    /// Stops every listener's accept loop.
-    pub(crate) stop: CancellationToken,
-}
-
-impl Context {
-    /// The context of a new proxy over `pool`, counted in `metrics`.
-    pub(crate) fn new(pool: PipePool, metrics: Arc<Metrics>) -> Context {
-        Context {
-            pool,
-            metrics,
-            tracker: TaskTracker::new(),
-            stop: CancellationToken::new(),
-        }
-    }
-}
+pub(crate) use state::Context;
 
 /// Every listener of one process, bound but not accepting yet.
 #[derive(Debug)]

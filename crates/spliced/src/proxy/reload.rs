@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::listener::{ListenerState, Running};
+use super::listener::Running;
+use super::state::ListenerState;
 use super::{bind_all, drained, Proxy};
 use crate::config::ListenerSettings;
 

@@ -25,8 +25,30 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+
 use super::Upstream;
-use crate::config::Balance;
+
+/// How an upstream is chosen for a new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Balance {
+    /// Each upstream in turn.
+    #[default]
+    RoundRobin,
+    /// The upstream with the fewest open connections (ties in turn).
+    LeastConn,
+}
+
+impl Balance {
+    /// The name used in the config file and on the command line.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConn => "least-conn",
+        }
+    }
+}
 
 /// One upstream group and its policy.
 #[derive(Debug)]

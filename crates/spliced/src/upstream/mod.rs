@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
-pub(crate) use balance::{Balancer, Lease};
+pub(crate) use balance::{Balance, Balancer, Lease};
 
 /// One upstream as configured: `host:port` or `[v6]:port` (port not 0),
 /// an IP address parsed once, or a host name that [`crate::dns`] resolves.
