@@ -1,6 +1,6 @@
-//! `spliced bench`: a load generator for any TCP endpoint ([`stream`] and
-//! [`connect`] modes, bytes checked against a [`pattern`]) and its upstream
-//! side ([`serve`]: echo or sink).
+//! `spliced bench`: a load generator for any TCP endpoint (`stream` and
+//! `connect` modes, bytes checked against a `pattern`) and its upstream
+//! side (`serve`: echo or sink).
 
 pub(crate) mod connect;
 mod options;

@@ -1,9 +1,9 @@
-//! The proxy's configuration: a pure function, [`load`], from the TOML
-//! file's text ([`mod@file`]) and the `spliced run` flags ([`RunArgs`],
-//! which override it) to the validated [`Settings`] the proxy runs from.
+//! The proxy's configuration: a pure function, `load`, from the TOML
+//! file's text (`file.rs`) and the `spliced run` flags ([`RunArgs`],
+//! which override it) to the validated `Settings` the proxy runs from.
 //! What depends on the machine (reading the file, looking up `user`,
-//! sizing defaults to the fd limit: [`Settings::fit_fds`]) is left to
-//! the code that runs the process (`run.rs`).
+//! sizing defaults to the fd limit: `Settings::fit_fds`) is left to the
+//! code that runs the process (`run/settle.rs`).
 //!
 //! Errors name the file, line, column and field (or the flag) and make
 //! `spliced` exit with code 2.

@@ -27,7 +27,7 @@ use settle::settle;
 /// knob, set by the binary from its environment).
 ///
 /// # Errors
-/// A [`ConfigError`] (exit code 2), or a runtime failure such as an
+/// A [`crate::config::ConfigError`] (exit code 2), or a runtime failure such as an
 /// address in use (exit code 1).
 pub fn main(
     args: &RunArgs,
