@@ -3,10 +3,12 @@
 //! each member ([`Balancer`]: open connections, failures and backoff,
 //! resolved addresses), which a reload carries over.
 //!
-//! The home of what is per upstream: balancing ([`mod@balance`]), and
-//! later health checks, weights and runtime state.
+//! The home of what is per upstream: balancing ([`mod@balance`]), its
+//! run-time state ([`state`]: resolved addresses, open connections,
+//! passive health), and later health checks and weights.
 
 mod balance;
+mod state;
 
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr};
