@@ -15,6 +15,7 @@ Placeholders are {KEY}; an argument that is exactly {...KEY} becomes the
 words of KEY. A placeholder without a KEY=VALUE is an error.
 """
 
+import functools
 import os
 import re
 import sys
@@ -28,6 +29,7 @@ PLACEHOLDER = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 WORDS = re.compile(r"^\{\.\.\.([A-Z][A-Z0-9_]*)\}$")
 
 
+@functools.lru_cache(maxsize=1)
 def entries():
     with open(TABLE, "rb") as f:
         return tomllib.load(f)["proxy"]
@@ -44,6 +46,13 @@ def find(name):
         elif pattern == name:
             return e, None
     return None, None
+
+
+def field(name, key, default=None):
+    """One field of a configuration's entry (default for an unknown name
+    or a missing field): what bench/report/ reads of the table."""
+    e, _ = find(name)
+    return default if e is None else e.get(key, default)
 
 
 def tests_of(e):

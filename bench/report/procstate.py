@@ -5,6 +5,8 @@ import re
 import socket
 import urllib.request
 
+from proxies import field  # bench/proxies.py: what to read of each configuration
+
 
 def proc_state(name, pid, metrics_port, sock):
     """RSS, fds by kind, and the proxy's own pool counters."""
@@ -35,7 +37,8 @@ def proc_state(name, pid, metrics_port, sock):
     except OSError as e:
         st["error"] = str(e)
     st["pipes"] = len(pipe_inodes)  # distinct pipes (a pooled pipe holds both ends)
-    if name.startswith("spliced"):
+    state = field(name, "state")
+    if state == "metrics":
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
                 text = r.read().decode()
@@ -45,7 +48,7 @@ def proc_state(name, pid, metrics_port, sock):
             }
         except Exception as e:  # reported, never fatal
             st["metrics_error"] = str(e)
-    elif name.startswith("haproxy"):
+    elif state == "stats-socket":
         try:
             s = socket.socket(socket.AF_UNIX)
             s.settimeout(3)

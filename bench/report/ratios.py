@@ -1,16 +1,18 @@
 """Section: spliced-splice-tN against every other row, figure by figure:
 the ratio of the medians, the per-rep range, the verdict, and the targets
-(parity with HAProxy's splice mode, a clear lead over userspace copies,
-fewer system calls than HAProxy)."""
+(parity with the anchor row, HAProxy's splice mode; a clear lead over
+the userspace copies; fewer system calls than the anchor), the rows'
+roles read from bench/proxies.toml."""
 
 import re
+
+from proxies import field  # bench/proxies.py: the table of configurations
 
 from .figures import BULK_TESTS
 from .stats import table, verdict
 
 # The feature rows (spliced-<feature>-tN) have a table of their own.
 FEATURE_RE = re.compile(r"spliced-(sendproxy|sni)-t\d+$")
-USERSPACE = ("haproxy-nosplice", "nginx", "tokio-8k", "tokio-64k", "spliced-user")
 
 
 def compare(d, a, b, metric, exact):
@@ -65,7 +67,7 @@ def target_of(a, b, metric, label, cmp):
     def rec(text, met):
         return {"pair": f"{a}/{b}", "target": text, "value": cmp["ratio"], "met": met}
 
-    if b.startswith("haproxy-splice"):
+    if field(b, "anchor", False):
         if metric.endswith("_gbps") and metric.startswith("bulk"):
             met = cmp["ratio"] >= 0.95
             return f">= 0.95x: {'met' if met else 'MISSED'}", rec(f"{label} median ratio >= 0.95", met)
@@ -78,7 +80,7 @@ def target_of(a, b, metric, label, cmp):
         if metric == "sys_per_ka_req":
             met = cmp["ratio"] <= 0.85
             return f"<= 0.85x: {'met' if met else 'MISSED'}", rec(f"{label} <= 0.85x", met)
-    elif b.startswith(USERSPACE) and metric.startswith("bulk"):
+    elif field(b, "copy") == "userspace" and metric.startswith("bulk"):
         if cmp["verdict"].startswith("n/a"):
             return "lead: n/a (<3 reps)", None
         if metric.endswith("_cpu_s_per_gb"):
