@@ -285,6 +285,9 @@ mod tests {
             err.error().raw_os_error(),
             Some(Errno::INVAL.raw_os_error())
         );
-        assert_eq!((err.bytes_copied(), err.method()), (5, Method::Splice));
+        assert_eq!(
+            (err.transfer().bytes, err.transfer().method),
+            (5, Method::Splice)
+        );
     }
 }
