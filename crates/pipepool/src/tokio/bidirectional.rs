@@ -9,9 +9,10 @@ use std::task::Poll;
 
 use ::tokio::io::{AsyncRead, AsyncWrite};
 
-use super::direction::Direction;
+use super::direction::{AtEof, Direction};
 use super::idle::IdleTimer;
 use super::options::CopyOptions;
+use super::progress::Side;
 use crate::Transfer;
 
 /// Copies both ways between `a` and `b` until both directions are done,
@@ -129,8 +130,8 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let a_to_b = Direction::new(opts, &*a, &*b, true, true);
-    let b_to_a = Direction::new(opts, &*b, &*a, true, false);
+    let a_to_b = Direction::new(opts, &*a, &*b, AtEof::Shutdown, Side::AToB);
+    let b_to_a = Direction::new(opts, &*b, &*a, AtEof::Shutdown, Side::BToA);
     let mut state = BothWays {
         a,
         b,
