@@ -351,6 +351,7 @@ impl<'p> Direction<'p> {
         R: AsyncRead + Unpin + ?Sized,
         W: AsyncWrite + Unpin + ?Sized,
     {
+        debug_assert!(self.in_flight_is_true(), "{:?}", self.in_flight);
         // 1. Bytes in flight go out first. Nothing is read into a pipe
         //    meanwhile: the next splice in must find the pipe empty.
         match self.in_flight {
@@ -382,6 +383,17 @@ impl<'p> Direction<'p> {
             return Poll::Ready(Ok(Advance::Again));
         }
         self.read_into_buffer(cx, reader, writer)
+    }
+
+    /// Whether [`InFlight`] says where the bytes are: a pipe in flight
+    /// is never empty, and the buffer holds bytes exactly when it is in
+    /// flight.
+    fn in_flight_is_true(&self) -> bool {
+        match &self.in_flight {
+            InFlight::None => self.buf.is_empty(),
+            InFlight::Pipe(pipe) => !pipe.is_empty() && self.buf.is_empty(),
+            InFlight::Buffer => !self.buf.is_empty(),
+        }
     }
 
     /// Splices what the pipe in flight holds into the writer (a socket);
