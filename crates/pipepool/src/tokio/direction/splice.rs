@@ -283,16 +283,20 @@ pub(super) fn destination<W: ?Sized>(writer: &W) -> detect::Socket<'_> {
 }
 
 /// Gives an empty pipe back to the pool.
-pub(super) fn give_back(pipe: PooledPipe<'_>) {
+fn give_back(pipe: PooledPipe<'_>) {
     debug_assert!(pipe.is_empty());
     drop(pipe); // empty: back to the pool's cache
 }
 
 #[cfg(test)]
 mod tests {
+    use std::future::poll_fn;
+
     use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
     use ::tokio::net::UnixStream;
     use rustix::io::Errno;
+
+    use super::*;
 
     use crate::tokio::detect::tests::fail_splice_in;
     use crate::tokio::{copy_with, CopyOptions};
@@ -303,6 +307,58 @@ mod tests {
         ::tokio::time::timeout(std::time::Duration::from_secs(30), fut)
             .await
             .expect("still running after 30 s")
+    }
+
+    /// The splicer on its own, given the sockets, pool and counts: an idle
+    /// source takes no pipe; a burst goes in and out of one pipe, which
+    /// goes back to the pool empty.
+    #[tokio::test(flavor = "current_thread")]
+    async fn splicer_moves_a_burst_through_one_pipe() {
+        let pool = PoolConfig::default().build().unwrap();
+        let (mut client, a) = UnixStream::pair().unwrap();
+        let (b, mut server) = UnixStream::pair().unwrap();
+        let mut splicer = Splicer::new(SourceKind::Other);
+        let mut counts = Counts::new(None);
+        // Nothing sent: whatever the splicer answers, no pipe is taken.
+        for _ in 0..3 {
+            let polled = poll_fn(|cx| {
+                Poll::Ready(splicer.poll_splice_in(cx, source(&a), &pool, &mut counts))
+            })
+            .await;
+            match polled {
+                Poll::Pending => break,
+                Poll::Ready(Ok(SpliceIn::Again)) => {}
+                other => panic!("an idle source gave {other:?}"),
+            }
+        }
+        assert_eq!((pool.stats().created, counts.read()), (0, 0));
+
+        client.write_all(b"hello").await.unwrap();
+        let mut pipe = within(async {
+            loop {
+                let read =
+                    poll_fn(|cx| splicer.poll_splice_in(cx, source(&a), &pool, &mut counts)).await;
+                match read.unwrap() {
+                    SpliceIn::Filled(pipe) => break pipe,
+                    SpliceIn::Again => {}
+                    other => panic!("data gave {other:?}"),
+                }
+            }
+        })
+        .await;
+        assert_eq!((pipe.len(), counts.read()), (5, 5));
+        assert_eq!(pool.stats().in_use, 1);
+
+        let out = poll_fn(|cx| poll_splice_out(cx, destination(&b), &mut pipe, &mut counts)).await;
+        assert!(matches!(out, Ok(SpliceOut::Spliced)), "{out:?}");
+        assert!(pipe.is_empty());
+        assert_eq!((counts.written(), counts.spliced()), (5, 5));
+        drop(pipe);
+        let stats = pool.stats();
+        assert_eq!((stats.in_use, stats.closed_dirty), (0, 0), "{stats:?}");
+        let mut got = [0u8; 5];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
     }
 
     /// `EINVAL` on the very first splice in: the direction copies through
