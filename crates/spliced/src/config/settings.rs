@@ -99,7 +99,7 @@ pub(crate) struct Settings {
     /// The tracing filter from the file, if any (flags and `RUST_LOG` win).
     pub(crate) log_level: Option<String>,
     /// Run as this user once every socket is bound; `None`: as started.
-    /// A name: `run.rs` looks it up (an unknown one is an error at this
+    /// A name: `run/settle.rs` looks it up (an unknown one is an error at this
     /// place).
     pub(crate) user: Option<Given<String>>,
     /// The fd limit that made a default `max_conns` or `max_pipes` smaller

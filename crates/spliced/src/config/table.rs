@@ -8,7 +8,7 @@
 //! - the `spliced run` flags ([`ListenerFlags`], flattened into `RunArgs`;
 //!   `--help` is the doc below);
 //! - the pick (flag, then the listener's table, then the top level, then
-//!   the default) and check of each, in `resolve.rs`;
+//!   the default) and check of each, in `load.rs`;
 //! - `--check`'s listing ([`super::ListenerSettings::table_values`]: a
 //!   resolved setting is the field of the same name);
 //! - `LISTENER_SETTINGS` (in tests), which hold the example config and the
