@@ -104,3 +104,81 @@ impl Drop for ActiveGuard {
         self.0.dec();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RunArgs;
+    use crate::proxy::Context;
+    use clap::Parser;
+
+    /// The state of a listener with the flags `flags` (after
+    /// `--listen 127.0.0.1:0 --upstream 127.0.0.1:9`).
+    fn listener(flags: &[&str]) -> ListenerState {
+        #[derive(Parser)]
+        struct Run {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let base = [
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+        ];
+        let args = Run::try_parse_from(base.iter().chain(flags)).unwrap().run;
+        let settings = crate::config::load("", &args).unwrap();
+        let pool = pipepool::PoolConfig::default().build().unwrap();
+        let ctx = Context::new(pool.clone(), Arc::new(crate::metrics::Metrics::new(&pool)));
+        let l = settings.listeners.into_iter().next().unwrap();
+        ListenerState::new(l, &ctx, None, None)
+    }
+
+    fn peer(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn max_conns_admits_up_to_the_bound_and_again_after_a_close() {
+        let state = listener(&["--max-conns", "2"]);
+        let (gate, trackers) = (Gate::default(), [TaskTracker::new(), TaskTracker::new()]);
+        let a = gate
+            .admit(&state, peer("127.0.0.1:1000"), &trackers)
+            .unwrap();
+        let _b = gate
+            .admit(&state, peer("127.0.0.1:1001"), &trackers)
+            .unwrap();
+        let refused = gate.admit(&state, peer("127.0.0.1:1002"), &trackers);
+        assert_eq!(refused.unwrap_err(), Refusal::MaxConns);
+        assert_eq!((trackers[0].len(), trackers[1].len()), (2, 2));
+        assert_eq!(state.metrics.active.get(), 2);
+        drop(a);
+        assert_eq!((trackers[0].len(), state.metrics.active.get()), (1, 1));
+        assert!(gate
+            .admit(&state, peer("127.0.0.1:1003"), &trackers)
+            .is_ok());
+    }
+
+    #[test]
+    fn access_lists_and_trusted_proxies_refuse_at_accept() {
+        let trackers = [TaskTracker::new(), TaskTracker::new()];
+        let state = listener(&["--deny", "10.0.0.0/8"]);
+        let gate = Gate::default();
+        let denied = gate.admit(&state, peer("10.1.2.3:5"), &trackers);
+        assert_eq!(denied.unwrap_err(), Refusal::Denied);
+        assert!(gate.admit(&state, peer("192.0.2.1:5"), &trackers).is_ok());
+        // With accept_proxy only the balancers may connect; the header's
+        // address is judged later, so allow/deny do not apply here.
+        let state = listener(&[
+            "--accept-proxy",
+            "--accept-proxy-from",
+            "10.0.0.1",
+            "--deny",
+            "10.0.0.0/8",
+        ]);
+        let untrusted = gate.admit(&state, peer("192.0.2.1:5"), &trackers);
+        assert_eq!(untrusted.unwrap_err(), Refusal::UntrustedProxy);
+        assert!(gate.admit(&state, peer("10.0.0.1:5"), &trackers).is_ok());
+    }
+}

@@ -160,3 +160,21 @@ pub(crate) async fn drained(tracker: &TaskTracker, grace: Duration) -> usize {
     let _ = tokio::time::timeout(grace, tracker.wait()).await;
     tracker.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn drained_waits_for_the_last_connection_or_the_grace_period() {
+        let tracker = TaskTracker::new();
+        let (a, b) = (tracker.token(), tracker.token());
+        assert_eq!(drained(&tracker, Duration::from_millis(10)).await, 2);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(a);
+            drop(b);
+        });
+        assert_eq!(drained(&tracker, Duration::from_secs(5)).await, 0);
+    }
+}
