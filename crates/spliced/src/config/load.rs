@@ -9,6 +9,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::args::RunArgs;
+use super::checks::{check_label, check_sni, check_user_name};
 use super::file::{self, FileConfig, ListenerSection, PoolSection, RouteSection};
 use super::settings::{sized_pool, GivenSizes};
 use super::units::DurationValue;
@@ -632,55 +633,4 @@ fn pool_config(picks: PoolPicks) -> Result<pipepool::PoolConfig, ConfigError> {
         ConfigError::new(origin, field, e.to_string())
     })?;
     Ok(config)
-}
-
-/// Checks an SNI route's name: a DNS name, or `*.` and one; returned in
-/// lower case.
-fn check_sni(s: &str) -> Result<String, String> {
-    let name = s.trim().to_ascii_lowercase();
-    let host = name.strip_prefix("*.").unwrap_or(&name);
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
-        return Err(format!(
-            "`{s}` is not a server name or `*.suffix` (e.g. api.example.com or *.example.com)"
-        ));
-    }
-    Ok(name)
-}
-
-/// Checks a `user` name as far as can be without looking it up (the
-/// caller does: [`Given::error`] reports an unknown one here).
-fn check_user_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the user name is empty".into());
-    }
-    if name.contains('\0') {
-        return Err(format!("`{}` is not a user name", name.escape_debug()));
-    }
-    Ok(())
-}
-
-/// Checks a listener name: a metric label value and a log field, so no
-/// control character (newline...), quote or backslash, and at most 128
-/// characters.
-pub(super) fn check_label(name: &str) -> Result<(), String> {
-    if let Some(c) = name
-        .chars()
-        .find(|c| c.is_control() || matches!(c, '"' | '\\'))
-    {
-        return Err(format!(
-            "`{}` holds {:?}: no quote, backslash or control character (it is a metric label)",
-            name.escape_debug(),
-            c
-        ));
-    }
-    if name.chars().count() > 128 {
-        return Err("longer than 128 characters".to_owned());
-    }
-    Ok(())
 }

@@ -9,6 +9,7 @@
 //! `spliced` exit with code 2.
 
 pub(crate) mod args;
+mod checks;
 mod error;
 mod file;
 mod load;

@@ -166,10 +166,10 @@ fn a_reload_keeps_the_running_pools_size_unless_the_file_sets_it() {
 
 #[test]
 fn label_syntax() {
-    assert!(super::load::check_label("web (eu-1) é").is_ok());
-    assert!(super::load::check_label("a\"b").is_err());
-    assert!(super::load::check_label("a\\b").is_err());
-    assert!(super::load::check_label("a\nb").is_err());
-    assert!(super::load::check_label("a\tb").is_err());
-    assert!(super::load::check_label(&"x".repeat(129)).is_err());
+    assert!(super::checks::check_label("web (eu-1) é").is_ok());
+    assert!(super::checks::check_label("a\"b").is_err());
+    assert!(super::checks::check_label("a\\b").is_err());
+    assert!(super::checks::check_label("a\nb").is_err());
+    assert!(super::checks::check_label("a\tb").is_err());
+    assert!(super::checks::check_label(&"x".repeat(129)).is_err());
 }
