@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use pipepool::{GetError, PipePool, PoolConfig, PoolStats, PooledPipe};
 
 /// A pool that never reclaims during a test (the reaper is covered by
-/// tests/reclaim.rs).
+/// tests/fds/reclaim.rs).
 fn config() -> PoolConfig {
     PoolConfig::default().idle_timeout(Duration::from_secs(3600))
 }

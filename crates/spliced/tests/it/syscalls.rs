@@ -14,8 +14,8 @@
 //! Re-measure with
 //!
 //! ```text
-//! cargo test --release -p spliced --test syscalls -- --nocapture
-//! cargo test -p spliced --test syscalls -- --nocapture    # debug: +3 fcntl
+//! cargo test --release -p spliced --test it -- syscalls:: --nocapture
+//! cargo test -p spliced --test it -- syscalls:: --nocapture    # debug: +3 fcntl
 //! ```
 //!
 //! which prints the count by call name (or, for every proxy side by side:

@@ -1,5 +1,5 @@
 //! The urgent-data (`MSG_OOB`) cases that the synchronous and the async
-//! copies are both tested against (tests/urgent.rs, tests/tokio_urgent.rs).
+//! copies are both tested against (tests/it/urgent.rs, tests/it/tokio_urgent.rs).
 
 use std::time::Duration;
 
