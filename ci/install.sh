@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the tests need beyond Rust. The unprivileged tests drop to user
-# `nobody` (present in Debian's base image); crates/spliced/tests/syscalls.rs
+# `nobody` (present in Debian's base image); crates/spliced/tests/it/syscalls.rs
 # counts spliced's system calls with strace (Debian package, installed here
 # when missing). rustfmt and clippy ship with the toolchain here; the
 # toolchain of the MSRV (rust-version in Cargo.toml, for ci/package.sh)

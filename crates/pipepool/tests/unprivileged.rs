@@ -1,3 +1,6 @@
+// A binary of its own: the test re-runs this binary as a child that drops
+// the whole process to `nobody` (setgroups/setgid/setuid) before it makes a
+// pipe. (Other tests: tests/it/.)
 //! The pool past `/proc/sys/fs/pipe-user-pages-soft`, as an unprivileged
 //! user.
 //!
@@ -13,6 +16,7 @@
 //! it creates any pipe, takes more 1 MiB pipes than the soft limit allows,
 //! and prints what it saw on one `RESULT` line that the parent checks.
 
+#[path = "it/util/mod.rs"]
 mod util;
 
 use std::collections::HashMap;
