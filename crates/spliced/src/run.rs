@@ -58,7 +58,7 @@ async fn serve(
     nofile: Option<u64>,
     reload_from: Option<ReloadFrom>,
 ) -> anyhow::Result<ExitCode> {
-    let mut pool_config = settings.pool.clone();
+    let mut pool_config = settings.pool.to_builder();
     // Hidden benchmark knob (bench/compare.sh's `spliced-fresh-t1`): keep
     // no idle pipe, so every burst creates a pipe and closes it after.
     if std::env::var_os("SPLICED_BENCH_FRESH_PIPES").is_some_and(|v| v == "1") {
@@ -168,7 +168,7 @@ async fn reload(
         );
         announce(&format!("reload failed: {e}"));
     };
-    let new = match config::reload(path, flags, running.pool.get_max_pipes()) {
+    let new = match config::reload(path, flags, running.pool.max_pipes()) {
         Ok(new) => new,
         Err(e) => return fail(&e),
     };
@@ -274,7 +274,7 @@ fn announce_listener(addr: std::net::SocketAddr, l: &config::ListenerSettings) {
 fn check_fd_budget(settings: &Settings, nofile: Option<u64>, tell_fit: bool) {
     let Some(limit) = nofile else { return };
     let conns: usize = settings.listeners.iter().map(|l| l.max_conns).sum();
-    let pipes = settings.pool.get_max_pipes();
+    let pipes = settings.pool.max_pipes();
     let need = crate::limits::fds_needed(limit, conns, pipes);
     if need > limit {
         tracing::warn!(
@@ -368,9 +368,9 @@ fn print_settings(s: &Settings) {
     }
     println!(
         "pool: max_pipes {}, pipe_size {}, idle_timeout {:?}",
-        s.pool.get_max_pipes(),
-        s.pool.get_pipe_size(),
-        s.pool.get_idle_timeout()
+        s.pool.max_pipes(),
+        s.pool.pipe_size(),
+        s.pool.idle_timeout()
     );
     if let Some(limit) = s.fds_fitted {
         println!("defaults of max_conns and max_pipes sized to the fd limit ({limit})");

@@ -626,7 +626,7 @@ fn pool_config(
     let n = max_pipes.as_ref().map_or(default_pipes, |p| p.value);
     // `max_idle` follows `max_pipes` (the library's default is sized
     // from the fd limit when `default()` runs, not from `n`).
-    let mut config = pipepool::PoolConfig::default()
+    let mut config = pipepool::PoolConfig::builder()
         .max_pipes(n)
         .max_idle(n)
         .local_cap(pipepool::DEFAULT_LOCAL_CAP.min(n));
@@ -637,7 +637,7 @@ fn pool_config(
     if let Some(p) = &idle {
         config = config.idle_timeout(p.value.0);
     }
-    config.validate().map_err(|e| {
+    config.config().map_err(|e| {
         let (origin, field) = match e.field() {
             "max_pipes" => max_pipes
                 .as_ref()
@@ -650,8 +650,7 @@ fn pool_config(
         }
         .unwrap_or((Origin::Default, format!("pool.{}", e.field())));
         ConfigError::new(origin, field, e.to_string())
-    })?;
-    Ok(config)
+    })
 }
 
 /// Checks an SNI route's name: a DNS name, or `*.` and one; returned in
@@ -766,7 +765,7 @@ mod tests {
             (CopyMode::Userspace, 7, None)
         );
         assert_eq!(b.connect_attempts, 1);
-        assert_eq!((s.pool.get_max_pipes(), s.pool.get_pipe_size()), (4, 65536));
+        assert_eq!((s.pool.max_pipes(), s.pool.pipe_size()), (4, 65536));
     }
 
     #[test]
@@ -877,12 +876,12 @@ mod tests {
         let l = "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\n";
         std::fs::write(&path, l).unwrap();
         let s = reload(&path, &Overrides::default(), 100).unwrap();
-        assert_eq!((s.pool.get_max_pipes(), s.pool.get_max_idle()), (100, 100));
+        assert_eq!((s.pool.max_pipes(), s.pool.max_idle()), (100, 100));
         let fit = crate::limits::fit(crate::limits::nofile(), &[None], Some(100));
         assert_eq!(s.listeners[0].max_conns, fit.max_conns[0]);
         std::fs::write(&path, format!("[pool]\nmax_pipes = 7\n{l}")).unwrap();
         let s = reload(&path, &Overrides::default(), 100).unwrap();
-        assert_eq!(s.pool.get_max_pipes(), 7);
+        assert_eq!(s.pool.max_pipes(), 7);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
