@@ -72,7 +72,7 @@ pub struct PipePool {
     shared: Arc<SharedPool>,
     /// `shared.id`, kept here: the fast path indexes this thread's slots
     /// with it, and every load saved on that chain counts.
-    id: usize,
+    pub(super) id: usize,
     /// Counts the user-facing handles: the pool shuts down when the last
     /// clone drops (thread caches hold `shared` too, so its count can't
     /// tell).

@@ -208,7 +208,8 @@ thread_local! {
 // (Not the `const` form: loom's `thread_local!` has none, and this table
 // is only reached on the cold path of pools past the inline slots.)
 thread_local! {
-    #[allow(clippy::vec_box)] // the boxes are what keeps each slot in place
+    // The boxes are what keeps each slot in place.
+    #[allow(clippy::vec_box, clippy::missing_const_for_thread_local)]
     static MORE_SLOTS: RefCell<Vec<Box<Slot>>> = RefCell::new(Vec::new());
 }
 
