@@ -6,7 +6,7 @@
 //! - **Leaves**: `pool/config.rs` (the settings and their builder),
 //!   `pool/stats.rs` (counters), `pool/error.rs`, `pool/store.rs` (one
 //!   pool's idle stack, its bound `live`, its coarse clock and its
-//!   counters; the fork generation), `pool/cell.rs` (one thread's cache
+//!   counters; its fork generation), `pool/cell.rs` (one thread's cache
 //!   for one pool and the handshake that lets the reaper into it).
 //! - **Middle**: `pool/registry.rs`: a pool's shared state (`SharedPool`:
 //!   its store, the registry of its threads' caches, the reaper's
@@ -82,7 +82,7 @@
 //!    locked in the child); after it, the parent just unlocks; the child
 //!    empties every pool (idle stack and caches, closing its copies of the
 //!    parent's fds), drops the caches of threads that do not exist in it,
-//!    moves the process to a new fork generation, zeroes the counters and
+//!    moves every pool to a new generation, zeroes the counters and
 //!    marks the reaper not started, then unlocks.
 //!
 //! # Invariants
@@ -105,12 +105,14 @@
 //!   whole guards moves pool and pipe together). A put therefore always
 //!   gives a pool back a pipe it made, and `live` and `capacity_bytes` are
 //!   decremented by the pool that incremented them, by the pipe's own
-//!   recorded capacity. No tag is needed on the pipes, nor checked on put.
+//!   recorded capacity. No pool tag travels with the pipes, and no pipe of
+//!   another pool (or of none) can arrive in a put.
 //! - **No pipe crosses a fork.** A forked child never hands out a pipe it
 //!   inherited: see (6). Those idle at the fork are closed by the handler;
-//!   one on loan across the fork carries the older fork generation (stamped
-//!   in the pool's box at creation, compared on put with the process's):
-//!   the child closes it when it is given back, uncounted.
+//!   one on loan across the fork carries its pool's older generation
+//!   (stamped in the pool's box at creation, compared on put with the
+//!   pool's, which sits beside the clock the put reads anyway): the child
+//!   closes it when it is given back, uncounted.
 //! - **Ids are unique.** A pool id is released only when the pool's shared
 //!   state is dropped, and every thread cache holds a strong reference to
 //!   that state, so a thread's slot `i` always belongs to the one live pool

@@ -13,10 +13,10 @@
 //! - **child** (after, in the child's only thread): every pool forgets its
 //!   parent's pipes: its idle stack and every thread cache are emptied and
 //!   their pipes closed (the child's copies of the fds only), the caches of
-//!   threads that do not exist in the child leave the registry, the process
-//!   moves to a new fork generation (so an inherited pipe still on loan,
-//!   made in an older one, is closed when given back, not pooled), every
-//!   pool's counters restart from zero and its reaper is
+//!   threads that do not exist in the child leave the registry, the pool
+//!   moves to a new generation (so an inherited pipe still on loan, made
+//!   in an older one, is closed when given back, not pooled), its counters
+//!   restart from zero and its reaper is
 //!   marked not started (the child's first new pipe starts one). Then the
 //!   locks are released.
 //!
@@ -30,7 +30,7 @@ use std::sync::{MutexGuard as StdMutexGuard, Once};
 
 use super::local;
 use super::registry::{pools, PoolGuards, Pools, SharedPool};
-use super::store::{next_fork_generation, Idle};
+use super::store::Idle;
 use crate::sync::{Arc, BACKGROUND};
 
 /// Installs the handlers, once per process. (Not under loom: see
@@ -89,7 +89,6 @@ extern "C" fn parent() {
 extern "C" fn child() {
     let Some(mut held) = take_held() else { return };
     let own = local::this_thread_cells();
-    next_fork_generation();
     let mut inherited: Vec<Idle> = Vec::new();
     for (pool, (threads, idle, started)) in held.pools.iter().zip(&mut held.guards) {
         inherited.append(idle);

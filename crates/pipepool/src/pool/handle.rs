@@ -17,7 +17,7 @@ use super::config::{ConfigError, PoolBuilder, PoolConfig};
 use super::error::GetError;
 use super::registry::SharedPool;
 use super::stats::{CloseReason, PoolStats};
-use super::store::{fork_generation, Idle, Pooled};
+use super::store::{Idle, Pooled};
 use super::{fork, local, reaper};
 use crate::sync::{Arc, Pipe, PipeMut};
 
@@ -194,10 +194,11 @@ impl PipePool {
     /// have taken its place.
     #[inline]
     fn put(&self, pipe: Box<Pooled>) {
-        if !pipe.pipe.is_empty() || pipe.generation != fork_generation() {
+        let shared = self.shared();
+        if !pipe.pipe.is_empty() || pipe.generation != shared.store.generation() {
             return self.put_odd(pipe);
         }
-        if let Err(pipe) = local::push(self.shared(), self.id, pipe) {
+        if let Err(pipe) = local::push(shared, self.id, pipe) {
             self.put_shared(pipe);
         }
     }
@@ -208,7 +209,7 @@ impl PipePool {
     #[cold]
     #[inline(never)]
     fn put_odd(&self, pipe: Box<Pooled>) {
-        if pipe.generation != fork_generation() {
+        if pipe.generation != self.shared().store.generation() {
             return drop(pipe);
         }
         self.shared().store.close(pipe, CloseReason::Dirty);

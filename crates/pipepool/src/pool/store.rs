@@ -6,38 +6,23 @@
 //! closed outside the lock; the lock only guards pushes and pops of whole
 //! batches.
 
-use std::sync::atomic::{AtomicU32, Ordering as StdOrdering};
-
 use super::config::PoolConfig;
 use super::error::GetError;
 use super::stats::{CloseReason, Counters};
 use crate::sync::{lock, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering::*};
 use crate::sync::{Instant, Pipe};
 
-/// A pipe of a pool: the pipe, and the fork generation of the process that
-/// made it. Boxed once at creation, so the pool moves a pointer, not the
-/// pipe, on every get and put.
+/// A pipe of a pool: the pipe, and the pool's generation when it was made.
+/// Boxed once at creation, so the pool moves a pointer, not the pipe, on
+/// every get and put.
 #[derive(Debug)]
 pub(super) struct Pooled {
     pub(super) pipe: Pipe,
-    /// [`fork_generation`] when the pipe was created. A pipe on loan across
-    /// a `fork()` is given back in the child with an older generation: it is
-    /// the parent's too, so the child closes it instead of pooling it.
-    pub(super) generation: u32,
-}
-
-/// Bumped in a forked child (by the fork handler), never reused.
-static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
-
-/// The fork generation of this process (0 until it is a forked child).
-#[inline(always)]
-pub(super) fn fork_generation() -> u32 {
-    FORK_GENERATION.load(StdOrdering::Relaxed)
-}
-
-/// Called in a forked child: the pipes made before are the parent's.
-pub(super) fn next_fork_generation() {
-    FORK_GENERATION.fetch_add(1, StdOrdering::Relaxed);
+    /// [`Store::generation`] when the pipe was created. A pipe on loan
+    /// across a `fork()` is given back in the child with an older
+    /// generation: it is the parent's too, so the child closes it instead
+    /// of pooling it.
+    pub(super) generation: u64,
 }
 
 /// An idle pipe and when it became idle.
@@ -63,6 +48,9 @@ pub(super) struct Store {
     /// (and by the slow path), read by the fast path to stamp idle pipes.
     /// It only moves forward.
     clock: AtomicU64,
+    /// Moves forward by one in a forked child (the fork handler): the pipes
+    /// made before are the parent's. Read on every put, beside `clock`.
+    generation: AtomicU64,
     start: Instant,
     /// `idle_timeout` in clock units.
     timeout_ms: u64,
@@ -88,6 +76,7 @@ impl Store {
             idle_len: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             clock: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             start: Instant::now(),
             timeout_ms,
             period_ms: (timeout_ms / 8).max(1),
@@ -102,6 +91,13 @@ impl Store {
     #[inline]
     pub(super) fn now(&self) -> u64 {
         self.clock.load(Relaxed)
+    }
+
+    /// The pool's fork generation: pipes made with another are a parent
+    /// process's.
+    #[inline]
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
     }
 
     /// Moves the clock to real time (under loom, time stands still unless
@@ -221,7 +217,7 @@ impl Store {
                 }
                 Ok(Box::new(Pooled {
                     pipe,
-                    generation: fork_generation(),
+                    generation: self.generation(),
                 }))
             }
             Err(e) => {
@@ -284,8 +280,9 @@ impl Store {
     }
 
     /// In a forked child, with the stack's lock held and its pipes already
-    /// taken out: the counters restart.
+    /// taken out: a new generation, and the counters restart.
     pub(super) fn reset_after_fork(&self) {
+        self.generation.fetch_add(1, Relaxed);
         self.idle_len.store(0, Relaxed);
         self.live.store(0, SeqCst);
         self.counters.reset();
