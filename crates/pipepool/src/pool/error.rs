@@ -4,7 +4,7 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 
-/// Why [`PipePool::get`] gave no pipe.
+/// Why [`PipePool::get`](crate::PipePool::get) gave no pipe.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum GetError {
