@@ -42,7 +42,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The light side of the asymmetric fence (see `pool/local.rs`): only a
+/// The light side of the asymmetric fence (see `pool/cell.rs`): only a
 /// compiler fence, because the reaper's heavy side (`membarrier`) makes
 /// every running thread execute a full barrier. loom cannot model
 /// `membarrier`, so under loom both sides are `SeqCst` fences.

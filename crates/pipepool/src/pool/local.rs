@@ -1,14 +1,15 @@
-//! The per-thread caches: the lock-free, syscall-free fast path, and the
-//! handshake that lets the reaper take stale pipes out of them.
+//! Top layer: each thread's table of caches, and the lock-free,
+//! syscall-free fast path through it.
 //!
 //! Each thread has one table of caches (slots), indexed by pool id: the
 //! first [`INLINE`] right in thread-local storage, so that the fast path
 //! follows no pointer from the pool handle to the pipe, the others boxed.
 //! A thread's cache for a pool is a [`CacheCell`] that only its thread
-//! fills and empties, so a get is a `Vec::pop` and a put a `Vec::push`. A cache refills from the
-//! shared pool and spills to it in batches of `local_cap / 2`, oldest pipes
-//! first, so the stack of a busy thread stays warm and cold pipes drift to
-//! the shared pool.
+//! fills and empties, so a get is a `Vec::pop` and a put a `Vec::push`. A
+//! cache refills from the shared pool and spills to it in batches of
+//! `local_cap / 2`, oldest pipes first, so the stack of a busy thread stays
+//! warm and cold pipes drift to the shared pool. A spill wakes the reaper
+//! if it sleeps ([`give_back`]).
 //!
 //! The cache itself and its handshake with the reaper are `cell.rs`'s; this
 //! module owns each thread's table of cells and the fast path through it.

@@ -4,7 +4,7 @@
 //! While the pool has live pipes, the reaper wakes every `idle_timeout / 8`
 //! (half a tick), advances the pool's coarse clock and closes the pipes
 //! that have been idle for `idle_timeout`, in the shared stack and in every
-//! thread's cache (see `local.rs`). With no live pipe it sleeps on a
+//! thread's cache (see `cell.rs`). With no live pipe it sleeps on a
 //! condition variable until the next pipe is created, so an unused pool
 //! costs no wake-ups. It exits when the pool is dropped.
 //!
