@@ -54,24 +54,36 @@ impl Pipe {
     }
 
     /// Pretends `buf` was written in.
+    ///
+    /// # Errors
+    /// Never.
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.len += buf.len();
         Ok(buf.len())
     }
 
     /// Pretends up to `buf.len()` bytes were read out.
+    ///
+    /// # Errors
+    /// Never.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = buf.len().min(self.len);
         self.len -= n;
         Ok(n)
     }
 
-    /// loom models no syscall: always fails.
+    /// loom models no syscall.
+    ///
+    /// # Errors
+    /// Always `Unsupported`.
     pub fn splice_from(&mut self, _src: impl AsFd, _max: usize) -> io::Result<usize> {
         Err(io::ErrorKind::Unsupported.into())
     }
 
-    /// loom models no syscall: always fails.
+    /// loom models no syscall.
+    ///
+    /// # Errors
+    /// Always `Unsupported`.
     pub fn splice_to(&mut self, _dst: impl AsFd, _max: usize) -> io::Result<usize> {
         Err(io::ErrorKind::Unsupported.into())
     }

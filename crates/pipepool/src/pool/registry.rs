@@ -52,7 +52,6 @@ pub(super) struct ReaperState {
     pub(super) started: Mutex<bool>,
     /// Signalled when a pipe is created while the reaper sleeps, and when
     /// the pool closes.
-    #[cfg_attr(pipepool_loom, allow(dead_code))]
     pub(super) wake: crate::sync::Condvar,
     /// The reaper is not running: asleep for lack of pipes, or not started.
     pub(super) sleeping: AtomicBool,
