@@ -33,7 +33,7 @@ async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
 /// the task drops it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owned_pipe_moves_into_a_spawned_task() -> io::Result<()> {
-    let pool = PipePool::new(PoolConfig::default().max_pipes(4)).map_err(io::Error::from)?;
+    let pool = PipePool::new(PoolConfig::builder().max_pipes(4).config()?);
     let mut pipe = pool.get_owned()?;
     let task = tokio::spawn(async move {
         let sent = b"through an owned pipe";
@@ -63,7 +63,7 @@ async fn one_copy_options_shared_by_spawned_relays() -> io::Result<()> {
     const UP: usize = 300_000;
     const DOWN: usize = 120_000;
 
-    let pool = PoolConfig::default()
+    let pool = PoolConfig::builder()
         .max_pipes(16)
         .build()
         .map_err(io::Error::from)?;

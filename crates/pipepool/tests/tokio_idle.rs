@@ -45,7 +45,7 @@ async fn idle_connections(n: usize) {
     // `local_cap(0)`: every idle pipe is in the shared pool, where `trim`
     // reaches it. Leaked: the spawned relays need a `'static` pool.
     let pool: &'static PipePool = Box::leak(Box::new(
-        PoolConfig::default().local_cap(0).build().unwrap(),
+        PoolConfig::builder().local_cap(0).build().unwrap(),
     ));
     let pipe_fds = util::pipe_fd_count();
 

@@ -213,7 +213,7 @@ fn child() {
     );
     let wanted = soft_pages as usize * page / MIB + 32;
 
-    let pool = PoolConfig::default()
+    let pool = PoolConfig::builder()
         .max_pipes(wanted + 8)
         .max_idle(wanted + 8)
         .pipe_size(MIB)

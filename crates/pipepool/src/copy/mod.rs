@@ -89,7 +89,7 @@ pub fn copy_n(src: impl AsFd, dst: impl AsFd, limit: u64) -> Result<u64, CopyErr
 /// use pipepool::{Copier, Method, PoolConfig};
 /// use std::io::{Seek, Write};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let pool = PoolConfig::default().max_pipes(4).build()?;
+/// let pool = PoolConfig::builder().max_pipes(4).build()?;
 /// let mut src = tempfile::tempfile()?;
 /// src.write_all(b"hello, world")?;
 /// src.rewind()?;

@@ -18,8 +18,9 @@
 //! Everything in this file is safe Rust because rustix already is, except
 //! [`at_fork`]: rustix does not wrap `pthread_atfork`, so it calls libc in
 //! one `unsafe` block. The crate's other `unsafe` is in `tokio/cast.rs`
-//! (type detection for the tokio glue), `pool/local.rs` (the thread caches)
-//! and `pool/fork.rs` (the fork handlers), each block with its `SAFETY`.
+//! (type detection for the tokio glue), `pool/local.rs` and `pool/cell.rs`
+//! (the thread caches) and `pool/fork.rs` (the fork handlers), each block
+//! with its `SAFETY`.
 
 #![cfg_attr(pipepool_loom, allow(dead_code))] // the loom build uses none of the syscalls
 

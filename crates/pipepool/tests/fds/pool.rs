@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pipepool::{GetError, PipePool, PoolConfig, PoolStats, PooledPipe};
+use pipepool::{GetError, PipePool, PoolBuilder, PoolConfig, PoolStats, PooledPipe};
 
 /// A pool that never reclaims during a test (the reaper is covered by
 /// tests/fds/reclaim.rs).
-fn config() -> PoolConfig {
-    PoolConfig::default().idle_timeout(Duration::from_secs(3600))
+fn config() -> PoolBuilder {
+    PoolConfig::builder().idle_timeout(Duration::from_secs(3600))
 }
 
 fn closed(s: &PoolStats) -> u64 {
@@ -224,7 +224,7 @@ fn dirty_pipe_is_closed_and_never_handed_out_again() {
 #[test]
 fn config_errors_name_the_field() {
     let _fds = util::fd_lock();
-    let base = PoolConfig::default().max_pipes(8);
+    let base = PoolConfig::builder().max_pipes(8);
     let cases = [
         (base.clone().pipe_size(0), "pipe_size"),
         (
@@ -243,7 +243,7 @@ fn config_errors_name_the_field() {
         assert_eq!(io::Error::from(err).kind(), io::ErrorKind::InvalidInput);
     }
     // The default configuration (what `PipePool::global` builds) is valid.
-    PoolConfig::default().validate().unwrap();
+    PoolConfig::builder().validate().unwrap();
     // The limits themselves are fine.
     base.clone().local_cap(8).max_idle(8).build().unwrap();
     base.clone().pipe_size(1).build().unwrap();
@@ -256,16 +256,16 @@ fn config_errors_name_the_field() {
 
 /// Regression: `max_pipes` below the default `local_cap` (8) was rejected
 /// (`local_cap` did not follow `max_pipes` down), so the crate's own doc
-/// example `PoolConfig::default().max_pipes(2).build()?` failed.
+/// example `PoolConfig::builder().max_pipes(2).build()?` failed.
 #[test]
 fn small_max_pipes_lowers_local_cap_and_max_idle() {
     let _fds = util::fd_lock();
-    let pool = PoolConfig::default().max_pipes(2).build().unwrap();
+    let pool = PoolConfig::builder().max_pipes(2).build().unwrap();
     assert_eq!(
-        (pool.config().get_local_cap(), pool.config().get_max_idle()),
+        (pool.config().local_cap(), pool.config().max_idle()),
         (2, 2)
     );
-    let err = PoolConfig::default()
+    let err = PoolConfig::builder()
         .max_pipes(2)
         .local_cap(3)
         .build()
@@ -671,30 +671,45 @@ fn pool_and_guard_are_shareable() {
 /// both ways; explicit values are kept (lowered only to `max_pipes`).
 #[test]
 fn config_defaults_follow_max_pipes_both_ways() {
-    let c = PoolConfig::default().max_pipes(4).max_pipes(100);
-    assert_eq!((c.get_max_idle(), c.get_local_cap()), (100, 8));
-    let c = PoolConfig::default().max_pipes(4);
-    assert_eq!((c.get_max_idle(), c.get_local_cap()), (4, 4));
-    let c = PoolConfig::default()
+    let c = PoolConfig::builder()
+        .max_pipes(4)
+        .max_pipes(100)
+        .config()
+        .unwrap();
+    assert_eq!((c.max_idle(), c.local_cap()), (100, 8));
+    let c = PoolConfig::builder().max_pipes(4).config().unwrap();
+    assert_eq!((c.max_idle(), c.local_cap()), (4, 4));
+    let c = PoolConfig::builder()
         .max_idle(5)
         .local_cap(2)
-        .max_pipes(100);
-    assert_eq!((c.get_max_idle(), c.get_local_cap()), (5, 2));
-    let c = PoolConfig::default().max_idle(50).max_pipes(10);
-    assert_eq!(c.get_max_idle(), 10);
-    assert_eq!(c.get_max_pipes(), 10);
-    let c = c.pipe_size(4096).idle_timeout(Duration::from_secs(3));
+        .max_pipes(100)
+        .config()
+        .unwrap();
+    assert_eq!((c.max_idle(), c.local_cap()), (5, 2));
+    let b = PoolConfig::builder().max_idle(50).max_pipes(10);
+    let c = b.clone().config().unwrap();
+    assert_eq!(c.max_idle(), 10);
+    assert_eq!(c.max_pipes(), 10);
+    let c = b
+        .pipe_size(4096)
+        .idle_timeout(Duration::from_secs(3))
+        .config()
+        .unwrap();
     assert_eq!(
-        (c.get_pipe_size(), c.get_idle_timeout()),
+        (c.pipe_size(), c.idle_timeout()),
         (4096, Duration::from_secs(3))
     );
+    // A config goes back to a builder with its values.
+    assert_eq!(c.to_builder().config().unwrap(), c);
 }
 
-/// Issue 9 part 3: `mem::swap` through `&mut Pipe` moves a pipe into
-/// another pool's guard. Each pool still counts only its own pipes (its
-/// `capacity_bytes` never wraps), and each pipe goes home.
+/// Issue 9 part 3, and issue 21: a guard hands out no `&mut Pipe`, so a
+/// pipe cannot be swapped into another pool's guard (the `compile_fail`
+/// doctests of `PooledPipe` and `OwnedPipe` prove it). Swapping whole
+/// guards swaps the loans, pool and pipe together: each pool still counts
+/// only its own pipes, and each pipe goes home.
 #[test]
-fn pipes_swapped_between_pools_go_home() {
+fn swapped_guards_give_each_pipe_back_to_its_own_pool() {
     let _fds = util::fd_lock();
     let small = config().pipe_size(64 * 1024).build().unwrap();
     let big = config().pipe_size(1 << 20).build().unwrap();
@@ -702,48 +717,29 @@ fn pipes_swapped_between_pools_go_home() {
     let mut b = big.get().unwrap();
     let (a_inode, b_inode) = (inode(&a), inode(&b));
     let (a_cap, b_cap) = (a.capacity() as u64, b.capacity() as u64);
-    std::mem::swap(&mut *a, &mut *b);
-    drop(a); // holds big's pipe now
-    drop(b); // holds small's pipe
+    std::mem::swap(&mut a, &mut b);
+    assert!(std::ptr::eq(a.pool(), &big), "a guard's pool left its pipe");
+    assert_eq!(inode(&a), b_inode);
+    let mut c = small.get_owned().unwrap();
+    let mut d = big.get_owned().unwrap();
+    std::mem::swap(&mut c, &mut d);
+    assert!(std::ptr::eq(c.pool().config(), big.config()));
+    drop((a, b, c, d));
     for (pool, cap, home) in [(&small, a_cap, &a_inode), (&big, b_cap, &b_inode)] {
         let s = pool.stats();
         assert_eq!(
             (s.live, s.idle, s.capacity_bytes, s.created),
-            (1, 1, cap, 1),
+            (2, 2, 2 * cap, 2),
             "{s:?}"
         );
         assert_consistent(&s);
-        let again = pool.get().unwrap();
-        assert_eq!(&inode(&again), home, "a pool got another pool's pipe");
-        assert_eq!(again.capacity() as u64, cap);
+        let again: Vec<_> = (0..2).map(|_| pool.get().unwrap()).collect();
+        assert!(
+            again.iter().any(|p| &inode(p) == home),
+            "a pool got another pool's pipe"
+        );
+        assert!(again.iter().all(|p| p.capacity() as u64 == cap));
     }
-}
-
-/// The same with a pipe made outside any pool: swapped into a guard, it is
-/// closed when the guard drops (never pooled), and the pool's own pipe,
-/// dropped by its new owner, leaves the pool's count (the bound frees its
-/// place).
-#[test]
-fn a_pipe_swapped_out_of_the_pool_frees_its_place() {
-    let _fds = util::fd_lock();
-    let base = util::fd_count();
-    let pool = config().max_pipes(1).build().unwrap();
-    let mut mine = pipepool::Pipe::with_size(64 * 1024).unwrap();
-    let mut guard = pool.get().unwrap();
-    std::mem::swap(&mut *guard, &mut mine);
-    drop(guard); // holds the outside pipe: closed, not pooled
-    let s = pool.stats();
-    assert_eq!((s.live, s.idle), (1, 0), "{s:?}");
-    drop(mine); // the pool's pipe, dropped outside the pool
-    let s = pool.stats();
-    assert_eq!(
-        (s.live, s.capacity_bytes, s.closed_dirty),
-        (0, 0, 1),
-        "{s:?}"
-    );
-    assert_consistent(&s);
-    assert_eq!(util::fd_count(), base);
-    drop(pool.get().expect("the bound has room again"));
 }
 
 /// Issue 11: `get_owned` is `Send + 'static`, moves into a thread, and is

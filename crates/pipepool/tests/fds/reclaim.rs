@@ -34,7 +34,7 @@ const LOCAL_CAP: usize = 8;
 fn pool(timeout: Duration, local_cap: usize) -> PipePool {
     // Room for the burst's 2,000 fds besides what the process holds.
     util::raise_nofile(2 * BURST as u64 + 512);
-    PoolConfig::default()
+    PoolConfig::builder()
         .max_pipes(BURST)
         .max_idle(BURST)
         .local_cap(local_cap)

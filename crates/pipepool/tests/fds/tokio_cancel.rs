@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::util::net::{recv_stream, send_stream, small_buffers, tcp_pair, within};
 
 fn pool() -> PipePool {
-    PoolConfig::default().local_cap(0).build().unwrap()
+    PoolConfig::builder().local_cap(0).build().unwrap()
 }
 
 /// Waits until `pool` has `n` pipes on loan (polling its statistics).
@@ -218,7 +218,7 @@ fn a_cancelled_relay_writes_out_its_pipe_when_the_destination_has_room() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let pool = PoolConfig::default()
+        let pool = PoolConfig::builder()
             .pipe_size(64 << 10)
             .local_cap(0)
             .build()

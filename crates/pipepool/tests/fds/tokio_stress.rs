@@ -15,7 +15,7 @@ use crate::util;
 use std::time::Duration;
 
 use pipepool::tokio::{copy_bidirectional_with, CopyOptions, Progress};
-use pipepool::{Method, PipePool, PoolConfig};
+use pipepool::{Method, PipePool, PoolBuilder, PoolConfig};
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -142,7 +142,7 @@ async fn proxy_many(
 /// A pool that lives as long as the test process, as a proxy's does (the
 /// relay tasks are spawned, so they need `'static`); each test has its own,
 /// so statistics are not shared.
-fn leaked_pool(config: PoolConfig) -> &'static PipePool {
+fn leaked_pool(config: PoolBuilder) -> &'static PipePool {
     Box::leak(Box::new(config.build().unwrap()))
 }
 
@@ -182,7 +182,7 @@ fn thousand_connections(multi_thread: bool) {
     let _serial = util::fd_lock();
     util::net::warm_up_runtime();
     util::raise_nofile(20_000);
-    let pool = leaked_pool(PoolConfig::default());
+    let pool = leaked_pool(PoolConfig::builder());
     let baseline = util::pipe_and_socket_fd_count();
     let rt = util::net::runtime(multi_thread);
 
@@ -220,7 +220,7 @@ fn thousand_connections(multi_thread: bool) {
 fn pool_at_its_bound(multi_thread: bool) {
     let _serial = util::fd_lock();
     util::net::warm_up_runtime();
-    let pool = leaked_pool(PoolConfig::default().max_pipes(1).local_cap(1));
+    let pool = leaked_pool(PoolConfig::builder().max_pipes(1).local_cap(1));
     let progress: &'static Progress = Box::leak(Box::default());
     let baseline = util::pipe_and_socket_fd_count();
     let rt = util::net::runtime(multi_thread);

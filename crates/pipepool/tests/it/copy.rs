@@ -172,7 +172,7 @@ fn run_case(
 }
 
 fn all_pairs(zero_copy: bool, nonblocking: bool) {
-    let pool = PoolConfig::default().max_pipes(8).build().unwrap();
+    let pool = PoolConfig::builder().max_pipes(8).build().unwrap();
     let kinds = [Kind::Socket, Kind::File, Kind::Pipe];
     for &s in &kinds {
         for &d in &kinds {
@@ -212,7 +212,7 @@ fn every_pair_nonblocking_sockets() {
 
 #[test]
 fn copy_n_stops_at_the_limit_and_leaves_the_rest() {
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     for zero_copy in [true, false] {
         for kind in [Kind::Socket, Kind::File, Kind::Pipe] {
             let payload = data(300_000, 3);
@@ -267,7 +267,7 @@ fn free_functions_use_the_global_pool() {
 /// into the pooled pipe.
 #[test]
 fn destination_refusing_splice_falls_back_without_loss() {
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let payload = data(3 << 20, 5);
     let (src, feeder) = source(Kind::Socket, &payload, false);
     let path = tempfile::NamedTempFile::new().unwrap();
@@ -288,7 +288,7 @@ fn destination_refusing_splice_falls_back_without_loss() {
 /// that still held bytes is closed, not pooled.
 #[test]
 fn failure_midway_reports_bytes_and_closes_the_dirty_pipe() {
-    let pool = PoolConfig::default().pipe_size(64 * 1024).build().unwrap();
+    let pool = PoolConfig::builder().pipe_size(64 * 1024).build().unwrap();
     let (mut feed, src) = tcp_pair();
     let (dst, peer) = tcp_pair();
     // The destination's peer reads 100 000 bytes, then resets.
@@ -354,7 +354,7 @@ mod properties {
             pipe_pages in 1usize..64,
             zero_copy in any::<bool>(),
         ) {
-            let pool = PoolConfig::default().pipe_size(pipe_pages * 4096).build().unwrap();
+            let pool = PoolConfig::builder().pipe_size(pipe_pages * 4096).build().unwrap();
             let payload = data(size, size as u8 ^ 0x55);
             let (src, feeder) = source(src_kind, &payload, false);
             let (dst, sink) = sink(dst_kind, false);

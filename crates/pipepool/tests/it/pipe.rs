@@ -58,7 +58,7 @@ fn assert_common_flags(pipe: &Pipe) {
 fn both_ends_are_cloexec_and_nonblocking() {
     assert_common_flags(&Pipe::with_size(64 * 1024).unwrap());
     assert_common_flags(&Pipe::new().unwrap());
-    let pool = PoolConfig::default().max_pipes(2).build().unwrap();
+    let pool = PoolConfig::builder().max_pipes(2).build().unwrap();
     assert_common_flags(&pool.get().unwrap());
 }
 
@@ -100,7 +100,7 @@ fn capacity_is_the_size_the_kernel_set() {
         assert!(pipe.is_empty());
         assert_eq!(pipe.kernel_len().unwrap(), 0);
     }
-    let pool = PoolConfig::default()
+    let pool = PoolConfig::builder()
         .max_pipes(1)
         .pipe_size(100_000)
         .build()

@@ -50,7 +50,7 @@ async fn duplex_streams_take_the_userspace_copy() {
 
 /// A socket on one side and a duplex on the other: userspace.
 async fn socket_to_duplex_takes_the_userspace_copy() {
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let (client, mut a) = tcp_pair().await;
     let (mut b, server) = tokio::io::duplex(16 << 10);
     let sent = feed(client);
@@ -83,7 +83,7 @@ where
     C: AsyncRead + AsyncWrite + Send + 'static,
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let (client_r, client_w) = tokio::io::split(client);
     let (server_r, server_w) = tokio::io::split(server);
     let (up, down) = (feed(client_w), feed(server_w));
@@ -132,7 +132,7 @@ async fn references_and_boxes_are_spliced() {
 /// `copy_with` between split halves (owned and borrowed, TCP and Unix, and
 /// TCP to Unix): spliced, every byte delivered.
 async fn split_halves_are_spliced() {
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let opts = CopyOptions::new().pool(pool.clone());
 
     // tcp::OwnedReadHalf -> tcp::OwnedWriteHalf
@@ -211,7 +211,7 @@ async fn split_halves_are_spliced() {
 /// everything after them.
 async fn destination_refusing_splice_loses_nothing() {
     use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let (client, mut a) = tcp_pair().await;
     let (mut b, server) = tcp_pair().await;
     fcntl_setfl(&b, fcntl_getfl(&b).unwrap() | OFlags::APPEND).unwrap();
@@ -234,7 +234,7 @@ async fn destination_refusing_splice_loses_nothing() {
 
 /// `zero_copy(false)` between sockets: userspace, no pipe taken.
 async fn zero_copy_off_takes_no_pipe() {
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let (client, mut a) = tcp_pair().await;
     let (mut b, server) = tcp_pair().await;
     let (sent, got) = (feed(client), drain(server));
@@ -255,7 +255,7 @@ async fn zero_copy_off_takes_no_pipe() {
 /// The idle timeout: a quiet connection fails with `TimedOut` (reporting
 /// what moved), a half-closed one too; a slow but steady one does not.
 async fn idle_timeout() {
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let opts = CopyOptions::new()
         .pool(pool.clone())
         .idle_timeout(Some(Duration::from_millis(400)));
@@ -309,7 +309,7 @@ async fn idle_timeout() {
 /// A connection holds no pipe between exchanges (the pool's pipes are
 /// given back whenever a direction's pipe is empty).
 async fn an_idle_connection_holds_no_pipe() {
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let opts = CopyOptions::new().pool(pool.clone());
     let (mut client, mut a) = tcp_pair().await;
     let (mut b, mut server) = tcp_pair().await;

@@ -22,7 +22,7 @@ fn relay(
     zero_copy: bool,
 ) -> tokio::task::JoinHandle<(u64, u64)> {
     let progress = progress.clone();
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     tokio::spawn(async move {
         let opts = CopyOptions::new()
             .pool(pool.clone())

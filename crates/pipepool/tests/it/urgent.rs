@@ -121,7 +121,7 @@ fn run(how: How, nonblocking: bool, name: &str, parts: &[Part]) -> Relayed {
     let (b, server) = tcp_pair();
     a.set_nonblocking(nonblocking).unwrap();
     let received = Arc::new(AtomicU64::new(0));
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let relay = thread::spawn(move || {
         let bytes = match how {
             How::Std => io::copy(&mut a, &mut &b).unwrap(),

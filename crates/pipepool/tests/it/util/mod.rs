@@ -161,10 +161,11 @@ pub fn raise_nofile(n: u64) -> u64 {
 /// Moves everything from `src` to `dst` through `pipe` with
 /// `splice_from`/`splice_to`, until end of file on `src`. `dst` must be
 /// blocking; `src` may be either. Returns the bytes moved.
-pub fn pump(pipe: &mut pipepool::Pipe, src: impl AsFd, dst: impl AsFd) -> u64 {
+pub fn pump(pipe: &mut impl Pump, src: impl AsFd, dst: impl AsFd) -> u64 {
     let mut total = 0u64;
     loop {
-        match pipe.splice_from(&src, pipe.capacity()) {
+        let capacity = pipe.capacity();
+        match pipe.splice_from(src.as_fd(), capacity) {
             Ok(0) => return total,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -173,8 +174,9 @@ pub fn pump(pipe: &mut pipepool::Pipe, src: impl AsFd, dst: impl AsFd) -> u64 {
             }
             Err(e) => panic!("splice_from: {e}"),
         }
-        while !pipe.is_empty() {
-            match pipe.splice_to(&dst, pipe.len()) {
+        while pipe.len() > 0 {
+            let len = pipe.len();
+            match pipe.splice_to(dst.as_fd(), len) {
                 Ok(n) => total += n as u64,
                 // SPLICE_F_NONBLOCK can make a blocking socket answer EAGAIN.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(&dst),
@@ -183,6 +185,39 @@ pub fn pump(pipe: &mut pipepool::Pipe, src: impl AsFd, dst: impl AsFd) -> u64 {
         }
     }
 }
+
+/// A pipe [`pump`] can drive: a [`pipepool::Pipe`] or a pool's guard
+/// (which forwards the splices, having no `&mut Pipe` to give).
+pub trait Pump {
+    fn splice_from(&mut self, src: BorrowedFd<'_>, max: usize) -> io::Result<usize>;
+    fn splice_to(&mut self, dst: BorrowedFd<'_>, max: usize) -> io::Result<usize>;
+    fn len(&self) -> usize;
+    fn capacity(&self) -> usize;
+}
+
+macro_rules! impl_pump {
+    ($($t:ty),*) => {$(
+        impl Pump for $t {
+            fn splice_from(&mut self, src: BorrowedFd<'_>, max: usize) -> io::Result<usize> {
+                <$t>::splice_from(self, src, max)
+            }
+            fn splice_to(&mut self, dst: BorrowedFd<'_>, max: usize) -> io::Result<usize> {
+                <$t>::splice_to(self, dst, max)
+            }
+            fn len(&self) -> usize {
+                pipepool::Pipe::len(self)
+            }
+            fn capacity(&self) -> usize {
+                pipepool::Pipe::capacity(self)
+            }
+        }
+    )*};
+}
+impl_pump!(
+    pipepool::Pipe,
+    pipepool::PooledPipe<'_>,
+    pipepool::OwnedPipe
+);
 
 /// `len` bytes of a fixed, position-dependent pattern (so a reordering or a
 /// dropped chunk shows): test stream 0 of [`pattern_of`].
