@@ -72,8 +72,9 @@ impl Progress {
     }
 
     /// Bytes written `a` -> `b` so far by `method`. The async copies move
-    /// bytes by [`Method::Splice`] and [`Method::Userspace`] only: the
-    /// other methods' counts stay 0.
+    /// bytes by [`Method::Splice`] and [`Method::Userspace`];
+    /// [`sendfile_with`](super::sendfile_with) by [`Method::Sendfile`] (or
+    /// `Userspace` where it falls back).
     pub fn a_to_b_by(&self, method: Method) -> u64 {
         self.by(0, method)
     }
@@ -110,6 +111,11 @@ impl Live<'_> {
         } else {
             Method::Userspace
         };
+        self.add_by(n, method);
+    }
+
+    /// Counts `n` bytes written by `method`.
+    pub(super) fn add_by(self, n: u64, method: Method) {
         self.0[slot(method)].fetch_add(n, Relaxed);
     }
 }
