@@ -27,7 +27,11 @@ async fn main() -> io::Result<()> {
     let root = PathBuf::from(args.next().unwrap_or_else(|| ".".into()));
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:8081".into());
     let listener = TcpListener::bind(&listen).await?;
-    println!("serving {} on http://{}", root.display(), listener.local_addr()?);
+    println!(
+        "serving {} on http://{}",
+        root.display(),
+        listener.local_addr()?
+    );
     serve(listener, Arc::new(root)).await
 }
 
@@ -75,7 +79,10 @@ async fn read_request(conn: &mut BufReader<TcpStream>) -> io::Result<Option<Requ
     let mut parts = line.split_whitespace();
     let (Some(method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request line"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad request line",
+        ));
     };
     let mut request = Request {
         method: method.to_owned(),
@@ -86,7 +93,10 @@ async fn read_request(conn: &mut BufReader<TcpStream>) -> io::Result<Option<Requ
     loop {
         line.clear();
         if conn.read_line(&mut line).await? == 0 || line.len() > 8192 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated request head"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "truncated request head",
+            ));
         }
         let header = line.trim_end();
         if header.is_empty() {
@@ -113,7 +123,11 @@ async fn respond(conn: &mut BufReader<TcpStream>, root: &Path, req: &Request) ->
         return simple(conn, "404 Not Found").await;
     };
     let size = file.metadata()?.len();
-    let (status, start, len, content_range) = match req.range.as_deref().map(|r| parse_range(r, size)) {
+    let (status, start, len, content_range) = match req
+        .range
+        .as_deref()
+        .map(|r| parse_range(r, size))
+    {
         Some(Range::Satisfiable(start, end)) => (
             "206 Partial Content",
             start,
@@ -139,7 +153,10 @@ async fn respond(conn: &mut BufReader<TcpStream>, root: &Path, req: &Request) ->
     let sent = pipepool::tokio::sendfile(&file, conn.get_ref(), start, len).await?;
     if sent.bytes < len {
         // The file shrank under us: the response cannot be completed.
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while sent"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file shrank while sent",
+        ));
     }
     Ok(())
 }
@@ -152,7 +169,10 @@ async fn simple(conn: &mut BufReader<TcpStream>, status: &str) -> io::Result<()>
 /// The regular file at `path` under `root`, if any (no `..` allowed).
 fn open(root: &Path, path: &str) -> Option<File> {
     let relative = Path::new(path.split('?').next()?.trim_start_matches('/'));
-    if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
         return None;
     }
     let file = File::open(root.join(relative)).ok()?;
@@ -190,7 +210,9 @@ fn parse_range(header: &str, size: u64) -> Range {
         (true, _, Some(_)) => Range::Unsatisfiable,
         (false, Some(start), _) if start >= size => Range::Unsatisfiable,
         (false, Some(start), None) if last.trim().is_empty() => Range::Satisfiable(start, size - 1),
-        (false, Some(start), Some(end)) if end >= start => Range::Satisfiable(start, end.min(size - 1)),
+        (false, Some(start), Some(end)) if end >= start => {
+            Range::Satisfiable(start, end.min(size - 1))
+        }
         _ => Range::Ignored,
     }
 }
@@ -204,10 +226,16 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range("bytes=0-99", 1000), Range::Satisfiable(0, 99));
-        assert_eq!(parse_range("bytes=990-", 1000), Range::Satisfiable(990, 999));
+        assert_eq!(
+            parse_range("bytes=990-", 1000),
+            Range::Satisfiable(990, 999)
+        );
         assert_eq!(parse_range("bytes=-10", 1000), Range::Satisfiable(990, 999));
         assert_eq!(parse_range("bytes=-5000", 1000), Range::Satisfiable(0, 999));
-        assert_eq!(parse_range("bytes=500-5000", 1000), Range::Satisfiable(500, 999));
+        assert_eq!(
+            parse_range("bytes=500-5000", 1000),
+            Range::Satisfiable(500, 999)
+        );
         assert_eq!(parse_range("bytes=1000-", 1000), Range::Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 1000), Range::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-", 0), Range::Unsatisfiable);
@@ -228,14 +256,20 @@ mod tests {
 
     fn split(response: &[u8]) -> (String, &[u8]) {
         let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        (String::from_utf8_lossy(&response[..end]).into_owned(), &response[end..])
+        (
+            String::from_utf8_lossy(&response[..end]).into_owned(),
+            &response[end..],
+        )
     }
 
     #[tokio::test]
     async fn serves_files_and_ranges() {
         let root = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        File::create(root.path().join("blob")).unwrap().write_all(&data).unwrap();
+        File::create(root.path().join("blob"))
+            .unwrap()
+            .write_all(&data)
+            .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(listener, Arc::new(root.path().to_owned())));
@@ -245,19 +279,38 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
         assert_eq!(body, &data[..]);
 
-        let part = fetch(addr, "GET /blob HTTP/1.1\r\nRange: bytes=1000-1999\r\nConnection: close\r\n\r\n").await;
+        let part = fetch(
+            addr,
+            "GET /blob HTTP/1.1\r\nRange: bytes=1000-1999\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         let (head, body) = split(&part);
         assert!(head.starts_with("HTTP/1.1 206"), "{head}");
-        assert!(head.contains("Content-Range: bytes 1000-1999/3000000"), "{head}");
+        assert!(
+            head.contains("Content-Range: bytes 1000-1999/3000000"),
+            "{head}"
+        );
         assert_eq!(body, &data[1000..2000]);
 
-        let tail = fetch(addr, "GET /blob HTTP/1.1\r\nRange: bytes=-7\r\nConnection: close\r\n\r\n").await;
+        let tail = fetch(
+            addr,
+            "GET /blob HTTP/1.1\r\nRange: bytes=-7\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert_eq!(split(&tail).1, &data[data.len() - 7..]);
 
-        let none = fetch(addr, "GET /blob HTTP/1.1\r\nRange: bytes=5000000-\r\nConnection: close\r\n\r\n").await;
+        let none = fetch(
+            addr,
+            "GET /blob HTTP/1.1\r\nRange: bytes=5000000-\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(split(&none).0.starts_with("HTTP/1.1 416"));
 
-        let missing = fetch(addr, "GET /../etc/passwd HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+        let missing = fetch(
+            addr,
+            "GET /../etc/passwd HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(split(&missing).0.starts_with("HTTP/1.1 404"));
 
         // Keep-alive: two requests on one connection.

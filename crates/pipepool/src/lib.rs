@@ -83,9 +83,7 @@ mod sys;
 pub mod tokio;
 
 #[cfg(not(pipepool_loom))]
-pub use copy::{
-    copy, copy_n, Copier, CopyError, Method, ToFile, Transfer, DEFAULT_BUFFER_SIZE,
-};
+pub use copy::{copy, copy_n, Copier, CopyError, Method, ToFile, Transfer, DEFAULT_BUFFER_SIZE};
 // Under `--cfg pipepool_loom` (this crate's own loom run, `ci/loom.sh`) the
 // pool holds a mock pipe; the models live inside the crate.
 #[cfg(pipepool_loom)]

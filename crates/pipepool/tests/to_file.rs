@@ -46,7 +46,12 @@ fn sender(data: Vec<u8>, piece: usize) -> (UnixStream, thread::JoinHandle<()>) {
 #[test]
 fn sync_into_files_at_offsets() {
     for dir in dirs() {
-        for (size, offset) in [(0usize, 0u64), (1, 7), (3 << 20, 4096), (100_000, (1 << 31) + 3)] {
+        for (size, offset) in [
+            (0usize, 0u64),
+            (1, 7),
+            (3 << 20, 4096),
+            (100_000, (1 << 31) + 3),
+        ] {
             let data = pattern(size);
             let (rx, t) = sender(data.clone(), 50_000);
             let file = tempfile::tempfile_in(&dir).unwrap();
@@ -130,7 +135,10 @@ fn append_file_falls_back() {
         .unwrap();
     drop(tee_tx);
     t.join().unwrap();
-    assert_eq!((got.bytes, got.method), (data.len() as u64, Method::Userspace));
+    assert_eq!(
+        (got.bytes, got.method),
+        (data.len() as u64, Method::Userspace)
+    );
     assert_eq!(std::fs::read(path.path()).unwrap(), data);
     assert_eq!(reader.join().unwrap(), data);
 }
@@ -141,7 +149,10 @@ fn sync_forced_userspace() {
     let data = pattern(300_000);
     let (rx, t) = sender(data.clone(), 30_000);
     let file = tempfile::tempfile().unwrap();
-    let got = ToFile::new().zero_copy(false).copy(&rx, &file, 5, u64::MAX).unwrap();
+    let got = ToFile::new()
+        .zero_copy(false)
+        .copy(&rx, &file, 5, u64::MAX)
+        .unwrap();
     t.join().unwrap();
     assert_eq!((got.bytes, got.method), (300_000, Method::Userspace));
     assert_eq!(read_at(&file, 5, data.len()), data);
@@ -196,9 +207,13 @@ mod async_to_file {
             let progress = Progress::new();
             let opts = CopyOptions::new().progress(progress.clone());
             let at = (1u64 << 32) + 1;
-            let got = within(60, "upload", copy_to_file(&server, &file, at, u64::MAX, &opts))
-                .await
-                .unwrap();
+            let got = within(
+                60,
+                "upload",
+                copy_to_file(&server, &file, at, u64::MAX, &opts),
+            )
+            .await
+            .unwrap();
             writer.await.unwrap();
             assert_eq!((got.bytes, got.method), (data.len() as u64, Method::Splice));
             assert_eq!(progress.a_to_b_by(Method::Splice), data.len() as u64);
@@ -229,9 +244,13 @@ mod async_to_file {
         });
         let file = tempfile::tempfile().unwrap();
         let opts = CopyOptions::new();
-        let got = within(60, "tee", copy_to_file_tee(&server, &file, 0, u64::MAX, &tee, &opts))
-            .await
-            .unwrap();
+        let got = within(
+            60,
+            "tee",
+            copy_to_file_tee(&server, &file, 0, u64::MAX, &tee, &opts),
+        )
+        .await
+        .unwrap();
         drop(tee);
         writer.await.unwrap();
         assert_eq!(got.bytes, data.len() as u64);
@@ -272,9 +291,13 @@ mod async_to_file {
         // The copy can start again where it stopped.
         let rest = data[1 << 20..].to_vec();
         let writer = tokio::spawn(async move { client.write_all(&rest).await.unwrap() });
-        let got = within(30, "the rest", copy_to_file(&server, &file, 1 << 20, u64::MAX, &opts))
-            .await
-            .unwrap();
+        let got = within(
+            30,
+            "the rest",
+            copy_to_file(&server, &file, 1 << 20, u64::MAX, &opts),
+        )
+        .await
+        .unwrap();
         writer.await.unwrap();
         assert_eq!(got.bytes, 2 << 20);
         assert_eq!(progress.a_to_b(), 3 << 20);
@@ -300,9 +323,13 @@ mod async_to_file {
             drop(client);
         });
         let opts = CopyOptions::new();
-        let err = within(30, "reset", copy_to_file(&server, &file, 0, u64::MAX, &opts))
-            .await
-            .expect_err("reset");
+        let err = within(
+            30,
+            "reset",
+            copy_to_file(&server, &file, 0, u64::MAX, &opts),
+        )
+        .await
+        .expect_err("reset");
         writer.await.unwrap();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
         assert_eq!(err.bytes_copied(), data.len() as u64);

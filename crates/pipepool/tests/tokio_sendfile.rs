@@ -64,8 +64,8 @@ async fn ranges_on_tmpfs_and_disk() {
                 (0, size as u64),
                 (1, 10),
                 (size as u64 / 2, 70_000),
-                (size as u64, 5),      // at the end: nothing
-                (size as u64 + 9, 5),  // past the end: nothing
+                (size as u64, 5),     // at the end: nothing
+                (size as u64 + 9, 5), // past the end: nothing
                 (0, 0),
             ];
             for (offset, len) in ranges {
@@ -73,9 +73,17 @@ async fn ranges_on_tmpfs_and_disk() {
                 let start = (offset as usize).min(size);
                 let end = (offset.saturating_add(len)).min(size as u64) as usize;
                 let end = end.max(start);
-                assert_eq!(got, &data[start..end], "{dir:?} size {size} range {offset}+{len}");
+                assert_eq!(
+                    got,
+                    &data[start..end],
+                    "{dir:?} size {size} range {offset}+{len}"
+                );
                 assert_eq!(sent.bytes, got.len() as u64);
-                assert_eq!(sent.method, Method::Sendfile, "{dir:?} size {size} {offset}+{len}");
+                assert_eq!(
+                    sent.method,
+                    Method::Sendfile,
+                    "{dir:?} size {size} {offset}+{len}"
+                );
             }
         }
     }
@@ -92,7 +100,8 @@ async fn beyond_2_and_4_gib() {
         file.set_len(big).unwrap();
         let marks = [(1u64 << 31) - 10, (1u64 << 32) - 7, (1u64 << 32) + 100];
         for (i, &at) in marks.iter().enumerate() {
-            file.write_all_at(&util::pattern_of(i as u64, 64), at).unwrap();
+            file.write_all_at(&util::pattern_of(i as u64, 64), at)
+                .unwrap();
         }
         for (i, &at) in marks.iter().enumerate() {
             let (sent, got) = send_and_read(&file, at, 64).await;
@@ -116,9 +125,13 @@ async fn beyond_2_and_4_gib() {
                 }
             }
         });
-        let sent = within(120, "2 GiB sendfile", sendfile(&file, &socket, 1 << 30, total))
-            .await
-            .unwrap();
+        let sent = within(
+            120,
+            "2 GiB sendfile",
+            sendfile(&file, &socket, 1 << 30, total),
+        )
+        .await
+        .unwrap();
         drop(socket);
         assert_eq!(sent.bytes, total);
         assert_eq!(reader.await.unwrap(), total);
@@ -151,9 +164,13 @@ async fn slow_reader_forces_eagain() {
     });
     let progress = Progress::new();
     let opts = CopyOptions::new().progress(progress.clone());
-    let sent = within(60, "slow sendfile", sendfile_with(&file, &socket, 0, u64::MAX, &opts))
-        .await
-        .unwrap();
+    let sent = within(
+        60,
+        "slow sendfile",
+        sendfile_with(&file, &socket, 0, u64::MAX, &opts),
+    )
+    .await
+    .unwrap();
     drop(socket);
     assert_eq!(sent.bytes, data.len() as u64);
     assert_eq!(progress.a_to_b_by(Method::Sendfile), data.len() as u64);
@@ -212,12 +229,19 @@ async fn peer_closes_mid_file() {
         peer.read_exact(&mut buf).await.unwrap();
         buf
     });
-    let err = within(30, "send to a closed peer", sendfile_with(&file, &socket, 0, u64::MAX, &opts))
-        .await
-        .expect_err("the peer closed");
+    let err = within(
+        30,
+        "send to a closed peer",
+        sendfile_with(&file, &socket, 0, u64::MAX, &opts),
+    )
+    .await
+    .expect_err("the peer closed");
     assert_eq!(reader.await.unwrap(), &data[..100_000]);
     assert!(
-        matches!(err.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset),
+        matches!(
+            err.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ),
         "{err}"
     );
     assert!(err.bytes_copied() >= 100_000 && err.bytes_copied() < data.len() as u64);
@@ -262,7 +286,9 @@ async fn fallback_tokio_file_and_procfs() {
         let mut got = Vec::new();
         peer.read_to_end(&mut got).await.map(|_| got)
     });
-    let sent = sendfile_with(&file, &socket, 10, 200_000, &opts).await.unwrap();
+    let sent = sendfile_with(&file, &socket, 10, 200_000, &opts)
+        .await
+        .unwrap();
     drop(socket);
     assert_eq!((sent.bytes, sent.method), (200_000, Method::Userspace));
     assert_eq!(reader.await.unwrap().unwrap(), &data[10..200_010]);

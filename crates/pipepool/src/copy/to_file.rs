@@ -116,8 +116,16 @@ impl<'t> ToFile<'t> {
     ) -> Result<Transfer, CopyError> {
         let pool = self.pool.as_ref().unwrap_or_else(|| PipePool::global());
         let src = src.as_fd();
-        let mut fill = Fill::new(pool, src, file.as_fd(), self.tee, offset, len, self.zero_copy)
-            .map_err(|e| CopyError::new(0, Method::Userspace, e))?;
+        let mut fill = Fill::new(
+            pool,
+            src,
+            file.as_fd(),
+            self.tee,
+            offset,
+            len,
+            self.zero_copy,
+        )
+        .map_err(|e| CopyError::new(0, Method::Userspace, e))?;
         loop {
             let step = fill.step().map_err(|e| fill.error(e))?;
             let waited = match step {

@@ -63,7 +63,12 @@ const CHUNK: u64 = 1 << 30;
 /// The socket's errors (`EPIPE`, `ECONNRESET` when the peer went away) and
 /// the file's read errors (`EIO`), as a [`CopyError`] carrying the bytes
 /// sent until then.
-pub async fn sendfile<F, S>(file: F, socket: &S, offset: u64, len: u64) -> Result<Transfer, CopyError>
+pub async fn sendfile<F, S>(
+    file: F,
+    socket: &S,
+    offset: u64,
+    len: u64,
+) -> Result<Transfer, CopyError>
 where
     F: AsFd,
     S: FileSocket + ?Sized,
@@ -161,7 +166,10 @@ async fn buffered<S: FileSocket + ?Sized>(
         at += n as u64;
         let mut data = &buf[..n];
         while !data.is_empty() {
-            let w = when_ready(socket, Interest::WRITABLE, || sys::write(socket.as_fd(), data)).await?;
+            let w = when_ready(socket, Interest::WRITABLE, || {
+                sys::write(socket.as_fd(), data)
+            })
+            .await?;
             if w == 0 {
                 return Err(write_zero());
             }

@@ -143,7 +143,9 @@ where
     let result = loop {
         let next = match (waiting, tee) {
             (Waiting::Source, _) => when_ready(socket, Interest::READABLE, || step(waiting)).await,
-            (Waiting::Tee, Some(tee)) => when_ready(tee, Interest::WRITABLE, || step(waiting)).await,
+            (Waiting::Tee, Some(tee)) => {
+                when_ready(tee, Interest::WRITABLE, || step(waiting)).await
+            }
             _ => step(waiting),
         };
         waiting = match next {
