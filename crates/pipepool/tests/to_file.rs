@@ -273,8 +273,8 @@ mod async_to_file {
         let file = tempfile::tempfile().unwrap();
         let progress = Progress::new();
         let opts = CopyOptions::new().progress(progress.clone());
-        let copy = copy_to_file(&server, &file, 0, u64::MAX, &opts);
-        tokio::pin!(copy);
+        // Boxed, so that `drop` really drops the future.
+        let mut copy = Box::pin(copy_to_file(&server, &file, 0, u64::MAX, &opts));
         within(30, "first MiB", async {
             while progress.a_to_b() < 1 << 20 {
                 tokio::select! {

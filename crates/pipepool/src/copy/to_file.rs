@@ -262,7 +262,7 @@ impl<'a, 'p> Fill<'a, 'p> {
                 // The kernel refused a splice (of the source, or into the
                 // file) before any byte reached the file or the second
                 // destination: go on through memory.
-                Err(e) if self.written == 0 && is_refusal(&e) => self.to_buffered()?,
+                Err(e) if self.written == 0 && is_refusal(&e) => self.switch_to_buffered()?,
                 other => return other,
             }
         }
@@ -270,7 +270,7 @@ impl<'a, 'p> Fill<'a, 'p> {
 
     /// Switches to the buffered path, taking along the bytes the first pipe
     /// holds (the second one holds a duplicate of them, dropped).
-    fn to_buffered(&mut self) -> io::Result<()> {
+    fn switch_to_buffered(&mut self) -> io::Result<()> {
         let held = match &self.path {
             Path::Splice { a, .. } => a.len(),
             Path::Buffered { .. } => 0,

@@ -155,7 +155,6 @@ where
             Err(e) => break Err(e),
         };
     };
-    drop(step);
     match result {
         Ok(()) => Ok(fill.transfer()),
         Err(e) => Err(fill.error(e)),
