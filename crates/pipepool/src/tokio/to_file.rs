@@ -24,8 +24,10 @@ use crate::{CopyError, Transfer};
 /// `pwrite`) where [`CopyOptions::zero_copy`] is off, the pool was at its
 /// bound, or the kernel refused to splice this socket or file before any
 /// byte moved (a file opened `O_APPEND`). [`CopyOptions::progress`] counts
-/// the bytes written to the file as `a_to_b`. The copy holds one pooled
-/// pipe until it returns (empty whenever it waits).
+/// the bytes written to the file as `a_to_b`; the pool comes from
+/// [`CopyOptions::pool`]; the buffer size and the idle timeout are not
+/// used (the buffered path reads 64 KiB at a time). The copy holds one
+/// pooled pipe until it returns (empty whenever it waits).
 ///
 /// ```
 /// use tokio::io::AsyncWriteExt;
