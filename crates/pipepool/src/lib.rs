@@ -15,9 +15,15 @@
 //!   `std::io::copy` for any two fds (splice through a pooled pipe,
 //!   `sendfile`, `copy_file_range`), falling back to a buffered copy when the
 //!   kernel refuses before any byte moved.
+//! - [`ToFile`]: a socket (or pipe) into a file at an offset through a
+//!   pooled pipe, optionally `tee(2)`-ing the same bytes to a second
+//!   destination.
 #![cfg_attr(
     feature = "tokio",
-    doc = "- [`tokio`](crate::tokio): async `copy` and a drop-in `copy_bidirectional`."
+    doc = "- [`tokio`](crate::tokio): async `copy` and a drop-in `copy_bidirectional`; \
+           [`sendfile`](crate::tokio::sendfile) of a file range to a socket on its \
+           writability, and [`copy_to_file`](crate::tokio::copy_to_file) from a socket \
+           into a file."
 )]
 //!
 //! # Example
@@ -84,7 +90,7 @@ mod sys;
 pub mod tokio;
 
 #[cfg(not(pipepool_loom))]
-pub use copy::{copy, copy_n, Copier, CopyError, Method, Transfer, DEFAULT_BUFFER_SIZE};
+pub use copy::{copy, copy_n, Copier, CopyError, Method, ToFile, Transfer, DEFAULT_BUFFER_SIZE};
 // Under `--cfg pipepool_loom` (this crate's own loom run, `ci/loom.sh`) the
 // pool holds a mock pipe; the models live inside the crate.
 #[cfg(pipepool_loom)]

@@ -167,6 +167,37 @@ impl Pipe {
         Ok(n)
     }
 
+    /// [`splice_to`](Pipe::splice_to) into a file at `*offset` (which
+    /// advances by the bytes moved), leaving the file's own offset alone.
+    pub(crate) fn splice_to_at(
+        &mut self,
+        dst: impl AsFd,
+        offset: &mut u64,
+        max: usize,
+    ) -> sys::Result<usize> {
+        let len = max.min(self.len);
+        if len == 0 {
+            return Ok(0);
+        }
+        let n = sys::splice_at(&self.read, dst, offset, len)?;
+        self.len -= n;
+        Ok(n)
+    }
+
+    /// `tee(self, other, max)`: duplicates up to `max` of the bytes this
+    /// pipe holds into `other`, consuming none of them here. Returns the
+    /// bytes duplicated (the first ones this pipe holds; fewer when `other`
+    /// has less room).
+    pub(crate) fn tee_to(&mut self, other: &mut Pipe, max: usize) -> sys::Result<usize> {
+        let len = max.min(self.len);
+        if len == 0 {
+            return Ok(0);
+        }
+        let n = sys::tee(&self.read, &other.write, len)?;
+        other.len += n;
+        Ok(n)
+    }
+
     /// `write(pipe, buf)`: copy bytes from memory into the pipe.
     ///
     /// # Errors

@@ -35,12 +35,16 @@ mod buffered;
 mod kernel;
 mod method;
 mod splice;
+mod to_file;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
 pub(crate) use method::write_zero;
 pub use method::{CopyError, Method, Transfer};
+pub use to_file::ToFile;
+#[cfg(feature = "tokio")]
+pub(crate) use to_file::{Fill, Step};
 
 use crate::sys::{self, FdKind};
 use crate::PipePool;

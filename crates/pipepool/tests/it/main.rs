@@ -14,11 +14,13 @@ mod util;
 
 mod copy;
 mod pipe;
+mod to_file;
 mod tokio_buffer_reuse;
 mod tokio_counts;
 mod tokio_fallback;
 mod tokio_last_shutdown;
 mod tokio_parity;
 mod tokio_progress;
+mod tokio_sendfile;
 mod tokio_urgent;
 mod urgent;
