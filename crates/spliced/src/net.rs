@@ -34,6 +34,54 @@ pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
+/// The listening sockets of one listener: `count` sockets on `addr`
+/// (with the real port when 0 was asked), each as [`listen`] makes them,
+/// non-blocking and close-on-exec; with `SO_REUSEPORT` when `count` is more
+/// than one, so that the kernel spreads new connections over their accept
+/// queues (one per worker). Every listener binds through here: a process
+/// that adopts its sockets from another replaces this call.
+///
+/// # Errors
+/// As `socket(2)`, `bind(2)` and `listen(2)`: `AddrInUse`,
+/// `PermissionDenied`, ...
+pub(crate) fn bind_sockets(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut sockets: Vec<std::net::TcpListener> = Vec::with_capacity(count.max(1));
+    for _ in 0..count.max(1) {
+        // After the first, the port it got (when 0 was asked).
+        let at = sockets
+            .first()
+            .map_or(Ok(addr), std::net::TcpListener::local_addr)?;
+        sockets.push(bind_one(at, count > 1)?);
+    }
+    Ok(sockets)
+}
+
+/// One listening socket on `addr` (see [`bind_sockets`]).
+fn bind_one(addr: SocketAddr, reuseport: bool) -> io::Result<std::net::TcpListener> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    if reuseport {
+        sockopt::set_socket_reuseport(&fd, true)?;
+    }
+    sockopt::set_tcp_nodelay(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, BACKLOG as i32)?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
 /// Sets `TCP_NODELAY` on `listener` (a socket systemd passed: [`listen`]
 /// sets it on spliced's own), so that every socket it accepts has it:
 /// forwarded bytes are not worth holding back, the sender already chose

@@ -29,6 +29,7 @@ mod refusal;
 mod reload;
 mod sni;
 mod state;
+mod workers;
 
 use std::io;
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ use listener::{Listener, Running};
 
 pub(crate) use proxy_header::read as read_proxy_header;
 pub(crate) use state::Context;
+pub(crate) use workers::Workers;
 
 /// Every listener of one process, bound but not accepting yet.
 #[derive(Debug)]
@@ -126,7 +128,9 @@ impl Proxy {
         // Every listener's token is a child of this one.
         self.ctx.stop.cancel();
         for r in self.listeners {
-            let _ = r.accept_loop.await;
+            for accept_loop in r.accept_loops {
+                let _ = accept_loop.await;
+            }
         }
         drained(&self.ctx.tracker, grace).await
     }
