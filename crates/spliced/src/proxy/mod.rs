@@ -14,6 +14,12 @@
 //! [`ListenerSettings`] (and built in `ListenerState::new`) reload with no
 //! further work.
 //!
+//! Workers ([`workers`]): by default each listener is a list of sockets,
+//! one per worker thread (`SO_REUSEPORT`), each with its own accept loop on
+//! that worker's single-threaded runtime, where its connections stay;
+//! `worker_model = "work-stealing"` runs everything on tokio's
+//! multi-thread runtime instead.
+//!
 //! Shutdown: the proxy's `CancellationToken` ([`Context`]) stops every accept loop
 //! (each listener's is a child token, cancelled alone when a reload
 //! removes it); [`TaskTracker`]s count open connections for the grace
