@@ -127,4 +127,36 @@ mod tests {
             "set on a bound listener"
         );
     }
+
+    /// A listener's sockets share one port (the real one when 0 was asked),
+    /// each accepts, and a port another socket holds is refused.
+    #[test]
+    fn bind_sockets_shares_one_port() {
+        let sockets = bind_sockets("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addr = sockets[0].local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        assert!(sockets.iter().all(|s| s.local_addr().unwrap() == addr));
+        // Connections from many source ports reach every socket's queue.
+        let clients: Vec<_> = (0..48)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut total = 0;
+        for s in &sockets {
+            let mut n = 0;
+            while s.accept().is_ok() {
+                n += 1;
+            }
+            assert!(n > 0, "a socket of the group accepted nothing");
+            total += n;
+        }
+        assert_eq!(total, clients.len());
+        // A port held by a socket without SO_REUSEPORT stays taken.
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = plain.local_addr().unwrap();
+        for count in [1, 2] {
+            let err = bind_sockets(taken, count).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{count} socket(s)");
+        }
+    }
 }
