@@ -3,6 +3,7 @@
 # context switches, migrations) of spliced by worker model: 2 workers,
 # `spliced bench --mode connect`, 16 clients, 3 s, 2 reps interleaved.
 # SPLICED=path/to/spliced (default: target/release/spliced). Ports 47001-2.
+set -u
 B=${SPLICED:-$(dirname "$0")/../target/release/spliced}
 $B --log-level warn bench --serve 127.0.0.1:47001 --echo >/dev/null 2>&1 & ECHO=$!
 sleep 0.5
