@@ -30,3 +30,4 @@ mod sni;
 mod syscalls;
 mod systemd;
 mod urgent;
+mod workers;
