@@ -37,10 +37,12 @@ mod client;
 mod commands;
 mod fds;
 mod server;
+pub(crate) mod takeover;
 
 pub use client::{ctl, CtlArgs};
 pub(crate) use commands::{Commands, Reply};
 pub(crate) use server::AdminSocket;
+pub use takeover::TakeoverError;
 
 /// The longest request line the server reads.
 pub(crate) const MAX_REQUEST: usize = 4096;
