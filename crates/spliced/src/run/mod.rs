@@ -120,12 +120,10 @@ async fn serve(
         crate::privileges::drop_to(user)?;
     }
     let mut proxy = bound.start()?;
-    for ((_, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {
-        announce_listener(*addr, l);
-    }
-    let metrics_socket = match &metrics_server {
-        Some(server) => Some((server.local_addr()?, server.socket()?)),
-        None => None,
+    // With its configured address (port 0 stays 0), as the listeners'.
+    let metrics_socket = match (&metrics_server, settings.metrics) {
+        (Some(server), Some(addr)) => Some((addr, server.socket()?)),
+        _ => None,
     };
     if let Some(server) = metrics_server {
         announce(&format!(
@@ -165,6 +163,10 @@ async fn serve(
         ),
         None => None,
     };
+    // Last: a script that sees these lines finds the admin socket too.
+    for ((_, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {
+        announce_listener(*addr, l);
+    }
     warn_unused_sockets();
     crate::systemd::ready(&status(&proxy));
     let signal = loop {
