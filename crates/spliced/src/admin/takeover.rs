@@ -22,7 +22,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::{mpsc, oneshot};
@@ -226,7 +226,7 @@ fn take(
 /// # Errors
 /// If the old process cannot be told (it may have exited: it then
 /// closed its copies anyway).
-pub(crate) fn finish(path: &PathBuf) -> Result<Vec<String>, RequestError> {
+pub(crate) fn finish(path: &Path) -> Result<Vec<String>, RequestError> {
     let told = request(path, &["handed-over"]).map(|_| ());
     let left: Vec<Sockets> =
         std::mem::take(&mut *RECEIVED.lock().unwrap_or_else(PoisonError::into_inner));

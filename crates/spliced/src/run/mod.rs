@@ -135,7 +135,9 @@ async fn serve(
     let mut commands = Commands::new();
     let mut requests = crate::admin::takeover::commands(&mut commands);
     if let Some(path) = takeover {
-        // Accepting: the old process may stop now.
+        // Accepting: the old process may stop now; systemd follows this
+        // one from here on.
+        crate::systemd::main_pid();
         let path = path.to_owned();
         let told = tokio::task::spawn_blocking(move || {
             crate::admin::takeover::finish(&path).map(|closed| (path, closed))

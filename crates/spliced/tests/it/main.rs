@@ -28,7 +28,7 @@ mod reload_features;
 mod reload_log_level;
 mod shutdown;
 mod sni;
-mod takeover;
 mod syscalls;
 mod systemd;
+mod takeover;
 mod urgent;

@@ -30,8 +30,13 @@ fn listening_inode(addr: SocketAddr) -> Option<u64> {
 
 /// Whether the process `pid` still runs (not a zombie).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 /// One short exchange: connect, the tag line, 64 bytes echoed, close.
@@ -129,7 +134,9 @@ fn an_upgrade_under_load_loses_no_connection_and_no_byte() {
     let streams: Vec<_> = (0..3)
         .map(|i| {
             let started = started.clone();
-            thread::spawn(move || long_stream(addr, 100 + i, 96, Duration::from_millis(30), started))
+            thread::spawn(move || {
+                long_stream(addr, 100 + i, 96, Duration::from_millis(30), started)
+            })
         })
         .collect();
     for _ in 0..3 {
@@ -151,7 +158,10 @@ fn an_upgrade_under_load_loses_no_connection_and_no_byte() {
         let (sent, got) = s.join().unwrap();
         assert_eq!(sent, got, "a stream spanning the handover arrives whole");
     }
-    assert!(old.wait_exit(util::WAIT).success(), "the old process exits 0");
+    assert!(
+        old.wait_exit(util::WAIT).success(),
+        "the old process exits 0"
+    );
     // Served by the new process alone now.
     let after_exit = ok.load(Ordering::Relaxed);
     util::eventually("short connections through the new process", || {
@@ -190,7 +200,9 @@ fn a_new_configuration_keeps_matching_listeners_binds_new_ones_and_drops_the_res
     let sock = dir.path("admin.sock");
     let (a, b, c) = (tag_server("A"), tag_server("B"), tag_server("C"));
     let listener = |name: &str, up: SocketAddr| {
-        format!("[[listener]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{up}\"]\n")
+        format!(
+            "[[listener]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{up}\"]\n"
+        )
     };
     let top = format!("admin_socket = \"{}\"\n", sock.display());
     let config = ConfigFile::new(&format!("{top}{}{}", listener("a", a), listener("b", b)));
@@ -265,7 +277,11 @@ fn takeover_fails(path: &Path, message: &str) {
         !String::from_utf8_lossy(&out.stdout).contains("listening on"),
         "nothing was bound"
     );
-    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0, "no admin socket made");
+    assert_eq!(
+        std::fs::read_dir(&dir.0).unwrap().count(),
+        0,
+        "no admin socket made"
+    );
 }
 
 #[test]
@@ -290,4 +306,49 @@ fn takeover_without_a_spliced_fails_with_exit_code_2_and_binds_nothing() {
         }
     });
     takeover_fails(&other, "is not a spliced admin socket");
+}
+
+/// Under systemd (`NotifyAccess=all`), the new process names itself the
+/// main one (`MAINPID=`) before the old one stops, then `READY=1`.
+#[test]
+fn the_new_process_tells_systemd_it_is_the_main_one() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = SocketDir::new();
+    let sock = dir.path("admin.sock");
+    let notify = dir.path("notify.sock");
+    let n = UnixDatagram::bind(&notify).unwrap();
+    n.set_read_timeout(Some(util::WAIT)).unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let len = n.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..len]).into_owned()
+    };
+    let upstream = tag_server("T").to_string();
+    let args = [
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--admin-socket",
+        sock.to_str().unwrap(),
+    ];
+    let env = [("NOTIFY_SOCKET", notify.to_str().unwrap())];
+    let mut old = Proc::spawn_env(&args, &env);
+    old.listen_addr();
+    assert!(next().contains("READY=1"));
+    let mut takeover = args.to_vec();
+    takeover.extend(["--takeover", sock.to_str().unwrap()]);
+    let mut new = Proc::spawn_env(&takeover, &env);
+    new.wait_for_line("took over");
+    let main = next();
+    assert!(
+        main.lines().any(|l| l == format!("MAINPID={}", new.pid())),
+        "{main:?}"
+    );
+    let mut rest = vec![next(), next()];
+    rest.sort();
+    assert!(rest.iter().any(|m| m.contains("READY=1")), "{rest:?}");
+    assert!(rest.iter().any(|m| m.contains("STOPPING=1")), "{rest:?}");
+    assert!(old.wait_exit(util::WAIT).success());
 }
