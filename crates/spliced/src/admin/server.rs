@@ -116,16 +116,31 @@ impl AdminSocket {
         Ok(AdminSocket { listener, file })
     }
 
-    /// Moves the socket to its path (atomically replacing any file there)
+    /// Moves the socket to its path, atomically replacing any file there
+    /// (clients may connect from now on; they are answered once
+    /// [`AdminSocket::serve`] runs). Call it while the directory is
+    /// writable: before `--user` drops root, unless taking over (the old
+    /// process answers at the path until it stops accepting).
+    ///
+    /// # Errors
+    /// As `rename(2)`.
+    pub(crate) fn place(&mut self) -> io::Result<()> {
+        if self.file.state == FileState::Bound {
+            std::fs::rename(&self.file.tmp, &self.file.path)?;
+            self.file.state = FileState::Placed;
+        }
+        Ok(())
+    }
+
+    /// Moves the socket to its path if [`AdminSocket::place`] did not,
     /// and answers requests with `commands` in a task of its own, until
     /// the runtime ends; returns the guard that removes the file.
     ///
     /// # Errors
     /// As `rename(2)`.
-    pub(crate) fn serve(self, commands: Commands) -> io::Result<SocketFile> {
-        let AdminSocket { listener, mut file } = self;
-        std::fs::rename(&file.tmp, &file.path)?;
-        file.state = FileState::Placed;
+    pub(crate) fn serve(mut self, commands: Commands) -> io::Result<SocketFile> {
+        self.place()?;
+        let AdminSocket { listener, file } = self;
         let commands = Arc::new(commands);
         tokio::spawn(async move {
             loop {

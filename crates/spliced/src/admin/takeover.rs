@@ -206,7 +206,10 @@ fn take(
     matches: impl Fn(&Sockets) -> bool,
 ) -> std::io::Result<Option<Vec<tokio::net::TcpListener>>> {
     let mut received = RECEIVED.lock().unwrap_or_else(PoisonError::into_inner);
-    let Some(i) = received.iter().position(matches) else {
+    let Some(i) = received
+        .iter()
+        .position(|s| !s.fds.is_empty() && matches(s))
+    else {
         return Ok(None);
     };
     let sockets = received.swap_remove(i);

@@ -128,10 +128,11 @@ impl Proxy {
                 let now = r.current.borrow();
                 (now.settings.name.clone(), now.settings.listen)
             };
-            let mut fds = Vec::new();
-            if let Some(socket) = r.socket.upgrade() {
-                fds.push(socket.as_fd().try_clone_to_owned()?);
-            }
+            // None once its accept loop has stopped.
+            let Some(socket) = r.socket.upgrade() else {
+                continue;
+            };
+            let fds = vec![socket.as_fd().try_clone_to_owned()?];
             all.push(crate::admin::takeover::Sockets {
                 listener: Some(name),
                 listen,

@@ -109,7 +109,18 @@ async fn serve(
     };
     // Before the privilege drop: its directory may be root's.
     let admin = match &settings.admin_socket {
-        Some(path) => Some(AdminSocket::bind(path, user.as_ref(), takeover.is_some())?),
+        Some(path) => {
+            let mut admin = AdminSocket::bind(path, user.as_ref(), takeover.is_some())?;
+            if takeover.is_none() {
+                // While root, if started so: the directory may be root's.
+                // Taking over, the old process keeps the path until it
+                // stops accepting: the directory must be the user's.
+                admin.place().with_context(|| {
+                    format!("cannot put the admin socket at {}", path.display())
+                })?;
+            }
+            Some(admin)
+        }
         None => None,
     };
     let bound = Proxy::bind(settings.listeners.clone(), &ctx).await?;
@@ -202,6 +213,8 @@ async fn serve(
             None => tracing::warn!("SIGHUP: started without --config, nothing to re-read"),
         }
     };
+    // Requests from now on fail at once (no sockets to hand over).
+    drop(requests);
     let open = proxy.active();
     crate::systemd::stopping(&format!("{signal}: {open} connection(s) open"));
     tracing::info!(

@@ -352,3 +352,101 @@ fn the_new_process_tells_systemd_it_is_the_main_one() {
     assert!(rest.iter().any(|m| m.contains("STOPPING=1")), "{rest:?}");
     assert!(old.wait_exit(util::WAIT).success());
 }
+
+/// A new process that fails after receiving the sockets (a new listener
+/// cannot bind) exits 1; the old one keeps serving, and keeps its admin
+/// socket.
+#[test]
+fn a_new_process_that_fails_leaves_the_old_one_serving() {
+    let dir = SocketDir::new();
+    let sock = dir.path("admin.sock");
+    let a = tag_server("A");
+    let listener = |name: &str, listen: &str| {
+        format!("[[listener]]\nname = \"{name}\"\nlisten = \"{listen}\"\nupstreams = [\"{a}\"]\n")
+    };
+    let top = format!("admin_socket = \"{}\"\n", sock.display());
+    let config = ConfigFile::new(&format!("{top}{}", listener("a", "127.0.0.1:0")));
+    let mut old = Proc::spawn(&["run", "--config", config.arg()]);
+    let addr = old.listen_addr();
+    // A port taken by someone else.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    std::fs::write(
+        &config.path,
+        format!(
+            "{top}{}{}",
+            listener("a", "127.0.0.1:0"),
+            listener("b", &busy_addr)
+        ),
+    )
+    .unwrap();
+    let out = util::run(
+        &[
+            "run",
+            "--config",
+            config.arg(),
+            "--takeover",
+            sock.to_str().unwrap(),
+        ],
+        util::WAIT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {busy_addr}")),
+        "{stderr}"
+    );
+    let mut s = util::connect(addr);
+    assert_eq!(read_line(&mut s).unwrap(), "A");
+    let version = ctl(&sock, &["version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).contains(&format!("pid {}", old.pid())));
+    assert_eq!(
+        std::fs::read_dir(&dir.0).unwrap().count(),
+        1,
+        "no temporary socket left"
+    );
+}
+
+/// Started as root with `--user nobody` on both sides: the new process
+/// (root until its sockets are bound) takes over from the old (nobody).
+#[test]
+fn an_upgrade_works_across_the_privilege_drop() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: --user cannot be tested here");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("nobody");
+    let dir = SocketDir::new();
+    std::os::unix::fs::chown(&dir.0, Some(nobody.uid.as_raw()), None).unwrap();
+    let sock = dir.path("admin.sock");
+    let upstream = tag_server("T").to_string();
+    let args = [
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--user",
+        "nobody",
+        "--admin-socket",
+        sock.to_str().unwrap(),
+    ];
+    let mut old = Proc::spawn(&args);
+    let addr = old.listen_addr();
+    let mut takeover = args.to_vec();
+    takeover.extend(["--takeover", sock.to_str().unwrap()]);
+    let mut new = Proc::spawn(&takeover);
+    new.wait_for_line("took over");
+    assert!(old.wait_exit(util::WAIT).success());
+    short_exchange(addr).unwrap();
+    let meta = std::fs::metadata(&sock).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(meta.uid(), nobody.uid.as_raw());
+    let out = ctl(&sock, &["version"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {}", new.pid())));
+    new.signal(rustix::process::Signal::TERM);
+    assert!(new.wait_exit(util::WAIT).success());
+    assert!(!sock.exists());
+}
