@@ -136,12 +136,13 @@ async fn serve(
         (Some(server), Some(addr)) => Some((addr, server.socket()?)),
         _ => None,
     };
+    let mut metrics_task = None;
     if let Some(server) = metrics_server {
         announce(&format!(
             "metrics on http://{}/metrics",
             server.local_addr()?
         ));
-        tokio::spawn(server.serve(Arc::clone(&metrics)));
+        metrics_task = Some(tokio::spawn(server.serve(Arc::clone(&metrics))));
     }
     let mut commands = Commands::new();
     let mut requests = crate::admin::takeover::commands(&mut commands);
@@ -215,6 +216,12 @@ async fn serve(
     };
     // Requests from now on fail at once (no sockets to hand over).
     drop(requests);
+    if signal == TAKEN_OVER {
+        // Scrapes go to the new process alone (it has the socket).
+        if let Some(task) = &metrics_task {
+            task.abort();
+        }
+    }
     let open = proxy.active();
     crate::systemd::stopping(&format!("{signal}: {open} connection(s) open"));
     tracing::info!(
