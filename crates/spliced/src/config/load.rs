@@ -267,6 +267,7 @@ impl Resolver<'_> {
             worker_model: top.worker_model.map(|w| w.value).unwrap_or_default(),
             log_level,
             user: top.user,
+            admin_socket: top.admin_socket.map(|p| p.value.into()),
             given,
         };
         // No limit known here: the built-in caps, until `fit_fds`.

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,11 +19,12 @@ use crate::acl::Sources;
 use crate::config::ListenerSettings;
 use crate::metrics::WorkerMetrics;
 
-/// A bound listener, not accepting yet: one socket per worker (see
-/// [`crate::net::bind_sockets`]); a listener is a list of sockets.
+/// A bound listener, not accepting yet: a list of sockets, each with the
+/// worker that accepts on it; our own are one per worker (see
+/// [`crate::net::bind_sockets`]), passed ones are spread by [`spread`].
 #[derive(Debug)]
 pub(super) struct Listener {
-    sockets: Vec<std::net::TcpListener>,
+    sockets: Vec<(usize, std::net::TcpListener)>,
     shared: Arc<ListenerState>,
 }
 
@@ -34,29 +35,30 @@ impl Listener {
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(super) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
         let workers = ctx.workers.len();
-        // A socket passed by systemd (socket activation), else our own.
-        let sockets = match crate::systemd::inherited(settings.listen)? {
-            Some(l) => {
-                // Ours have it from `net::bind_sockets`: accepted sockets inherit it.
-                if let Err(e) = crate::net::nodelay_for_accepted(&l) {
-                    tracing::warn!(
-                        listener = %settings.name,
-                        "cannot set TCP_NODELAY on the socket systemd passed ({e}): \
-                         clients will have Nagle's algorithm"
-                    );
+        // The sockets of the process this one takes over (`--takeover`),
+        // else one passed by systemd (socket activation), else our own.
+        let sockets = match taken_over(&settings)? {
+            Some(taken) => spread(taken, workers)?,
+            None => match crate::systemd::inherited(settings.listen)? {
+                Some(l) => {
+                    // Ours have it from `net::bind_sockets`: accepted sockets inherit it.
+                    if let Err(e) = crate::net::nodelay_for_accepted(&l) {
+                        tracing::warn!(
+                            listener = %settings.name,
+                            "cannot set TCP_NODELAY on the socket systemd passed ({e}): \
+                             clients will have Nagle's algorithm"
+                        );
+                    }
+                    // One accept queue: every worker accepts from it.
+                    spread(vec![l.into_std()?], workers)?
                 }
-                // One accept queue: every worker accepts from it.
-                let l = l.into_std()?;
-                let mut sockets = Vec::with_capacity(workers);
-                for _ in 1..workers {
-                    sockets.push(l.try_clone()?);
-                }
-                sockets.push(l);
-                sockets
-            }
-            None => crate::net::bind_sockets(settings.listen, workers)?,
+                None => crate::net::bind_sockets(settings.listen, workers)?
+                    .into_iter()
+                    .enumerate()
+                    .collect(),
+            },
         };
-        let local = Some(sockets[0].local_addr()?).filter(|a| !a.ip().is_unspecified());
+        let local = Some(sockets[0].1.local_addr()?).filter(|a| !a.ip().is_unspecified());
         let shared = ListenerState::new(settings, ctx, None, local);
         shared.resolve(ctx).await;
         Ok(Listener {
@@ -70,7 +72,7 @@ impl Listener {
     /// # Errors
     /// As `getsockname(2)`.
     pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sockets[0].local_addr()
+        self.sockets[0].1.local_addr()
     }
 
     /// Starts an accept loop on each worker, each on its own socket.
@@ -88,7 +90,10 @@ impl Listener {
             sources: Arc::new(Sources::default()),
         };
         let mut accept_loops = Vec::with_capacity(self.sockets.len());
-        for (worker, socket) in self.sockets.into_iter().enumerate() {
+        let mut sockets = Vec::with_capacity(self.sockets.len());
+        for (worker, socket) in self.sockets {
+            let socket = Arc::new(socket);
+            sockets.push(Arc::downgrade(&socket));
             accept_loops.push(ctx.workers.spawn(
                 worker,
                 serve(
@@ -105,6 +110,7 @@ impl Listener {
         }
         Ok(Running {
             addr,
+            sockets,
             current,
             stop,
             kill,
@@ -112,6 +118,42 @@ impl Listener {
             accept_loops,
         })
     }
+}
+
+/// The sockets the process this one takes over passed for `settings`'s
+/// listener (`--takeover`), if it had that listener.
+///
+/// # Errors
+/// If a socket cannot be made non-blocking.
+fn taken_over(settings: &ListenerSettings) -> io::Result<Option<Vec<std::net::TcpListener>>> {
+    crate::admin::takeover::taken(&settings.name, settings.listen)
+}
+
+/// Passed sockets (not empty) over `workers` workers: socket `i` to worker
+/// `i % workers`, and a worker left without one accepts on a duplicate
+/// of socket `worker % n` (the same accept queue). No socket is closed:
+/// the kernel resets what waits in a closed socket's queue.
+///
+/// # Errors
+/// As `fcntl(F_DUPFD_CLOEXEC)`.
+fn spread(
+    sockets: Vec<std::net::TcpListener>,
+    workers: usize,
+) -> io::Result<Vec<(usize, std::net::TcpListener)>> {
+    let n = sockets.len();
+    let workers = workers.max(1);
+    let mut out = Vec::with_capacity(n.max(workers));
+    for worker in n..workers {
+        out.push((worker, sockets[worker % n].try_clone()?));
+    }
+    out.extend(
+        sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (i % workers, s)),
+    );
+    out.sort_by_key(|(worker, _)| *worker);
+    Ok(out)
 }
 
 /// What a listener's accept loops share across workers (and reloads).
@@ -129,6 +171,9 @@ struct Shared {
 pub(super) struct Running {
     /// The bound address.
     pub(super) addr: SocketAddr,
+    /// The listening sockets, while their accept loops (which own them)
+    /// run: handed over to a process taking over (`--takeover`).
+    pub(super) sockets: Vec<Weak<std::net::TcpListener>>,
     /// What new connections use; a reload sends a new one.
     pub(super) current: watch::Sender<Arc<ListenerState>>,
     /// Stops the accept loop (the listening socket closes); a child of
@@ -163,7 +208,7 @@ impl Running {
 /// `trackers` (the process's and the listener's) and in the worker's
 /// metrics.
 async fn serve(
-    socket: std::net::TcpListener,
+    owned: Arc<std::net::TcpListener>,
     mut current: watch::Receiver<Arc<ListenerState>>,
     stop: CancellationToken,
     kill: CancellationToken,
@@ -171,8 +216,10 @@ async fn serve(
     listener: Shared,
     worker: WorkerMetrics,
 ) {
-    // Registered with this worker's runtime.
-    let socket = match TcpListener::from_std(socket) {
+    // Registered with this worker's runtime: a duplicate, so that `owned`
+    // stays a std socket the admin thread can hand over; both close when
+    // this loop ends.
+    let socket = match owned.try_clone().and_then(TcpListener::from_std) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot register a listening socket with its worker: {e}");
@@ -188,7 +235,7 @@ async fn serve(
     // accept(2) errors are counted under the listener's first name.
     let first = Arc::clone(&local);
     accept::run(
-        socket,
+        &socket,
         stop,
         |stream, peer| {
             if current.has_changed().unwrap_or(false) {
@@ -223,4 +270,53 @@ async fn serve(
         &first.metrics,
     )
     .await;
+    drop((socket, owned));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    fn sockets(n: usize) -> Vec<std::net::TcpListener> {
+        (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect()
+    }
+
+    fn ports(spread: &[(usize, std::net::TcpListener)]) -> Vec<(usize, u16)> {
+        spread
+            .iter()
+            .map(|(w, s)| (*w, s.local_addr().unwrap().port()))
+            .collect()
+    }
+
+    /// Every worker gets a socket, every passed socket is kept (none
+    /// closed: its queue would be reset), and a worker left over shares a
+    /// passed socket's queue.
+    #[test]
+    fn passed_sockets_cover_every_worker_and_none_is_dropped() {
+        let one = sockets(1);
+        let p = one[0].local_addr().unwrap().port();
+        assert_eq!(ports(&spread(one, 3).unwrap()), [(0, p), (1, p), (2, p)]);
+
+        let three = sockets(3);
+        let ps: Vec<u16> = three
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(
+            ports(&spread(three, 2).unwrap()),
+            [(0, ps[0]), (0, ps[2]), (1, ps[1])]
+        );
+
+        let two = sockets(2);
+        let ps: Vec<u16> = two.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        assert_eq!(ports(&spread(two, 2).unwrap()), [(0, ps[0]), (1, ps[1])]);
+        let two = sockets(2);
+        let ps: Vec<u16> = two.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        assert_eq!(
+            ports(&spread(two, 3).unwrap()),
+            [(0, ps[0]), (1, ps[1]), (2, ps[0])]
+        );
+    }
 }

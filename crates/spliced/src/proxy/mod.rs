@@ -122,6 +122,37 @@ impl Proxy {
         self.addrs = self.listeners.iter().map(|r| (r.name(), r.addr)).collect();
     }
 
+    /// Every listening socket, duplicated, for a process taking over
+    /// (`--takeover`): the listener's name, its configured address, its
+    /// sockets.
+    ///
+    /// # Errors
+    /// As `fcntl(F_DUPFD_CLOEXEC)` (out of fds).
+    pub(crate) fn sockets(&self) -> io::Result<Vec<crate::admin::takeover::Sockets>> {
+        use std::os::fd::AsFd as _;
+        let mut all = Vec::with_capacity(self.listeners.len());
+        for r in &self.listeners {
+            let (name, listen) = {
+                let now = r.current.borrow();
+                (now.settings.name.clone(), now.settings.listen)
+            };
+            // Those whose accept loops still run.
+            let mut fds = Vec::with_capacity(r.sockets.len());
+            for socket in r.sockets.iter().filter_map(std::sync::Weak::upgrade) {
+                fds.push(socket.as_fd().try_clone_to_owned()?);
+            }
+            if fds.is_empty() {
+                continue;
+            }
+            all.push(crate::admin::takeover::Sockets {
+                listener: Some(name),
+                listen,
+                fds,
+            });
+        }
+        Ok(all)
+    }
+
     /// Connections open now.
     pub(crate) fn active(&self) -> usize {
         self.ctx.tracker.len()

@@ -9,6 +9,7 @@ mod util;
 
 mod accept_backoff;
 mod access;
+mod admin;
 mod balance;
 mod bench;
 mod demo;
@@ -29,5 +30,6 @@ mod shutdown;
 mod sni;
 mod syscalls;
 mod systemd;
+mod takeover;
 mod urgent;
 mod workers;
