@@ -127,10 +127,17 @@ impl ListenerState {
         }
     }
 
-    /// Resolves them again every `dns_ttl` until retired.
+    /// Resolves them again every `dns_ttl` until retired, and checks
+    /// the upstreams (if `health_interval` is set) until retired.
     pub(super) fn refresh_dns(&self, ctx: &Context) {
         for b in self.balancers() {
             crate::dns::refresh_every(self.settings.dns_ttl, b, &ctx.metrics, &self.settings.name);
+        }
+        if let Some(check) = self.settings.health_check() {
+            let check = Arc::new(check);
+            for b in self.balancers() {
+                crate::upstream::spawn_checks(&check, b, &self.settings.name);
+            }
         }
     }
 
