@@ -34,6 +34,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Load-generate against any TCP endpoint, or serve as its upstream.
     Bench(BenchArgs),
+    /// Send a command to a running spliced's admin socket (--admin-socket).
+    Ctl(crate::admin::CtlArgs),
 }
 
 /// `spliced demo`.

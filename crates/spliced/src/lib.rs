@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 mod acl;
+pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => spliced::demo::main(args, log.as_deref()),
         Command::Bench(args) => spliced::bench::main(args, log.as_deref()),
+        Command::Ctl(args) => spliced::admin::ctl(args),
     };
     spliced::exit_code(result)
 }

@@ -266,6 +266,7 @@ impl Resolver<'_> {
             worker_threads: top.worker_threads.map(|w| w.value),
             log_level,
             user: top.user,
+            admin_socket: top.admin_socket.map(|p| p.value.into()),
             given,
         };
         // No limit known here: the built-in caps, until `fit_fds`.

@@ -102,6 +102,8 @@ pub(crate) struct Settings {
     /// A name: `run/settle.rs` looks it up (an unknown one is an error at this
     /// place).
     pub(crate) user: Option<Given<String>>,
+    /// The admin socket's path (`spliced ctl`, `--takeover`), if any.
+    pub(crate) admin_socket: Option<std::path::PathBuf>,
     /// The fd limit that made a default `max_conns` or `max_pipes` smaller
     /// than its built-in cap ([`crate::limits::fit`]); `None`: none was.
     pub(crate) fds_fitted: Option<u64>,

@@ -140,6 +140,10 @@ macro_rules! process_settings {
                 user: String = None;
                     flag "user" [value_name = "NAME"];
                     check $crate::config::checks::any;
+                /// Answer `spliced ctl` (and a new process's `--takeover`) on this Unix socket: mode 0600, owned by the user spliced runs as, removed at exit.
+                admin_socket: String = None;
+                    flag "admin-socket" [value_name = "PATH"];
+                    check $crate::config::checks::any;
             ]
             pool [
                 /// Most pipes alive in the pool [default: what the fd limit leaves after max_conns, at most 4096].

@@ -121,5 +121,8 @@ pub(crate) fn describe(s: &Settings, user: Option<&Account>) -> String {
             u.name, u.uid, u.gid
         ))
     );
+    if let Some(path) = &s.admin_socket {
+        line!(out, "admin socket: {}", path.display());
+    }
     text
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::admin::{AdminSocket, Commands};
 use crate::config::{self, RunArgs, Settings};
 use crate::privileges::Account;
 
@@ -87,6 +88,11 @@ async fn serve(
         ),
         None => None,
     };
+    // Before the privilege drop: its directory may be root's.
+    let admin = match &settings.admin_socket {
+        Some(path) => Some(AdminSocket::bind(path, user.as_ref(), false)?),
+        None => None,
+    };
     let bound = Proxy::bind(settings.listeners.clone(), &ctx).await?;
     if let Some(user) = &user {
         // Every socket is bound: nothing needs root any more. Before the
@@ -105,6 +111,11 @@ async fn serve(
         ));
         tokio::spawn(server.serve(Arc::clone(&metrics)));
     }
+    // Removes the socket file when `serve` returns.
+    let _admin = admin.map(|admin| {
+        let commands = Commands::new();
+        admin.serve(commands)
+    });
     warn_unused_sockets();
     crate::systemd::ready(&status(&proxy));
     let signal = loop {
@@ -262,6 +273,9 @@ fn restart_only(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let user = |s: &Settings| s.user.as_ref().map(|u| u.value.clone());
     if user(old) != user(new) {
         changed.push("user");
+    }
+    if old.admin_socket != new.admin_socket {
+        changed.push("admin_socket");
     }
     changed
 }
