@@ -37,10 +37,12 @@ mod client;
 mod commands;
 mod fds;
 mod server;
+mod upstreams;
 
 pub use client::{ctl, CtlArgs};
 pub(crate) use commands::{Commands, Reply};
 pub(crate) use server::AdminSocket;
+pub(crate) use upstreams::add as add_upstream_commands;
 
 /// The longest request line the server reads.
 pub(crate) const MAX_REQUEST: usize = 4096;

@@ -113,7 +113,8 @@ async fn serve(
     }
     // Removes the socket file when `serve` returns.
     let _admin = admin.map(|admin| {
-        let commands = Commands::new();
+        let mut commands = Commands::new();
+        crate::admin::add_upstream_commands(&mut commands, &metrics);
         admin.serve(commands)
     });
     warn_unused_sockets();

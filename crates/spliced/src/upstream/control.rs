@@ -23,7 +23,8 @@ use super::{Balancer, MAX_WEIGHT};
 pub(crate) type Listing = [(String, Arc<Vec<(String, Arc<Balancer>)>>)];
 
 /// Runs the upstream command `words` (`show`, `drain L A`, ...) on
-/// `listeners`; `None` when `words` is no upstream command.
+/// `listeners`: `show`'s lines, or nothing for a change that was made;
+/// `None` when `words` is no upstream command.
 ///
 /// # Errors
 /// A message for the operator: an unknown listener or address, a bad
@@ -44,7 +45,7 @@ pub(crate) fn command(words: &[&str], listeners: &Listing) -> Option<Result<Stri
                 for s in &states {
                     s.set_admin(admin);
                 }
-                format!("{verb}: {l} {a}\n")
+                String::new()
             })
         }
         ("drain" | "disable" | "enable", _) => usage(&format!("{verb} LISTENER ADDR")),
@@ -53,7 +54,7 @@ pub(crate) fn command(words: &[&str], listeners: &Listing) -> Option<Result<Stri
                 for s in &states {
                     s.set_weight(w);
                 }
-                format!("weight: {l} {a} {w}\n")
+                String::new()
             }),
             _ => Err(format!(
                 "`{}` is not a weight (a whole number from 0 to {MAX_WEIGHT})",
@@ -171,7 +172,7 @@ mod tests {
             shown,
             "web\t10.0.0.1:80\tup\t2\t0\t-\t\nweb\t10.0.0.2:80\tup\t1\t0\t-\tbackup\n"
         );
-        run(&l, "drain web 10.0.0.1:80").unwrap();
+        assert_eq!(run(&l, "drain web 10.0.0.1:80").unwrap(), "");
         run(&l, "weight web 10.0.0.2:80 7").unwrap();
         let shown = run(&l, "show").unwrap();
         assert!(

@@ -17,7 +17,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 pub(crate) use balance::{Balance, Balancer, Lease};
-pub(crate) use control::{command, Listing};
+pub(crate) use control::command;
 pub(crate) use health::{decode_escapes, spawn_checks, HealthCheck};
 
 /// Most `weight=N` an upstream may have.
