@@ -12,7 +12,9 @@
 //!
 //! Usable: enabled (not drained or disabled at run time), not held down by
 //! the active health checks, a weight above 0, and below its `max_conns`.
-//! Backups are planned only while no usable primary is healthy.
+//! Backups go first only while no usable primary is healthy (not held
+//! down, not backing off); else they come after the healthy primaries, a
+//! fallback for the client whose primaries all fail to connect.
 //!
 //! Addresses: an upstream given as an IP address is parsed once; one given
 //! by host name is resolved by [`crate::dns`] (at load, then again in the
@@ -193,34 +195,40 @@ impl Balancer {
         let n = self.upstreams.len();
         let turn = self.next.fetch_add(1, Relaxed);
         let fresh = |i: &usize| !self.upstreams[*i].down_at(now_ms);
-        let (backups, primaries): (Vec<usize>, Vec<usize>) = (0..n)
-            .filter(|&i| self.usable(i))
-            .partition(|&i| self.specs[i].is_backup());
-        // Backups only while no primary is healthy (then before the
-        // primaries that back off).
-        let mut order = if primaries.iter().any(fresh) {
-            primaries
-        } else {
-            backups.into_iter().chain(primaries).collect()
-        };
+        let mut order: Vec<usize> = (0..n).filter(|&i| self.usable(i)).collect();
+        let primary_up = order
+            .iter()
+            .any(|i| fresh(i) && !self.specs[*i].is_backup());
         let weights: Vec<u64> = (0..n).map(|i| u64::from(self.weight(i))).collect();
+        // Healthy first; among them, the backups after the primaries (a
+        // fallback for this client when the primaries fail now), or first
+        // when no primary is healthy. The policy orders each tier.
+        let tier = |i: &usize| (!fresh(i), self.specs[*i].is_backup() == primary_up);
+        order.sort_by_key(tier);
+        for group in order.chunk_by_mut(|a, b| tier(a) == tier(b)) {
+            self.policy_order(group, &weights, turn, client);
+        }
+        order.truncate(attempts.max(1));
+        order
+    }
+
+    /// Orders `group` (upstreams of one tier) by the policy for a client
+    /// from `client` at round `turn`.
+    fn policy_order(&self, group: &mut [usize], weights: &[u64], turn: usize, client: IpAddr) {
         match self.policy {
-            Balance::RoundRobin => weighted_turn(&mut order, &weights, turn),
+            Balance::RoundRobin => weighted_turn(group, weights, turn),
             Balance::LeastConn => {
-                weighted_turn(&mut order, &weights, turn);
-                let active: Vec<u64> = (0..n).map(|i| self.upstreams[i].active() as u64).collect();
-                // Fewest connections per weight: a/wa < b/wb.
-                order.sort_by(|&a, &b| (active[a] * weights[b]).cmp(&(active[b] * weights[a])));
+                weighted_turn(group, weights, turn);
+                let active = |i: usize| self.upstreams[i].active() as u64;
+                // Fewest connections per weight: a/wa < b/wb (stable: ties
+                // keep the weighted turn).
+                group.sort_by(|&a, &b| (active(a) * weights[b]).cmp(&(active(b) * weights[a])));
             }
             Balance::Source => {
                 let score = |i: usize| rendezvous(client, self.specs[i].as_str(), weights[i]);
-                order.sort_by(|&a, &b| score(b).partial_cmp(&score(a)).unwrap_or(Ordering::Equal));
+                group.sort_by(|&a, &b| score(b).partial_cmp(&score(a)).unwrap_or(Ordering::Equal));
             }
         }
-        // Stable: equal keys keep the policy's order.
-        order.sort_by_key(|i| !fresh(i));
-        order.truncate(attempts.max(1));
-        order
     }
 
     /// Records a failed connect to upstream `index`: it goes last in the
@@ -421,12 +429,13 @@ mod tests {
     fn a_failing_upstream_goes_last_for_a_growing_while() {
         let b = Balancer::new(Balance::RoundRobin, addrs(3));
         assert_eq!(b.failed_at(0, 1000), Duration::from_secs(1));
-        // Last in every plan until 2000 ms, but still in it.
-        assert_eq!(b.plan_at(3, C, 1500), vec![1, 2, 0]);
+        // Last in every plan until 2000 ms, but still in it; the others
+        // take turns.
         assert_eq!(b.plan_at(3, C, 1500), vec![1, 2, 0]);
         assert_eq!(b.plan_at(3, C, 1500), vec![2, 1, 0]);
+        assert_eq!(b.plan_at(3, C, 1500), vec![1, 2, 0]);
         // With fewer attempts than upstreams, it drops out of the plan.
-        assert_eq!(b.plan_at(2, C, 1999), vec![1, 2]);
+        assert_eq!(b.plan_at(2, C, 1999), vec![2, 1]);
         // Backoff over: back in turn.
         assert_eq!(b.plan_at(3, C, 2000), vec![1, 2, 0]);
         assert_eq!(b.plan_at(3, C, 2000), vec![2, 0, 1]);
@@ -540,7 +549,8 @@ mod tests {
     fn backups_only_while_no_primary_is_healthy() {
         let b = Balancer::new(Balance::RoundRobin, ups(&["a:1", "k:1 backup", "b:1"]));
         for _ in 0..4 {
-            assert!(!b.plan_at(3, C, 0).contains(&1));
+            let p = b.plan_at(3, C, 0);
+            assert_eq!(p[2], 1, "the backup only after both primaries: {p:?}");
         }
         b.failed_at(0, 0);
         assert_eq!(b.plan_at(3, C, 10)[0], 2, "one primary is still healthy");
