@@ -30,4 +30,5 @@ mod shutdown;
 mod sni;
 mod syscalls;
 mod systemd;
+mod upstreams;
 mod urgent;
