@@ -18,6 +18,7 @@ mod exit_codes;
 mod faults_fdlimit;
 mod fd_budget;
 mod forwarding;
+mod health;
 mod limits;
 mod metrics;
 mod metrics_flood;
