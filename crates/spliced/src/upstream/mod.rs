@@ -59,6 +59,22 @@ impl Upstream {
         self.max_conns
     }
 
+    /// The upstream as it could be written: the address, then each option
+    /// that is not its default (`10.0.0.1:80 weight=3 backup`).
+    pub(crate) fn spec(&self) -> String {
+        let mut s = self.text.clone();
+        if self.weight != 1 {
+            s.push_str(&format!(" weight={}", self.weight));
+        }
+        if self.backup {
+            s.push_str(" backup");
+        }
+        if let Some(n) = self.max_conns {
+            s.push_str(&format!(" max_conns={n}"));
+        }
+        s
+    }
+
     /// Whether `self` and `other` are the same address (whatever their
     /// options): a reload keeps the upstream's state then.
     pub(crate) fn same_addr(&self, other: &Upstream) -> bool {
@@ -217,6 +233,8 @@ mod tests {
             (1, false, None)
         );
         assert!(plain.same_addr(&u) && plain != u);
+        assert_eq!(u.spec(), "10.0.0.1:80 weight=3 backup max_conns=7");
+        assert_eq!(plain.spec(), "10.0.0.1:80");
         let zero: Upstream = "b:1 weight=0".parse().unwrap();
         assert_eq!(zero.weight(), 0);
         for bad in [
