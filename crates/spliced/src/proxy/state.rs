@@ -133,11 +133,15 @@ impl ListenerState {
         for b in self.balancers() {
             crate::dns::refresh_every(self.settings.dns_ttl, b, &ctx.metrics, &self.settings.name);
         }
-        if let Some(check) = self.settings.health_check() {
-            let check = Arc::new(check);
-            for b in self.balancers() {
-                crate::upstream::spawn_checks(&check, b, &self.settings.name);
+        match self.settings.health_check() {
+            Some(check) => {
+                let check = Arc::new(check);
+                for b in self.balancers() {
+                    crate::upstream::spawn_checks(&check, b, &self.settings.name);
+                }
             }
+            // Turned off by a reload: nothing stays held down.
+            None => self.balancers().for_each(|b| b.clear_checks()),
         }
     }
 

@@ -199,14 +199,13 @@ impl Balancer {
         let primary_up = order
             .iter()
             .any(|i| fresh(i) && !self.specs[*i].is_backup());
-        let weights: Vec<u64> = (0..n).map(|i| u64::from(self.weight(i))).collect();
         // Healthy first; among them, the backups after the primaries (a
         // fallback for this client when the primaries fail now), or first
         // when no primary is healthy. The policy orders each tier.
         let tier = |i: &usize| (!fresh(i), self.specs[*i].is_backup() == primary_up);
         order.sort_by_key(tier);
         for group in order.chunk_by_mut(|a, b| tier(a) == tier(b)) {
-            self.policy_order(group, &weights, turn, client);
+            self.policy_order(group, turn, client);
         }
         order.truncate(attempts.max(1));
         order
@@ -214,20 +213,36 @@ impl Balancer {
 
     /// Orders `group` (upstreams of one tier) by the policy for a client
     /// from `client` at round `turn`.
-    fn policy_order(&self, group: &mut [usize], weights: &[u64], turn: usize, client: IpAddr) {
+    fn policy_order(&self, group: &mut [usize], turn: usize, client: IpAddr) {
+        let weight = |i: usize| u64::from(self.weight(i));
         match self.policy {
-            Balance::RoundRobin => weighted_turn(group, weights, turn),
+            Balance::RoundRobin => weighted_turn(group, weight, turn),
             Balance::LeastConn => {
-                weighted_turn(group, weights, turn);
+                weighted_turn(group, weight, turn);
                 let active = |i: usize| self.upstreams[i].active() as u64;
                 // Fewest connections per weight: a/wa < b/wb (stable: ties
                 // keep the weighted turn).
-                group.sort_by(|&a, &b| (active(a) * weights[b]).cmp(&(active(b) * weights[a])));
+                group.sort_by(|&a, &b| (active(a) * weight(b)).cmp(&(active(b) * weight(a))));
             }
             Balance::Source => {
-                let score = |i: usize| rendezvous(client, self.specs[i].as_str(), weights[i]);
-                group.sort_by(|&a, &b| score(b).partial_cmp(&score(a)).unwrap_or(Ordering::Equal));
+                let mut scored: Vec<(f64, usize)> = group
+                    .iter()
+                    .map(|&i| (rendezvous(client, self.specs[i].as_str(), weight(i)), i))
+                    .collect();
+                // Highest first.
+                scored.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal));
+                for (slot, (_, i)) in group.iter_mut().zip(scored) {
+                    *slot = i;
+                }
             }
+        }
+    }
+
+    /// Forgets what the active checks found (they are off in a config
+    /// that replaced theirs): no upstream stays held down.
+    pub(crate) fn clear_checks(&self) {
+        for u in &self.upstreams {
+            u.clear_checked();
         }
     }
 
@@ -316,19 +331,20 @@ impl Balancer {
 /// Turns `order` so that it starts at the upstream whose turn `turn` is,
 /// each upstream having as many turns in a row as its weight (every
 /// weight in `order` above 0).
-fn weighted_turn(order: &mut [usize], weights: &[u64], turn: usize) {
-    let total: u64 = order.iter().map(|&i| weights[i]).sum();
+fn weighted_turn(order: &mut [usize], weight: impl Fn(usize) -> u64, turn: usize) {
+    let total: u64 = order.iter().map(|&i| weight(i)).sum();
     if total == 0 {
         return;
     }
     let mut pos = turn as u64 % total;
     let mut first = 0;
     for (k, &i) in order.iter().enumerate() {
-        if pos < weights[i] {
+        let w = weight(i);
+        if pos < w {
             first = k;
             break;
         }
-        pos -= weights[i];
+        pos -= w;
     }
     order.rotate_left(first);
 }

@@ -172,6 +172,11 @@ impl State {
         self.checked_down.swap(now_down, Relaxed) != now_down
     }
 
+    /// No longer held down by the checks (they were turned off).
+    pub(super) fn clear_checked(&self) {
+        self.checked_down.store(false, Relaxed);
+    }
+
     /// Checks passed and failed so far.
     pub(super) fn check_counts(&self) -> (u64, u64) {
         (
