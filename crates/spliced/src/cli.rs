@@ -147,6 +147,7 @@ mod tests {
         "deny",
         "accept-proxy-from",
         "check",
+        "takeover",
         "log-level",
         "help",
         "version",

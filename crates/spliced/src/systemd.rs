@@ -5,6 +5,8 @@
 //!   SIGHUP reload, `STOPPING=1` at SIGINT/SIGTERM, each with a `STATUS=`
 //!   line, sent to `$NOTIFY_SOCKET` by the `sd-notify` crate. Nothing is
 //!   sent when the variable is unset.
+//! - An upgrade in place (`--takeover`): the new process sends `MAINPID=`
+//!   itself before the old one stops (see `crates/spliced/spliced-upgrade.service`).
 //! - Socket activation: the listening sockets systemd passes
 //!   (`LISTEN_FDS`/`LISTEN_PID`, from fd 3) are used, instead of binding,
 //!   by the listeners whose `listen` address they are bound to (at start
@@ -104,6 +106,13 @@ pub(crate) fn reloading() {
         Ok(now) => notify(&[NotifyState::Reloading, now], "reloading"),
         Err(e) => tracing::debug!("no monotonic clock for sd_notify: {e}"),
     }
+}
+
+/// This process takes over from the main one (`--takeover`): `MAINPID=`
+/// this process, so that systemd (with `NotifyAccess=all`) follows it
+/// when the old one exits.
+pub(crate) fn main_pid() {
+    notify(&[NotifyState::MainPid(std::process::id())], "taking over");
 }
 
 /// Shutting down.

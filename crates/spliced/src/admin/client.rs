@@ -88,6 +88,12 @@ impl std::error::Error for RequestError {}
 /// spliced's protocol, or the command failed (its message).
 pub(crate) fn request(path: &Path, words: &[&str]) -> Result<Answer, RequestError> {
     let not_spliced = |why: String| RequestError::NotSpliced(path.to_owned(), why);
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::FileTypeExt as _;
+        if !meta.file_type().is_socket() {
+            return Err(not_spliced("it is not a socket".into()));
+        }
+    }
     let mut stream =
         UnixStream::connect(path).map_err(|e| RequestError::Connect(path.to_owned(), e))?;
     let line = format!("{}\n", words.join(" "));

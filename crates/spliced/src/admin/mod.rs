@@ -4,11 +4,11 @@
 //!
 //! The socket file is mode 0600, owned by the user spliced serves as
 //! (created before `--user` drops root, chowned to that user), and removed
-//! at exit if it is still this process's ([`server`]).
+//! at exit if it is still this process's (`server.rs`).
 //!
 //! # Protocol
 //! One request per connection. The client writes one line (UTF-8, at
-//! most [`MAX_REQUEST`] bytes, `\n`-terminated): a command and its
+//! most 4096 bytes, `\n`-terminated): a command and its
 //! arguments, separated by spaces. The server answers and closes:
 //!
 //! ```text
@@ -21,9 +21,9 @@
 //! listening sockets that way. `help` lists the commands.
 //!
 //! # Adding a command
-//! A module builds its handlers and adds them to the [`Commands`] that
-//! `run` hands to the server, with [`Commands::add`]: a name, a one-line
-//! help, and an async function from the arguments to a [`Reply`] (or an
+//! A module builds its handlers and adds them to the `Commands` that
+//! `run` hands to the server, with `Commands::add`: a name, a one-line
+//! help, and an async function from the arguments to a `Reply` (or an
 //! error message):
 //!
 //! ```ignore
@@ -37,11 +37,13 @@ mod client;
 mod commands;
 mod fds;
 mod server;
+pub(crate) mod takeover;
 mod upstreams;
 
 pub use client::{ctl, CtlArgs};
 pub(crate) use commands::{Commands, Reply};
 pub(crate) use server::AdminSocket;
+pub use takeover::TakeoverError;
 pub(crate) use upstreams::add as add_upstream_commands;
 
 /// The longest request line the server reads.

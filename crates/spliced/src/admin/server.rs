@@ -1,7 +1,7 @@
 //! The admin socket's server: [`AdminSocket::bind`] creates the socket
-//! file (mode 0600, owned by the run user), [`AdminSocket::serve`] answers
-//! requests with the [`Commands`], and dropping the returned [`Placed`]
-//! removes the file if it is still this process's.
+//! file (mode 0600, owned by the run user), [`AdminSocket::serve`] puts it
+//! at its path and answers requests with the [`Commands`], and dropping
+//! the returned [`SocketFile`] removes the file if it is still this process's.
 //!
 //! The socket is bound under a temporary name beside PATH, given its mode
 //! and owner, then renamed to PATH: no client ever sees it with other
@@ -26,33 +26,47 @@ use crate::privileges::Account;
 /// How long a client has to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The bound admin socket, not answering yet.
+/// The bound admin socket, not answering yet: under its temporary name
+/// (removed if dropped so).
 #[derive(Debug)]
 pub(crate) struct AdminSocket {
     listener: UnixListener,
-    placed: Placed,
+    file: SocketFile,
 }
 
-/// The socket file at PATH; removed when dropped if PATH is still the
-/// file this process created (a process that took over has replaced it).
+/// The admin socket's file: at its temporary name until placed at PATH.
+/// Dropped, it removes what it made: the temporary file, or PATH if PATH
+/// is still that file and this process did not hand it over.
 #[derive(Debug)]
-pub(crate) struct Placed {
+pub(crate) struct SocketFile {
+    tmp: PathBuf,
     path: PathBuf,
     /// `(st_dev, st_ino)` of the socket file created.
     id: (u64, u64),
+    state: FileState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileState {
+    /// At `tmp`.
+    Bound,
+    /// Renamed to `path`.
+    Placed,
+    /// A process that took over owns `path` (or will): leave it.
+    Left,
 }
 
 impl AdminSocket {
-    /// Binds the socket at `path`, mode 0600, owned by `owner` (the
-    /// `--user` to be, else the current user). `replacing`: a process
-    /// taking over replaces a live socket; otherwise a live one at `path`
-    /// (another spliced answering) is an error, and a stale one is
+    /// Binds the socket beside `path`, mode 0600, owned by `owner` (the
+    /// `--user` to be, else the current user); [`AdminSocket::serve`]
+    /// moves it to `path`. Unless `replacing` (a process taking over
+    /// replaces the live socket of the one it replaces), a live socket at
+    /// `path` (another process answering) is an error; a stale one is
     /// replaced.
     ///
     /// # Errors
     /// Another process answers at `path` (and not `replacing`); `path`
-    /// exists and is not a socket; as `bind(2)`, `chmod(2)`, `chown(2)`,
-    /// `rename(2)`.
+    /// exists and is not a socket; as `bind(2)`, `chmod(2)`, `chown(2)`.
     pub(crate) fn bind(
         path: &Path,
         owner: Option<&Account>,
@@ -83,32 +97,51 @@ impl AdminSocket {
         let _ = std::fs::remove_file(&tmp);
         let listener = UnixListener::bind(&tmp)
             .with_context(|| format!("cannot bind the admin socket {}", tmp.display()))?;
-        let placed = (|| -> io::Result<Placed> {
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        let mut file = SocketFile {
+            tmp,
+            path: path.to_owned(),
+            id: (0, 0),
+            state: FileState::Bound,
+        };
+        (|| -> io::Result<()> {
+            std::fs::set_permissions(&file.tmp, std::fs::Permissions::from_mode(0o600))?;
             if let Some(user) = owner {
-                std::os::unix::fs::chown(&tmp, Some(user.uid), Some(user.gid))?;
+                std::os::unix::fs::chown(&file.tmp, Some(user.uid), Some(user.gid))?;
             }
-            let meta = std::fs::symlink_metadata(&tmp)?;
-            std::fs::rename(&tmp, path)?;
-            Ok(Placed {
-                path: path.to_owned(),
-                id: (meta.dev(), meta.ino()),
-            })
-        })();
-        match placed {
-            Ok(placed) => Ok(AdminSocket { listener, placed }),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e).with_context(|| format!("cannot set up the admin socket {}", path.display()))
-            }
-        }
+            let meta = std::fs::symlink_metadata(&file.tmp)?;
+            file.id = (meta.dev(), meta.ino());
+            Ok(())
+        })()
+        .with_context(|| format!("cannot set up the admin socket {}", path.display()))?;
+        Ok(AdminSocket { listener, file })
     }
 
-    /// Answers requests with `commands` in a task of its own, until the
-    /// runtime ends; returns the guard that removes the file.
-    pub(crate) fn serve(self, commands: Commands) -> Placed {
+    /// Moves the socket to its path, atomically replacing any file there
+    /// (clients may connect from now on; they are answered once
+    /// [`AdminSocket::serve`] runs). Call it while the directory is
+    /// writable: before `--user` drops root, unless taking over (the old
+    /// process answers at the path until it stops accepting).
+    ///
+    /// # Errors
+    /// As `rename(2)`.
+    pub(crate) fn place(&mut self) -> io::Result<()> {
+        if self.file.state == FileState::Bound {
+            std::fs::rename(&self.file.tmp, &self.file.path)?;
+            self.file.state = FileState::Placed;
+        }
+        Ok(())
+    }
+
+    /// Moves the socket to its path if [`AdminSocket::place`] did not,
+    /// and answers requests with `commands` in a task of its own, until
+    /// the runtime ends; returns the guard that removes the file.
+    ///
+    /// # Errors
+    /// As `rename(2)`.
+    pub(crate) fn serve(mut self, commands: Commands) -> io::Result<SocketFile> {
+        self.place()?;
+        let AdminSocket { listener, file } = self;
         let commands = Arc::new(commands);
-        let listener = self.listener;
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
@@ -122,20 +155,32 @@ impl AdminSocket {
                 }
             }
         });
-        self.placed
+        Ok(file)
     }
 }
 
-impl Drop for Placed {
+impl SocketFile {
+    /// A new process took over: it puts its own socket at the path; this
+    /// one must not remove it at exit.
+    pub(crate) fn leave(&mut self) {
+        self.state = FileState::Left;
+    }
+}
+
+impl Drop for SocketFile {
     fn drop(&mut self) {
-        let ours =
-            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
+        let path = match self.state {
+            FileState::Bound => &self.tmp,
+            FileState::Placed => &self.path,
+            FileState::Left => return,
+        };
+        let ours = std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
         if ours {
-            if let Err(e) = std::fs::remove_file(&self.path) {
+            if let Err(e) = std::fs::remove_file(path) {
                 tracing::warn!(
                     "cannot remove the admin socket {}: {e} (its directory must be writable \
                      by the user spliced runs as)",
-                    self.path.display()
+                    path.display()
                 );
             }
         }

@@ -59,6 +59,11 @@ pub struct RunArgs {
     /// --accept-proxy; any other peer is refused before a byte is read.
     #[arg(long = "accept-proxy-from", value_name = "CIDR", value_parser = crate::acl::parse_net)]
     pub(crate) accept_proxy_from: Vec<ipnet::IpNet>,
+    /// Upgrade in place: take every listening socket from the spliced
+    /// whose admin socket is PATH (binding nothing of its own for those),
+    /// accept on them, then let that process drain and exit.
+    #[arg(long, value_name = "PATH", conflicts_with = "check")]
+    pub(crate) takeover: Option<PathBuf>,
     /// Check the configuration, print it and exit.
     #[arg(long)]
     pub(crate) check: bool,

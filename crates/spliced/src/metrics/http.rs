@@ -77,6 +77,20 @@ impl MetricsServer {
         })
     }
 
+    /// Serves on `listener` (a socket taken over from another process).
+    pub(crate) fn from_listener(listener: TcpListener) -> MetricsServer {
+        MetricsServer { listener }
+    }
+
+    /// A duplicate of the listening socket, to hand over (`--takeover`).
+    ///
+    /// # Errors
+    /// As `fcntl(F_DUPFD_CLOEXEC)`.
+    pub(crate) fn socket(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd as _;
+        self.listener.as_fd().try_clone_to_owned()
+    }
+
     /// The bound address.
     ///
     /// # Errors

@@ -238,7 +238,7 @@ impl Metrics {
 
     /// Every listener's upstream groups now (for the admin socket's
     /// upstream commands, [`crate::upstream::command`]).
-    pub(crate) fn upstream_groups(&self) -> Vec<(String, Arc<Vec<(String, Arc<Balancer>)>>)> {
+    pub(crate) fn upstream_groups(&self) -> Vec<(String, Arc<upstreams::Groups>)> {
         self.upstreams.snapshot()
     }
 

@@ -75,14 +75,24 @@ impl Collector for UpstreamCollector {
                 }
             }
         }
-        drop(family);
+        Self::encode_up(&listeners, &mut encoder)?;
+        Self::encode_checks(&listeners, &mut encoder)
+    }
+}
+
+impl UpstreamCollector {
+    /// `spliced_upstream_up`.
+    fn encode_up(
+        listeners: &[(String, Arc<Groups>)],
+        encoder: &mut DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "spliced_upstream_up",
             "1 while the upstream may get new clients by its health (active checks and failed connects), else 0",
             None,
             MetricType::Gauge,
         )?;
-        for (name, groups) in &listeners {
+        for (name, groups) in listeners {
             let mut up: Vec<(&str, bool)> = Vec::new();
             for (_, balancer) in groups.iter() {
                 for (addr, healthy) in balancer.health() {
@@ -97,14 +107,21 @@ impl Collector for UpstreamCollector {
                 ConstGauge::new(i64::from(healthy)).encode(family.encode_family(&labels)?)?;
             }
         }
-        drop(family);
+        Ok(())
+    }
+
+    /// `spliced_upstream_checks_total`.
+    fn encode_checks(
+        listeners: &[(String, Arc<Groups>)],
+        encoder: &mut DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "spliced_upstream_checks",
             "Active health checks of the upstream, by result",
             None,
             MetricType::Counter,
         )?;
-        for (name, groups) in &listeners {
+        for (name, groups) in listeners {
             let mut counts: Vec<(&str, (u64, u64))> = Vec::new();
             for (_, balancer) in groups.iter() {
                 for (addr, (pass, fail)) in balancer.check_counts() {

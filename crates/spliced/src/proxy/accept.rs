@@ -32,7 +32,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// `connect_timeout` gives the current connect timeout (it may change
 /// with a reload), for the [`Anchor`].
 pub(super) async fn run(
-    listener: TcpListener,
+    listener: &TcpListener,
     stop: CancellationToken,
     mut on_conn: impl FnMut(TcpStream, SocketAddr),
     connect_timeout: impl Fn() -> Duration,

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -31,20 +31,36 @@ impl Listener {
     /// # Errors
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(super) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
-        // A socket passed by systemd (socket activation), else our own.
-        let listener = match crate::systemd::inherited(settings.listen)? {
-            Some(l) => {
-                // Ours have it from `net::listen`: accepted sockets inherit it.
-                if let Err(e) = crate::net::nodelay_for_accepted(&l) {
+        // The sockets of the process this one takes over (`--takeover`),
+        // else one passed by systemd (socket activation), else our own.
+        let taken = crate::admin::takeover::taken(&settings.name, settings.listen)?;
+        let listener = match taken {
+            Some(mut sockets) => {
+                // One socket per listener today; more (SO_REUSEPORT) would
+                // each get an accept loop.
+                if sockets.len() > 1 {
                     tracing::warn!(
                         listener = %settings.name,
-                        "cannot set TCP_NODELAY on the socket systemd passed ({e}): \
-                         clients will have Nagle's algorithm"
+                        "took over {} sockets, accepting on the first only",
+                        sockets.len()
                     );
                 }
-                l
+                sockets.swap_remove(0)
             }
-            None => crate::net::listen(settings.listen)?,
+            None => match crate::systemd::inherited(settings.listen)? {
+                Some(l) => {
+                    // Ours have it from `net::listen`: accepted sockets inherit it.
+                    if let Err(e) = crate::net::nodelay_for_accepted(&l) {
+                        tracing::warn!(
+                            listener = %settings.name,
+                            "cannot set TCP_NODELAY on the socket systemd passed ({e}): \
+                             clients will have Nagle's algorithm"
+                        );
+                    }
+                    l
+                }
+                None => crate::net::listen(settings.listen)?,
+            },
         };
         let local = Some(listener.local_addr()?).filter(|a| !a.ip().is_unspecified());
         let shared = ListenerState::new(settings, ctx, None, local);
@@ -73,8 +89,10 @@ impl Listener {
         let stop = ctx.stop.child_token();
         let kill = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let listener = Arc::new(self.listener);
+        let socket = Arc::downgrade(&listener);
         let accept_loop = tokio::spawn(serve(
-            self.listener,
+            listener,
             rx,
             stop.clone(),
             kill.clone(),
@@ -82,6 +100,7 @@ impl Listener {
         ));
         Ok(Running {
             addr,
+            socket,
             current,
             stop,
             kill,
@@ -96,6 +115,9 @@ impl Listener {
 pub(super) struct Running {
     /// The bound address.
     pub(super) addr: SocketAddr,
+    /// The listening socket, while the accept loop (which owns it) runs:
+    /// handed over to a process taking over (`--takeover`).
+    pub(super) socket: Weak<TcpListener>,
     /// What new connections use; a reload sends a new one.
     pub(super) current: watch::Sender<Arc<ListenerState>>,
     /// Stops the accept loop (the listening socket closes); a child of
@@ -128,7 +150,7 @@ impl Running {
 /// go on (until `kill`). Each is counted in both `trackers` (the
 /// process's and the listener's).
 async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     current: watch::Receiver<Arc<ListenerState>>,
     stop: CancellationToken,
     kill: CancellationToken,
@@ -143,7 +165,7 @@ async fn serve(
     // accept(2) errors are counted under the listener's first name.
     let first = Arc::clone(&current.borrow());
     accept::run(
-        listener,
+        &listener,
         stop,
         |stream, peer| {
             let shared = Arc::clone(&current.borrow());

@@ -114,6 +114,34 @@ impl Proxy {
         self.addrs = self.listeners.iter().map(|r| (r.name(), r.addr)).collect();
     }
 
+    /// Every listening socket, duplicated, for a process taking over
+    /// (`--takeover`): the listener's name, its configured address, its
+    /// sockets.
+    ///
+    /// # Errors
+    /// As `fcntl(F_DUPFD_CLOEXEC)` (out of fds).
+    pub(crate) fn sockets(&self) -> io::Result<Vec<crate::admin::takeover::Sockets>> {
+        use std::os::fd::AsFd as _;
+        let mut all = Vec::with_capacity(self.listeners.len());
+        for r in &self.listeners {
+            let (name, listen) = {
+                let now = r.current.borrow();
+                (now.settings.name.clone(), now.settings.listen)
+            };
+            // None once its accept loop has stopped.
+            let Some(socket) = r.socket.upgrade() else {
+                continue;
+            };
+            let fds = vec![socket.as_fd().try_clone_to_owned()?];
+            all.push(crate::admin::takeover::Sockets {
+                listener: Some(name),
+                listen,
+                fds,
+            });
+        }
+        Ok(all)
+    }
+
     /// Connections open now.
     pub(crate) fn active(&self) -> usize {
         self.ctx.tracker.len()

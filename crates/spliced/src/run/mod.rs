@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::admin::takeover::{Request, Sockets};
 use crate::admin::{AdminSocket, Commands};
 use crate::config::{self, RunArgs, Settings};
 use crate::privileges::Account;
@@ -44,6 +45,14 @@ pub fn main(
         return Ok(ExitCode::SUCCESS);
     }
     crate::logging::init(log_flag.as_deref(), settings.log_level.as_deref(), "info");
+    // Before anything is bound: a failure binds nothing (exit code 2).
+    if let Some(path) = &args.takeover {
+        let got = crate::admin::takeover::receive(path)?;
+        tracing::info!(
+            "takeover: received the listening sockets of {}: {got:?}",
+            path.display()
+        );
+    }
     // Before the runtime starts its threads (the environment changes).
     let inherited =
         crate::systemd::take_inherited().context("cannot take the sockets systemd passed")?;
@@ -59,7 +68,15 @@ pub fn main(
         .build()
         .context("cannot start the tokio runtime")?;
     let reload = args.config.is_some().then_some(args);
-    let result = runtime.block_on(serve(settings, user, nofile, reload, no_idle_pipes));
+    let takeover = args.takeover.as_deref();
+    let result = runtime.block_on(serve(
+        settings,
+        user,
+        nofile,
+        reload,
+        takeover,
+        no_idle_pipes,
+    ));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
@@ -69,6 +86,7 @@ async fn serve(
     user: Option<Account>,
     nofile: Option<u64>,
     reload_from: Option<&RunArgs>,
+    takeover: Option<&std::path::Path>,
     no_idle_pipes: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut pool_config = settings.pool.to_builder();
@@ -81,16 +99,28 @@ async fn serve(
     let mut signals = Signals::install().context("cannot install signal handlers")?;
     check_fd_budget(&settings, nofile, true);
     let metrics_server = match settings.metrics {
-        Some(addr) => Some(
-            MetricsServer::bind(addr)
+        Some(addr) => Some(match crate::admin::takeover::taken_metrics(addr)? {
+            Some(mut taken) => MetricsServer::from_listener(taken.swap_remove(0)),
+            None => MetricsServer::bind(addr)
                 .await
                 .with_context(|| format!("cannot serve metrics on {addr}"))?,
-        ),
+        }),
         None => None,
     };
     // Before the privilege drop: its directory may be root's.
     let admin = match &settings.admin_socket {
-        Some(path) => Some(AdminSocket::bind(path, user.as_ref(), false)?),
+        Some(path) => {
+            let mut admin = AdminSocket::bind(path, user.as_ref(), takeover.is_some())?;
+            if takeover.is_none() {
+                // While root, if started so: the directory may be root's.
+                // Taking over, the old process keeps the path until it
+                // stops accepting: the directory must be the user's.
+                admin.place().with_context(|| {
+                    format!("cannot put the admin socket at {}", path.display())
+                })?;
+            }
+            Some(admin)
+        }
         None => None,
     };
     let bound = Proxy::bind(settings.listeners.clone(), &ctx).await?;
@@ -101,9 +131,11 @@ async fn serve(
         crate::privileges::drop_to(user)?;
     }
     let mut proxy = bound.start()?;
-    for ((_, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {
-        announce_listener(*addr, l);
-    }
+    // With its configured address (port 0 stays 0), as the listeners'.
+    let metrics_socket = match (&metrics_server, settings.metrics) {
+        (Some(server), Some(addr)) => Some((addr, server.socket()?)),
+        _ => None,
+    };
     if let Some(server) = metrics_server {
         announce(&format!(
             "metrics on http://{}/metrics",
@@ -111,16 +143,64 @@ async fn serve(
         ));
         tokio::spawn(server.serve(Arc::clone(&metrics)));
     }
+    let mut commands = Commands::new();
+    let mut requests = crate::admin::takeover::commands(&mut commands);
+    crate::admin::add_upstream_commands(&mut commands, &metrics);
+    if let Some(path) = takeover {
+        // Accepting: the old process may stop now; systemd follows this
+        // one from here on.
+        crate::systemd::main_pid();
+        let path = path.to_owned();
+        let told = tokio::task::spawn_blocking(move || {
+            crate::admin::takeover::finish(&path).map(|closed| (path, closed))
+        })
+        .await?;
+        match told {
+            Ok((path, closed)) => {
+                for c in closed {
+                    tracing::info!("takeover: {c} is not in this configuration: closed");
+                }
+                announce(&format!(
+                    "took over from the process at {}: it drains and exits",
+                    path.display()
+                ));
+            }
+            Err(e) => tracing::warn!("takeover: cannot tell the old process to stop: {e}"),
+        }
+    }
     // Removes the socket file when `serve` returns.
-    let _admin = admin.map(|admin| {
-        let mut commands = Commands::new();
-        crate::admin::add_upstream_commands(&mut commands, &metrics);
-        admin.serve(commands)
-    });
+    let mut admin = match admin {
+        Some(admin) => Some(
+            admin
+                .serve(commands)
+                .context("cannot put the admin socket in place")?,
+        ),
+        None => None,
+    };
+    // Last: a script that sees these lines finds the admin socket too.
+    for ((_, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {
+        announce_listener(*addr, l);
+    }
     warn_unused_sockets();
     crate::systemd::ready(&status(&proxy));
     let signal = loop {
-        let signal = signals.recv().await;
+        let signal = tokio::select! {
+            signal = signals.recv() => signal,
+            Some(request) = requests.recv() => match request {
+                Request::Sockets(reply) => {
+                    let _ = reply.send(handover(&proxy, metrics_socket.as_ref()));
+                    continue;
+                }
+                Request::HandedOver(reply) => {
+                    // The new process puts its own socket at the path.
+                    if let Some(admin) = &mut admin {
+                        admin.leave();
+                    }
+                    let _ = reply.send(());
+                    break TAKEN_OVER;
+                }
+            },
+        };
         if signal != SIGHUP {
             break signal;
         }
@@ -134,6 +214,8 @@ async fn serve(
             None => tracing::warn!("SIGHUP: started without --config, nothing to re-read"),
         }
     };
+    // Requests from now on fail at once (no sockets to hand over).
+    drop(requests);
     let open = proxy.active();
     crate::systemd::stopping(&format!("{signal}: {open} connection(s) open"));
     tracing::info!(
@@ -235,6 +317,27 @@ async fn reload(
         },
         log_level.unwrap_or_default()
     ));
+}
+
+/// The name of the shutdown after a new process took over.
+const TAKEN_OVER: &str = "taken over";
+
+/// Every listening socket, duplicated, for a process taking over.
+fn handover(
+    proxy: &Proxy,
+    metrics: Option<&(std::net::SocketAddr, std::os::fd::OwnedFd)>,
+) -> Result<Vec<Sockets>, String> {
+    let cannot = |e: std::io::Error| format!("cannot duplicate a listening socket: {e}");
+    let mut all = proxy.sockets().map_err(cannot)?;
+    if let Some((addr, fd)) = metrics {
+        all.push(Sockets {
+            listener: None,
+            listen: *addr,
+            fds: vec![fd.try_clone().map_err(cannot)?],
+        });
+    }
+    tracing::info!("takeover: handing over {} socket(s)", all.len());
+    Ok(all)
 }
 
 /// The `STATUS=` line for systemd.

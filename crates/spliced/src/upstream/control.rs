@@ -18,9 +18,11 @@ use std::sync::Arc;
 use super::state::{Admin, State};
 use super::{Balancer, MAX_WEIGHT};
 
-/// Every listener's upstream groups: (listener, [(group, balancer)]), the
-/// group `default` first.
-pub(crate) type Listing = [(String, Arc<Vec<(String, Arc<Balancer>)>>)];
+/// A listener's upstream groups: (group, balancer), `default` first.
+pub(crate) type Groups = Vec<(String, Arc<Balancer>)>;
+
+/// Every listener's upstream groups: (listener, groups).
+pub(crate) type Listing = [(String, Arc<Groups>)];
 
 /// Runs the upstream command `words` (`show`, `drain L A`, ...) on
 /// `listeners`: `show`'s lines, or nothing for a change that was made;
@@ -150,7 +152,7 @@ mod tests {
     use super::*;
     use crate::upstream::Balance;
 
-    fn listing() -> Vec<(String, Arc<Vec<(String, Arc<Balancer>)>>)> {
+    fn listing() -> Vec<(String, Arc<Groups>)> {
         let ups = ["10.0.0.1:80 weight=2", "10.0.0.2:80 backup"]
             .iter()
             .map(|s| s.parse().unwrap())

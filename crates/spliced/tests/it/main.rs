@@ -31,5 +31,6 @@ mod shutdown;
 mod sni;
 mod syscalls;
 mod systemd;
+mod takeover;
 mod upstreams;
 mod urgent;
