@@ -82,21 +82,29 @@ fn weights_share_the_clients() {
 #[test]
 fn backups_only_while_no_primary_is_up_and_max_conns_spills() {
     let (p, k) = (tag_server("P"), tag_server("K"));
-    let mut proc = Proc::spawn(&[
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &format!("{p} max_conns=1"),
-        "--upstream",
-        &format!("{k} backup"),
-    ]);
+    let spawn = |primary: String| {
+        Proc::spawn(&[
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &primary,
+            "--upstream",
+            &format!("{k} backup"),
+        ])
+    };
+    let mut proc = spawn(p.to_string());
     let proxy = proc.listen_addr();
     assert_eq!(
         tags(proxy, 20).get("P"),
         Some(&20),
         "the backup got clients"
     );
+    drop(proc);
+    // (A proxy of its own: a client's lease on P ends a moment after the
+    // client sees the close, which max_conns=1 would count.)
+    let mut proc = spawn(format!("{p} max_conns=1"));
+    let proxy = proc.listen_addr();
     // P full: the next clients spill over to the next upstream.
     let (held, tag) = tag_via(connect(proxy));
     assert_eq!(tag, "P");
