@@ -3,9 +3,12 @@
 //! each member ([`Balancer`]: open connections, failures and backoff,
 //! resolved addresses), which a reload carries over.
 //!
-//! The home of what is per upstream: balancing ([`mod@balance`]), its
-//! run-time state ([`state`]: resolved addresses, open connections,
-//! passive health), and later health checks and weights.
+//! The home of what is per upstream: the spec (`ADDR [weight=N] [backup]
+//! [max_conns=N]`), balancing ([`mod@balance`]: weights, backups,
+//! `source` hashing), its run-time state ([`state`]: resolved addresses,
+//! open connections, passive and active health, what the operator set),
+//! the active checks ([`health`]) and the admin socket's commands on
+//! them ([`control`]).
 
 mod balance;
 mod control;
