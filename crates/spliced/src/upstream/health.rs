@@ -209,6 +209,69 @@ pub(crate) fn decode_escapes(text: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::Balance;
+    use std::net::SocketAddr;
+
+    /// A listener whose accept queue is full: the kernel drops new SYNs,
+    /// so a connect to it hangs. Returned with what keeps it so.
+    fn silent() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        s.listen(0).unwrap();
+        let addr = s.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(c) => fillers.push(c),
+                Err(_) => break,
+            }
+        }
+        (s, fillers, addr)
+    }
+
+    /// A silent upstream whose checks hang until their timeout does not
+    /// delay the checks of a live one: each has a task of its own.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_silent_upstream_never_delays_another() {
+        let (_s, _fillers, quiet) = silent();
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((c, _)) = live.accept().await {
+                drop(c);
+            }
+        });
+        let b = Balancer::renew(
+            Balance::RoundRobin,
+            vec![quiet.into(), live_addr.into()],
+            None,
+        );
+        let check = Arc::new(HealthCheck {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(5),
+            rise: 1,
+            fall: 1,
+            send: None,
+            expect: None,
+        });
+        spawn_checks(&check, &b, "test");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let states = b.states();
+        assert_eq!(
+            states[0].check_counts(),
+            (0, 0),
+            "the silent one still hangs"
+        );
+        let (passed, failed) = states[1].check_counts();
+        assert!(
+            passed >= 5 && failed == 0,
+            "{passed} passed, {failed} failed"
+        );
+        assert_eq!(states[1].last_check(), "pass");
+        b.retire();
+    }
 
     #[test]
     fn escapes() {
