@@ -136,9 +136,8 @@ impl ListenerState {
         match self.settings.health_check() {
             Some(check) => {
                 let check = Arc::new(check);
-                for b in self.balancers() {
-                    crate::upstream::spawn_checks(&check, b, &self.settings.name);
-                }
+                let groups: Vec<&Arc<Balancer>> = self.balancers().collect();
+                crate::upstream::spawn_checks(&check, &groups, &self.settings.name);
             }
             // Turned off by a reload: nothing stays held down.
             None => self.balancers().for_each(|b| b.clear_checks()),

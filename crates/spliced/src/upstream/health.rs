@@ -42,20 +42,26 @@ pub(crate) struct HealthCheck {
     pub(crate) expect: Option<Vec<u8>>,
 }
 
-/// Starts the checks of every upstream of `balancer` (listener
-/// `listener`'s), until it is retired (replaced by a reload) or dropped.
-pub(crate) fn spawn_checks(check: &Arc<HealthCheck>, balancer: &Arc<Balancer>, listener: &str) {
-    let n = balancer.states().len() as u32;
-    for index in 0..balancer.states().len() {
-        // Spread the first checks over the interval.
-        let offset = check.interval / n * index as u32;
-        tokio::spawn(run(
-            Arc::clone(check),
-            Arc::downgrade(balancer),
-            index,
-            listener.to_owned(),
-            offset,
-        ));
+/// Starts the checks of every upstream of `groups` (listener
+/// `listener`'s groups), each until its group is retired (replaced by a
+/// reload) or dropped. The first checks are spread over the interval
+/// across all the groups.
+pub(crate) fn spawn_checks(check: &Arc<HealthCheck>, groups: &[&Arc<Balancer>], listener: &str) {
+    let total: usize = groups.iter().map(|b| b.states().len()).sum();
+    let total = u32::try_from(total.max(1)).unwrap_or(u32::MAX);
+    let mut k = 0u32;
+    for balancer in groups {
+        for index in 0..balancer.states().len() {
+            let offset = check.interval / total * k;
+            k = k.saturating_add(1);
+            tokio::spawn(run(
+                Arc::clone(check),
+                Arc::downgrade(balancer),
+                index,
+                listener.to_owned(),
+                offset,
+            ));
+        }
     }
 }
 
@@ -256,7 +262,7 @@ mod tests {
             send: None,
             expect: None,
         });
-        spawn_checks(&check, &b, "test");
+        spawn_checks(&check, &[&b], "test");
         tokio::time::sleep(Duration::from_millis(600)).await;
         let states = b.states();
         assert_eq!(
