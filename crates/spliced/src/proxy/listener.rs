@@ -31,36 +31,25 @@ impl Listener {
     /// # Errors
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(super) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
-        // The sockets of the process this one takes over (`--takeover`),
-        // else one passed by systemd (socket activation), else our own.
-        let taken = crate::admin::takeover::taken(&settings.name, settings.listen)?;
-        let listener = match taken {
-            Some(mut sockets) => {
-                // One socket per listener today; more (SO_REUSEPORT) would
-                // each get an accept loop.
-                if sockets.len() > 1 {
+        // A socket passed by systemd (socket activation), else our own.
+        // (Or the socket of the process this one takes over: `--takeover`.)
+        let passed = match taken_over(&settings)? {
+            Some(l) => Some(l),
+            None => crate::systemd::inherited(settings.listen)?,
+        };
+        let listener = match passed {
+            Some(l) => {
+                // Ours have it from `net::listen`: accepted sockets inherit it.
+                if let Err(e) = crate::net::nodelay_for_accepted(&l) {
                     tracing::warn!(
                         listener = %settings.name,
-                        "took over {} sockets, accepting on the first only",
-                        sockets.len()
+                        "cannot set TCP_NODELAY on the socket passed ({e}): \
+                         clients will have Nagle's algorithm"
                     );
                 }
-                sockets.swap_remove(0)
+                l
             }
-            None => match crate::systemd::inherited(settings.listen)? {
-                Some(l) => {
-                    // Ours have it from `net::listen`: accepted sockets inherit it.
-                    if let Err(e) = crate::net::nodelay_for_accepted(&l) {
-                        tracing::warn!(
-                            listener = %settings.name,
-                            "cannot set TCP_NODELAY on the socket systemd passed ({e}): \
-                             clients will have Nagle's algorithm"
-                        );
-                    }
-                    l
-                }
-                None => crate::net::listen(settings.listen)?,
-            },
+            None => crate::net::listen(settings.listen)?,
         };
         let local = Some(listener.local_addr()?).filter(|a| !a.ip().is_unspecified());
         let shared = ListenerState::new(settings, ctx, None, local);
@@ -108,6 +97,27 @@ impl Listener {
             accept_loop,
         })
     }
+}
+
+/// The socket the process this one takes over passed for `settings`'s
+/// listener (`--takeover`), if any.
+///
+/// # Errors
+/// If it cannot be registered with the runtime.
+fn taken_over(settings: &ListenerSettings) -> io::Result<Option<TcpListener>> {
+    let Some(mut sockets) = crate::admin::takeover::taken(&settings.name, settings.listen)? else {
+        return Ok(None);
+    };
+    // One socket per listener today; more (SO_REUSEPORT) would each need
+    // an accept loop.
+    if sockets.len() > 1 {
+        tracing::warn!(
+            listener = %settings.name,
+            "took over {} sockets, accepting on the first only",
+            sockets.len()
+        );
+    }
+    Ok(Some(sockets.swap_remove(0)))
 }
 
 /// A listener accepting.

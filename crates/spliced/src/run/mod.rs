@@ -107,7 +107,6 @@ async fn serve(
         }),
         None => None,
     };
-    // Before the privilege drop: its directory may be root's.
     let admin = match &settings.admin_socket {
         Some(path) => {
             let mut admin = AdminSocket::bind(path, user.as_ref(), takeover.is_some())?;
@@ -136,37 +135,19 @@ async fn serve(
         (Some(server), Some(addr)) => Some((addr, server.socket()?)),
         _ => None,
     };
+    let mut metrics_task = None;
     if let Some(server) = metrics_server {
         announce(&format!(
             "metrics on http://{}/metrics",
             server.local_addr()?
         ));
-        tokio::spawn(server.serve(Arc::clone(&metrics)));
+        metrics_task = Some(tokio::spawn(server.serve(Arc::clone(&metrics))));
     }
     let mut commands = Commands::new();
     let mut requests = crate::admin::takeover::commands(&mut commands);
     crate::admin::add_upstream_commands(&mut commands, &metrics);
     if let Some(path) = takeover {
-        // Accepting: the old process may stop now; systemd follows this
-        // one from here on.
-        crate::systemd::main_pid();
-        let path = path.to_owned();
-        let told = tokio::task::spawn_blocking(move || {
-            crate::admin::takeover::finish(&path).map(|closed| (path, closed))
-        })
-        .await?;
-        match told {
-            Ok((path, closed)) => {
-                for c in closed {
-                    tracing::info!("takeover: {c} is not in this configuration: closed");
-                }
-                announce(&format!(
-                    "took over from the process at {}: it drains and exits",
-                    path.display()
-                ));
-            }
-            Err(e) => tracing::warn!("takeover: cannot tell the old process to stop: {e}"),
-        }
+        finish_takeover(path).await?;
     }
     // Removes the socket file when `serve` returns.
     let mut admin = match admin {
@@ -216,6 +197,12 @@ async fn serve(
     };
     // Requests from now on fail at once (no sockets to hand over).
     drop(requests);
+    if signal == TAKEN_OVER {
+        // Scrapes go to the new process alone (it has the socket).
+        if let Some(task) = &metrics_task {
+            task.abort();
+        }
+    }
     let open = proxy.active();
     crate::systemd::stopping(&format!("{signal}: {open} connection(s) open"));
     tracing::info!(
@@ -317,6 +304,31 @@ async fn reload(
         },
         log_level.unwrap_or_default()
     ));
+}
+
+/// `--takeover`, once this process accepts: tells the old one to stop
+/// (it drains and exits) and closes the sockets no listener took.
+async fn finish_takeover(path: &std::path::Path) -> anyhow::Result<()> {
+    // systemd follows this process from here on.
+    crate::systemd::main_pid();
+    let path = path.to_owned();
+    let told = tokio::task::spawn_blocking(move || {
+        crate::admin::takeover::finish(&path).map(|closed| (path, closed))
+    })
+    .await?;
+    match told {
+        Ok((path, closed)) => {
+            for c in closed {
+                tracing::info!("takeover: {c} is not in this configuration: closed");
+            }
+            announce(&format!(
+                "took over from the process at {}: it drains and exits",
+                path.display()
+            ));
+        }
+        Err(e) => tracing::warn!("takeover: cannot tell the old process to stop: {e}"),
+    }
+    Ok(())
 }
 
 /// The name of the shutdown after a new process took over.

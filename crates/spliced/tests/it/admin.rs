@@ -195,3 +195,49 @@ fn the_admin_socket_belongs_to_the_user_after_the_privilege_drop() {
     assert!(proc.wait_exit(util::WAIT).success());
     assert!(!sock.exists(), "removed at exit, after the drop");
 }
+
+/// The raw protocol: one line in, `ok` + body or `error: ...` out, then
+/// the server closes; a request without its newline within 4096 bytes
+/// is refused.
+#[test]
+fn the_line_protocol_answers_and_closes() {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::net::UnixStream;
+    let dir = SocketDir::new();
+    let sock = dir.path("admin.sock");
+    let mut proc = Proc::spawn(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:1",
+        "--admin-socket",
+        sock.to_str().unwrap(),
+    ]);
+    proc.listen_addr();
+    let exchange = |request: &[u8]| {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(util::WAIT)).unwrap();
+        s.write_all(request).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert_eq!(
+        exchange(b"version\n"),
+        format!(
+            "ok\nspliced {} pid {}\n",
+            env!("CARGO_PKG_VERSION"),
+            proc.pid()
+        )
+    );
+    assert_eq!(
+        exchange(b"\n"),
+        "error: empty request: send a command (try `help`)\n"
+    );
+    let long = vec![b'x'; 5000];
+    assert_eq!(
+        exchange(&long),
+        "error: a request is one line of at most 4096 bytes, ended by a newline\n"
+    );
+}

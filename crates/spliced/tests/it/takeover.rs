@@ -204,7 +204,10 @@ fn a_new_configuration_keeps_matching_listeners_binds_new_ones_and_drops_the_res
             "[[listener]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{up}\"]\n"
         )
     };
-    let top = format!("admin_socket = \"{}\"\n", sock.display());
+    let top = format!(
+        "admin_socket = \"{}\"\nmetrics = \"127.0.0.1:0\"\n",
+        sock.display()
+    );
     let config = ConfigFile::new(&format!("{top}{}{}", listener("a", a), listener("b", b)));
     let mut old = Proc::spawn(&["run", "--config", config.arg()]);
     let old_addrs = old.listen_addrs(2);
@@ -245,6 +248,13 @@ fn a_new_configuration_keeps_matching_listeners_binds_new_ones_and_drops_the_res
     drop(held_b);
     assert!(old.wait_exit(util::WAIT).success());
     assert_eq!(tag(new_addrs[0]), "A");
+    // The metrics socket was handed over too: the same port, the new
+    // process's counters (it served the two connections above).
+    let metrics = util::metrics_at(&mut new);
+    assert_eq!(metrics, util::metrics_at(&mut old));
+    let (status, body) = util::http_get(metrics, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("listener=\"c\""), "{body}");
 }
 
 /// Runs `spliced run --takeover path` on a port nothing else uses;
