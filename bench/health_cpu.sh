@@ -13,6 +13,8 @@
 #    checks: CPU share of one core over IDLE_SECS.
 #
 #   bench/health_cpu.sh                 # REPS=7 CONN_SECS=5 IDLE_SECS=60
+#   BASE_BIN=/path/to/main/spliced bench/health_cpu.sh   # also "base": today's
+#                                       # binary (e.g. main's release build), no checks
 #   REPS=2 CONN_SECS=1 IDLE_SECS=5 SPLICED_BIN=target/debug/spliced bench/health_cpu.sh   # smoke
 #
 # Pinned like compare.sh: the proxies on PROXY_CPU (0), load and upstreams
@@ -59,10 +61,10 @@ wait_port() { # PORT
     return 1
 }
 
-proxy() { # PORT ARGS... -> starts a pinned proxy, echoes its pid
-    local port=$1
-    shift
-    taskset -c "$PROXY_CPU" "$SPLICED" --log-level warn run --listen "127.0.0.1:$port" "$@" \
+proxy() { # BIN PORT ARGS... -> starts a pinned proxy, echoes its pid
+    local bin=$1 port=$2
+    shift 2
+    taskset -c "$PROXY_CPU" "$bin" --log-level warn run --listen "127.0.0.1:$port" "$@" \
         >>"$RUN/proxy-$port.log" 2>&1 &
     echo $!
 }
@@ -74,17 +76,21 @@ taskset -c "$LOAD_CPU" "$SPLICED" --log-level warn bench --serve "127.0.0.1:$ech
 PIDS+=($!)
 wait_port "$echo_port"
 declare -A port pid
-for cfg in off on; do
+CFGS=(off on)
+[[ -n ${BASE_BIN:-} ]] && CFGS=(base off on)
+for cfg in "${CFGS[@]}"; do
     port[$cfg]=$(free_port)
     extra=()
+    bin=$SPLICED
     [[ $cfg == on ]] && extra=(--health-interval 1s)
-    pid[$cfg]=$(proxy "${port[$cfg]}" --upstream "127.0.0.1:$echo_port" "${extra[@]}")
+    [[ $cfg == base ]] && bin=$BASE_BIN
+    pid[$cfg]=$(proxy "$bin" "${port[$cfg]}" --upstream "127.0.0.1:$echo_port" "${extra[@]}")
     PIDS+=("${pid[$cfg]}")
     wait_port "${port[$cfg]}"
 done
 : >"$RUN/conn.tsv"
 for rep in $(seq "$REPS"); do
-    for cfg in off on; do
+    for cfg in "${CFGS[@]}"; do
         before=$(cpu_ticks "${pid[$cfg]}")
         taskset -c "$LOAD_CPU" "$SPLICED" --log-level warn bench --target "127.0.0.1:${port[$cfg]}" \
             --mode connect --conns "$CLIENTS" --size 1024 --duration "${CONN_SECS}s" --json \
@@ -121,7 +127,7 @@ for cfg in off on; do
     extra=()
     [[ $cfg == on ]] && extra=(--health-interval 1s)
     lport=$(free_port)
-    p=$(proxy "$lport" "${ups[@]}" "${extra[@]}")
+    p=$(proxy "$SPLICED" "$lport" "${ups[@]}" "${extra[@]}")
     PIDS+=("$p")
     wait_port "$lport"
     sleep 2 # past the start and the first round of checks
@@ -136,16 +142,18 @@ python3 - "$RUN/conn.tsv" "$RUN/idle.tsv" "$TCK" "$IDLE_SECS" "$REPS" "$CONN_SEC
 import statistics, sys
 conn, idle, tck, idle_secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 reps, conn_secs, clients = sys.argv[5], sys.argv[6], sys.argv[7]
-per = {"off": [], "on": []}
+per = {}
 for line in open(conn):
     cfg, _, ticks, n = line.split()
-    per[cfg].append(int(ticks) / tck / max(int(n), 1) * 1e6)
+    per.setdefault(cfg, []).append(int(ticks) / tck / max(int(n), 1) * 1e6)
 print(f"per-connection proxy CPU, connect test ({clients} clients, 1 KiB, {reps} interleaved reps of {conn_secs} s):")
-for cfg in ("off", "on"):
+for cfg in per:
     v = sorted(per[cfg])
-    print(f"  checks {cfg:3}: median {statistics.median(v):.1f} us/conn, min {v[0]:.1f}, max {v[-1]:.1f}")
+    print(f"  checks {cfg:4}: median {statistics.median(v):.1f} us/conn, min {v[0]:.1f}, max {v[-1]:.1f}")
 off, on = statistics.median(per["off"]), statistics.median(per["on"])
 print(f"  on/off: {on / off:.3f}")
+if "base" in per:
+    print(f"  off/base: {off / statistics.median(per['base']):.3f}")
 for line in open(idle):
     cfg, ticks = line.split()
     share = int(ticks) / tck / idle_secs * 100
