@@ -27,3 +27,8 @@ rustup run "$msrv" rustc --version >/dev/null 2>&1 ||
 command -v haproxy >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
 }
+# The health-check tests blackhole an upstream with an nftables rule in a
+# network namespace of their own (ip netns, nft).
+command -v nft >/dev/null && command -v ip >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 >/dev/null
+}

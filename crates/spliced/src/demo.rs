@@ -178,6 +178,12 @@ async fn run_mode(
         allow: Vec::new(),
         deny: Vec::new(),
         max_conns_per_source: None,
+        health_interval: None,
+        health_timeout: None,
+        health_rise: 2,
+        health_fall: 3,
+        health_send: None,
+        health_expect: None,
     };
     // The proxy on a runtime of its own, one worker thread: its CPU time is
     // that thread's.

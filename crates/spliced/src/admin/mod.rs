@@ -38,11 +38,13 @@ mod commands;
 mod fds;
 mod server;
 pub(crate) mod takeover;
+mod upstreams;
 
 pub use client::{ctl, CtlArgs};
 pub(crate) use commands::{Commands, Reply};
 pub(crate) use server::AdminSocket;
 pub use takeover::TakeoverError;
+pub(crate) use upstreams::add as add_upstream_commands;
 
 /// The longest request line the server reads.
 pub(crate) const MAX_REQUEST: usize = 4096;

@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// Accept clients on this address (IP:PORT).
     #[arg(short, long, value_name = "ADDR")]
     pub(crate) listen: Option<SocketAddr>,
-    /// An upstream (host:PORT); repeat for a group.
+    /// An upstream: "host:PORT [weight=N] [backup] [max_conns=N]"; repeat for a group.
     #[arg(short, long = "upstream", value_name = "ADDR")]
     pub(crate) upstreams: Vec<String>,
     /// The per-listener settings (the table in `config/table.rs`).

@@ -29,6 +29,12 @@ pub(crate) fn at_least_one_pipe(n: &usize) -> Result<(), String> {
     Ok(())
 }
 
+/// A text with `\r \n \t \\ \xNN` escapes, not empty.
+#[allow(clippy::ptr_arg)] // the table's checks take `&T`, here `&String`
+pub(crate) fn escapes(text: &String) -> Result<(), String> {
+    crate::upstream::decode_escapes(text).map(|_| ())
+}
+
 /// A duration that is not zero.
 pub(crate) fn longer_than_zero(d: &DurationValue) -> Result<(), String> {
     if d.0.is_zero() {

@@ -82,8 +82,9 @@ macro_rules! file_structs {
             pub(crate) name: Option<Spanned<String>>,
             /// The address to accept clients on.
             pub(crate) listen: Spanned<String>,
-            /// The upstream group: `host:port` strings.
-            pub(crate) upstreams: Spanned<Vec<Spanned<String>>>,
+            /// The upstream group: `"host:port [weight=N] [backup]
+            /// [max_conns=N]"` strings or tables.
+            pub(crate) upstreams: Spanned<Vec<Spanned<UpstreamEntry>>>,
             /// `[[listener.route]]` tables: SNI routes.
             #[serde(default)]
             pub(crate) route: Vec<Spanned<RouteSection>>,
@@ -115,9 +116,68 @@ pub(crate) struct RouteSection {
     /// A server name, or `*.suffix`.
     pub(crate) sni: Spanned<String>,
     /// The upstream group of this name.
-    pub(crate) upstreams: Spanned<Vec<Spanned<String>>>,
+    pub(crate) upstreams: Spanned<Vec<Spanned<UpstreamEntry>>>,
     /// Its balance (default: the listener's).
     pub(crate) balance: Option<Spanned<Balance>>,
+}
+
+/// One upstream in the file: a string (`"10.0.0.1:80 weight=3 backup"`)
+/// or a table (`{ addr = "10.0.0.1:80", weight = 3, backup = true }`).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an upstream: \"host:port [weight=N] [backup] [max_conns=N]\" or a table { addr = \"host:port\", weight = N, backup = true, max_conns = N }"
+)]
+pub(crate) enum UpstreamEntry {
+    /// `ADDR [weight=N] [backup] [max_conns=N]`.
+    Spec(String),
+    /// The same as a table.
+    Table(UpstreamTable),
+}
+
+/// An upstream as a table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamTable {
+    /// `host:port`.
+    pub(crate) addr: String,
+    /// Default 1.
+    pub(crate) weight: Option<u32>,
+    /// Default false.
+    pub(crate) backup: Option<bool>,
+    /// Default: no cap.
+    pub(crate) max_conns: Option<usize>,
+}
+
+impl UpstreamEntry {
+    /// The upstream, parsed.
+    ///
+    /// # Errors
+    /// What is wrong with it (the caller says where).
+    pub(crate) fn parse(&self) -> Result<crate::upstream::Upstream, String> {
+        match self {
+            UpstreamEntry::Spec(s) => s.parse(),
+            UpstreamEntry::Table(t) => {
+                if t.addr.contains([' ', '\t']) {
+                    return Err(format!(
+                        "`{}`: addr is one host:port",
+                        t.addr.escape_debug()
+                    ));
+                }
+                let mut spec = t.addr.clone();
+                if let Some(w) = t.weight {
+                    spec.push_str(&format!(" weight={w}"));
+                }
+                if t.backup == Some(true) {
+                    spec.push_str(" backup");
+                }
+                if let Some(n) = t.max_conns {
+                    spec.push_str(&format!(" max_conns={n}"));
+                }
+                spec.parse()
+            }
+        }
+    }
 }
 
 /// Parses the file's text (`path` names it in errors).

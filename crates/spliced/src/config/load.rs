@@ -463,6 +463,18 @@ impl Resolver<'_> {
             allow,
             deny,
             max_conns_per_source: p.max_conns_per_source,
+            health_interval: Some(duration(p.health_interval)).filter(|d| !d.is_zero()),
+            health_timeout: None,
+            health_rise: p.health_rise.unwrap_or(2),
+            health_fall: p.health_fall.unwrap_or(3),
+            health_send: p.health_send,
+            health_expect: p.health_expect,
+        };
+        let l = ListenerSettings {
+            health_timeout: l
+                .health_interval
+                .map(|i| p.health_timeout.map_or(i, |t| t.0)),
+            ..l
         };
         Ok((l, given_conns))
     }

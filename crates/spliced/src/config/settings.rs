@@ -245,4 +245,36 @@ pub(crate) struct ListenerSettings {
     pub(crate) deny: Vec<ipnet::IpNet>,
     /// Most connections open at once from one client IP address.
     pub(crate) max_conns_per_source: Option<usize>,
+    /// Active health checks every this long; `None`: off.
+    pub(crate) health_interval: Option<Duration>,
+    /// The longest one check may take (the interval unless given);
+    /// `None` while checks are off.
+    pub(crate) health_timeout: Option<Duration>,
+    /// Passes in a row that bring a down upstream up.
+    pub(crate) health_rise: usize,
+    /// Failures in a row that take an upstream down.
+    pub(crate) health_fall: usize,
+    /// Written by a check once connected (escapes not decoded yet).
+    pub(crate) health_send: Option<String>,
+    /// Required in a check's answer (escapes not decoded yet).
+    pub(crate) health_expect: Option<String>,
+}
+
+impl ListenerSettings {
+    /// The active health checks, if on.
+    pub(crate) fn health_check(&self) -> Option<crate::upstream::HealthCheck> {
+        let interval = self.health_interval?;
+        let decode = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| crate::upstream::decode_escapes(t).ok())
+        };
+        Some(crate::upstream::HealthCheck {
+            interval,
+            timeout: self.health_timeout.unwrap_or(interval),
+            rise: u32::try_from(self.health_rise).unwrap_or(u32::MAX),
+            fall: u32::try_from(self.health_fall).unwrap_or(u32::MAX),
+            send: decode(&self.health_send),
+            expect: decode(&self.health_expect),
+        })
+    }
 }

@@ -37,7 +37,7 @@ macro_rules! listener_settings {
     ($callback:ident $(; $($prefix:tt)*)?) => {
         $callback! {
             $($($prefix)*)?
-            /// How an upstream is chosen: round-robin or least-conn [default: round-robin].
+            /// How an upstream is chosen: round-robin, least-conn or source (the client's address) [default: round-robin].
             balance: $crate::config::Balance = Some($crate::config::Balance::RoundRobin);
                 flag "balance" [value_enum];
                 check $crate::config::checks::any;
@@ -90,6 +90,31 @@ macro_rules! listener_settings {
             max_conns_per_source: usize = None;
                 flag "max-conns-per-source" [value_name = "N", value_parser = $crate::config::units::at_least_one];
                 check $crate::config::checks::at_least_one;
+            /// Check each upstream this often (active health checks); 0: off, passive health only [default: 0].
+            health_interval: $crate::config::units::DurationValue =
+                Some($crate::config::units::DurationValue(std::time::Duration::ZERO));
+                flag "health-interval" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                check $crate::config::checks::any;
+            /// The longest one health check may take [default: the interval].
+            health_timeout: $crate::config::units::DurationValue = None;
+                flag "health-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                check $crate::config::checks::longer_than_zero;
+            /// Health checks passed in a row that bring a down upstream up [default: 2].
+            health_rise: usize = Some(2);
+                flag "health-rise" [value_name = "N", value_parser = $crate::config::units::at_least_one];
+                check $crate::config::checks::at_least_one;
+            /// Health checks failed in a row that take an upstream down [default: 3].
+            health_fall: usize = Some(3);
+                flag "health-fall" [value_name = "N", value_parser = $crate::config::units::at_least_one];
+                check $crate::config::checks::at_least_one;
+            /// Once connected, a health check writes this (escapes: \r \n \t \\ \xNN) [default: nothing; the check is a TCP connect].
+            health_send: String = None;
+                flag "health-send" [value_name = "TEXT", allow_hyphen_values = true];
+                check $crate::config::checks::escapes;
+            /// A health check passes only if the first bytes answered contain this (escapes as health-send).
+            health_expect: String = None;
+                flag "health-expect" [value_name = "TEXT", allow_hyphen_values = true];
+                check $crate::config::checks::escapes;
         }
     };
 }
@@ -237,6 +262,12 @@ impl Shown for super::ProxyVersion {
 impl Shown for std::time::Duration {
     fn shown(&self) -> Option<String> {
         Some(format!("{self:?}"))
+    }
+}
+
+impl Shown for String {
+    fn shown(&self) -> Option<String> {
+        Some(self.clone())
     }
 }
 

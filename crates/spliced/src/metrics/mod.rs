@@ -267,6 +267,12 @@ impl Metrics {
         }
     }
 
+    /// Every listener's upstream groups now (for the admin socket's
+    /// upstream commands, [`crate::upstream::command`]).
+    pub(crate) fn upstream_groups(&self) -> Vec<(String, Arc<upstreams::Groups>)> {
+        self.upstreams.snapshot()
+    }
+
     /// Counts a lookup of an upstream's host name.
     pub(crate) fn dns_lookup(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };

@@ -78,7 +78,7 @@ pub(super) async fn handle(
         }
     }
     let via = settings.accept_proxy.then_some(peer);
-    let (mut upstream, lease) = match connect::connect(shared, balancer).await {
+    let (mut upstream, lease) = match connect::connect(shared, balancer, src.ip()).await {
         Ok(ok) => ok,
         Err(e) => {
             shared.metrics.closed(Ending::NoUpstream);

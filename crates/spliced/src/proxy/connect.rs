@@ -8,7 +8,7 @@
 //! only an error needs.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use rustix::io::Errno;
@@ -20,22 +20,34 @@ use super::state::ListenerState;
 use crate::metrics::ConnectFailure;
 use crate::upstream::{Balancer, Lease};
 
-/// Connects to the first upstream of `balancer`'s plan that accepts.
+/// Connects to the first upstream of `balancer`'s plan (for a client
+/// from `client`) that accepts.
 ///
 /// # Errors
 /// When every attempt failed: the error of the last one (its kind kept),
-/// with a message listing each attempt.
+/// with a message listing each attempt; when no upstream is usable (down,
+/// drained, disabled, weight 0 or full), one saying so.
 pub(super) async fn connect(
     shared: &Arc<ListenerState>,
     balancer: &Arc<Balancer>,
+    client: IpAddr,
 ) -> io::Result<(TcpStream, Lease)> {
     let settings = &shared.settings;
-    let plan = balancer.plan(settings.connect_attempts);
+    let plan = balancer.plan(settings.connect_attempts, client);
+    if plan.is_empty() {
+        return Err(io::Error::other(
+            "no usable upstream (every one is down, drained, disabled, of weight 0 or full)",
+        ));
+    }
     // Allocated at the first failure only: none on the common path.
     let mut failures = Vec::new();
     let mut last_kind = io::ErrorKind::Other;
     for index in plan {
-        let lease = balancer.lease(index);
+        // Full since the plan was made: the next one.
+        let Some(lease) = balancer.try_lease(index) else {
+            failures.push(format!("{}: full (max_conns)", balancer.addr(index)));
+            continue;
+        };
         // Resolved at load and in the background (crate::dns): no lookup here.
         let attempt = tokio::time::timeout(settings.connect_timeout, async {
             connect_any(&lease.socket_addrs()?).await

@@ -136,10 +136,20 @@ impl ListenerState {
         }
     }
 
-    /// Resolves them again every `dns_ttl` until retired.
+    /// Resolves them again every `dns_ttl` until retired, and checks
+    /// the upstreams (if `health_interval` is set) until retired.
     pub(super) fn refresh_dns(&self, ctx: &Context) {
         for b in self.balancers() {
             crate::dns::refresh_every(self.settings.dns_ttl, b, &ctx.metrics, &self.settings.name);
+        }
+        match self.settings.health_check() {
+            Some(check) => {
+                let check = Arc::new(check);
+                let groups: Vec<&Arc<Balancer>> = self.balancers().collect();
+                crate::upstream::spawn_checks(&check, &groups, &self.settings.name);
+            }
+            // Turned off by a reload: nothing stays held down.
+            None => self.balancers().for_each(|b| b.clear_checks()),
         }
     }
 

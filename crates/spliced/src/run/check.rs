@@ -64,11 +64,11 @@ const OWN_LINE: [&str; 4] = [
     "max_conns_per_source",
 ];
 
-/// Upstreams as a list: `a:1, b:2`.
+/// Upstreams as a list: `a:1, b:2 weight=3`.
 pub(super) fn join(upstreams: &[Upstream]) -> String {
     upstreams
         .iter()
-        .map(ToString::to_string)
+        .map(Upstream::spec)
         .collect::<Vec<_>>()
         .join(", ")
 }

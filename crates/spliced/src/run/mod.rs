@@ -165,6 +165,7 @@ async fn serve(
     }
     let mut commands = Commands::new();
     let mut requests = crate::admin::takeover::commands(&mut commands);
+    crate::admin::add_upstream_commands(&mut commands, &metrics);
     if let Some(path) = takeover {
         finish_takeover(path).await?;
     }

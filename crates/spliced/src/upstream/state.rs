@@ -7,11 +7,19 @@
 //! plan for a while (1 s after one failure, doubling with each failure in
 //! a row, 30 s at most); the first connect that succeeds makes it healthy
 //! again.
+//!
+//! Active health ([`super::health`]): whether the checks hold it down,
+//! their counts and the last result. Run-time control
+//! ([`super::control`]): an [`Admin`] state and a weight that override
+//! the file; they live here, so a reload that keeps the upstream keeps
+//! them.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed,
+};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use super::Upstream;
@@ -22,6 +30,38 @@ pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The longest an upstream stays last in the plans after failures.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the operator set at run time (`spliced ctl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admin {
+    /// As the file says: new clients when usable.
+    Enabled,
+    /// No new clients; open connections run to their end.
+    Drain,
+    /// As `Drain`, and its health checks pause.
+    Disabled,
+}
+
+impl Admin {
+    fn from_u8(v: u8) -> Admin {
+        match v {
+            1 => Admin::Drain,
+            2 => Admin::Disabled,
+            _ => Admin::Enabled,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Admin::Enabled => 0,
+            Admin::Drain => 1,
+            Admin::Disabled => 2,
+        }
+    }
+}
+
+/// `weight_override` when none is set.
+const NO_WEIGHT: u32 = u32::MAX;
 
 /// What an upstream's `host:port` resolves to.
 type Resolved = Result<Arc<[SocketAddr]>, String>;
@@ -42,6 +82,17 @@ pub(super) struct State {
     failures: AtomicU32,
     /// Until when (ms) it goes last in the plans.
     down_until: AtomicU64,
+    /// Held down by the active checks (no new client).
+    checked_down: AtomicBool,
+    /// Active checks passed and failed.
+    checks_passed: AtomicU64,
+    checks_failed: AtomicU64,
+    /// The last check's result (`pass`, or `fail: why`); empty: none yet.
+    last_check: Mutex<String>,
+    /// An [`Admin`], set at run time.
+    admin: AtomicU8,
+    /// A weight set at run time ([`NO_WEIGHT`]: the file's).
+    weight_override: AtomicU32,
 }
 
 impl State {
@@ -57,6 +108,93 @@ impl State {
             active: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
             down_until: AtomicU64::new(0),
+            checked_down: AtomicBool::new(false),
+            checks_passed: AtomicU64::new(0),
+            checks_failed: AtomicU64::new(0),
+            last_check: Mutex::new(String::new()),
+            admin: AtomicU8::new(Admin::Enabled.as_u8()),
+            weight_override: AtomicU32::new(NO_WEIGHT),
+        }
+    }
+
+    /// One more connection, unless `max` are open already. Returns
+    /// whether it entered.
+    pub(super) fn try_enter(&self, max: Option<usize>) -> bool {
+        let limit = max.unwrap_or(usize::MAX);
+        self.active
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// The run-time state.
+    pub(super) fn admin(&self) -> Admin {
+        Admin::from_u8(self.admin.load(Relaxed))
+    }
+
+    /// Sets the run-time state.
+    pub(super) fn set_admin(&self, a: Admin) {
+        self.admin.store(a.as_u8(), Relaxed);
+    }
+
+    /// The weight set at run time, if any.
+    pub(super) fn weight_override(&self) -> Option<u32> {
+        Some(self.weight_override.load(Relaxed)).filter(|&w| w != NO_WEIGHT)
+    }
+
+    /// Sets the run-time weight.
+    pub(super) fn set_weight(&self, w: u32) {
+        self.weight_override.store(w.min(NO_WEIGHT - 1), Relaxed);
+    }
+
+    /// Whether the active checks hold it down.
+    pub(super) fn checked_down(&self) -> bool {
+        self.checked_down.load(Relaxed)
+    }
+
+    /// Records a check's result (`Ok` or why it failed); `now_down` is
+    /// the state it leaves (decided by the checker's rise and fall).
+    /// Returns whether that changed the state.
+    pub(super) fn checked(&self, result: &Result<(), String>, now_down: bool) -> bool {
+        let text = match result {
+            Ok(()) => {
+                self.checks_passed.fetch_add(1, Relaxed);
+                "pass".to_owned()
+            }
+            Err(e) => {
+                self.checks_failed.fetch_add(1, Relaxed);
+                format!("fail: {e}")
+            }
+        };
+        *self
+            .last_check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = text;
+        self.checked_down.swap(now_down, Relaxed) != now_down
+    }
+
+    /// No longer held down by the checks (they were turned off).
+    pub(super) fn clear_checked(&self) {
+        self.checked_down.store(false, Relaxed);
+    }
+
+    /// Checks passed and failed so far.
+    pub(super) fn check_counts(&self) -> (u64, u64) {
+        (
+            self.checks_passed.load(Relaxed),
+            self.checks_failed.load(Relaxed),
+        )
+    }
+
+    /// The last check's result (`-`: none yet).
+    pub(super) fn last_check(&self) -> String {
+        let s = self
+            .last_check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.clone()
         }
     }
 
@@ -102,11 +240,6 @@ impl State {
     /// Connections open or connecting now.
     pub(super) fn active(&self) -> usize {
         self.active.load(Relaxed)
-    }
-
-    /// One more connection.
-    pub(super) fn enter(&self) {
-        self.active.fetch_add(1, Relaxed);
     }
 
     /// One connection less.

@@ -47,10 +47,22 @@ use crate::util::{connect, echo_until_eof, Proc};
 /// second part removed getsockopt(SO_ERROR) after connect, the client's
 /// setsockopt, the runtime's eventfd wake (a `write`) and the second
 /// shutdown ([`MAX_PER_CALL`] pins each); 25.0 before the urgent-data
-/// work (splice 6, recvfrom 2). The bound leaves room for the peek's
-/// fraction only (up to 0.5 seen before). Lower it whenever a change
-/// removes calls.
-const MAX_EXACT_PER_SHORT_CONN: f64 = 19.5;
+/// work (splice 6, recvfrom 2). The EOF peek (`recvfrom`) depends on
+/// timing (0.74 seen on a loaded machine): it is not counted here but
+/// against [`MAX_PEEKS_PER_SHORT_CONN`], so this bound is exact (19.02
+/// measured without it, 2026-12-07). Lower it whenever a change removes
+/// calls.
+const MAX_EXACT_PER_SHORT_CONN: f64 = 19.25;
+
+/// Most EOF peeks (`recvfrom` with `MSG_PEEK`) per short connection: one
+/// is made only when a direction's first readiness does not already say
+/// the peer shut down, so the count depends on timing (-0.08 to 0.06 on a
+/// quiet machine, 0.74 on a loaded one); at most one per direction.
+const MAX_PEEKS_PER_SHORT_CONN: f64 = 1.5;
+
+/// Calls whose count depends on timing like the waits, but bounded on
+/// their own: [`MAX_PEEKS_PER_SHORT_CONN`].
+const PEEKS: [&str; 1] = ["recvfrom"];
 
 /// Calls that issue 13 removed or cut down, and the most of each per short
 /// connection (release build, info log level), so that each saving is
@@ -239,7 +251,12 @@ fn syscalls_per_short_connection_do_not_rise() {
         .filter(|(k, _)| WAITS.contains(k))
         .map(|(_, v)| v)
         .sum();
-    let exact = total - waits;
+    let peeks: f64 = per
+        .iter()
+        .filter(|(k, _)| PEEKS.contains(k))
+        .map(|(_, v)| v)
+        .sum();
+    let exact = total - waits - peeks;
     let bound = MAX_EXACT_PER_SHORT_CONN
         + if cfg!(debug_assertions) {
             DEBUG_FD_CHECKS
@@ -252,6 +269,7 @@ fn syscalls_per_short_connection_do_not_rise() {
         .collect();
     println!(
         "spliced: {total:.2} system calls per short connection: {exact:.2} (bound {bound}) \
+         + {peeks:.2} EOF peeks (bound {MAX_PEEKS_PER_SHORT_CONN}) \
          + {waits:.2} epoll_wait/futex (bound {MAX_WAITS_PER_SHORT_CONN}):\n{table}"
     );
     assert!(
@@ -260,8 +278,13 @@ fn syscalls_per_short_connection_do_not_rise() {
     );
     assert!(
         exact <= bound + NOISE,
-        "spliced makes {exact:.2} system calls per short connection besides epoll_wait/futex, \
-         more than the bound of {bound} (issue 13's regression guard); by call:\n{table}"
+        "spliced makes {exact:.2} system calls per short connection besides epoll_wait/futex \
+         and the EOF peeks, more than the bound of {bound} (the regression guard); by call:\n{table}"
+    );
+    assert!(
+        peeks <= MAX_PEEKS_PER_SHORT_CONN,
+        "spliced makes {peeks:.2} EOF peeks (recvfrom) per short connection, more than the \
+         bound of {MAX_PEEKS_PER_SHORT_CONN}; by call:\n{table}"
     );
     for (call, max, why) in MAX_PER_CALL {
         let n = per.get(call).copied().unwrap_or(0.0);
