@@ -171,6 +171,7 @@ async fn serve(
         },
         || current.borrow().settings.connect_timeout,
         &first.metrics,
+        &first.pressure,
     )
     .await;
 }

@@ -24,6 +24,7 @@ mod admit;
 mod conn;
 mod connect;
 mod listener;
+mod pressure;
 mod proxy_header;
 mod refusal;
 mod reload;

@@ -9,6 +9,7 @@ use pipepool::PipePool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::pressure::Pressure;
 use super::refusal::{Refusal, RefusalLog};
 use super::sni;
 use crate::acl::Acl;
@@ -28,6 +29,8 @@ pub(crate) struct Context {
     pub(crate) tracker: TaskTracker,
     /// Stops every listener's accept loop.
     pub(crate) stop: CancellationToken,
+    /// Out of local resources while connecting: accepting pauses.
+    pub(super) pressure: Arc<Pressure>,
 }
 
 impl Context {
@@ -38,6 +41,7 @@ impl Context {
             metrics,
             tracker: TaskTracker::new(),
             stop: CancellationToken::new(),
+            pressure: Arc::default(),
         }
     }
 }
@@ -59,6 +63,8 @@ pub(super) struct ListenerState {
     /// every client's destination for `send_proxy`, without a
     /// `getsockname` per connection.
     pub(super) local: Option<SocketAddr>,
+    /// The process's [`Context::pressure`].
+    pub(super) pressure: Arc<Pressure>,
 }
 
 impl ListenerState {
@@ -112,6 +118,7 @@ impl ListenerState {
             acl,
             routes,
             local,
+            pressure: Arc::clone(&ctx.pressure),
         }
     }
 

@@ -18,6 +18,7 @@ mod faults_fdlimit;
 mod fd_budget;
 mod forwarding;
 mod limits;
+mod local_resources;
 mod metrics;
 mod metrics_flood;
 mod pipe_reclaim;
