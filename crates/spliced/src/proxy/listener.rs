@@ -22,6 +22,10 @@ use crate::config::ListenerSettings;
 #[derive(Debug)]
 pub(super) struct Listener {
     listener: TcpListener,
+    /// The bound address, known at bind so that [`Listener::start`]
+    /// cannot fail (a reload starts its new listeners only after it
+    /// stopped using the old ones).
+    addr: SocketAddr,
     shared: Arc<ListenerState>,
 }
 
@@ -46,27 +50,22 @@ impl Listener {
             }
             None => crate::net::listen(settings.listen)?,
         };
-        let local = Some(listener.local_addr()?).filter(|a| !a.ip().is_unspecified());
+        let addr = listener.local_addr()?;
+        let local = Some(addr).filter(|a| !a.ip().is_unspecified());
         let shared = ListenerState::new(settings, ctx, None, local);
         shared.resolve(ctx).await;
         Ok(Listener {
             listener,
+            addr,
             shared: Arc::new(shared),
         })
     }
 
-    /// The bound address (with the real port when 0 was asked).
-    ///
-    /// # Errors
-    /// As `getsockname(2)`.
-    pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Starts the accept loop.
-    pub(super) fn start(self, ctx: &Context) -> io::Result<Running> {
+    /// Starts the accept loop. Cannot fail: nothing is left undone when
+    /// a reload starts it.
+    pub(super) fn start(self, ctx: &Context) -> Running {
         let all = &ctx.tracker;
-        let addr = self.local_addr()?;
+        let addr = self.addr;
         self.shared.refresh_dns(ctx);
         let (current, rx) = watch::channel(Arc::clone(&self.shared));
         // A child: stopping the proxy stops every listener.
@@ -80,14 +79,14 @@ impl Listener {
             kill.clone(),
             [all.clone(), tracker.clone()],
         ));
-        Ok(Running {
+        Running {
             addr,
             current,
             stop,
             kill,
             tracker,
             accept_loop,
-        })
+        }
     }
 }
 

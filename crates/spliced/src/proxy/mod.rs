@@ -31,7 +31,6 @@ mod reload;
 mod sni;
 mod state;
 
-use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -52,21 +51,19 @@ pub(crate) struct Bound {
 
 impl Bound {
     /// Starts accepting on every listener.
-    ///
-    /// # Errors
-    /// As `getsockname(2)`.
-    pub(crate) fn start(self) -> io::Result<Proxy> {
-        let mut running = Vec::with_capacity(self.listeners.len());
-        for l in self.listeners {
-            running.push(l.start(&self.ctx)?);
-        }
+    pub(crate) fn start(self) -> Proxy {
+        let running = self
+            .listeners
+            .into_iter()
+            .map(|l| l.start(&self.ctx))
+            .collect();
         let mut proxy = Proxy {
             addrs: Vec::new(),
             listeners: running,
             ctx: self.ctx,
         };
         proxy.update_addrs();
-        Ok(proxy)
+        proxy
     }
 }
 
@@ -89,7 +86,7 @@ impl Proxy {
         listeners: Vec<ListenerSettings>,
         ctx: &Context,
     ) -> anyhow::Result<Proxy> {
-        Ok(Proxy::bind(listeners, ctx).await?.start()?)
+        Ok(Proxy::bind(listeners, ctx).await?.start())
     }
 
     /// Binds every listener (all or none); [`Bound::start`] then accepts.

@@ -94,7 +94,7 @@ async fn serve(
         // served as root.
         crate::privileges::drop_to(user)?;
     }
-    let mut proxy = bound.start()?;
+    let mut proxy = bound.start();
     for ((_, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {
         announce_listener(*addr, l);
     }

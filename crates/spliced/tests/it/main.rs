@@ -24,6 +24,7 @@ mod metrics_flood;
 mod pipe_reclaim;
 mod proxy_protocol;
 mod reload;
+mod reload_atomic;
 mod reload_features;
 mod reload_log_level;
 mod shutdown;
