@@ -93,6 +93,11 @@ async fn serve(
         // first accept, so that no connection (and no pipe) is ever
         // served as root.
         crate::privileges::drop_to(user)?;
+        if let Some(path) = reload_from.and_then(|a| a.config.as_deref()) {
+            if let Err(warning) = crate::privileges::check_readable(path, user) {
+                tracing::warn!("{warning}");
+            }
+        }
     }
     let mut proxy = bound.start();
     for ((_, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {

@@ -32,3 +32,4 @@ mod sni;
 mod syscalls;
 mod systemd;
 mod urgent;
+mod user_reload;
