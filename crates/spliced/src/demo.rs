@@ -178,6 +178,10 @@ async fn run_mode(
         allow: Vec::new(),
         deny: Vec::new(),
         max_conns_per_source: None,
+        client_keepalive: None,
+        upstream_keepalive: None,
+        client_user_timeout: None,
+        upstream_user_timeout: None,
     };
     // The proxy on a runtime of its own, one worker thread: its CPU time is
     // that thread's.

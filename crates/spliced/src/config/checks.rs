@@ -37,6 +37,18 @@ pub(crate) fn longer_than_zero(d: &DurationValue) -> Result<(), String> {
     Ok(())
 }
 
+/// A `TCP_USER_TIMEOUT`: whole milliseconds up to `u32::MAX` ms (the
+/// kernel's unit); 0 is off.
+pub(crate) fn user_timeout(d: &DurationValue) -> Result<(), String> {
+    if d.0.subsec_nanos() % 1_000_000 != 0 || d.0.as_millis() > u128::from(u32::MAX) {
+        return Err(format!(
+            "must be whole milliseconds, at most {}ms (the kernel's unit and bound)",
+            u32::MAX
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an SNI route's name: a DNS name, or `*.` and one; returned in
 /// lower case.
 pub(super) fn check_sni(s: &str) -> Result<String, String> {

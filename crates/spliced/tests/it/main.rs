@@ -17,6 +17,7 @@ mod exit_codes;
 mod faults_fdlimit;
 mod fd_budget;
 mod forwarding;
+mod keepalive;
 mod limits;
 mod local_resources;
 mod metrics;
