@@ -55,7 +55,8 @@ fn wait(pid: libc::pid_t, bound: Duration) -> Option<i32> {
         if start.elapsed() > bound {
             // SAFETY: our own child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = unsafe { libc::waitpid(pid, &mut status, 0) }; // SAFETY: as above
+            // SAFETY: reaps our own child; `status` is a valid out pointer.
+            let _ = unsafe { libc::waitpid(pid, &mut status, 0) };
             return None;
         }
         thread::sleep(Duration::from_millis(1));
@@ -83,10 +84,7 @@ fn round(delay: Duration) -> i32 {
             4
         }
     });
-    let code = match wait(grandchild, BOUND) {
-        None => 3,
-        Some(code) => code,
-    };
+    let code = wait(grandchild, BOUND).unwrap_or(3);
     init.join().unwrap();
     code
 }
