@@ -106,8 +106,23 @@ impl Instant {
 pub(crate) fn heavy_fence_available() -> bool {
     #[cfg(not(pipepool_loom))]
     {
-        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| crate::sys::membarrier_register().is_ok())
+        use std::sync::atomic::AtomicU8;
+        // Not a `OnceLock`: a fork while another thread initialises one
+        // leaves it initialising forever in the child, and the child's
+        // reaper would block on it. Threads that find it unknown each ask
+        // (registering is idempotent) and store the same answer.
+        const UNKNOWN: u8 = 0;
+        const YES: u8 = 1;
+        const NO: u8 = 2;
+        static AVAILABLE: AtomicU8 = AtomicU8::new(UNKNOWN);
+        match AVAILABLE.load(Ordering::Relaxed) {
+            UNKNOWN => {
+                let yes = crate::sys::membarrier_register().is_ok();
+                AVAILABLE.store(if yes { YES } else { NO }, Ordering::Relaxed);
+                yes
+            }
+            state => state == YES,
+        }
     }
     #[cfg(pipepool_loom)]
     true

@@ -184,6 +184,11 @@ async fn run_mode(
         health_fall: 3,
         health_send: None,
         health_expect: None,
+
+        client_keepalive: None,
+        upstream_keepalive: None,
+        client_user_timeout: None,
+        upstream_user_timeout: None,
     };
     // The proxy on a runtime of its own, one worker thread: its CPU time is
     // that thread's.

@@ -9,11 +9,18 @@
 //! Listening sockets also carry `TCP_NODELAY`: Linux copies it (as every
 //! TCP option) into each socket `accept(2)` returns, so clients get it
 //! without a `setsockopt` per connection.
+//!
+//! Keepalive and `TCP_USER_TIMEOUT`, per side of a connection
+//! ([`tcp_options`]), are set on each socket: a reload may change them.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
+
+use crate::config::keepalive::Keepalive;
 
 /// The accept backlog requested for every listener.
 pub(crate) const BACKLOG: u32 = 4096;
@@ -91,6 +98,34 @@ fn bind_one(addr: SocketAddr, reuseport: bool) -> io::Result<std::net::TcpListen
 /// As `setsockopt(2)`.
 pub(crate) fn nodelay_for_accepted(listener: &TcpListener) -> io::Result<()> {
     rustix::net::sockopt::set_tcp_nodelay(listener, true)?;
+    Ok(())
+}
+
+/// Sets what `keepalive` and `user_timeout` ask on one side of a
+/// connection (`client_keepalive`, `upstream_user_timeout`, ...):
+/// `SO_KEEPALIVE` with `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and `TCP_KEEPCNT`,
+/// and `TCP_USER_TIMEOUT`. No call when neither is set.
+///
+/// # Errors
+/// As `setsockopt(2)`.
+pub(crate) fn tcp_options(
+    fd: impl AsFd,
+    keepalive: Option<&Keepalive>,
+    user_timeout: Option<Duration>,
+) -> io::Result<()> {
+    use rustix::net::sockopt;
+    let fd = fd.as_fd();
+    if let Some(k) = keepalive {
+        sockopt::set_tcp_keepidle(fd, k.idle)?;
+        sockopt::set_tcp_keepintvl(fd, k.interval)?;
+        sockopt::set_tcp_keepcnt(fd, k.count)?;
+        sockopt::set_socket_keepalive(fd, true)?;
+    }
+    if let Some(t) = user_timeout {
+        // Checked at load: whole milliseconds within u32.
+        let ms = u32::try_from(t.as_millis()).unwrap_or(u32::MAX);
+        sockopt::set_tcp_user_timeout(fd, ms)?;
+    }
     Ok(())
 }
 

@@ -7,9 +7,12 @@
 //! syscalls that `rustix::thread` offers change one thread only, which is
 //! why this module goes through libc). Afterwards it reads
 //! `/proc/self/task/*/status` to prove that every thread runs as NAME with
-//! no capability left, and that root cannot be regained.
+//! no capability left, and that root cannot be regained. It then checks
+//! that the `--config` file is still readable, for reloads
+//! ([`check_readable`]).
 
 use std::io;
+use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use nix::errno::Errno;
@@ -89,6 +92,29 @@ pub(crate) fn drop_to(account: &Account) -> anyhow::Result<()> {
         .with_context(|| format!("the change to user `{name}` did not reach every thread"))?;
     tracing::info!("running as user `{name}` (uid {uid}, gid {gid})");
     Ok(())
+}
+
+/// Run after [`drop_to`]: whether the `--config` file at `path` can still
+/// be read, as SIGHUP re-reads it as the user spliced now runs as. A
+/// root-only file (mode 0600, say) cannot be: a warning at start says
+/// so, rather than every reload failing later. (Not an error: a
+/// deployment that never reloads works; the file is not kept open either,
+/// since an editor that replaces it would leave spliced the old one.)
+///
+/// # Errors
+/// The message of the warning, naming the file and the user.
+pub(crate) fn check_readable(path: &Path, account: &Account) -> Result<(), String> {
+    match std::fs::File::open(path) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!(
+            "{} cannot be read as user `{}` ({e}): every reload (SIGHUP) will fail; make it \
+             readable by that user (e.g. `chgrp {} FILE; chmod 0640 FILE`) or restart to apply \
+             changes",
+            path.display(),
+            account.name,
+            account.gid
+        )),
+    }
 }
 
 /// `Ok` when every thread of this process has `uid` and `gid` as its real,

@@ -117,7 +117,13 @@ impl PipePool {
     /// use. The copy functions use it unless given another pool.
     pub fn global() -> &'static PipePool {
         static GLOBAL: std::sync::OnceLock<PipePool> = std::sync::OnceLock::new();
-        GLOBAL.get_or_init(|| PipePool::new(PoolConfig::default()))
+        if let Some(pool) = GLOBAL.get() {
+            return pool;
+        }
+        // Initialised with no fork in between: a child never finds it
+        // half-initialised (and blocked forever).
+        fork::install();
+        fork::without_fork(|| GLOBAL.get_or_init(|| PipePool::new(PoolConfig::default())))
     }
 
     fn shared(&self) -> &Arc<SharedPool> {

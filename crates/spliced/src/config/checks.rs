@@ -43,6 +43,20 @@ pub(crate) fn longer_than_zero(d: &DurationValue) -> Result<(), String> {
     Ok(())
 }
 
+/// A `TCP_USER_TIMEOUT`: whole milliseconds up to `u32::MAX` ms (the
+/// kernel's unit); 0 is off.
+pub(crate) fn user_timeout(d: &DurationValue) -> Result<(), String> {
+    let whole_ms = u32::try_from(d.0.as_millis())
+        .is_ok_and(|ms| std::time::Duration::from_millis(u64::from(ms)) == d.0);
+    if !whole_ms {
+        return Err(format!(
+            "must be whole milliseconds, at most {}ms (the kernel's unit and bound)",
+            u32::MAX
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an SNI route's name: a DNS name, or `*.` and one; returned in
 /// lower case.
 pub(super) fn check_sni(s: &str) -> Result<String, String> {

@@ -463,6 +463,13 @@ impl Resolver<'_> {
             allow,
             deny,
             max_conns_per_source: p.max_conns_per_source,
+            client_keepalive: p.client_keepalive,
+            upstream_keepalive: p.upstream_keepalive,
+            client_user_timeout: p.client_user_timeout.map(|d| d.0).filter(|d| !d.is_zero()),
+            upstream_user_timeout: p
+                .upstream_user_timeout
+                .map(|d| d.0)
+                .filter(|d| !d.is_zero()),
             health_interval: Some(duration(p.health_interval)).filter(|d| !d.is_zero()),
             health_timeout: None,
             health_rise: p.health_rise.unwrap_or(2),

@@ -12,6 +12,7 @@ pub(crate) mod args;
 mod checks;
 mod error;
 mod file;
+pub(crate) mod keepalive;
 mod load;
 mod settings;
 pub(crate) mod table;

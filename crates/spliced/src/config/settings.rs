@@ -245,6 +245,14 @@ pub(crate) struct ListenerSettings {
     pub(crate) deny: Vec<ipnet::IpNet>,
     /// Most connections open at once from one client IP address.
     pub(crate) max_conns_per_source: Option<usize>,
+    /// TCP keepalive on client connections.
+    pub(crate) client_keepalive: Option<super::keepalive::Keepalive>,
+    /// TCP keepalive on upstream connections.
+    pub(crate) upstream_keepalive: Option<super::keepalive::Keepalive>,
+    /// `TCP_USER_TIMEOUT` on client connections (not zero).
+    pub(crate) client_user_timeout: Option<Duration>,
+    /// `TCP_USER_TIMEOUT` on upstream connections (not zero).
+    pub(crate) upstream_user_timeout: Option<Duration>,
     /// Active health checks every this long; `None`: off.
     pub(crate) health_interval: Option<Duration>,
     /// The longest one check may take (the interval unless given);

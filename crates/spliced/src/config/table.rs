@@ -115,6 +115,23 @@ macro_rules! listener_settings {
             health_expect: String = None;
                 flag "health-expect" [value_name = "TEXT", allow_hyphen_values = true];
                 check $crate::config::checks::escapes;
+
+            /// TCP keepalive on client connections, IDLE:INTERVAL:COUNT (e.g. 60s:10s:5): probes after IDLE quiet, every INTERVAL, drop after COUNT unanswered [default: off].
+            client_keepalive: $crate::config::keepalive::Keepalive = None;
+                flag "client-keepalive" [value_name = "IDLE:INTERVAL:COUNT", value_parser = $crate::config::keepalive::parse];
+                check $crate::config::checks::any;
+            /// TCP keepalive on upstream connections, IDLE:INTERVAL:COUNT as client_keepalive [default: off].
+            upstream_keepalive: $crate::config::keepalive::Keepalive = None;
+                flag "upstream-keepalive" [value_name = "IDLE:INTERVAL:COUNT", value_parser = $crate::config::keepalive::parse];
+                check $crate::config::checks::any;
+            /// TCP_USER_TIMEOUT on client connections: drop one whose sent data stays unacknowledged this long; 0: off [default: off].
+            client_user_timeout: $crate::config::units::DurationValue = None;
+                flag "client-user-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                check $crate::config::checks::user_timeout;
+            /// TCP_USER_TIMEOUT on upstream connections, as client_user_timeout [default: off].
+            upstream_user_timeout: $crate::config::units::DurationValue = None;
+                flag "upstream-user-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                check $crate::config::checks::user_timeout;
         }
     };
 }

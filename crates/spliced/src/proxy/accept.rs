@@ -2,7 +2,9 @@
 //! one connection (`ECONNABORTED`) are skipped; running out of fds or
 //! memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) or anything unknown
 //! backs off (5 ms, doubling up to 1 s) so that the loop never spins while
-//! the condition lasts, and retries.
+//! the condition lasts, and retries. It also pauses while connections
+//! wait for local resources to connect their upstreams
+//! ([`super::pressure`]).
 //!
 //! While clients arrive, the loop also keeps a timer armed ([`Anchor`]) so
 //! that the timers each connection sets (the connect timeout) do not wake
@@ -18,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
+use super::pressure::Pressure;
 use crate::metrics::ListenerMetrics;
 
 /// First pause after a resource error.
@@ -36,6 +39,7 @@ pub(super) async fn run(
     stop: CancellationToken,
     mut on_conn: impl FnMut(TcpStream, SocketAddr) -> Duration,
     metrics: &ListenerMetrics,
+    pressure: &Pressure,
 ) {
     let stop = stop.cancelled();
     tokio::pin!(stop);
@@ -45,6 +49,14 @@ pub(super) async fn run(
     // The last connection's connect timeout.
     let mut connect_timeout = Duration::ZERO;
     loop {
+        if let Some(pause) = pressure.remaining() {
+            // Accepted clients wait for fds or memory to connect their
+            // upstreams: a new client would take what they wait for.
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(pause) => continue,
+            }
+        }
         let accepted = tokio::select! {
             biased;
             () = &mut stop => break,

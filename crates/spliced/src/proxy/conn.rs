@@ -34,6 +34,14 @@ pub(super) async fn handle(
     let name = settings.name.as_str();
     // The client as everything else sees it, and where it connected.
     let (mut src, mut dst) = (peer, None);
+    let options = crate::net::tcp_options(
+        &client,
+        settings.client_keepalive.as_ref(),
+        settings.client_user_timeout,
+    );
+    if let Err(e) = options {
+        tracing::debug!(listener = name, client = %peer, "client keepalive or user timeout: {e}");
+    }
     if settings.accept_proxy {
         match proxy_header::read(&mut client, settings.proxy_timeout).await {
             Ok(Received::Proxied { src: s, dst: d }) => (src, dst) = (s, Some(d)),
@@ -97,6 +105,18 @@ pub(super) async fn handle(
     // Forwarded bytes are not worth holding back: the sender already chose
     // its segment sizes. (The client has it from the listener.)
     let _ = upstream.set_nodelay(true);
+    let options = crate::net::tcp_options(
+        &upstream,
+        settings.upstream_keepalive.as_ref(),
+        settings.upstream_user_timeout,
+    );
+    if let Err(e) = options {
+        tracing::debug!(
+            listener = name,
+            upstream = lease.addr(),
+            "upstream keepalive or user timeout: {e}"
+        );
+    }
     let header_error = match settings.send_proxy {
         Some(version) => send_header(shared, &client, &mut upstream, version, src, dst)
             .await

@@ -1,7 +1,9 @@
 //! Connecting a client's upstream: the balancer's plan, one attempt per
 //! upstream with `connect_timeout` each, the next upstream after a refusal
 //! or a timeout, and a summary of every failure when all attempts fail.
-//! Each outcome goes back to the balancer (passive health).
+//! Each outcome goes back to the balancer (passive health), but for a
+//! local resource error ([`pressure`]): the connection waits for the
+//! resource instead, and the upstream is not blamed.
 //!
 //! The connect itself is [`connect_addr`]: tokio's `TcpStream::connect`
 //! without its `getsockopt(SO_ERROR)` once the socket is writable, which
@@ -16,6 +18,10 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use tokio::time::error::Elapsed;
+use tokio::time::Instant;
+
+use super::pressure::{self, Retry};
 use super::state::ListenerState;
 use crate::metrics::ConnectFailure;
 use crate::upstream::{Balancer, Lease};
@@ -48,11 +54,7 @@ pub(super) async fn connect(
             failures.push(format!("{}: full (max_conns)", balancer.addr(index)));
             continue;
         };
-        // Resolved at load and in the background (crate::dns): no lookup here.
-        let attempt = tokio::time::timeout(settings.connect_timeout, async {
-            connect_any(&lease.socket_addrs()?).await
-        });
-        let (why, text, kind) = match attempt.await {
+        let (why, text, kind) = match attempt(shared, &lease).await {
             Ok(Ok(stream)) => {
                 if lease.succeeded() {
                     tracing::info!(listener = %settings.name, upstream = lease.addr(), "upstream answers again");
@@ -61,6 +63,22 @@ pub(super) async fn connect(
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 (ConnectFailure::Refused, e.to_string(), e.kind())
+            }
+            Ok(Err(e)) if pressure::is_local_resource(&e) => {
+                // This process is short of fds or memory, not the upstream
+                // of its health: neither blamed nor counted, and the next
+                // upstream would fail the same way.
+                tracing::warn!(
+                    listener = %settings.name,
+                    upstream = lease.addr(),
+                    "connect failed: {e} (a local resource, for {:?}); \
+                     the upstream is not blamed",
+                    settings.connect_timeout
+                );
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("no local resource for an upstream socket: {e}"),
+                ));
             }
             Ok(Err(e)) => (ConnectFailure::Error, e.to_string(), e.kind()),
             Err(_) => (
@@ -84,6 +102,33 @@ pub(super) async fn connect(
         last_kind,
         format!("no upstream accepted ({})", failures.join("; ")),
     ))
+}
+
+/// One upstream's attempt within `connect_timeout`. While the connect
+/// fails for want of a local resource (see [`pressure`]), the accept
+/// loops pause and the attempt waits and tries again, until the timeout;
+/// the last such error is its result then.
+async fn attempt(shared: &ListenerState, lease: &Lease) -> Result<io::Result<TcpStream>, Elapsed> {
+    let deadline = Instant::now() + shared.settings.connect_timeout;
+    let mut retry = Retry::default();
+    loop {
+        // Resolved at load and in the background (crate::dns): no lookup here.
+        let tried = tokio::time::timeout_at(deadline, async {
+            connect_any(&lease.socket_addrs()?).await
+        })
+        .await;
+        match tried {
+            Ok(Err(e)) if pressure::is_local_resource(&e) => {
+                shared.pressure.hit(&e);
+                let wake = Instant::now() + retry.next();
+                if wake >= deadline {
+                    return Ok(Err(e));
+                }
+                tokio::time::sleep_until(wake).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Connects to the first of `addrs` that accepts, in order, as

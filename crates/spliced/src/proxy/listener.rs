@@ -25,6 +25,10 @@ use crate::metrics::WorkerMetrics;
 #[derive(Debug)]
 pub(super) struct Listener {
     sockets: Vec<(usize, std::net::TcpListener)>,
+    /// The bound address, known at bind so that [`Listener::start`]
+    /// cannot fail (a reload starts its new listeners only after it
+    /// stopped using the old ones).
+    addr: SocketAddr,
     shared: Arc<ListenerState>,
 }
 
@@ -58,27 +62,22 @@ impl Listener {
                     .collect(),
             },
         };
-        let local = Some(sockets[0].1.local_addr()?).filter(|a| !a.ip().is_unspecified());
+        let addr = sockets[0].1.local_addr()?;
+        let local = Some(addr).filter(|a| !a.ip().is_unspecified());
         let shared = ListenerState::new(settings, ctx, None, local);
         shared.resolve(ctx).await;
         Ok(Listener {
             sockets,
+            addr,
             shared: Arc::new(shared),
         })
     }
 
-    /// The bound address (with the real port when 0 was asked).
-    ///
-    /// # Errors
-    /// As `getsockname(2)`.
-    pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sockets[0].1.local_addr()
-    }
-
     /// Starts an accept loop on each worker, each on its own socket.
-    pub(super) fn start(self, ctx: &Context) -> io::Result<Running> {
+    /// Cannot fail: nothing is left undone when a reload starts it.
+    pub(super) fn start(self, ctx: &Context) -> Running {
         let all = &ctx.tracker;
-        let addr = self.local_addr()?;
+        let addr = self.addr;
         self.shared.refresh_dns(ctx);
         let (current, rx) = watch::channel(Arc::clone(&self.shared));
         // A child: stopping the proxy stops every listener.
@@ -108,7 +107,7 @@ impl Listener {
                 ),
             ));
         }
-        Ok(Running {
+        Running {
             addr,
             sockets,
             current,
@@ -116,7 +115,7 @@ impl Listener {
             kill,
             tracker,
             accept_loops,
-        })
+        }
     }
 }
 
@@ -268,6 +267,7 @@ async fn serve(
             connect_timeout
         },
         &first.metrics,
+        &first.pressure,
     )
     .await;
     drop((socket, owned));

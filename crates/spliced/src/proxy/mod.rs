@@ -30,6 +30,7 @@ mod admit;
 mod conn;
 mod connect;
 mod listener;
+mod pressure;
 mod proxy_header;
 mod refusal;
 mod reload;
@@ -37,7 +38,6 @@ mod sni;
 mod state;
 mod workers;
 
-use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -59,21 +59,19 @@ pub(crate) struct Bound {
 
 impl Bound {
     /// Starts accepting on every listener.
-    ///
-    /// # Errors
-    /// As `getsockname(2)`.
-    pub(crate) fn start(self) -> io::Result<Proxy> {
-        let mut running = Vec::with_capacity(self.listeners.len());
-        for l in self.listeners {
-            running.push(l.start(&self.ctx)?);
-        }
+    pub(crate) fn start(self) -> Proxy {
+        let running = self
+            .listeners
+            .into_iter()
+            .map(|l| l.start(&self.ctx))
+            .collect();
         let mut proxy = Proxy {
             addrs: Vec::new(),
             listeners: running,
             ctx: self.ctx,
         };
         proxy.update_addrs();
-        Ok(proxy)
+        proxy
     }
 }
 
@@ -96,7 +94,7 @@ impl Proxy {
         listeners: Vec<ListenerSettings>,
         ctx: &Context,
     ) -> anyhow::Result<Proxy> {
-        Ok(Proxy::bind(listeners, ctx).await?.start()?)
+        Ok(Proxy::bind(listeners, ctx).await?.start())
     }
 
     /// Binds every listener (all or none); [`Bound::start`] then accepts.
@@ -128,7 +126,7 @@ impl Proxy {
     ///
     /// # Errors
     /// As `fcntl(F_DUPFD_CLOEXEC)` (out of fds).
-    pub(crate) fn sockets(&self) -> io::Result<Vec<crate::admin::takeover::Sockets>> {
+    pub(crate) fn sockets(&self) -> std::io::Result<Vec<crate::admin::takeover::Sockets>> {
         use std::os::fd::AsFd as _;
         let mut all = Vec::with_capacity(self.listeners.len());
         for r in &self.listeners {

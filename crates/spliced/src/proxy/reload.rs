@@ -50,7 +50,9 @@ impl Proxy {
             }
             pairs.push((settings, found));
         }
-        // Bind first: an error leaves everything as it was.
+        // Bind first: an error leaves everything as it was. Nothing
+        // after this point fails, so the reload is all or nothing: every
+        // old listener is either kept or stopped and drained, tracked.
         let mut bound = bind_all(fresh, &self.ctx).await?.into_iter();
         let mut old: Vec<Option<Running>> = self.listeners.drain(..).map(Some).collect();
         let mut done = Reloaded::default();
@@ -69,7 +71,7 @@ impl Proxy {
                 }
                 None => {
                     let l = bound.next().expect("one bound listener per new one");
-                    let r = l.start(&self.ctx)?;
+                    let r = l.start(&self.ctx);
                     done.added.push((r.name(), r.addr));
                     self.listeners.push(r);
                 }

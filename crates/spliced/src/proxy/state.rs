@@ -9,6 +9,7 @@ use pipepool::PipePool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::pressure::Pressure;
 use super::refusal::{Refusal, RefusalLog};
 use super::sni;
 use super::workers::Workers;
@@ -31,6 +32,9 @@ pub(crate) struct Context {
     pub(crate) stop: CancellationToken,
     /// Where the accept loops and connections run.
     pub(crate) workers: Workers,
+
+    /// Out of local resources while connecting: accepting pauses.
+    pub(super) pressure: Arc<Pressure>,
 }
 
 impl Context {
@@ -42,6 +46,8 @@ impl Context {
             tracker: TaskTracker::new(),
             stop: CancellationToken::new(),
             workers: Workers::Current,
+
+            pressure: Arc::default(),
         }
     }
 
@@ -68,6 +74,8 @@ pub(super) struct ListenerState {
     /// every client's destination for `send_proxy`, without a
     /// `getsockname` per connection.
     pub(super) local: Option<SocketAddr>,
+    /// The process's [`Context::pressure`].
+    pub(super) pressure: Arc<Pressure>,
 }
 
 impl ListenerState {
@@ -121,6 +129,7 @@ impl ListenerState {
             acl,
             routes,
             local,
+            pressure: Arc::clone(&ctx.pressure),
         }
     }
 

@@ -148,8 +148,13 @@ async fn serve(
         // first accept, so that no connection (and no pipe) is ever
         // served as root.
         crate::privileges::drop_to(user)?;
+        if let Some(path) = reload_from.and_then(|a| a.config.as_deref()) {
+            if let Err(warning) = crate::privileges::check_readable(path, user) {
+                tracing::warn!("{warning}");
+            }
+        }
     }
-    let mut proxy = bound.start()?;
+    let mut proxy = bound.start();
     // With its configured address (port 0 stays 0), as the listeners'.
     let metrics_socket = match (&metrics_server, settings.metrics) {
         (Some(server), Some(addr)) => Some((addr, server.socket()?)),

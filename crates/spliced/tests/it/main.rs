@@ -19,12 +19,16 @@ mod faults_fdlimit;
 mod fd_budget;
 mod forwarding;
 mod health;
+
+mod keepalive;
 mod limits;
+mod local_resources;
 mod metrics;
 mod metrics_flood;
 mod pipe_reclaim;
 mod proxy_protocol;
 mod reload;
+mod reload_atomic;
 mod reload_features;
 mod reload_log_level;
 mod shutdown;
@@ -35,3 +39,5 @@ mod takeover;
 mod upstreams;
 mod urgent;
 mod workers;
+
+mod user_reload;
