@@ -139,6 +139,8 @@ where
         b_to_a,
     };
     let mut idle = IdleTimer::new(opts.idle_timeout);
+    // Whether a -> b finished before b -> a (`None`: neither yet).
+    let mut a_to_b_first = None;
     poll_fn(|cx| {
         let BothWays {
             a,
@@ -164,10 +166,14 @@ where
                 Poll::Ready(Err(e)) => break 'failed e,
                 other => other,
             };
+            if a_to_b_first.is_none() && (ab.is_ready() || ba.is_ready()) {
+                a_to_b_first = Some(ab.is_ready());
+            }
             if ab.is_ready() && ba.is_ready() {
                 return Poll::Ready(Ok(BidiReport {
                     a_to_b: a_to_b.transfer(),
                     b_to_a: b_to_a.transfer(),
+                    a_to_b_first: a_to_b_first.unwrap_or(true),
                 }));
             }
             let activity = a_to_b.activity() + b_to_a.activity();
@@ -218,6 +224,10 @@ pub struct BidiReport {
     pub a_to_b: Transfer,
     /// Read from `b` and written to `a`.
     pub b_to_a: Transfer,
+    /// Whether `a` -> `b` finished (end of file from `a`, every byte
+    /// written) before `b` -> `a` did: which side ended its stream first.
+    /// `true` too when both finished in the same poll.
+    pub a_to_b_first: bool,
 }
 
 /// A failed [`copy_bidirectional_with`]: the error, and what each

@@ -266,6 +266,10 @@ impl Resolver<'_> {
             worker_threads: top.worker_threads.map(|w| w.value),
             log_level,
             user: top.user,
+            access_log: top
+                .access_log
+                .map(|a| crate::access_log::Target::parse(&a.value)),
+            access_log_format: top.access_log_format.map(|f| f.value).unwrap_or_default(),
             given,
         };
         // No limit known here: the built-in caps, until `fit_fds`.

@@ -102,6 +102,10 @@ pub(crate) struct Settings {
     /// A name: `run/settle.rs` looks it up (an unknown one is an error at this
     /// place).
     pub(crate) user: Option<Given<String>>,
+    /// Where the access log goes; `None`: off.
+    pub(crate) access_log: Option<crate::access_log::Target>,
+    /// The access log's line format.
+    pub(crate) access_log_format: crate::access_log::Format,
     /// The fd limit that made a default `max_conns` or `max_pipes` smaller
     /// than its built-in cap ([`crate::limits::fit`]); `None`: none was.
     pub(crate) fds_fitted: Option<u64>,

@@ -1,12 +1,13 @@
 //! One client connection: the PROXY header if `accept_proxy`, the access
 //! checks on the client's address, the SNI route if any, connect an
 //! upstream (and write it a PROXY header if `send_proxy`), forward both
-//! ways, then log one line and count the outcome.
+//! ways, then log one line and count the outcome: the access log's line
+//! ([`crate::access_log`]) when it is on, else a `tracing` info line.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -17,17 +18,19 @@ use super::state::ListenerState;
 use super::{connect, sni};
 use crate::acl::Sources;
 use crate::config::ProxyVersion;
+use crate::access_log::{Entry, Termination};
 use crate::metrics::Ending;
 
 /// Serves `client` (accepted from `peer`) until both directions are done
 /// or an error.
 /// `sources` counts the listener's open connections per client address
-/// (across reloads).
+/// (across reloads); `accepted`: when (for the access log).
 pub(super) async fn handle(
     shared: &Arc<ListenerState>,
     sources: &Arc<Sources>,
     mut client: TcpStream,
     peer: SocketAddr,
+    accepted: SystemTime,
 ) {
     let start = Instant::now();
     let settings = &shared.settings;
@@ -38,11 +41,19 @@ pub(super) async fn handle(
         match proxy_header::read(&mut client, settings.proxy_timeout).await {
             Ok(Received::Proxied { src: s, dst: d }) => (src, dst) = (s, Some(d)),
             Ok(Received::Local) => {}
-            Err(e) => return shared.refuse(peer, Refusal::ProxyHeader, &e),
+            Err(e) => {
+                let state = if matches!(e, proxy_header::HeaderError::Timeout(_)) {
+                    Termination::PreambleTimeout
+                } else {
+                    Termination::ClientPreamble
+                };
+                return shared.refuse(peer, Refusal::ProxyHeader, state, accepted, &e);
+            }
         }
         if !shared.acl.permits(src.ip()) {
             let why = Refusal::Denied;
-            return shared.refuse(src, why, &why.detail(settings));
+            let state = Termination::RefusedByHeader;
+            return shared.refuse(src, why, state, accepted, &why.detail(settings));
         }
     }
     // Counted even with no bound set: a reload that sets one sees the
@@ -50,7 +61,8 @@ pub(super) async fn handle(
     let max = settings.max_conns_per_source;
     let Some(_slot) = sources.enter(src.ip(), max) else {
         let why = Refusal::PerSource;
-        return shared.refuse(src, why, &why.detail(settings));
+        let state = Termination::PerSource;
+        return shared.refuse(src, why, state, accepted, &why.detail(settings));
     };
     // The client has TCP_NODELAY from the listener (`net::listen`).
     let mut balancer = &shared.balancer;
@@ -62,6 +74,9 @@ pub(super) async fn handle(
                 Ok(c) => c,
                 Err(e) => {
                     shared.metrics.closed(Ending::Error);
+                    let mut entry = Entry::refused(accepted, src, name, Termination::Internal);
+                    entry.total_ms = elapsed_ms(accepted);
+                    shared.access_log.record(&entry);
                     tracing::warn!(
                         listener = name,
                         client = %src,
@@ -78,10 +93,18 @@ pub(super) async fn handle(
         }
     }
     let via = settings.accept_proxy.then_some(peer);
-    let (mut upstream, lease) = match connect::connect(shared, balancer).await {
-        Ok(ok) => ok,
+    let (mut upstream, lease, connected_ms) = match connect::connect(shared, balancer).await {
+        Ok((upstream, lease)) => (upstream, lease, Some(elapsed_ms(accepted))),
         Err(e) => {
             shared.metrics.closed(Ending::NoUpstream);
+            if let Some(suppressed) = shared.may_log_no_upstream() {
+                let mut entry = Entry::refused(accepted, src, name, no_upstream(&e));
+                entry.via = via;
+                entry.sni = server_name.as_deref();
+                entry.total_ms = elapsed_ms(accepted);
+                entry.suppressed = suppressed;
+                shared.access_log.record(&entry);
+            }
             tracing::warn!(
                 listener = name,
                 client = %src,
@@ -112,11 +135,17 @@ pub(super) async fn handle(
         ),
         Some(_) => None,
     };
-    // Closed at once: `Forwarder::run` left the last FIN to this close.
-    drop((client, upstream));
     let error = outcome
         .as_ref()
         .map_or(header_error.as_ref(), |o| o.error.as_ref());
+    let state = match (error, &outcome) {
+        (None, Some(o)) if o.client_closed_first => Termination::ClientClosedFirst,
+        (None, _) => Termination::ServerClosedFirst,
+        (Some(_), None) => Termination::ServerReset, // writing the PROXY header
+        (Some(e), Some(_)) => cut_by(e, &client),
+    };
+    // Closed at once: `Forwarder::run` left the last FIN to this close.
+    drop((client, upstream));
     let ending = match error {
         None => Ending::Ok,
         Some(e) if e.kind() == io::ErrorKind::TimedOut => Ending::IdleTimeout,
@@ -127,6 +156,25 @@ pub(super) async fn handle(
     let method = outcome
         .as_ref()
         .map_or_else(|| "none".to_owned(), |o| o.method());
+    if shared.access_log.is_on() {
+        // The access log's line replaces the tracing one.
+        return shared.access_log.record(&Entry {
+            start: accepted,
+            client: src,
+            via,
+            listener: name,
+            upstream: Some(lease.addr()),
+            sni: server_name.as_deref(),
+            connect_ms: connected_ms,
+            total_ms: elapsed_ms(accepted),
+            to_upstream: outcome.as_ref().map_or(0, |o| o.to_upstream),
+            to_client: outcome.as_ref().map_or(0, |o| o.to_client),
+            method: outcome.is_some().then_some(method.as_str()),
+            termination: state,
+            reason: None,
+            suppressed: 0,
+        });
+    }
     // `error`, `via` and `sni` are recorded only when there is one.
     tracing::info!(
         listener = name,
@@ -166,4 +214,39 @@ async fn send_header(
             format!("writing the PROXY header to the upstream: {e}"),
         )
     })
+}
+
+/// Milliseconds since `t` (0 if the clock went back).
+pub(super) fn elapsed_ms(t: SystemTime) -> u64 {
+    t.elapsed()
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The access log state of a connection no upstream accepted, from the
+/// last attempt's error: a timeout, a local resource that ran out, or a
+/// refusal (or another error) of the upstream.
+fn no_upstream(e: &io::Error) -> Termination {
+    use rustix::io::Errno;
+    let local = e.raw_os_error().map(Errno::from_raw_os_error).is_some_and(|n| {
+        matches!(n, Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+    });
+    match e.kind() {
+        io::ErrorKind::TimedOut => Termination::ConnectTimeout,
+        io::ErrorKind::OutOfMemory => Termination::LocalResource,
+        _ if local => Termination::LocalResource,
+        _ => Termination::UpstreamRefused,
+    }
+}
+
+/// Which side cut a stream that ended with `e` (not a normal end): the
+/// idle timeout, else the client if TCP closed its socket (a reset from
+/// it: no peer address any more), else the upstream.
+fn cut_by(e: &io::Error, client: &TcpStream) -> Termination {
+    if e.kind() == io::ErrorKind::TimedOut {
+        Termination::IdleTimeout
+    } else if client.peer_addr().is_err() {
+        Termination::ClientReset
+    } else {
+        Termination::ServerReset
+    }
 }

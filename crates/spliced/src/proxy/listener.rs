@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admit::Gate;
+use super::conn::elapsed_ms;
+use crate::access_log::{Entry, Termination};
 use super::state::{Context, ListenerState};
 use super::{accept, conn};
 use crate::acl::Sources;
@@ -147,10 +150,12 @@ async fn serve(
         stop,
         |stream, peer| {
             let shared = Arc::clone(&current.borrow());
+            let start = SystemTime::now();
             let admitted = match gate.admit(&shared, peer, &trackers) {
                 Ok(admitted) => admitted,
                 Err(why) => {
-                    shared.refuse(peer, why, &why.detail(&shared.settings));
+                    let detail = why.detail(&shared.settings);
+                    shared.refuse(peer, why, why.at_accept(), start, &detail);
                     drop(stream); // closed at once
                     return;
                 }
@@ -159,12 +164,18 @@ async fn serve(
             let sources = Arc::clone(&sources);
             tokio::spawn(async move {
                 tokio::select! {
-                    () = conn::handle(&shared, &sources, stream, peer) => {}
-                    () = kill.cancelled() => tracing::info!(
-                        listener = %shared.settings.name,
-                        client = %peer,
-                        "connection closed: its listener was removed and the grace period is over"
-                    ),
+                    () = conn::handle(&shared, &sources, stream, peer, start) => {}
+                    () = kill.cancelled() => {
+                        tracing::info!(
+                            listener = %shared.settings.name,
+                            client = %peer,
+                            "connection closed: its listener was removed and the grace period is over"
+                        );
+                        // (The bytes it moved went with its task.)
+                        let mut e = Entry::refused(start, peer, &shared.settings.name, Termination::Killed);
+                        e.total_ms = elapsed_ms(start);
+                        shared.access_log.record(&e);
+                    }
                 }
                 drop(admitted);
             });

@@ -121,5 +121,13 @@ pub(crate) fn describe(s: &Settings, user: Option<&Account>) -> String {
             u.name, u.uid, u.gid
         ))
     );
+    line!(
+        out,
+        "access_log: {}",
+        s.access_log.as_ref().map_or("off".to_owned(), |t| format!(
+            "{t} ({})",
+            s.access_log_format.as_str()
+        ))
+    );
     text
 }
