@@ -298,6 +298,7 @@ fn write_loop(shared: &Shared, mut target: Target, mut sink: Sink) {
             match next.open() {
                 Ok(s) => {
                     sink = s;
+                    tracing::info!("access log: reopened {next}");
                     target = next;
                 }
                 Err(e) => tracing::error!(

@@ -133,10 +133,7 @@ async fn serve(
         let signal = signals.recv().await;
         if signal == SIGUSR1 {
             // Log rotation: the file was renamed; write on at its path.
-            if access_log.is_on() {
-                access_log.reopen(None);
-                tracing::info!("SIGUSR1: access log reopened");
-            }
+            access_log.reopen(None);
             continue;
         }
         if signal != SIGHUP {

@@ -9,6 +9,7 @@ mod util;
 
 mod accept_backoff;
 mod access;
+mod access_log;
 mod balance;
 mod bench;
 mod demo;
