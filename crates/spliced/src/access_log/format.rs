@@ -16,9 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::entry::{Entry, Json};
 
 /// The access log's line format.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Format {
     /// HAProxy-like positional fields.
@@ -115,10 +113,12 @@ fn tcplog(e: &Entry<'_>, time: &str, out: &mut Vec<u8>) {
 /// comes from the network) as `?`.
 fn word(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
-        Some(s) if !s.is_empty() => out.extend(
-            s.bytes()
-                .map(|b| if b.is_ascii_graphic() { b } else { b'?' }),
-        ),
+        Some(s) if !s.is_empty() => {
+            out.extend(
+                s.bytes()
+                    .map(|b| if b.is_ascii_graphic() { b } else { b'?' }),
+            )
+        }
         _ => out.push(b'-'),
     }
 }
@@ -216,7 +216,12 @@ mod tests {
              splice a?b?.example 10.0.0.2:40000 - 0\n"
         );
         let mut out = Vec::new();
-        let mut e = Entry::refused(UNIX_EPOCH, "[::1]:7".parse().unwrap(), "l", Termination::MaxConns);
+        let mut e = Entry::refused(
+            UNIX_EPOCH,
+            "[::1]:7".parse().unwrap(),
+            "l",
+            Termination::MaxConns,
+        );
         e.reason = Some("max_conns");
         e.suppressed = 4;
         Format::Tcplog.write(&e, &mut out);

@@ -194,10 +194,7 @@ impl AccessLog {
             shared.append(line);
         };
         // (A thread being torn down has no thread-local: a Vec of its own.)
-        if LINE
-            .try_with(|l| l.try_borrow_mut().map(|mut l| append(&mut l)).is_ok())
-            != Ok(true)
-        {
+        if LINE.try_with(|l| l.try_borrow_mut().map(|mut l| append(&mut l)).is_ok()) != Ok(true) {
             append(&mut Vec::new());
         }
     }
@@ -281,7 +278,9 @@ fn write_loop(shared: &Shared, mut target: Target, mut sink: Sink) {
                 Ok(()) => write_failing = false,
                 Err(e) => {
                     if !write_failing {
-                        tracing::error!("access log: cannot write ({e}); lines are lost until a write succeeds");
+                        tracing::error!(
+                            "access log: cannot write ({e}); lines are lost until a write succeeds"
+                        );
                     }
                     write_failing = true;
                 }

@@ -16,9 +16,9 @@ use super::proxy_header::{self, Received};
 use super::refusal::Refusal;
 use super::state::ListenerState;
 use super::{connect, sni};
+use crate::access_log::{Entry, Termination};
 use crate::acl::Sources;
 use crate::config::ProxyVersion;
-use crate::access_log::{Entry, Termination};
 use crate::metrics::Ending;
 
 /// Serves `client` (accepted from `peer`) until both directions are done
@@ -227,9 +227,15 @@ pub(super) fn elapsed_ms(t: SystemTime) -> u64 {
 /// refusal (or another error) of the upstream.
 fn no_upstream(e: &io::Error) -> Termination {
     use rustix::io::Errno;
-    let local = e.raw_os_error().map(Errno::from_raw_os_error).is_some_and(|n| {
-        matches!(n, Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
-    });
+    let local = e
+        .raw_os_error()
+        .map(Errno::from_raw_os_error)
+        .is_some_and(|n| {
+            matches!(
+                n,
+                Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM
+            )
+        });
     match e.kind() {
         io::ErrorKind::TimedOut => Termination::ConnectTimeout,
         io::ErrorKind::OutOfMemory => Termination::LocalResource,

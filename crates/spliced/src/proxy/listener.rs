@@ -15,9 +15,9 @@ use tokio_util::task::TaskTracker;
 
 use super::admit::Gate;
 use super::conn::elapsed_ms;
-use crate::access_log::{Entry, Termination};
 use super::state::{Context, ListenerState};
 use super::{accept, conn};
+use crate::access_log::{Entry, Termination};
 use crate::acl::Sources;
 use crate::config::ListenerSettings;
 

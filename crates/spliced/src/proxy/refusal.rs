@@ -85,7 +85,8 @@ impl Lines {
     /// Whether to write one more line now: `Some(left out before it)`.
     fn take(&mut self) -> Option<u64> {
         let now = Instant::now();
-        if !self.since.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        let in_second = |t: Instant| now.duration_since(t) < Duration::from_secs(1);
+        if !self.since.is_some_and(in_second) {
             self.since = Some(now);
             self.written = 0;
         }

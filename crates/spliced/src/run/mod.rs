@@ -8,8 +8,8 @@ use anyhow::Context as _;
 
 use crate::access_log::AccessLog;
 use crate::config::{self, RunArgs, Settings};
-use prometheus_client::metrics::counter::Counter;
 use crate::privileges::Account;
+use prometheus_client::metrics::counter::Counter;
 
 mod check;
 mod settle;

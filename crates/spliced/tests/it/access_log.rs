@@ -39,10 +39,13 @@ impl LogPath {
 
     /// Waits until the log has `n` lines; returns them.
     fn wait_lines(&self, n: usize) -> Vec<String> {
-        eventually(&format!("{n} access log line(s) in {}", self.0.display()), || {
-            let l = self.lines();
-            (l.len() >= n).then_some(l)
-        })
+        eventually(
+            &format!("{n} access log line(s) in {}", self.0.display()),
+            || {
+                let l = self.lines();
+                (l.len() >= n).then_some(l)
+            },
+        )
     }
 }
 
@@ -269,7 +272,10 @@ fn refusals_by_acl_limits_and_untrusted_proxies() {
     let (_proc, addr) = spliced(&log, up, &["--deny", "127.0.0.2"]);
     let c = connect_from(ip("127.0.0.2"), addr);
     let line = parse(&log.wait_lines(1)[0]);
-    assert_eq!((line.state.as_str(), line.reason.as_str()), ("PA", "denied"));
+    assert_eq!(
+        (line.state.as_str(), line.reason.as_str()),
+        ("PA", "denied")
+    );
     assert_eq!(line.client, c.local_addr().unwrap().to_string());
 
     // max_conns at accept, max_conns_per_source after.
@@ -278,7 +284,10 @@ fn refusals_by_acl_limits_and_untrusted_proxies() {
     let held = connect(addr);
     let _refused = connect(addr);
     let line = parse(&log.wait_lines(1)[0]);
-    assert_eq!((line.state.as_str(), line.reason.as_str()), ("LA", "max_conns"));
+    assert_eq!(
+        (line.state.as_str(), line.reason.as_str()),
+        ("LA", "max_conns")
+    );
     drop(held);
     let log = LogPath::new();
     let (_proc, addr) = spliced(&log, up, &["--max-conns-per-source", "1"]);
@@ -310,7 +319,10 @@ fn refusals_by_acl_limits_and_untrusted_proxies() {
     c.write_all(b"PROXY TCP4 10.1.1.1 10.0.0.1 1234 80\r\nhello")
         .unwrap();
     let line = parse(&log.wait_lines(2)[1]);
-    assert_eq!((line.state.as_str(), line.reason.as_str()), ("PR", "denied"));
+    assert_eq!(
+        (line.state.as_str(), line.reason.as_str()),
+        ("PR", "denied")
+    );
     assert_eq!(line.client, "10.1.1.1:1234");
 }
 
