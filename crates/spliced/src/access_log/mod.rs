@@ -36,6 +36,8 @@ pub(crate) use format::Format;
 const WAKE_AT: usize = 64 * 1024;
 /// Pending bytes past which lines are dropped: the writer is behind.
 const MAX_PENDING: usize = 8 * 1024 * 1024;
+/// The longest [`AccessLog::close`] waits for the last write.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// The longest a line waits before it is written.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -215,13 +217,26 @@ impl AccessLog {
     }
 
     /// Writes everything pending and stops the writer; later records are
-    /// lost. Waits for the write.
+    /// lost. Waits for the write, up to [`CLOSE_WAIT`] (a stuck disk
+    /// does not hold the exit).
     pub(crate) fn close(&self) {
         let Some(shared) = &self.shared else { return };
         lock(&shared.pending).closing = true;
         shared.wake.notify_one();
-        if let Some(handle) = lock(&shared.writer).take() {
+        let Some(handle) = lock(&shared.writer).take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        while !handle.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if handle.is_finished() {
             let _ = handle.join();
+        } else {
+            tracing::warn!(
+                "access log: the last lines are not written after {CLOSE_WAIT:?} (the file \
+                 does not take them): exiting without them"
+            );
         }
     }
 }
@@ -308,5 +323,94 @@ fn write_loop(shared: &Shared, mut target: Target, mut sink: Sink) {
         if closing {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+    use std::time::{Instant, SystemTime};
+
+    fn entry() -> Entry<'static> {
+        let client = "192.0.2.1:5000".parse().unwrap();
+        Entry::refused(SystemTime::now(), client, "l", Termination::MaxConns)
+    }
+
+    fn temp_path(what: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("spliced-unit-{}-{what}", std::process::id()))
+    }
+
+    /// A line is in the file within the second, without a close.
+    #[test]
+    fn lines_are_written_within_a_second() {
+        let path = temp_path("second.log");
+        let _ = std::fs::remove_file(&path);
+        let target = Target::File(path.clone());
+        let log = AccessLog::open(&target, Format::Tcplog, Counter::default()).unwrap();
+        let start = Instant::now();
+        log.record(&entry());
+        while std::fs::read(&path).unwrap().is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(3), "not written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(start.elapsed() < Duration::from_millis(1500));
+        log.close();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains(" LA "), "{text}");
+    }
+
+    /// The file is a FIFO that nobody reads (a disk that stopped): the
+    /// writer blocks, the workers do not; what does not fit is dropped
+    /// and counted, and every line is either read or counted as dropped.
+    #[test]
+    fn a_stuck_writer_never_blocks_a_worker() {
+        let path = temp_path("fifo");
+        let _ = std::fs::remove_file(&path);
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success(), "mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let mut f = File::open(&path).unwrap();
+                rx.recv().unwrap(); // stuck until told
+                let mut all = Vec::new();
+                f.read_to_end(&mut all).unwrap();
+                all
+            }
+        });
+        let target = Target::File(path.clone());
+        let dropped = Counter::default();
+        let log = AccessLog::open(&target, Format::Tcplog, dropped.clone()).unwrap();
+        let mut line = Vec::new();
+        Format::Tcplog.write(&entry(), &mut line);
+        let n = 2 * MAX_PENDING / line.len();
+        let start = Instant::now();
+        let e = entry();
+        for _ in 0..n {
+            log.record(&e);
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(dropped.get() > 0, "nothing dropped");
+        tx.send(()).unwrap();
+        log.close();
+        let read = reader.join().unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(read.len() % line.len(), 0);
+        let read_lines = (read.len() / line.len()) as u64;
+        assert_eq!(read_lines + dropped.get(), n as u64);
+    }
+
+    /// Off: records nothing, reopens and closes nothing.
+    #[test]
+    fn the_default_log_is_off() {
+        let log = AccessLog::default();
+        assert!(!log.is_on() && log.dropped().is_none());
+        log.record(&entry());
+        log.reopen(None);
+        log.close();
     }
 }

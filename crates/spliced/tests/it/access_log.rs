@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use crate::util::{connect, connect_from, dead_addr, echo_until_eof, eventually, Proc};
+use crate::util::{connect, connect_from, dead_addr, echo_until_eof, eventually, ConfigFile, Proc};
 
 /// A fresh path for a log file, removed on drop.
 struct LogPath(PathBuf);
@@ -442,6 +442,39 @@ fn sigusr1_reopens_after_a_rename_and_exit_flushes() {
     let lines = log.lines();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[1].starts_with(&third), "{lines:?}");
+}
+
+/// A reload that names another file moves the log there; the old file
+/// keeps what was written before.
+#[test]
+fn a_reload_moves_the_log_to_its_new_path() {
+    let (a, b) = (LogPath::new(), LogPath::new());
+    let up = echo();
+    let text = |log: &LogPath| {
+        format!(
+            "access_log = \"{}\"\n[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:0\"\n\
+             upstreams = [\"{up}\"]\n",
+            log.arg()
+        )
+    };
+    let config = ConfigFile::new(&text(&a));
+    let mut proc = Proc::spawn(&["run", "--config", config.arg()]);
+    let addr = proc.listen_addr();
+    let one = || {
+        let mut c = connect(addr);
+        c.shutdown(Shutdown::Write).unwrap();
+        let _ = c.read_to_end(&mut Vec::new());
+    };
+    one();
+    a.wait_lines(1);
+    proc.reload(&config, &text(&b));
+    eventually("the reopen", || {
+        proc.stderr().contains("access log: reopened").then_some(())
+    });
+    one();
+    let lines = b.wait_lines(1);
+    assert_eq!(parse(&lines[0]).listener, "l");
+    assert_eq!(a.lines().len(), 1);
 }
 
 fn ip(s: &str) -> IpAddr {
