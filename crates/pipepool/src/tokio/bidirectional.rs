@@ -332,6 +332,36 @@ mod tests {
         assert!(BidiError::from_io(&io::Error::other("x")).is_none());
     }
 
+    /// The side that ends its stream first is reported, either way.
+    #[::tokio::test]
+    async fn reports_which_side_ended_first() {
+        use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use ::tokio::net::UnixStream;
+        for a_first in [true, false] {
+            let (mut a_peer, mut a) = UnixStream::pair().unwrap();
+            let (mut b, mut b_peer) = UnixStream::pair().unwrap();
+            let opts = CopyOptions::new();
+            let relay = copy_bidirectional_with(&mut a, &mut b, &opts);
+            let peers = async {
+                let (first, second) = if a_first {
+                    (&mut a_peer, &mut b_peer)
+                } else {
+                    (&mut b_peer, &mut a_peer)
+                };
+                first.write_all(b"x").await.unwrap();
+                first.shutdown().await.unwrap();
+                let mut got = Vec::new();
+                second.read_to_end(&mut got).await.unwrap();
+                assert_eq!(got, b"x");
+                second.shutdown().await.unwrap();
+                let mut rest = Vec::new();
+                first.read_to_end(&mut rest).await.unwrap();
+            };
+            let (report, ()) = ::tokio::join!(relay, peers);
+            assert_eq!(report.unwrap().a_to_b_first, a_first);
+        }
+    }
+
     #[test]
     fn error_prints_its_cause_once() {
         let cause = io::Error::from(io::ErrorKind::ConnectionReset).to_string();
