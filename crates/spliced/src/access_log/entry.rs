@@ -29,10 +29,35 @@
 //! header, ClientHello), `C` connecting the upstream, `D` data, `-` none
 //! (a normal end).
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+use pipepool::Method;
 use serde::Serialize;
+
+/// How a connection's bytes moved: client -> upstream, upstream ->
+/// client. Shown as one word when both agree (`splice`), else `up/down`
+/// (`splice/userspace`), without an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Methods(pub(crate) Method, pub(crate) Method);
+
+impl fmt::Display for Methods {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())?;
+        if self.1 != self.0 {
+            f.write_str("/")?;
+            f.write_str(self.1.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Methods {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// How a connection ended: see the [module docs](self) for the codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +149,9 @@ pub(crate) struct Entry<'a> {
     pub(crate) to_upstream: u64,
     /// Bytes written to the client.
     pub(crate) to_client: u64,
-    /// `splice`, `userspace`, `splice/userspace` (up/down); `None`: no
-    /// byte was forwarded at all (refused before).
-    pub(crate) method: Option<&'a str>,
+    /// How each way was copied; `None`: nothing was forwarded (refused
+    /// or failed before).
+    pub(crate) method: Option<Methods>,
     /// How it ended.
     pub(crate) termination: Termination,
     /// For a refusal: its `spliced_refused_total` reason.
@@ -176,7 +201,7 @@ pub(super) struct Json<'a> {
     pub(super) total_ms: u64,
     pub(super) to_upstream: u64,
     pub(super) to_client: u64,
-    pub(super) method: Option<&'a str>,
+    pub(super) method: Option<Methods>,
     pub(super) state: &'static str,
     pub(super) reason: Option<&'static str>,
     pub(super) suppressed: u64,

@@ -91,7 +91,16 @@ fn tcplog(e: &Entry<'_>, time: &str, out: &mut Vec<u8>) {
     out.push(b' ');
     out.extend_from_slice(e.termination.code().as_bytes());
     out.push(b' ');
-    word(out, e.method);
+    match e.method {
+        Some(m) => {
+            out.extend_from_slice(m.0.as_str().as_bytes());
+            if m.1 != m.0 {
+                out.push(b'/');
+                out.extend_from_slice(m.1.as_str().as_bytes());
+            }
+        }
+        None => out.push(b'-'),
+    }
     out.push(b' ');
     word(out, e.sni);
     out.push(b' ');
@@ -170,7 +179,8 @@ fn civil(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access_log::Termination;
+    use crate::access_log::{Methods, Termination};
+    use pipepool::Method;
     use std::time::Duration;
 
     fn at(secs: u64, millis: u64) -> String {
@@ -199,7 +209,7 @@ mod tests {
             total_ms: 120,
             to_upstream: 5,
             to_client: 11,
-            method: Some("splice"),
+            method: Some(Methods(Method::Splice, Method::Userspace)),
             termination: Termination::ClientClosedFirst,
             reason: None,
             suppressed: 0,
@@ -213,7 +223,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "192.0.2.1:5000 [1970-01-01T00:00:00.000Z] web 10.0.0.11:80 3/120 5 11 C- \
-             splice a?b?.example 10.0.0.2:40000 - 0\n"
+             splice/userspace a?b?.example 10.0.0.2:40000 - 0\n"
         );
         let mut out = Vec::new();
         let mut e = Entry::refused(
@@ -242,6 +252,7 @@ mod tests {
         assert_eq!(v["state"], "C-");
         assert_eq!(v["connect_ms"], 3);
         assert_eq!(v["via"], "10.0.0.2:40000");
+        assert_eq!(v["method"], "splice/userspace");
         assert_eq!(v["reason"], serde_json::Value::Null);
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 
-pub(crate) use entry::{Entry, Termination};
+pub(crate) use entry::{Entry, Methods, Termination};
 pub(crate) use format::Format;
 
 /// Pending bytes at which the writer is woken before its second is up.

@@ -16,7 +16,7 @@ use super::proxy_header::{self, Received};
 use super::refusal::Refusal;
 use super::state::ListenerState;
 use super::{connect, sni};
-use crate::access_log::{Entry, Termination};
+use crate::access_log::{Entry, Methods, Termination};
 use crate::acl::Sources;
 use crate::config::ProxyVersion;
 use crate::metrics::Ending;
@@ -153,9 +153,6 @@ pub(super) async fn handle(
     };
     shared.metrics.closed(ending);
     let duration_ms = start.elapsed().as_millis() as u64;
-    let method = outcome
-        .as_ref()
-        .map_or_else(|| "none".to_owned(), |o| o.method());
     if shared.access_log.is_on() {
         // The access log's line replaces the tracing one.
         return shared.access_log.record(&Entry {
@@ -169,12 +166,17 @@ pub(super) async fn handle(
             total_ms: elapsed_ms(accepted),
             to_upstream: outcome.as_ref().map_or(0, |o| o.to_upstream),
             to_client: outcome.as_ref().map_or(0, |o| o.to_client),
-            method: outcome.is_some().then_some(method.as_str()),
+            method: outcome
+                .as_ref()
+                .map(|o| Methods(o.up_method, o.down_method)),
             termination: state,
             reason: None,
             suppressed: 0,
         });
     }
+    let method = outcome
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |o| o.method());
     // `error`, `via` and `sni` are recorded only when there is one.
     tracing::info!(
         listener = name,
