@@ -38,7 +38,8 @@
 # Configurations: bench/proxies.toml, one entry each (`python3 bench/proxies.py
 # list` prints them): direct (no proxy), spliced-splice-tN, spliced-sendproxy-tN,
 # spliced-sni-tN, spliced-fresh-tN, spliced-user-tN, haproxy-splice-tN,
-# haproxy-nosplice-tN, nginx, go, realm, tokio-8k, tokio-64k. Each says what it
+# haproxy-nosplice-tN, nginx, go, realm, tokio-8k, tokio-64k (and, not by
+# default, spliced-accesslog-tN and haproxy-tcplog-tN: the access log's cost). Each says what it
 # needs, which tests it runs in and how it starts (its command line and its
 # config template under bench/proxies/); the functions below loop over that
 # table and never match a configuration's name.

@@ -38,6 +38,8 @@ pub(crate) struct Outcome {
     pub(crate) down_method: Method,
     /// Why the copy ended early, if it did.
     pub(crate) error: Option<io::Error>,
+    /// With no error: whether the client ended its stream first.
+    pub(crate) client_closed_first: bool,
 }
 
 impl Outcome {
@@ -79,6 +81,7 @@ impl Forwarder {
                 up_method: r.a_to_b.method,
                 down_method: r.b_to_a.method,
                 error: None,
+                client_closed_first: r.a_to_b_first,
             },
             Err(e) => Outcome {
                 to_upstream: e.a_to_b().bytes,
@@ -86,6 +89,7 @@ impl Forwarder {
                 up_method: e.a_to_b().method,
                 down_method: e.b_to_a().method,
                 error: Some(e.into_error()),
+                client_closed_first: false,
             },
         }
     }

@@ -17,6 +17,7 @@
 //! systemd passed as an fd); the libc calls that drop root go through `nix`.
 #![deny(unsafe_code)]
 
+mod access_log;
 mod acl;
 pub mod admin;
 pub mod bench;

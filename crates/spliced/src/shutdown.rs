@@ -1,22 +1,26 @@
 //! The signals of a process: [`Signals`] waits for SIGINT or SIGTERM (the
-//! graceful shutdown) and SIGHUP (the reload). Stopping and draining are
+//! graceful shutdown), SIGHUP (the reload) and SIGUSR1 (reopen the access
+//! log). Stopping and draining are
 //! tokio-util's `CancellationToken` and `TaskTracker`, in [`crate::proxy`].
 
 use std::io;
 
 use tokio::signal::unix::{signal as unix_signal, Signal, SignalKind};
 
-/// SIGINT, SIGTERM and SIGHUP handlers. Install them before announcing
+/// SIGINT, SIGTERM, SIGHUP and SIGUSR1 handlers. Install them before announcing
 /// the listeners, so that a signal sent right after is never fatal.
 #[derive(Debug)]
 pub(crate) struct Signals {
     int: Signal,
     term: Signal,
     hup: Signal,
+    usr1: Signal,
 }
 
 /// The name [`Signals::recv`] returns for SIGHUP.
 pub(crate) const SIGHUP: &str = "SIGHUP";
+/// The name [`Signals::recv`] returns for SIGUSR1.
+pub(crate) const SIGUSR1: &str = "SIGUSR1";
 
 impl Signals {
     /// Installs the handlers.
@@ -28,15 +32,18 @@ impl Signals {
             int: unix_signal(SignalKind::interrupt())?,
             term: unix_signal(SignalKind::terminate())?,
             hup: unix_signal(SignalKind::hangup())?,
+            usr1: unix_signal(SignalKind::user_defined1())?,
         })
     }
 
-    /// Waits for the next SIGINT, SIGTERM or SIGHUP and returns its name.
+    /// Waits for the next SIGINT, SIGTERM, SIGHUP or SIGUSR1 and returns
+    /// its name.
     pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.int.recv() => "SIGINT",
             _ = self.term.recv() => "SIGTERM",
             _ = self.hup.recv() => SIGHUP,
+            _ = self.usr1.recv() => SIGUSR1,
         }
     }
 }

@@ -139,6 +139,8 @@ where
         b_to_a,
     };
     let mut idle = IdleTimer::new(opts.idle_timeout);
+    // Whether a -> b finished before b -> a (`None`: neither yet).
+    let mut a_to_b_first = None;
     poll_fn(|cx| {
         let BothWays {
             a,
@@ -164,10 +166,14 @@ where
                 Poll::Ready(Err(e)) => break 'failed e,
                 other => other,
             };
+            if a_to_b_first.is_none() && (ab.is_ready() || ba.is_ready()) {
+                a_to_b_first = Some(ab.is_ready());
+            }
             if ab.is_ready() && ba.is_ready() {
                 return Poll::Ready(Ok(BidiReport {
                     a_to_b: a_to_b.transfer(),
                     b_to_a: b_to_a.transfer(),
+                    a_to_b_first: a_to_b_first.unwrap_or(true),
                 }));
             }
             let activity = a_to_b.activity() + b_to_a.activity();
@@ -218,6 +224,10 @@ pub struct BidiReport {
     pub a_to_b: Transfer,
     /// Read from `b` and written to `a`.
     pub b_to_a: Transfer,
+    /// Whether `a` -> `b` finished (end of file from `a`, every byte
+    /// written) before `b` -> `a` did: which side ended its stream first.
+    /// `true` too when both finished in the same poll.
+    pub a_to_b_first: bool,
 }
 
 /// A failed [`copy_bidirectional_with`]: the error, and what each
@@ -320,6 +330,36 @@ mod tests {
         assert_eq!((back.a_to_b().bytes, back.b_to_a().bytes), (3, 4));
         assert_eq!(back.b_to_a().method, Method::Userspace);
         assert!(BidiError::from_io(&io::Error::other("x")).is_none());
+    }
+
+    /// The side that ends its stream first is reported, either way.
+    #[::tokio::test]
+    async fn reports_which_side_ended_first() {
+        use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use ::tokio::net::UnixStream;
+        for a_first in [true, false] {
+            let (mut a_peer, mut a) = UnixStream::pair().unwrap();
+            let (mut b, mut b_peer) = UnixStream::pair().unwrap();
+            let opts = CopyOptions::new();
+            let relay = copy_bidirectional_with(&mut a, &mut b, &opts);
+            let peers = async {
+                let (first, second) = if a_first {
+                    (&mut a_peer, &mut b_peer)
+                } else {
+                    (&mut b_peer, &mut a_peer)
+                };
+                first.write_all(b"x").await.unwrap();
+                first.shutdown().await.unwrap();
+                let mut got = Vec::new();
+                second.read_to_end(&mut got).await.unwrap();
+                assert_eq!(got, b"x");
+                second.shutdown().await.unwrap();
+                let mut rest = Vec::new();
+                first.read_to_end(&mut rest).await.unwrap();
+            };
+            let (report, ()) = ::tokio::join!(relay, peers);
+            assert_eq!(report.unwrap().a_to_b_first, a_first);
+        }
     }
 
     #[test]

@@ -11,6 +11,15 @@ pub(crate) fn any<T>(_: &T) -> Result<(), String> {
     Ok(())
 }
 
+/// A string that is not empty (a path).
+#[allow(clippy::ptr_arg)] // the tables' checks take `&T`
+pub(crate) fn not_empty(s: &String) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty (a path, or `-` for stdout)".to_owned());
+    }
+    Ok(())
+}
+
 /// A count of at least 1.
 pub(crate) fn at_least_one(n: &usize) -> Result<(), String> {
     if *n == 0 {

@@ -268,6 +268,11 @@ impl Resolver<'_> {
             log_level,
             user: top.user,
             admin_socket: top.admin_socket.map(|p| p.value.into()),
+
+            access_log: top
+                .access_log
+                .map(|a| crate::access_log::Target::parse(&a.value)),
+            access_log_format: top.access_log_format.map(|f| f.value).unwrap_or_default(),
             given,
         };
         // No limit known here: the built-in caps, until `fit_fds`.

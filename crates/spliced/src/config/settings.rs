@@ -130,6 +130,11 @@ pub(crate) struct Settings {
     pub(crate) user: Option<Given<String>>,
     /// The admin socket's path (`spliced ctl`, `--takeover`), if any.
     pub(crate) admin_socket: Option<std::path::PathBuf>,
+
+    /// Where the access log goes; `None`: off.
+    pub(crate) access_log: Option<crate::access_log::Target>,
+    /// The access log's line format.
+    pub(crate) access_log_format: crate::access_log::Format,
     /// The fd limit that made a default `max_conns` or `max_pipes` smaller
     /// than its built-in cap ([`crate::limits::fit`]); `None`: none was.
     pub(crate) fds_fitted: Option<u64>,

@@ -165,6 +165,14 @@ macro_rules! process_settings {
                 admin_socket: String = None;
                     flag "admin-socket" [value_name = "PATH"];
                     check $crate::config::checks::any;
+                /// Write one line per closed connection (refused ones too) to this file, appended, or to stdout with `-`; SIGUSR1 reopens it (log rotation) [default: off].
+                access_log: String = None;
+                    flag "access-log" [value_name = "PATH|-"];
+                    check $crate::config::checks::not_empty;
+                /// The access log's lines: tcplog (HAProxy-like fields) or json [default: tcplog].
+                access_log_format: $crate::access_log::Format = Some($crate::access_log::Format::Tcplog);
+                    flag "access-log-format" [value_enum, value_name = "FORMAT"];
+                    check $crate::config::checks::any;
             ]
             pool [
                 /// Most pipes alive in the pool [default: what the fd limit leaves after max_conns, at most 4096].

@@ -257,6 +257,16 @@ impl Metrics {
         self.last_reload.set(now);
     }
 
+    /// Registers `dropped` as `spliced_access_log_dropped_total`: access
+    /// log lines dropped because its writer fell behind.
+    pub(crate) fn count_access_log_drops(&mut self, dropped: Counter) {
+        self.registry.sub_registry_with_prefix("spliced").register(
+            "access_log_dropped",
+            "Access log lines dropped because the writer fell behind (a slow disk)",
+            dropped,
+        );
+    }
+
     /// Counts a config reload; a successful one also sets
     /// `spliced_config_last_reload_seconds`.
     pub(crate) fn reloaded(&self, ok: bool) {

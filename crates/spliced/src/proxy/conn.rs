@@ -1,12 +1,13 @@
 //! One client connection: the PROXY header if `accept_proxy`, the access
 //! checks on the client's address, the SNI route if any, connect an
 //! upstream (and write it a PROXY header if `send_proxy`), forward both
-//! ways, then log one line and count the outcome.
+//! ways, then log one line and count the outcome: the access log's line
+//! ([`crate::access_log`]) when it is on, else a `tracing` info line.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -15,6 +16,7 @@ use super::proxy_header::{self, Received};
 use super::refusal::Refusal;
 use super::state::ListenerState;
 use super::{connect, sni};
+use crate::access_log::{Entry, Methods, Termination};
 use crate::acl::Sources;
 use crate::config::ProxyVersion;
 use crate::metrics::Ending;
@@ -22,12 +24,13 @@ use crate::metrics::Ending;
 /// Serves `client` (accepted from `peer`) until both directions are done
 /// or an error.
 /// `sources` counts the listener's open connections per client address
-/// (across reloads).
+/// (across reloads); `accepted`: when (for the access log).
 pub(super) async fn handle(
     shared: &Arc<ListenerState>,
     sources: &Arc<Sources>,
     mut client: TcpStream,
     peer: SocketAddr,
+    accepted: SystemTime,
 ) {
     let start = Instant::now();
     let settings = &shared.settings;
@@ -46,11 +49,19 @@ pub(super) async fn handle(
         match proxy_header::read(&mut client, settings.proxy_timeout).await {
             Ok(Received::Proxied { src: s, dst: d }) => (src, dst) = (s, Some(d)),
             Ok(Received::Local) => {}
-            Err(e) => return shared.refuse(peer, Refusal::ProxyHeader, &e),
+            Err(e) => {
+                let state = if matches!(e, proxy_header::HeaderError::Timeout(_)) {
+                    Termination::PreambleTimeout
+                } else {
+                    Termination::ClientPreamble
+                };
+                return shared.refuse(peer, Refusal::ProxyHeader, state, accepted, &e);
+            }
         }
         if !shared.acl.permits(src.ip()) {
             let why = Refusal::Denied;
-            return shared.refuse(src, why, &why.detail(settings));
+            let state = Termination::RefusedByHeader;
+            return shared.refuse(src, why, state, accepted, &why.detail(settings));
         }
     }
     // Counted even with no bound set: a reload that sets one sees the
@@ -58,7 +69,8 @@ pub(super) async fn handle(
     let max = settings.max_conns_per_source;
     let Some(_slot) = sources.enter(src.ip(), max) else {
         let why = Refusal::PerSource;
-        return shared.refuse(src, why, &why.detail(settings));
+        let state = Termination::PerSource;
+        return shared.refuse(src, why, state, accepted, &why.detail(settings));
     };
     // The client has TCP_NODELAY from the listener (`net::listen`).
     let mut balancer = &shared.balancer;
@@ -70,6 +82,9 @@ pub(super) async fn handle(
                 Ok(c) => c,
                 Err(e) => {
                     shared.metrics.closed(Ending::Error);
+                    let mut entry = Entry::refused(accepted, src, name, Termination::Internal);
+                    entry.total_ms = elapsed_ms(accepted);
+                    shared.access_log.record(&entry);
                     tracing::warn!(
                         listener = name,
                         client = %src,
@@ -86,22 +101,31 @@ pub(super) async fn handle(
         }
     }
     let via = settings.accept_proxy.then_some(peer);
-    let (mut upstream, lease) = match connect::connect(shared, balancer, src.ip()).await {
-        Ok(ok) => ok,
-        Err(e) => {
-            shared.metrics.closed(Ending::NoUpstream);
-            tracing::warn!(
-                listener = name,
-                client = %src,
-                via = via.map(tracing::field::display),
-                sni = server_name.as_deref(),
-                duration_ms = start.elapsed().as_millis() as u64,
-                error = %e,
-                "connection closed: no upstream"
-            );
-            return;
-        }
-    };
+    let (mut upstream, lease, connected_ms) =
+        match connect::connect(shared, balancer, src.ip()).await {
+            Ok((upstream, lease)) => (upstream, lease, Some(elapsed_ms(accepted))),
+            Err(e) => {
+                shared.metrics.closed(Ending::NoUpstream);
+                if let Some(suppressed) = shared.may_log_no_upstream() {
+                    let mut entry = Entry::refused(accepted, src, name, no_upstream(&e));
+                    entry.via = via;
+                    entry.sni = server_name.as_deref();
+                    entry.total_ms = elapsed_ms(accepted);
+                    entry.suppressed = suppressed;
+                    shared.access_log.record(&entry);
+                }
+                tracing::warn!(
+                    listener = name,
+                    client = %src,
+                    via = via.map(tracing::field::display),
+                    sni = server_name.as_deref(),
+                    duration_ms = start.elapsed().as_millis() as u64,
+                    error = %e,
+                    "connection closed: no upstream"
+                );
+                return;
+            }
+        };
     // Forwarded bytes are not worth holding back: the sender already chose
     // its segment sizes. (The client has it from the listener.)
     let _ = upstream.set_nodelay(true);
@@ -132,11 +156,17 @@ pub(super) async fn handle(
         ),
         Some(_) => None,
     };
-    // Closed at once: `Forwarder::run` left the last FIN to this close.
-    drop((client, upstream));
     let error = outcome
         .as_ref()
         .map_or(header_error.as_ref(), |o| o.error.as_ref());
+    let state = match (error, &outcome) {
+        (None, Some(o)) if o.client_closed_first => Termination::ClientClosedFirst,
+        (None, _) => Termination::ServerClosedFirst,
+        (Some(_), None) => Termination::ServerReset, // writing the PROXY header
+        (Some(e), Some(_)) => cut_by(e, &client),
+    };
+    // Closed at once: `Forwarder::run` left the last FIN to this close.
+    drop((client, upstream));
     let ending = match error {
         None => Ending::Ok,
         Some(e) if e.kind() == io::ErrorKind::TimedOut => Ending::IdleTimeout,
@@ -144,6 +174,27 @@ pub(super) async fn handle(
     };
     shared.metrics.closed(ending);
     let duration_ms = start.elapsed().as_millis() as u64;
+    if shared.access_log.is_on() {
+        // The access log's line replaces the tracing one.
+        return shared.access_log.record(&Entry {
+            start: accepted,
+            client: src,
+            via,
+            listener: name,
+            upstream: Some(lease.addr()),
+            sni: server_name.as_deref(),
+            connect_ms: connected_ms,
+            total_ms: elapsed_ms(accepted),
+            to_upstream: outcome.as_ref().map_or(0, |o| o.to_upstream),
+            to_client: outcome.as_ref().map_or(0, |o| o.to_client),
+            method: outcome
+                .as_ref()
+                .map(|o| Methods(o.up_method, o.down_method)),
+            termination: state,
+            reason: None,
+            suppressed: 0,
+        });
+    }
     // Built only when the line is logged (tracing evaluates a field once
     // the level is enabled): no allocation per connection otherwise.
     let method = || {
@@ -190,4 +241,45 @@ async fn send_header(
             format!("writing the PROXY header to the upstream: {e}"),
         )
     })
+}
+
+/// Milliseconds since `t` (0 if the clock went back).
+pub(super) fn elapsed_ms(t: SystemTime) -> u64 {
+    t.elapsed()
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The access log state of a connection no upstream accepted, from the
+/// last attempt's error: a timeout, a local resource that ran out, or a
+/// refusal (or another error) of the upstream.
+fn no_upstream(e: &io::Error) -> Termination {
+    use rustix::io::Errno;
+    let local = e
+        .raw_os_error()
+        .map(Errno::from_raw_os_error)
+        .is_some_and(|n| {
+            matches!(
+                n,
+                Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM
+            )
+        });
+    match e.kind() {
+        io::ErrorKind::TimedOut => Termination::ConnectTimeout,
+        io::ErrorKind::OutOfMemory => Termination::LocalResource,
+        _ if local => Termination::LocalResource,
+        _ => Termination::UpstreamRefused,
+    }
+}
+
+/// Which side cut a stream that ended with `e` (not a normal end): the
+/// idle timeout, else the client if TCP closed its socket (a reset from
+/// it: no peer address any more), else the upstream.
+fn cut_by(e: &io::Error, client: &TcpStream) -> Termination {
+    if e.kind() == io::ErrorKind::TimedOut {
+        Termination::IdleTimeout
+    } else if client.peer_addr().is_err() {
+        Termination::ClientReset
+    } else {
+        Termination::ServerReset
+    }
 }

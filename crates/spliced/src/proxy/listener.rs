@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admit::Gate;
+use super::conn::elapsed_ms;
 use super::state::{Context, ListenerState};
 use super::{accept, conn};
+use crate::access_log::{Entry, Termination};
 use crate::acl::Sources;
 use crate::config::ListenerSettings;
 use crate::metrics::WorkerMetrics;
@@ -243,10 +246,12 @@ async fn serve(
             let open = worker.accepted();
             let shared = Arc::clone(&local);
             let connect_timeout = shared.settings.connect_timeout;
+            let start = SystemTime::now();
             let admitted = match listener.gate.admit(&shared, peer, &trackers) {
                 Ok(admitted) => admitted,
                 Err(why) => {
-                    shared.refuse(peer, why, &why.detail(&shared.settings));
+                    let detail = why.detail(&shared.settings);
+                    shared.refuse(peer, why, why.at_accept(), start, &detail);
                     drop(stream); // closed at once
                     return connect_timeout;
                 }
@@ -255,12 +260,18 @@ async fn serve(
             let sources = Arc::clone(&listener.sources);
             tokio::spawn(async move {
                 tokio::select! {
-                    () = conn::handle(&shared, &sources, stream, peer) => {}
-                    () = kill.cancelled() => tracing::info!(
-                        listener = %shared.settings.name,
-                        client = %peer,
-                        "connection closed: its listener was removed and the grace period is over"
-                    ),
+                    () = conn::handle(&shared, &sources, stream, peer, start) => {}
+                    () = kill.cancelled() => {
+                        tracing::info!(
+                            listener = %shared.settings.name,
+                            client = %peer,
+                            "connection closed: its listener was removed and the grace period is over"
+                        );
+                        // (The bytes it moved went with its task.)
+                        let mut e = Entry::refused(start, peer, &shared.settings.name, Termination::Killed);
+                        e.total_ms = elapsed_ms(start);
+                        shared.access_log.record(&e);
+                    }
                 }
                 drop((admitted, open));
             });

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use pipepool::PipePool;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +14,7 @@ use super::pressure::Pressure;
 use super::refusal::{Refusal, RefusalLog};
 use super::sni;
 use super::workers::Workers;
+use crate::access_log::{AccessLog, Entry, Termination};
 use crate::acl::Acl;
 use crate::config::ListenerSettings;
 use crate::forward::Forwarder;
@@ -35,6 +37,8 @@ pub(crate) struct Context {
 
     /// Out of local resources while connecting: accepting pauses.
     pub(super) pressure: Arc<Pressure>,
+    /// One line per closed connection (off by default).
+    pub(crate) access_log: AccessLog,
 }
 
 impl Context {
@@ -48,12 +52,19 @@ impl Context {
             workers: Workers::Current,
 
             pressure: Arc::default(),
+            access_log: AccessLog::default(),
         }
     }
 
     /// The same, with its listeners on `workers`.
     pub(crate) fn with_workers(self, workers: Workers) -> Context {
         Context { workers, ..self }
+    }
+
+    /// This context, writing the access log to `log`.
+    pub(crate) fn with_access_log(mut self, log: AccessLog) -> Context {
+        self.access_log = log;
+        self
     }
 }
 
@@ -76,6 +87,8 @@ pub(super) struct ListenerState {
     pub(super) local: Option<SocketAddr>,
     /// The process's [`Context::pressure`].
     pub(super) pressure: Arc<Pressure>,
+    /// The process's access log.
+    pub(super) access_log: AccessLog,
 }
 
 impl ListenerState {
@@ -130,6 +143,7 @@ impl ListenerState {
             routes,
             local,
             pressure: Arc::clone(&ctx.pressure),
+            access_log: ctx.access_log.clone(),
         }
     }
 
@@ -171,9 +185,31 @@ impl ListenerState {
     }
 
     /// Counts and logs a client closed at once (it is closed when the
-    /// caller drops it).
-    pub(super) fn refuse(&self, client: SocketAddr, why: Refusal, detail: &dyn std::fmt::Display) {
+    /// caller drops it), accepted at `start`; `state`: how the access
+    /// log says it ended (at a bounded rate per reason, with the count
+    /// left out).
+    pub(super) fn refuse(
+        &self,
+        client: SocketAddr,
+        why: Refusal,
+        state: Termination,
+        start: SystemTime,
+        detail: &dyn std::fmt::Display,
+    ) {
         self.metrics.refused_because(why.as_str());
-        self.refusals.note(&self.settings.name, client, why, detail);
+        let line = self.refusals.note(&self.settings.name, client, why, detail);
+        if let (true, Some(suppressed)) = (self.access_log.is_on(), line) {
+            let mut e = Entry::refused(start, client, &self.settings.name, state);
+            e.reason = Some(why.as_str());
+            e.suppressed = suppressed;
+            self.access_log.record(&e);
+        }
+    }
+
+    /// Whether the access log may write the line of a connection that
+    /// found no upstream (at a bounded rate), with how many were left
+    /// out since the last one; `None`: leave this one out.
+    pub(super) fn may_log_no_upstream(&self) -> Option<u64> {
+        self.refusals.may_log_no_upstream()
     }
 }

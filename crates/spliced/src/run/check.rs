@@ -125,5 +125,14 @@ pub(crate) fn describe(s: &Settings, user: Option<&Account>) -> String {
     if let Some(path) = &s.admin_socket {
         line!(out, "admin socket: {}", path.display());
     }
+
+    line!(
+        out,
+        "access_log: {}",
+        s.access_log.as_ref().map_or("off".to_owned(), |t| format!(
+            "{t} ({})",
+            s.access_log_format.as_str()
+        ))
+    );
     text
 }

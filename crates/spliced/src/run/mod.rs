@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::access_log::AccessLog;
 use crate::admin::takeover::{Request, Sockets};
 use crate::admin::{AdminSocket, Commands};
 use crate::config::{self, RunArgs, Settings, WorkerModel};
 use crate::privileges::Account;
+use prometheus_client::metrics::counter::Counter;
 
 mod check;
 mod settle;
@@ -17,7 +19,7 @@ mod settle;
 use crate::metrics::http::MetricsServer;
 use crate::metrics::Metrics;
 use crate::proxy::{Context, Proxy, Workers};
-use crate::shutdown::{Signals, SIGHUP};
+use crate::shutdown::{Signals, SIGHUP, SIGUSR1};
 use check::join;
 #[cfg(test)]
 pub(crate) use settle::check_text;
@@ -53,6 +55,12 @@ pub fn main(
             path.display()
         );
     }
+    // Opened as the user who starts spliced (before `user` applies).
+    let access_log = match &settings.access_log {
+        Some(target) => AccessLog::open(target, settings.access_log_format, Counter::default())
+            .with_context(|| format!("cannot open the access log {target}"))?,
+        None => AccessLog::default(),
+    };
     // Before the runtime starts its threads (the environment changes).
     let inherited =
         crate::systemd::take_inherited().context("cannot take the sockets systemd passed")?;
@@ -92,9 +100,12 @@ pub fn main(
         takeover,
         no_idle_pipes,
         workers.clone(),
+        access_log.clone(),
     ));
     workers.shutdown();
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Every connection's line is in: write them out.
+    access_log.close();
     result
 }
 
@@ -106,14 +117,21 @@ async fn serve(
     takeover: Option<&std::path::Path>,
     no_idle_pipes: bool,
     workers: Workers,
+    access_log: AccessLog,
 ) -> anyhow::Result<ExitCode> {
     let mut pool_config = settings.pool.to_builder();
     if no_idle_pipes {
         pool_config = pool_config.local_cap(0).max_idle(0);
     }
     let pool = pool_config.build().context("cannot build the pipe pool")?;
-    let metrics = Arc::new(Metrics::new(&pool));
-    let ctx = Context::new(pool.clone(), Arc::clone(&metrics)).with_workers(workers);
+    let mut metrics = Metrics::new(&pool);
+    if let Some(dropped) = access_log.dropped() {
+        metrics.count_access_log_drops(dropped);
+    }
+    let metrics = Arc::new(metrics);
+    let ctx = Context::new(pool.clone(), Arc::clone(&metrics))
+        .with_workers(workers)
+        .with_access_log(access_log.clone());
     let mut signals = Signals::install().context("cannot install signal handlers")?;
     check_fd_budget(&settings, nofile, true);
     let metrics_server = match settings.metrics {
@@ -207,6 +225,11 @@ async fn serve(
                 }
             },
         };
+        if signal == SIGUSR1 {
+            // Log rotation: the file was renamed; write on at its path.
+            access_log.reopen(None);
+            continue;
+        }
         if signal != SIGHUP {
             break signal;
         }
@@ -214,6 +237,8 @@ async fn serve(
             Some(from) => {
                 crate::systemd::reloading();
                 reload(from, &mut settings, &mut proxy, &metrics, nofile).await;
+                // Rotation at a reload too, to the path the file names now.
+                access_log.reopen(settings.access_log.clone());
                 warn_unused_sockets();
                 crate::systemd::ready(&status(&proxy));
             }
@@ -246,6 +271,7 @@ async fn serve(
             loop {
                 match signals.recv().await {
                     SIGHUP => tracing::info!("SIGHUP while shutting down: ignored"),
+                    SIGUSR1 => access_log.reopen(None),
                     again => break again,
                 }
             }
@@ -315,6 +341,9 @@ async fn reload(
     running.listeners = new.listeners;
     running.grace_period = new.grace_period;
     running.log_level = new.log_level;
+    if running.access_log.is_some() && new.access_log.is_some() {
+        running.access_log = new.access_log;
+    }
     check_fd_budget(running, nofile, false);
     announce(&format!(
         "reloaded {}: {} listener(s) kept, {} added, {} removed{}{}",
@@ -413,6 +442,13 @@ fn restart_only(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.worker_model != new.worker_model {
         changed.push("worker_model");
+    }
+    // A new path applies at the reload; on/off and the format do not.
+    if old.access_log.is_some() != new.access_log.is_some() {
+        changed.push("access_log (on/off)");
+    }
+    if old.access_log_format != new.access_log_format {
+        changed.push("access_log_format");
     }
     let user = |s: &Settings| s.user.as_ref().map(|u| u.value.clone());
     if user(old) != user(new) {

@@ -10,6 +10,8 @@ mod util;
 mod accept_backoff;
 mod access;
 mod admin;
+
+mod access_log;
 mod balance;
 mod bench;
 mod demo;
