@@ -27,3 +27,11 @@ rustup run "$msrv" rustc --version >/dev/null 2>&1 ||
 command -v haproxy >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
 }
+# The network-fault tests (crates/spliced/tests/netfaults) set their faults
+# with nftables and tc (iproute2) inside namespaces they create.
+command -v nft >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
+}
+command -v tc >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+}

@@ -93,6 +93,11 @@ pub(super) struct Direction<'p> {
     buf: Buffer,
     /// The source reached end of file.
     eof: bool,
+    /// A read failed while the buffer still held bytes (a top-up read in
+    /// `drain_buffer`): reading stops, the bytes already read go out
+    /// first, then the direction fails with this error. So a reset of the
+    /// source never costs the bytes received before it.
+    read_error: Option<io::Error>,
     /// Bytes went through `poll_write` and were not flushed since.
     need_flush: bool,
     /// Bytes read from the source, by any path.
@@ -132,6 +137,7 @@ impl<'p> Direction<'p> {
             state,
             buf: Buffer::new(opts.buffer_size),
             eof: false,
+            read_error: None,
             need_flush: false,
             read: 0,
             out: Written::new(opts.progress.as_ref().map(|p| p.side(a_to_b))),
@@ -315,7 +321,11 @@ impl<'p> Direction<'p> {
         if !self.buf.is_empty() {
             return self.drain_buffer(cx, reader, writer);
         }
-        // 3. Everything read is written: at end of file, flush and finish.
+        // 3. Everything read is written: a read that failed meanwhile
+        //    fails the direction now; at end of file, flush and finish.
+        if let Some(e) = self.read_error.take() {
+            return Poll::Ready(Err(e));
+        }
         if self.eof {
             ready!(Pin::new(&mut *writer).poll_flush(cx))?;
             self.need_flush = false;

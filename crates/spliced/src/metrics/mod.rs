@@ -46,6 +46,14 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Labels: listener and the side an RST was sent to.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResetLabels {
+    listener: String,
+    /// `client` or `upstream`.
+    to: &'static str,
+}
+
 /// Labels: how a config reload (or a DNS lookup) ended.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
@@ -74,6 +82,7 @@ pub(crate) struct Metrics {
     refused_by_reason: Family<RefusedLabels, Counter>,
     accept_errors: Family<ListenerLabels, Counter>,
     closed: Family<OutcomeLabels, Counter>,
+    resets_sent: Family<ResetLabels, Counter>,
     /// Adds each listener's live byte counters to `spliced_bytes_total`.
     bytes: bytes::BytesCollector,
     /// Reports each listener's upstreams as `spliced_upstream_healthy`.
@@ -139,6 +148,7 @@ impl Metrics {
             refused_by_reason: Family::default(),
             accept_errors: Family::default(),
             closed: Family::default(),
+            resets_sent: Family::default(),
             bytes: bytes.clone(),
             upstreams: upstreams.clone(),
             connect_failures: Family::default(),
@@ -174,6 +184,12 @@ impl Metrics {
             "connections_closed",
             "Proxied connections ended, by outcome",
             m.closed.clone(),
+        );
+        sub.register(
+            "resets_sent",
+            "RSTs sent because the stream was cut (a reset or error on the other side, \
+             or the idle timeout), by side (client, upstream)",
+            m.resets_sent.clone(),
         );
         sub.register(
             "upstream_connect_failures",
@@ -318,6 +334,18 @@ impl ListenerMetrics {
             .get_or_create(&RefusedLabels {
                 listener: self.name.clone(),
                 reason,
+            })
+            .inc();
+    }
+
+    /// Counts an RST sent `to` a side (`client` or `upstream`) whose
+    /// stream was cut (`spliced_resets_sent_total`).
+    pub(crate) fn reset_sent(&self, to: &'static str) {
+        self.metrics
+            .resets_sent
+            .get_or_create(&ResetLabels {
+                listener: self.name.clone(),
+                to,
             })
             .inc();
     }

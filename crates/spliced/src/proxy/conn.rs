@@ -1,7 +1,9 @@
 //! One client connection: the PROXY header if `accept_proxy`, the access
 //! checks on the client's address, the SNI route if any, connect an
 //! upstream (and write it a PROXY header if `send_proxy`), forward both
-//! ways, then log one line and count the outcome.
+//! ways, then log one line and count the outcome. A stream cut by an
+//! error or the idle timeout is closed with an RST on each side still
+//! connected ([`abort`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,7 +15,7 @@ use tokio::net::TcpStream;
 
 use super::accept::Refusal;
 use super::proxy_header::{self, Received};
-use super::{connect, sni, ListenerState};
+use super::{abort, connect, sni, ListenerState};
 use crate::acl::Sources;
 use crate::config::ProxyVersion;
 use crate::metrics::Ending;
@@ -113,11 +115,33 @@ pub(super) async fn handle(
         ),
         Some(_) => None,
     };
-    // Closed at once: `Forwarder::run` left the last FIN to this close.
-    drop((client, upstream));
     let error = outcome
         .as_ref()
         .map_or(header_error.as_ref(), |o| o.error.as_ref());
+    let reset_sent = match error {
+        // Closed at once: `Forwarder::run` left the last FIN to this close.
+        None => {
+            drop((client, upstream));
+            None
+        }
+        // The stream was cut: each side still connected gets an RST, not
+        // a FIN that would say the stream ended whole (`abort`).
+        Some(_) => {
+            let stall = settings.idle_timeout.unwrap_or(abort::STALL);
+            let reset = tokio::join!(abort::reset(client, stall), abort::reset(upstream, stall));
+            for (sent, to) in [(reset.0, "client"), (reset.1, "upstream")] {
+                if sent {
+                    shared.metrics.reset_sent(to);
+                }
+            }
+            match reset {
+                (true, true) => Some("both"),
+                (true, false) => Some("client"),
+                (false, true) => Some("upstream"),
+                (false, false) => None,
+            }
+        }
+    };
     let ending = match error {
         None => Ending::Ok,
         Some(e) if e.kind() == io::ErrorKind::TimedOut => Ending::IdleTimeout,
@@ -141,6 +165,7 @@ pub(super) async fn handle(
         method,
         outcome = ending.as_str(),
         error = error.map(tracing::field::display),
+        reset_sent,
         "connection closed"
     );
 }

@@ -11,6 +11,7 @@
 //! Settings added to [`ListenerSettings`] (and built in `ListenerState::new`)
 //! reload with no further work.
 
+mod abort;
 mod accept;
 mod conn;
 mod connect;

@@ -43,7 +43,10 @@ impl Netns {
         run("ip", &["netns", "add", &name]);
         let ns = Netns { name };
         let mtu = mtu.to_string();
-        run("ip", &["-n", &ns.name, "link", "set", "lo", "mtu", &mtu, "up"]);
+        run(
+            "ip",
+            &["-n", &ns.name, "link", "set", "lo", "mtu", &mtu, "up"],
+        );
         ns.nft(
             "add table inet faults\n\
              add chain inet faults output { type filter hook output priority 0; }\n\
@@ -129,13 +132,16 @@ impl Netns {
     /// namespace, with one port.
     pub(crate) fn rate_limit_from(&self, leg: u16, rate: &str) {
         let dev = ["-n", &self.name, "qdisc", "add", "dev", "lo", "root"];
-        run("tc", &[&dev[..], &["handle", "1:", "htb", "default", "1"]].concat());
+        run(
+            "tc",
+            &[&dev[..], &["handle", "1:", "htb", "default", "1"]].concat(),
+        );
         let class = |id: &str, rate: &str| {
             run(
                 "tc",
                 &[
                     "-n", &self.name, "class", "add", "dev", "lo", "parent", "1:", "classid", id,
-                    "htb", "rate", rate, "ceil", rate,
+                    "htb", "rate", rate, "ceil", rate, "quantum", "60000",
                 ],
             )
         };
@@ -145,7 +151,6 @@ impl Netns {
             "add rule inet faults output tcp sport {leg} meta priority set 1:10\n"
         ));
     }
-
 }
 
 impl Drop for Netns {

@@ -44,11 +44,13 @@ pub(crate) fn endless_server(limit: u64) -> SocketAddr {
 
 /// An upstream that, on each connection, writes its stream until the path
 /// is full (a write blocks for 500 ms: the client does not read), then
-/// closes with an RST (`SO_LINGER` 0). The upstream bytes still in its own
-/// send buffer are lost with the RST; every byte the proxy received must
-/// reach the client before the client sees the reset.
-pub(crate) fn fill_then_reset_server() -> SocketAddr {
-    serve(|mut s| {
+/// closes with an RST (`SO_LINGER` 0) and sends the bytes it wrote. The
+/// bytes still in its own send buffer are lost with the RST; every byte
+/// the proxy received must reach the client before the client sees the
+/// reset.
+pub(crate) fn fill_then_reset_server() -> (SocketAddr, Receiver<u64>) {
+    let (tx, rx) = mpsc::channel();
+    let addr = serve(move |mut s| {
         let stream = stream_of(&s);
         s.set_write_timeout(Some(Duration::from_millis(500)))
             .unwrap();
@@ -63,7 +65,9 @@ pub(crate) fn fill_then_reset_server() -> SocketAddr {
             }
         }
         reset(s);
-    })
+        let _ = tx.send(off);
+    });
+    (addr, rx)
 }
 
 /// Closes `s` with an RST.

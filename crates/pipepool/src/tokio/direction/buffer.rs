@@ -39,9 +39,14 @@ impl Direction<'_> {
             Poll::Pending => {
                 // More bytes now make a larger write later.
                 if !self.eof && self.buf.has_room() {
-                    match ready!(self.poll_fill(cx, reader))? {
-                        0 => self.eof = true,
-                        n => self.read += n as u64,
+                    match ready!(self.poll_fill(cx, reader)) {
+                        Ok(0) => self.eof = true,
+                        Ok(n) => self.read += n as u64,
+                        // Written out first; see `Direction::read_error`.
+                        Err(e) => {
+                            self.eof = true;
+                            self.read_error = Some(e);
+                        }
                     }
                 }
                 Poll::Pending
