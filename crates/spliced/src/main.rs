@@ -37,6 +37,11 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
+/// jemalloc, whose background thread returns freed memory to the kernel
+/// (BENCHMARKS.md, "Slow-client burst"); settings in .cargo/config.toml.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code of a bad flag or config file (as clap uses for bad flags).
 const EXIT_USAGE: u8 = 2;
 

@@ -7,7 +7,7 @@
 //! - `loss_*`: 3% random loss each way on both legs, MTU 1500: 8 echoes of
 //!   2 MiB each come back whole (SHA-256), in both copy modes.
 //! - `blackhole_*`: the upstream goes silent mid-download; with
-//!   `idle_timeout` 2 s every client is closed 1.5-4.5 s later, with an
+//!   `idle_timeout` 2 s every client is closed 1.5-6 s later, with an
 //!   RST (the stream was cut), and the proxy's fds return to their level.
 //! - `upstream_reset_*` / `injected_reset_*` / `client_reset_*`: a reset
 //!   on one leg reaches the other as a reset, after every byte the proxy
@@ -124,7 +124,7 @@ fn blackhole(mode: &str) {
             let d: Download = r.join().unwrap();
             let after = d.at - cut;
             assert!(
-                after >= Duration::from_millis(1500) && after <= Duration::from_millis(4500),
+                after >= Duration::from_millis(1500) && after <= Duration::from_millis(6000),
                 "{mode}: a client closed {after:?} after the upstream went silent (idle_timeout 2s)"
             );
             assert_eq!(
@@ -327,7 +327,7 @@ fn connect_blackholed_upstream_moves_to_next_within_connect_timeout() {
             s.read_exact(&mut b).unwrap();
             assert_eq!(b[0], i);
             let took = start.elapsed();
-            assert!(took < Duration::from_millis(3000), "client {i}: {took:?}");
+            assert!(took < Duration::from_millis(4000), "client {i}: {took:?}");
             if took >= Duration::from_millis(900) {
                 slow += 1;
             }
