@@ -13,7 +13,7 @@
 # Environment (all optional):
 #   REPS=5            repetitions; configurations are interleaved A B C .. A B C ..
 #   QUICK=0|1         2 reps, 1 s runs, 1,000 idle connections, short pool benches
-#   CONFIGS="..."     which configurations (names below), in this order
+#   CONFIGS="..."     which configurations (bench/proxies.toml), in this order
 #   TESTS="bulk connect keepalive idle syscalls pool"   which measurements
 #   TPUT_SECS=2       seconds per iperf3 run
 #   CONN_SECS=2       seconds per `spliced bench --mode connect` run
@@ -35,25 +35,13 @@
 #   NO_INSTALL=1      never apt-get; fail if a tool is missing
 #   ESTIMATE_ONLY=1   build, print the estimated duration, stop
 #
-# Configurations:
-#   direct                 no proxy: the client talks to the upstream itself
-#   spliced-splice-tN      spliced run --copy splice --worker-threads N
-#   spliced-fresh-tN       the same with a fresh pipe per burst (no idle pipe kept:
-#                          SPLICED_BENCH_FRESH_PIPES=1, a hidden knob)
-#   spliced-user-tN        spliced run --copy userspace --worker-threads N
-#   spliced-sendproxy-tN   spliced-splice-tN with --send-proxy v2; its upstream is
-#                          `spliced bench --serve --echo --accept-proxy` (connect and
-#                          syscalls tests only)
-#   spliced-sni-tN         spliced-splice-tN with two --route NAME=ADDR SNI routes and
-#                          the default --upstream; the load speaks plain text, so it
-#                          measures the ClientHello peek on the default route
-#                          (connect and syscalls tests only)
-#   haproxy-splice-tN      HAProxy mode tcp, option splice-request/-response, nbthread N
-#   haproxy-nosplice-tN    HAProxy mode tcp, global nosplice, nbthread N
-#   nginx                  nginx stream proxy (userspace copy), one process
-#   go                     bench/goproxy (net.Listen + io.Copy both ways)
-#   realm                  bench/relays --mode realm: realm_io::bidi_zero_copy
-#   tokio-8k, tokio-64k    bench/relays --mode tokio: copy_bidirectional, 8 / 64 KiB buffers
+# Configurations: bench/proxies.toml, one entry each (`python3 bench/proxies.py
+# list` prints them): direct (no proxy), spliced-splice-tN, spliced-sendproxy-tN,
+# spliced-sni-tN, spliced-fresh-tN, spliced-user-tN, haproxy-splice-tN,
+# haproxy-nosplice-tN, nginx, go, realm, tokio-8k, tokio-64k. Each says what it
+# needs, which tests it runs in and how it starts (its command line and its
+# config template under bench/proxies/); the functions below loop over that
+# table and never match a configuration's name.
 
 set -uo pipefail
 
@@ -89,7 +77,7 @@ POOL_FILTER=${POOL_FILTER:-get_put}
 IPERF_PORT=$((BASE_PORT))        # iperf3 -s
 ECHO_PORT=$((BASE_PORT + 1))     # spliced bench --serve --echo
 IDLE_PORT=$((BASE_PORT + 2))     # idle.py serve
-PROXY_ECHO_PORT=$((BASE_PORT + 3)) # spliced bench --serve --echo --accept-proxy (spliced-sendproxy-tN)
+PROXY_ECHO_PORT=$((BASE_PORT + 3)) # spliced bench --serve --echo --accept-proxy (the "proxy-echo" upstream)
 # spliced-sni-tN's routes: nothing listens there, so a plain-text client that
 # were routed by mistake would fail (counted as errors) instead of passing.
 SNI_ROUTES="a.bench.invalid=127.0.0.1:$((BASE_PORT + 4)) *.b.bench.invalid=127.0.0.1:$((BASE_PORT + 5))"
@@ -148,24 +136,33 @@ apt_install() { # PACKAGE...: apt-get update (once), then install; logs to $RUN/
 }
 
 NGINX_STREAM_MODULE=
+declare -A PKG_MISSING=()
 ensure_tools() {
-    local -A pkg=([haproxy]=haproxy [iperf3]=iperf3 [go]=golang-go [gnuplot]=gnuplot-nox
-        [python3]=python3 [taskset]=util-linux [ss]=iproute2 [curl]=curl [getconf]=libc-bin
-        [strace]=strace)
-    local missing=() t
+    command -v python3 >/dev/null 2>&1 || apt_install python3 \
+        || die "python3 is missing and does not install (see $RUN/apt.log)"
+    load_table
+    local -A pkg=([iperf3]=iperf3 [go]=golang-go [gnuplot]=gnuplot-nox
+        [taskset]=util-linux [ss]=iproute2 [curl]=curl [getconf]=libc-bin [strace]=strace)
+    local missing=() t name
     for t in "${!pkg[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("${pkg[$t]}"); done
     if ((${#missing[@]})); then
         [[ $NO_INSTALL == 1 ]] && die "missing: ${missing[*]} (NO_INSTALL=1)"
         apt_install "${missing[@]}" || die "apt-get install ${missing[*]} failed (see $RUN/apt.log)"
     fi
-    # nginx is optional: its rows are skipped when it does not install.
-    if [[ " $CONFIGS " == *" nginx "* ]]; then
-        if ! command -v nginx >/dev/null 2>&1 || ! nginx_module >/dev/null; then
-            apt_install nginx-light libnginx-mod-stream \
-                || log "WARNING: nginx (nginx-light + libnginx-mod-stream) does not install (see $RUN/apt.log): nginx rows skipped"
-        fi
-        NGINX_STREAM_MODULE=$(nginx_module) || NGINX_STREAM_MODULE=
-    fi
+    # Each configuration's own program: its packages when it is missing. An
+    # optional one that does not install only loses its rows.
+    for name in $CONFIGS; do
+        t=${P_COMMAND[$name]}
+        [[ $t == - ]] || command -v "$t" >/dev/null 2>&1 && continue
+        [[ -n ${PKG_MISSING[$name]:-} ]] && continue
+        # shellcheck disable=SC2086
+        apt_install ${P_PKGS[$name]} && continue
+        ((P_OPTIONAL[$name])) \
+            || die "$name needs $t: apt-get install ${P_PKGS[$name]} failed (see $RUN/apt.log; NO_INSTALL=$NO_INSTALL)"
+        log "WARNING: $name needs $t (${P_PKGS[$name]}), which does not install (see $RUN/apt.log): its rows are skipped"
+        PKG_MISSING[$name]=1
+    done
+    NGINX_STREAM_MODULE=$(nginx_module) || NGINX_STREAM_MODULE=
 }
 
 nginx_module() { # the stream module: built in (prints "builtin") or a dynamic .so path
@@ -288,6 +285,21 @@ build_relays() { # bench/relays: its own crate outside the workspace (realm_io, 
 }
 
 # ---------------------------------------------------------------- proxies
+# The table (bench/proxies.toml through bench/proxies.py), one field per
+# array, keyed by configuration name.
+declare -A P_THREADS=() P_TESTS=() P_NEEDS=() P_PKGS=() P_OPTIONAL=() P_UPSTREAM=() P_PROCESS=() P_COMMAND=() P_ABOUT=()
+load_table() {
+    local table name threads tests needs pkgs optional upstream process command about
+    # shellcheck disable=SC2086
+    table=$(python3 "$BENCH/proxies.py" table $CONFIGS) \
+        || die "CONFIGS names a configuration bench/proxies.toml does not have (python3 bench/proxies.py list)"
+    while IFS=$'\t' read -r name threads tests needs pkgs optional upstream process command about; do
+        P_THREADS[$name]=$threads P_TESTS[$name]=$tests P_NEEDS[$name]=$needs P_PKGS[$name]=$pkgs
+        P_OPTIONAL[$name]=$optional P_UPSTREAM[$name]=$upstream P_PROCESS[$name]=$process
+        P_COMMAND[$name]=$command P_ABOUT[$name]=$about
+    done <<<"$table"
+}
+
 config_index() { # NAME -> its position in CONFIGS
     local i=0 c
     for c in $CONFIGS; do
@@ -297,151 +309,87 @@ config_index() { # NAME -> its position in CONFIGS
     echo 99
 }
 
-config_ok() { # NAME: can this configuration run here?
+need_ok() { # NEED (a word of a configuration's "needs"): present here?
     case $1 in
-        direct | go | haproxy-splice-t[0-9]* | haproxy-nosplice-t[0-9]*) return 0 ;;
-        spliced-splice-t[0-9]* | spliced-user-t[0-9]* | spliced-fresh-t[0-9]*) ((HAVE_SPLICED)) ;;
-        spliced-sendproxy-t[0-9]* | spliced-sni-t[0-9]*) ((HAVE_SPLICED && HAVE_FEATURES)) ;;
-        realm | tokio-8k | tokio-64k) ((HAVE_RELAYS)) ;;
-        nginx) [[ -n $NGINX_STREAM_MODULE ]] ;;
-        *) die "unknown configuration: $1" ;;
+        -) return 0 ;;
+        spliced) ((HAVE_SPLICED)) ;;
+        spliced-features) ((HAVE_SPLICED && HAVE_FEATURES)) ;;
+        relays) ((HAVE_RELAYS)) ;;
+        nginx-stream) [[ -n $NGINX_STREAM_MODULE ]] ;;
+        *) die "bench/proxies.toml: unknown need: $1" ;;
     esac
 }
 
-# The feature rows (issue 12: PROXY header, SNI routes) differ from
-# spliced-splice-tN only in what happens once per connection, so they run in
-# the per-connection tests alone: connect and syscalls. (iperf3 -s and
-# idle.py serve would not accept a PROXY header either.)
-feature_row() { [[ $1 == spliced-sendproxy-* || $1 == spliced-sni-* ]]; }
+config_needs() { # NEED: does some configuration of CONFIGS need it?
+    local name
+    for name in $CONFIGS; do [[ " ${P_NEEDS[$name]} " == *" $1 "* ]] && return 0; done
+    return 1
+}
+
+config_ok() { # NAME: can this configuration run here?
+    local need
+    [[ -z ${PKG_MISSING[$1]:-} ]] || return 1
+    for need in ${P_NEEDS[$1]}; do need_ok "$need" || return 1; done
+}
+
+# Rows that run in some tests only (the feature rows act once per
+# connection: connect and syscalls; a row without a process has nothing to
+# hold idle connections in or to strace).
 config_runs() { # NAME TEST: config_ok, and the row belongs in TEST
-    config_ok "$1" || return 1
-    case $2 in
-        connect | syscalls) return 0 ;;
-        *) ! feature_row "$1" ;;
-    esac
+    config_ok "$1" && [[ " ${P_TESTS[$1]} " == *" $2 "* ]]
 }
 
-haproxy_cfg() { # NAME LISTEN_PORT UPSTREAM_PORT FILE TAG
-    local name=$1 lport=$2 uport=$3 file=$4 tag=$5 threads=${1##*-t} splice=1
-    [[ $name == haproxy-nosplice-* ]] && splice=0
+# The values of the placeholders of bench/proxies.toml and its templates.
+template_vars() { # UPSTREAM_PORT TAG METRICS_PORT -> KEY=VALUE lines
+    local uport=$1 tag=$2 mport=$3
     # HAProxy refuses to start when 2*maxconn + 2*maxpipes (+ a few) fds do
-    # not fit the fd limit (maxpipes defaults to maxconn/4). Bulk and connect
-    # runs: maxconn 4000 (maxpipes 1000). Idle runs: room for the idle
+    # not fit the fd limit. Bulk and connect runs: maxconn 4000, maxpipes
+    # 1000 (HAProxy's own default, maxconn/4). Idle runs: room for the idle
     # connections, and maxpipes from what is left (idle connections hold no
     # pipe: HAProxy takes one only while bytes are in flight).
-    local maxconn=4000 maxpipes=
+    local maxconn=4000 maxpipes=1000 nginx_conns=4000
     if [[ $tag == idle-* ]]; then
         maxconn=$((IDLE_CONNS + 20))
         maxpipes=$(((NOFILE - 2 * maxconn - 60) / 2))
         ((maxpipes > maxconn / 4)) && maxpipes=$((maxconn / 4))
         ((maxpipes < 8)) && maxpipes=8
+        nginx_conns=$((IDLE_CONNS + 100))
     fi
-    {
-        echo "# generated by bench/compare.sh for $name"
-        echo "global"
-        echo "    nbthread $threads"
-        echo "    maxconn $maxconn"
-        [[ -n $maxpipes ]] && echo "    maxpipes $maxpipes"
-        ((splice)) || echo "    nosplice"
-        [[ -n $HAPROXY_PIPESIZE ]] && echo "    tune.pipesize $HAPROXY_PIPESIZE"
-        echo "    stats socket $RUN/$name.sock mode 600 level user"
-        echo "defaults"
-        echo "    mode tcp"
-        echo "    timeout connect 5s"
-        echo "    timeout client 10m"
-        echo "    timeout server 10m"
-        if ((splice)); then
-            # On loopback splice-auto never splices: force both directions.
-            echo "    option splice-request"
-            echo "    option splice-response"
-        fi
-        echo "frontend fe"
-        echo "    bind 127.0.0.1:$lport"
-        echo "    maxconn $maxconn"
-        echo "    default_backend be"
-        echo "backend be"
-        echo "    server up 127.0.0.1:$uport"
-    } >"$file"
-}
-
-nginx_cfg() { # LISTEN_PORT UPSTREAM_PORT FILE TAG
-    local lport=$1 uport=$2 file=$3 tag=$4 conns=4000
-    [[ $tag == idle-* ]] && conns=$((IDLE_CONNS + 100))
-    {
-        echo "# generated by bench/compare.sh for nginx (stream proxy, one process)"
-        [[ $NGINX_STREAM_MODULE == builtin ]] || echo "load_module $NGINX_STREAM_MODULE;"
-        echo "daemon off;"
-        echo "master_process off;"
-        echo "worker_processes 1;"
-        echo "worker_rlimit_nofile $NOFILE;"
-        echo "pid $RUN/nginx-$tag.pid;"
-        echo "error_log $RUN/nginx-$tag.err warn;"
-        echo "events { worker_connections $((2 * conns + 64)); }"
-        echo "stream {"
-        echo "    server {"
-        echo "        listen 127.0.0.1:$lport backlog=4096;"
-        echo "        proxy_pass 127.0.0.1:$uport;"
-        echo "        proxy_half_close on;   # a client's FIN is passed on; the reply still flows"
-        echo "        proxy_timeout 10m;"
-        echo "        proxy_connect_timeout 5s;"
-        echo "    }"
-        echo "}"
-    } >"$file"
+    local pipesize="# tune.pipesize: the kernel's default (HAPROXY_PIPESIZE unset)"
+    [[ -n $HAPROXY_PIPESIZE ]] && pipesize="tune.pipesize $HAPROXY_PIPESIZE"
+    local module="# the stream module is built in"
+    [[ $NGINX_STREAM_MODULE == builtin ]] || module="load_module $NGINX_STREAM_MODULE;"
+    local routes=() r
+    read -ra routes <<<"$SNI_ROUTES" # (no glob expansion of the "*.")
+    printf '%s\n' "TAG=$tag" "RUN=$RUN" "PORT=$PROXY_PORT" "UPSTREAM_PORT=$uport" "METRICS_PORT=$mport" \
+        "SPLICED=$SPLICED" "GOPROXY=$GOPROXY_BIN" "RELAYS=$RELAYS_BIN" \
+        "MAX_CONNS=$((IDLE_CONNS + 1000))" "NOFILE=$NOFILE" "SPLICED_ARGS=$SPLICED_ARGS" \
+        "SNI_ROUTE_FLAGS=$(for r in "${routes[@]}"; do printf -- '--route %s ' "$r"; done)" \
+        "HAPROXY_MAXCONN=$maxconn" "HAPROXY_MAXPIPES=$maxpipes" "HAPROXY_PIPESIZE_LINE=$pipesize" \
+        "NGINX_CONNECTIONS=$((2 * nginx_conns + 64))" "NGINX_MODULE_LINE=$module"
 }
 
 # start_proxy NAME UPSTREAM_PORT TAG: sets PROXY_PID and PROXY_PORT.
-# "direct" has no process: PROXY_PORT is the upstream itself.
+# A configuration without a process (direct): PROXY_PORT is the upstream itself.
 start_proxy() {
     local name=$1 uport=$2 tag=$3 idx
     idx=$(config_index "$name")
     PROXY_PORT=$((BASE_PORT + 10 + idx))
     PROXY_PID=
-    local logf=$RUN/$name-$tag.log
-    case $name in
-        direct) PROXY_PORT=$uport; return 0 ;;
-        spliced-*)
-            local copy=splice threads=${name##*-t} fresh=0 extra=() routes=() r
-            [[ $name == spliced-user-* ]] && copy=userspace
-            [[ $name == spliced-fresh-* ]] && fresh=1
-            if [[ $name == spliced-sendproxy-* ]]; then
-                # The upstream must read the header: the accept-proxy echo.
-                extra=(--send-proxy v2)
-                uport=$PROXY_ECHO_PORT
-            fi
-            if [[ $name == spliced-sni-* ]]; then
-                read -ra routes <<<"$SNI_ROUTES" # (no glob expansion of the "*.")
-                for r in "${routes[@]}"; do extra+=(--route "$r"); done
-            fi
-            # shellcheck disable=SC2086
-            SPLICED_BENCH_FRESH_PIPES=$fresh taskset -c "$PROXY_CPU" "$SPLICED" --log-level warn run \
-                --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$uport" \
-                --copy "$copy" --worker-threads "$threads" --max-conns $((IDLE_CONNS + 1000)) \
-                --metrics "127.0.0.1:$((BASE_PORT + 100 + idx))" "${extra[@]}" $SPLICED_ARGS \
-                >"$logf" 2>&1 &
-            ;;
-        haproxy-*)
-            haproxy_cfg "$name" "$PROXY_PORT" "$uport" "$RUN/$name-$tag.cfg" "$tag"
-            taskset -c "$PROXY_CPU" haproxy -db -f "$RUN/$name-$tag.cfg" >"$logf" 2>&1 &
-            ;;
-        go)
-            taskset -c "$PROXY_CPU" "$GOPROXY_BIN" -listen "127.0.0.1:$PROXY_PORT" \
-                -upstream "127.0.0.1:$uport" >"$logf" 2>&1 &
-            ;;
-        realm)
-            taskset -c "$PROXY_CPU" "$RELAYS_BIN" --mode realm --listen "127.0.0.1:$PROXY_PORT" \
-                --upstream "127.0.0.1:$uport" >"$logf" 2>&1 &
-            ;;
-        tokio-8k | tokio-64k)
-            local buf=8192
-            [[ $name == tokio-64k ]] && buf=65536
-            taskset -c "$PROXY_CPU" "$RELAYS_BIN" --mode tokio --buf "$buf" --listen "127.0.0.1:$PROXY_PORT" \
-                --upstream "127.0.0.1:$uport" >"$logf" 2>&1 &
-            ;;
-        nginx)
-            nginx_cfg "$PROXY_PORT" "$uport" "$RUN/nginx-$tag.cfg" "$tag"
-            taskset -c "$PROXY_CPU" nginx -e "$RUN/nginx-$tag.err" -c "$RUN/nginx-$tag.cfg" >"$logf" 2>&1 &
-            ;;
-    esac
+    if ((!P_PROCESS[$name])); then
+        PROXY_PORT=$uport
+        return 0
+    fi
+    # The proxy-echo upstream reads the PROXY header first.
+    [[ ${P_UPSTREAM[$name]} == proxy-echo ]] && uport=$PROXY_ECHO_PORT
+    local logf=$RUN/$name-$tag.log argvf=$RUN/$name-$tag.argv vars=() argv=()
+    readarray -t vars < <(template_vars "$uport" "$tag" $((BASE_PORT + 100 + idx)))
+    if ! python3 "$BENCH/proxies.py" start "$name" "$RUN/$name-$tag.cfg" "${vars[@]}" >"$argvf" 2>"$logf"; then
+        log "WARNING: $name: bench/proxies.toml gives no command line (see $logf)"
+        return 1
+    fi
+    readarray -d '' argv <"$argvf"
+    taskset -c "$PROXY_CPU" "${argv[@]}" >"$logf" 2>&1 &
     PROXY_PID=$!
     track "$PROXY_PID"
     if ! wait_listen "$PROXY_PORT" "$PROXY_PID"; then
@@ -527,11 +475,11 @@ ensure_echo() { # the echo upstream (echoes until EOF, then closes) on LOAD_CPU
 }
 
 PROXY_ECHO_PID=
-ensure_proxy_echo() { # the upstream of spliced-sendproxy-tN: reads the PROXY header, then echoes
+ensure_proxy_echo() { # the "proxy-echo" upstream: reads the PROXY header, then echoes
     [[ -n $PROXY_ECHO_PID ]] && return 0
     local name need=0
     for name in $CONFIGS; do
-        [[ $name == spliced-sendproxy-* ]] && config_ok "$name" && need=1
+        [[ ${P_UPSTREAM[$name]} == proxy-echo ]] && config_ok "$name" && need=1
     done
     ((need)) || return 0
     taskset -c "$LOAD_CPU" "$SPLICED" --log-level warn bench --serve "127.0.0.1:$PROXY_ECHO_PORT" --echo \
@@ -626,7 +574,6 @@ phase_syscalls() {
     fi
     ensure_echo
     for name in $CONFIGS; do
-        [[ $name == direct ]] && continue
         config_runs "$name" syscalls || continue
         start_proxy "$name" "$ECHO_PORT" "syscalls" || continue
         local out=$RUN/syscalls-$name.json
@@ -660,7 +607,6 @@ phase_idle() { # REP
         wait_listen "$IDLE_PORT" "$IDLE_SERVER_PID" || die "idle.py serve did not start"
     fi
     for name in $CONFIGS; do
-        [[ $name == direct ]] && continue
         config_runs "$name" idle || continue
         start_proxy "$name" "$IDLE_PORT" "idle-r$rep" || continue
         local ppid=$PROXY_PID idx base hold_out=$RUN/idle-$name-r$rep.json
@@ -725,24 +671,26 @@ phase_pool() {
 # machine BENCHMARKS.md names (run start-up, iperf3 and client start, proxy
 # starts; the idle holder opens about 1,500 connections a second).
 estimate() {
-    local n_all=0 n_proxy=0 n_feat=0 name nclients
+    local name nclients n_bulk=0 n_connect=0 n_ka=0 n_idle=0 n_sys=0
     for name in $CONFIGS; do
         config_ok "$name" || continue
-        n_all=$((n_all + 1))
-        [[ $name == direct ]] || n_proxy=$((n_proxy + 1))
-        feature_row "$name" && n_feat=$((n_feat + 1))
+        config_runs "$name" bulk && n_bulk=$((n_bulk + 1))
+        config_runs "$name" connect && n_connect=$((n_connect + 1))
+        config_runs "$name" keepalive && n_ka=$((n_ka + 1))
+        config_runs "$name" idle && n_idle=$((n_idle + 1))
+        config_runs "$name" syscalls && n_sys=$((n_sys + 1))
     done
     nclients=$(wc -w <<<"$CONN_CLIENTS")
-    ESTIMATE=$(awk -v r="$REPS" -v a="$n_all" -v p="$n_proxy" -v t="$TPUT_SECS" -v c="$CONN_SECS" \
-        -v nc="$nclients" -v k="$KA_SECS" -v ir="$IDLE_REPS" -v ic="$IDLE_CONNS" \
-        -v ss="$SYSCALL_SHORT" -v sk="$SYSCALL_KA" -v q="$QUICK" -v tests="$TESTS" -v f="$n_feat" 'BEGIN {
-        # f feature rows run in connect and syscalls only
+    ESTIMATE=$(awk -v r="$REPS" -v nb="$n_bulk" -v ncn="$n_connect" -v nk="$n_ka" -v ni="$n_idle" -v ns="$n_sys" \
+        -v t="$TPUT_SECS" -v c="$CONN_SECS" -v nc="$nclients" -v k="$KA_SECS" -v ir="$IDLE_REPS" -v ic="$IDLE_CONNS" \
+        -v ss="$SYSCALL_SHORT" -v sk="$SYSCALL_KA" -v q="$QUICK" -v tests="$TESTS" 'BEGIN {
+        # nb, ncn, nk, ni, ns: the configurations that run in each test
         e = 0
-        if (tests ~ /bulk/)      e += r * ((a - f) * 3 * (t + 0.6) + 2)
-        if (tests ~ /connect/)   e += r * (a * nc * (c + 0.5) + 1)
-        if (tests ~ /keepalive/) e += r * ((a - f) * (k + 0.5) + 1)
-        if (tests ~ /idle/)      e += (r < ir ? r : ir) * (p - f) * (ic / 1500 + 2.5)
-        if (tests ~ /syscalls/)  e += p * (3 * ss * 0.006 + 3 * sk * 0.0025 + 3)
+        if (tests ~ /bulk/)      e += r * (nb * 3 * (t + 0.6) + 2)
+        if (tests ~ /connect/)   e += r * (ncn * nc * (c + 0.5) + 1)
+        if (tests ~ /keepalive/) e += r * (nk * (k + 0.5) + 1)
+        if (tests ~ /idle/)      e += (r < ir ? r : ir) * ni * (ic / 1500 + 2.5)
+        if (tests ~ /syscalls/)  e += ns * (3 * ss * 0.006 + 3 * sk * 0.0025 + 3)
         if (tests ~ /pool/)      e += (q == 1 ? 45 : 110)
         printf "%d", e }')
     log "estimated duration: $((ESTIMATE / 60)) min $((ESTIMATE % 60)) s (after the builds)"
@@ -758,15 +706,11 @@ if ((NCPU < 2)); then
     PROXY_CPU=0 LOAD_CPU=0
 fi
 check_ports
-for name in $CONFIGS; do
-    [[ $name =~ ^(direct|go|nginx|realm|tokio-8k|tokio-64k|(spliced-(splice|user|fresh|sendproxy|sni)|haproxy-(splice|nosplice))-t[1-9][0-9]*)$ ]] \
-        || die "unknown configuration: $name"
-done
 if [[ $TESTS == *bulk* || $TESTS == *connect* || $TESTS == *keepalive* || $TESTS == *idle* || $TESTS == *syscalls* ]]; then
     build_spliced
     build_goproxy
     # bench/relays: the realm and tokio rows, and the keep-alive load.
-    if [[ $TESTS == *keepalive* || " $CONFIGS " =~ \ (realm|tokio-8k|tokio-64k)\  ]]; then
+    if [[ $TESTS == *keepalive* ]] || config_needs relays; then
         build_relays
     fi
     for name in $CONFIGS; do
@@ -783,11 +727,8 @@ log "pinning: proxy under test on CPU $PROXY_CPU (taskset -c $PROXY_CPU); iperf3
 log "reps=$REPS tput=${TPUT_SECS}s connect=${CONN_SECS}s clients=[$CONN_CLIENTS] keepalive=${KA_SECS}s x$KA_CONNS idle=$IDLE_CONNS conns x$IDLE_REPS, fd limit $NOFILE; tests: $TESTS; configs: $CONFIGS"
 log "results in $RUN"
 for name in $CONFIGS; do
-    feature_row "$name" && config_ok "$name" || continue
-    case $name in
-        spliced-sendproxy-*) log "$name: --send-proxy v2 to spliced bench --serve --echo --accept-proxy (port $PROXY_ECHO_PORT); connect and syscalls tests only" ;;
-        spliced-sni-*) log "$name: --route $SNI_ROUTES (nothing listens there); the load speaks plain text, so this measures the ClientHello peek and the default route; connect and syscalls tests only" ;;
-    esac
+    config_ok "$name" || continue
+    log "$name: ${P_ABOUT[$name]}$([[ ${P_TESTS[$name]} == "bulk connect keepalive idle syscalls" ]] || echo "; tests: ${P_TESTS[$name]}")"
 done
 
 cat >"$RUN/meta.json" <<EOF

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The pool's fast path at the floor (issue 9 part 4): pipepool get + put,
+# The pool's fast path at the floor: pipepool get + put,
 # called from a separate crate as every user builds it (crates/pool-floor,
 # no LTO), beside a bare thread-local Vec of pipes (pop + push) and Go's
 # own pool benchmark, on the same machine in the same run.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4's benchmark: `spliced bench` direct, through spliced (splice) and
+# spliced alone, measured by its own load generator: `spliced bench` direct, through spliced (splice) and
 # through spliced (userspace): stream mode with 1 and 4 connections (one way
 # into a sink), connect mode with 16 and 256 clients (1 KiB each way), REPS
 # interleaved repetitions (default 3). The proxy runs on CPU 0, the load

@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (socket, peer) = listener.accept()?;
     let file = File::create(&path)?;
     // Until end of file on the socket. An error still says how many bytes
-    // reached the file (`CopyError::bytes_copied`).
+    // reached the file (`CopyError::transfer`).
     let moved = pipepool::copy(&socket, &file)?;
     println!("{peer}: {moved} bytes copied to {}", path.display());
 

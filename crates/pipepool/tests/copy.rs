@@ -309,7 +309,7 @@ fn failure_midway_reports_bytes_and_closes_the_dirty_pipe() {
         .copy(&src, &dst)
         .unwrap_err();
     reader.join().unwrap();
-    assert!(err.bytes_copied() >= 100_000, "{err}");
+    assert!(err.transfer().bytes >= 100_000, "{err}");
     assert!(
         matches!(
             err.kind(),

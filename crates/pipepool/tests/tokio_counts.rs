@@ -70,7 +70,7 @@ fn a_failed_copy_counts_what_the_peer_received() {
                     } else {
                         match copy_with(&mut a, &mut b, &opts).await {
                             Ok(t) => (t.bytes, None),
-                            Err(e) => (e.bytes_copied(), Some(e.into_error())),
+                            Err(e) => (e.transfer().bytes, Some(e.into_error())),
                         }
                     }
                 })

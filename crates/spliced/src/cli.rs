@@ -1,32 +1,32 @@
-//! The command line: `spliced run`, `spliced demo`, `spliced bench`.
+//! The command line: `spliced run` (its flags are [`RunArgs`], in
+//! [`crate::config`]), `spliced demo`, `spliced bench`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::units::{parse_duration, parse_size, DurationValue, SizeValue};
-use crate::config::{ListenerFlags, Overrides, PoolFlags, TopFlags};
+use crate::config::units::{at_least_one, duration, size, DurationValue, SizeValue};
+pub use crate::config::RunArgs;
 
 /// spliced: an L4 TCP proxy that forwards with zero-copy splice(2) through
 /// pooled pipes.
 #[derive(Debug, Parser)]
 #[command(name = "spliced", version, about, propagate_version = true)]
-pub(crate) struct Cli {
+pub struct Cli {
     /// Log filter (e.g. `info`, `warn`, `spliced=debug`); overrides RUST_LOG
     /// and the config file's `log_level`.
     #[arg(long, global = true, value_name = "FILTER", value_parser = parse_filter)]
-    pub(crate) log_level: Option<String>,
+    pub log_level: Option<String>,
     /// What to do.
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 // Parsed once per process: the size of `RunArgs` costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Command {
+pub enum Command {
     /// Run the proxy.
     Run(RunArgs),
     /// Show what spliced does on this machine, with nothing else needed:
@@ -36,82 +36,9 @@ pub(crate) enum Command {
     Bench(BenchArgs),
 }
 
-/// `spliced run`.
-#[derive(Debug, Args)]
-// `allow_negative_numbers`: `--max-conns -3` is a bad value (and says so),
-// not an unknown flag `-3`.
-#[command(
-    allow_negative_numbers = true,
-    after_help = "Flags override the config file. With --listen, the file's listeners are \
-replaced by one; --upstream without --listen sets the upstreams of the file's only listener."
-)]
-pub(crate) struct RunArgs {
-    /// TOML config file (see spliced.example.toml).
-    #[arg(short, long, value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
-    /// Accept clients on this address (IP:PORT).
-    #[arg(short, long, value_name = "ADDR")]
-    pub(crate) listen: Option<SocketAddr>,
-    /// An upstream (host:PORT); repeat for a group.
-    #[arg(short, long = "upstream", value_name = "ADDR")]
-    pub(crate) upstreams: Vec<String>,
-    /// The per-listener settings (the table in `config/table.rs`).
-    #[command(flatten)]
-    pub(crate) listener: ListenerFlags,
-    /// The process settings (the table in `config/table.rs`).
-    #[command(flatten)]
-    pub(crate) top: TopFlags,
-    /// The `[pool]` settings (the table in `config/table.rs`).
-    #[command(flatten)]
-    pub(crate) pool: PoolFlags,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics: Option<SocketAddr>,
-    /// Send TLS clients asking for server NAME (exact, or `*.suffix`) to
-    /// ADDR; repeat (a NAME several times makes a group). The longest
-    /// match wins; --upstream is the route for the rest.
-    #[arg(long = "route", value_name = "NAME=ADDR", value_parser = route)]
-    pub(crate) routes: Vec<(String, String)>,
-    /// Allow clients from this network (CIDR or address); repeat. Without
-    /// any, all are allowed.
-    #[arg(long, value_name = "CIDR", value_parser = crate::acl::parse_net)]
-    pub(crate) allow: Vec<ipnet::IpNet>,
-    /// Refuse clients from this network (CIDR or address); repeat. Wins
-    /// over --allow.
-    #[arg(long, value_name = "CIDR", value_parser = crate::acl::parse_net)]
-    pub(crate) deny: Vec<ipnet::IpNet>,
-    /// With --accept-proxy: the network (CIDR or address) of a balancer
-    /// whose PROXY headers are believed; repeat. Required by
-    /// --accept-proxy; any other peer is refused before a byte is read.
-    #[arg(long = "accept-proxy-from", value_name = "CIDR", value_parser = crate::acl::parse_net)]
-    pub(crate) accept_proxy_from: Vec<ipnet::IpNet>,
-    /// Check the configuration, print it and exit.
-    #[arg(long)]
-    pub(crate) check: bool,
-}
-
-impl RunArgs {
-    /// The flags that override the file (not `--log-level`: `logging`
-    /// lets it win over the file's `log_level`).
-    pub(crate) fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen,
-            upstreams: self.upstreams.clone(),
-            listener: self.listener.clone(),
-            top: self.top.clone(),
-            pool: self.pool.clone(),
-            metrics: self.metrics,
-            routes: self.routes.clone(),
-            allow: self.allow.clone(),
-            deny: self.deny.clone(),
-            accept_proxy_from: self.accept_proxy_from.clone(),
-        }
-    }
-}
-
 /// `spliced demo`.
 #[derive(Debug, Args)]
-pub(crate) struct DemoArgs {
+pub struct DemoArgs {
     /// A tiny run for tests: 32 MiB and 200 connections per copy method.
     #[arg(long)]
     pub(crate) small: bool,
@@ -131,7 +58,7 @@ pub(crate) struct DemoArgs {
 
 /// The two load patterns of `spliced bench`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// Long connections pushing data; reports Gbit/s.
     Stream,
     /// A new connection per request; reports connections/s and latency.
@@ -149,7 +76,7 @@ they expect an echo and verify every byte that comes back; with --oneway they on
 (pair with a --sink server, which answers the byte count it received for verification).\n\
 connect: --conns clients each loop: connect, send --size bytes, read them back, verify, close."
 )]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// The endpoint to load (host:PORT): spliced, another proxy, or a server directly.
     #[arg(
         long,
@@ -189,39 +116,6 @@ pub(crate) struct BenchArgs {
     /// connection first (behind `spliced run --send-proxy`).
     #[arg(long, requires = "serve")]
     pub(crate) accept_proxy: bool,
-}
-
-/// Parses a duration flag.
-pub(crate) fn duration(s: &str) -> Result<DurationValue, String> {
-    parse_duration(s).map(DurationValue)
-}
-
-/// Parses a size flag.
-pub(crate) fn size(s: &str) -> Result<SizeValue, String> {
-    parse_size(s).map(SizeValue)
-}
-
-/// Parses a count flag of at least 1.
-pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) if s.trim_start().starts_with('-') => {
-            Err(format!("`{s}`: must be a whole number of at least 1"))
-        }
-        Err(e) => Err(format!("`{s}`: {e}")),
-    }
-}
-
-fn route(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((name, addr)) if !name.is_empty() && !addr.is_empty() => {
-            Ok((name.to_owned(), addr.to_owned()))
-        }
-        _ => Err(format!(
-            "`{s}` is not NAME=ADDR (e.g. api.example.com=10.0.0.5:443)"
-        )),
-    }
 }
 
 fn parse_filter(s: &str) -> Result<String, String> {
@@ -324,5 +218,185 @@ mod tests {
         assert_eq!(run.pool.idle_timeout.map(|d| d.0.as_secs()), Some(2));
         assert_eq!(run.listener.idle_timeout.map(|d| d.0.as_secs()), Some(3));
         assert_eq!(run.top.user.as_deref(), Some("nobody"));
+    }
+
+    /// A valid listener.
+    const L: &str = "[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"127.0.0.1:9\"]\n";
+
+    /// A flag case: (arguments after `spliced`, substrings of the message).
+    type FlagCase = (&'static [&'static str], &'static [&'static str]);
+
+    /// `run --listen 127.0.0.1:0 --upstream 127.0.0.1:9 --check`, then these.
+    #[rustfmt::skip]
+    const RUN_FLAG_CASES: &[FlagCase] = &[
+        (&["--connect-timeout", "0"], &["--connect-timeout", "longer than zero"]),
+        (&["--connect-attempts", "0"], &["--connect-attempts", "at least 1"]),
+        (&["--dns-ttl", "0"], &["--dns-ttl", "longer than zero"]),
+        (&["--worker-threads", "0"], &["--worker-threads", "at least 1"]),
+        (&["--max-pipes", "0"], &["--max-pipes", "at least 1"]),
+        (&["--max-pipes", "99999999999999999999999"], &["--max-pipes", "too large"]),
+        (&["--pipe-size", "0"], &["--pipe-size", "at least 1 byte"]),
+        (&["--pipe-size", "2GiB"], &["--pipe-size", "largest pipe size"]),
+        (&["--pipe-size", "1.5"], &["--pipe-size", "whole number"]),
+        (&["--pipe-idle-timeout", "0"], &["--pipe-idle-timeout", "longer than zero"]),
+        (&["--metrics", "nowhere"], &["--metrics", "nowhere"]),
+        (&["--balance", "random"], &["--balance", "least-conn"]),
+        (&["--copy", "zero"], &["--copy", "userspace"]),
+        (&["--grace-period", "x"], &["--grace-period", "not a duration"]),
+        (&["--log-level", "spliced=lots"], &["--log-level", "filter"]),
+        (&["--user", ""], &["--user", "empty"]),
+        (&["--user", "no-such-user-spliced"], &["--user", "no such user"]),
+        (&["--upstream", "[::1:80"], &["--upstream", "[::1:80"]),
+        (&["--listen", "127.0.0.1:0"], &["--listen", "multiple"]),
+        (&["--nope"], &["--nope"]),
+        (&["extra-arg"], &["extra-arg"]),
+    ];
+
+    /// Whole command lines.
+    #[rustfmt::skip]
+    const OTHER_FLAG_CASES: &[FlagCase] = &[
+        (&["bench", "--serve", "127.0.0.1:0", "--echo", "--sink"], &["--echo", "--sink"]),
+        (&["bench", "--target", "127.0.0.1:9", "--serve", "127.0.0.1:0"], &["--target", "--serve"]),
+        (&["bench", "--target", "127.0.0.1:9", "--duration", "soon"], &["--duration"]),
+        (&["demo", "--conns", "0"], &["--conns", "at least 1"]),
+        (&["frobnicate"], &["frobnicate"]),
+        (&["--log-level", "[", "run"], &["--log-level"]),
+    ];
+
+    /// `spliced ARGS` (with `text` as the `--config` file, if any) up to
+    /// `--check`'s output; else the exit code and the message.
+    fn outcome(text: &str, args: &[&str]) -> Result<String, (i32, String)> {
+        let cli = Cli::try_parse_from(std::iter::once("spliced").chain(args.iter().copied()))
+            .map_err(|e| (e.exit_code(), e.to_string()))?;
+        match cli.command {
+            Command::Run(run) => crate::run::check_text(text, &run).map_err(|e| (2, e.to_string())),
+            _ => Ok(String::new()),
+        }
+    }
+
+    /// What is wrong with the outcome of `args` if it is not exit code 2
+    /// with each of `want` in the message.
+    fn check(text: &str, args: &[&str], want: &[&str]) -> Option<String> {
+        match outcome(text, args) {
+            Ok(_) => Some(format!("{args:?}: passes")),
+            Err((code, _)) if code != 2 => Some(format!("{args:?}: exit {code}, not 2")),
+            Err((_, e)) => {
+                let missing: Vec<&&str> = want.iter().filter(|w| !e.contains(**w)).collect();
+                (!missing.is_empty()).then(|| format!("{args:?}: {missing:?} not in: {e}"))
+            }
+        }
+    }
+
+    #[test]
+    fn every_bad_flag_exits_2_naming_the_flag() {
+        let two = format!("{L}{L}");
+        let several: &[&str] = &["run", "--config", "FILE", "--upstream", "b:2", "--check"];
+        let mut failures = Vec::new();
+        for &(extra, want) in RUN_FLAG_CASES {
+            let mut args = vec![
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:9",
+                "--check",
+            ];
+            args.extend_from_slice(extra);
+            failures.extend(check("", &args, want));
+        }
+        for &(args, want) in OTHER_FLAG_CASES {
+            failures.extend(check("", args, want));
+        }
+        failures.extend(check(&two, several, &["--upstream", "several"]));
+        for (args, flag) in [
+            (
+                &["run", "--listen", "nowhere", "--upstream", "a:1"][..],
+                "--listen",
+            ),
+            (
+                &[
+                    "run",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    "a:1",
+                    "--idle-timeout",
+                    "5 parsecs",
+                ],
+                "--idle-timeout",
+            ),
+            (
+                &["run", "--listen", "127.0.0.1:0", "--upstream", "a"],
+                "--upstream",
+            ),
+            (&["run", "--listen", "127.0.0.1:0"], "--upstream"),
+            (
+                &[
+                    "run",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    "a:1",
+                    "--max-conns",
+                    "0",
+                ],
+                "--max-conns",
+            ),
+            (
+                &[
+                    "run",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    "a:1",
+                    "--max-conns",
+                    "-3",
+                ],
+                "invalid value '-3' for '--max-conns <N>': `-3`: must be a whole number of at least 1",
+            ),
+            (
+                &["bench", "--target", "127.0.0.1:9", "--conns", "-1"],
+                "invalid value '-1' for '--conns <N>'",
+            ),
+            (
+                &[
+                    "run",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    "a:1",
+                    "--idle-timeout",
+                    "-5s",
+                ],
+                "invalid value '-5s' for '--idle-timeout <DURATION>'",
+            ),
+            (
+                &["bench", "--target", "127.0.0.1:9", "--duration", "-1s"],
+                "invalid value '-1s' for '--duration <SECS>'",
+            ),
+            (&["run"], "--listen"),
+            (&["bench", "--mode", "stream"], "--target"),
+    ] {
+            failures.extend(check("", args, &[flag]));
+        }
+        assert!(
+            failures.is_empty(),
+            "{} flag case(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_flag_cases_are_not_vacuous() {
+        let valid = [
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+            "--check",
+        ];
+        assert!(outcome("", &valid).is_ok());
     }
 }

@@ -31,7 +31,6 @@ use crate::config::units::format_size;
 use crate::config::{Balance, CopyMode, ListenerSettings};
 use crate::metrics::Metrics;
 use crate::proxy::{Context, Proxy};
-use crate::shutdown::Tracker;
 
 /// Longest a bulk phase may run, per copy method.
 const BULK_CAP: Duration = Duration::from_secs(8);
@@ -107,7 +106,7 @@ async fn worker_cpu(rt: &tokio::runtime::Runtime) -> anyhow::Result<Duration> {
 ///
 /// # Errors
 /// If loopback sockets or the runtime cannot be set up.
-pub(crate) fn main(args: &DemoArgs, log_flag: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn main(args: &DemoArgs, log_flag: Option<&str>) -> anyhow::Result<ExitCode> {
     crate::logging::init(log_flag, None, "warn");
     crate::limits::raise_nofile();
     let plan = Plan::from_args(args);
@@ -158,15 +157,11 @@ async fn run_mode(
     let pool = PoolConfig::default()
         .build()
         .context("cannot build the pipe pool")?;
-    let ctx = Context {
-        metrics: Arc::new(Metrics::new(&pool)),
-        pool: pool.clone(),
-        tracker: Tracker::default(),
-    };
+    let ctx = Context::new(pool.clone(), Arc::new(Metrics::new(&pool)));
     let listener = |name: &str, upstream: SocketAddr| ListenerSettings {
         name: name.to_owned(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        upstreams: vec![upstream.to_string()],
+        upstreams: vec![upstream.into()],
         balance: Balance::RoundRobin,
         copy: mode,
         connect_timeout: Duration::from_secs(3),

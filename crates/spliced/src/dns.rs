@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::balance::Balancer;
 use crate::metrics::Metrics;
+use crate::upstream::Balancer;
 
 /// Longest wait for one lookup.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);

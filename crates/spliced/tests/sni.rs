@@ -413,3 +413,87 @@ fn routes_from_flags_and_a_client_that_closes_early() {
     );
     let _: TcpStream = connect(proxy);
 }
+
+/// Regression: a ClientHello trickled one byte per segment made spliced
+/// peek (copy) everything received so far and parse it again at every
+/// byte: quadratic CPU in the hello's size (an 8 KiB hello: ~32 MiB
+/// copied). Now a hello in pieces is peeked again only once the bytes the
+/// parser needs are there (counted by `FIONREAD`, no copy). Held exactly,
+/// not by time: strace sums the bytes spliced's `MSG_PEEK` calls return
+/// while the hello trickles in; it must stay within a few times the
+/// hello's size. The hello still takes its route, unchanged.
+#[test]
+fn a_trickled_hello_is_not_peeked_quadratically() {
+    use std::process::{Command, Stdio};
+
+    let big = util::tag_server("big");
+    let plain = util::tag_server("default");
+    let (route, d) = (format!("big.example={big}"), plain.to_string());
+    let mut proc = Proc::spawn(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &d,
+        "--route",
+        &route,
+        "--sni-timeout",
+        "60s",
+    ]);
+    let proxy = proc.listen_addr();
+    let hello = big_hello("big.example", 8000);
+
+    let out = std::env::temp_dir().join(format!("spliced-sni-trickle-{}.txt", std::process::id()));
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-s", "0", "-e", "trace=recvfrom,ioctl", "-o"])
+        .arg(&out)
+        .args(["-p", &proc.pid().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run strace: ci/install.sh installs it (apt-get install strace)");
+    // -qq hides "attached": give it a moment to attach to every thread.
+    thread::sleep(Duration::from_millis(500));
+    assert!(strace.try_wait().unwrap().is_none(), "strace exited early");
+
+    let mut c = connect(proxy);
+    c.set_nodelay(true).unwrap();
+    for (i, b) in hello.iter().enumerate() {
+        c.write_all(std::slice::from_ref(b)).unwrap();
+        // Let spliced see most bytes on their own.
+        if i % 8 == 0 {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+    assert_eq!(
+        read_line(&mut c).unwrap(),
+        "big",
+        "the hello takes its route"
+    );
+    let mut echoed = vec![0u8; hello.len()];
+    c.read_exact(&mut echoed).unwrap();
+    assert!(echoed == hello, "the hello reached the upstream unchanged");
+
+    let spid = rustix::process::Pid::from_raw(strace.id() as i32).unwrap();
+    rustix::process::kill_process(spid, rustix::process::Signal::INT).unwrap();
+    let _ = strace.wait();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    let mut peeks = 0usize;
+    let mut peeked = 0usize;
+    for line in text.lines().filter(|l| l.contains("MSG_PEEK")) {
+        peeks += 1;
+        peeked += line
+            .rsplit("= ")
+            .next()
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+    }
+    assert!(peeks >= 2, "strace saw no peek: {peeks}\n{text:.2000}");
+    assert!(
+        peeked <= 4 * hello.len(),
+        "{peeks} peeks copied {peeked} bytes for a {}-byte hello",
+        hello.len()
+    );
+}

@@ -58,33 +58,35 @@ pub struct Transfer {
 /// A copy that failed, with the bytes it had already written to the
 /// destination, so that nothing moved goes unaccounted.
 ///
+/// Its `Display` says what failed and after how many bytes; the cause (the
+/// [`io::Error`]) is its [`source()`](Error::source), as the Rust
+/// convention has it: print the chain (`{:#}` with `anyhow`, or walk
+/// `source()`) to see both, each once.
+///
 /// Converts into [`io::Error`] (keeping the kind), so `?` works in functions
 /// returning `io::Result`; the count can be read back with
 /// [`CopyError::from_io`].
 #[derive(Debug)]
 pub struct CopyError {
-    bytes: u64,
-    method: Method,
+    /// What was written before the error.
+    transfer: Transfer,
+    /// The cause: this error's `source()`.
     error: io::Error,
 }
 
 impl CopyError {
     pub(crate) fn new(bytes: u64, method: Method, error: io::Error) -> CopyError {
         CopyError {
-            bytes,
-            method,
+            transfer: Transfer { bytes, method },
             error,
         }
     }
 
-    /// Bytes written to the destination before the error.
-    pub fn bytes_copied(&self) -> u64 {
-        self.bytes
-    }
-
-    /// The method in use when the error happened.
-    pub fn method(&self) -> Method {
-        self.method
+    /// What was written to the destination before the error, and how: the
+    /// [`Transfer`] a successful copy returns (the method is the one in use
+    /// when the error happened).
+    pub fn transfer(&self) -> Transfer {
+        self.transfer
     }
 
     /// The underlying error.
@@ -112,8 +114,8 @@ impl fmt::Display for CopyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} copy failed after {} bytes: {}",
-            self.method, self.bytes, self.error
+            "{} copy failed after {} bytes",
+            self.transfer.method, self.transfer.bytes
         )
     }
 }
@@ -135,4 +137,70 @@ impl From<CopyError> for io::Error {
 /// sync and the async copies alike.
 pub(crate) fn write_zero() -> io::Error {
     io::Error::new(io::ErrorKind::WriteZero, "write zero byte into writer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GetError;
+
+    /// How many times `needle` appears in `err` printed with its chain as
+    /// `anyhow` prints it (`{:#}`: each level's `Display`, joined by ": ").
+    fn times_in_chain<E>(err: E, needle: &str) -> (usize, String)
+    where
+        E: Error + Send + Sync + 'static,
+    {
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        (chain.matches(needle).count(), chain)
+    }
+
+    fn reset() -> io::Error {
+        io::Error::from(io::ErrorKind::ConnectionReset)
+    }
+
+    #[test]
+    fn copy_error_prints_its_cause_once() {
+        let cause = reset().to_string();
+        let err = CopyError::new(5, Method::Splice, reset());
+        assert_eq!(err.to_string(), "splice copy failed after 5 bytes");
+        assert_eq!(err.source().unwrap().to_string(), cause);
+        let (n, chain) = times_in_chain(CopyError::new(5, Method::Splice, reset()), &cause);
+        assert_eq!(n, 1, "{chain}");
+        assert_eq!(chain, format!("splice copy failed after 5 bytes: {cause}"));
+        // The same through the `io::Error` that `?` makes of it.
+        let (n, chain) = times_in_chain(io::Error::from(err), &cause);
+        assert_eq!(n, 1, "{chain}");
+        assert!(
+            chain.starts_with("splice copy failed after 5 bytes: "),
+            "{chain}"
+        );
+    }
+
+    #[test]
+    fn get_error_prints_its_cause_once() {
+        let cause = io::Error::from(rustix::io::Errno::MFILE);
+        let text = cause.to_string();
+        let (n, chain) = times_in_chain(GetError::Create(cause), &text);
+        assert_eq!(n, 1, "{chain}");
+        assert_eq!(chain, format!("could not create a pipe: {text}"));
+        let exhausted = GetError::Exhausted { max_pipes: 3 };
+        assert!(exhausted.source().is_none());
+        let (n, chain) = times_in_chain(exhausted, "all 3 pipes");
+        assert_eq!(n, 1, "{chain}");
+    }
+
+    #[test]
+    fn copy_error_gives_a_transfer() {
+        let err = CopyError::new(7, Method::Userspace, reset());
+        assert_eq!(
+            err.transfer(),
+            Transfer {
+                bytes: 7,
+                method: Method::Userspace
+            }
+        );
+        let io = io::Error::from(err);
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(CopyError::from_io(&io).unwrap().transfer().bytes, 7);
+    }
 }

@@ -68,7 +68,7 @@ pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
 /// # Errors
 /// The first error of `src` or `dst` that no fallback can get around, as a
 /// [`CopyError`] carrying the bytes already written
-/// ([`CopyError::bytes_copied`]). It converts into [`io::Error`] with `?`.
+/// ([`CopyError::transfer`]). It converts into [`io::Error`] with `?`.
 pub fn copy(src: impl AsFd, dst: impl AsFd) -> Result<u64, CopyError> {
     Copier::new().copy(src, dst).map(|t| t.bytes)
 }

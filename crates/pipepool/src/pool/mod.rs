@@ -355,7 +355,8 @@ pub enum GetError {
         /// The pool's bound.
         max_pipes: usize,
     },
-    /// Creating a pipe failed.
+    /// Creating a pipe failed: the error of `pipe2` (or of sizing the
+    /// pipe), also this error's `source()`.
     Create(io::Error),
 }
 
@@ -368,7 +369,7 @@ impl fmt::Display for GetError {
                     "pipe pool exhausted: all {max_pipes} pipes (max_pipes) are in use"
                 )
             }
-            GetError::Create(e) => write!(f, "could not create a pipe: {e}"),
+            GetError::Create(_) => f.write_str("could not create a pipe"),
         }
     }
 }

@@ -9,9 +9,10 @@ use std::task::Poll;
 
 use ::tokio::io::{AsyncRead, AsyncWrite};
 
-use super::direction::Direction;
+use super::direction::{AtEof, Direction};
 use super::idle::IdleTimer;
 use super::options::CopyOptions;
+use super::progress::Side;
 use crate::Transfer;
 
 /// Copies both ways between `a` and `b` until both directions are done,
@@ -132,8 +133,8 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let a_to_b = Direction::new(opts, &*a, &*b, true, true);
-    let b_to_a = Direction::new(opts, &*b, &*a, true, false);
+    let a_to_b = Direction::new(opts, &*a, &*b, AtEof::Shutdown, Side::AToB);
+    let b_to_a = Direction::new(opts, &*b, &*a, AtEof::Shutdown, Side::BToA);
     let mut state = BothWays {
         a,
         b,
@@ -228,7 +229,9 @@ pub struct BidiReport {
 ///
 /// Converts into [`io::Error`] (keeping the kind), so `?` works in functions
 /// returning `io::Result`; the counts can be read back with
-/// [`BidiError::from_io`].
+/// [`BidiError::from_io`]. Its `Display` says what failed and the counts;
+/// the cause is its [`source()`](Error::source) (as for
+/// [`CopyError`](crate::CopyError)).
 #[derive(Debug)]
 pub struct BidiError {
     a_to_b: Transfer,
@@ -272,12 +275,8 @@ impl fmt::Display for BidiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "bidirectional copy failed after {} bytes a->b ({}) and {} bytes b->a ({}): {}",
-            self.a_to_b.bytes,
-            self.a_to_b.method,
-            self.b_to_a.bytes,
-            self.b_to_a.method,
-            self.error
+            "bidirectional copy failed after {} bytes a->b ({}) and {} bytes b->a ({})",
+            self.a_to_b.bytes, self.a_to_b.method, self.b_to_a.bytes, self.b_to_a.method,
         )
     }
 }
@@ -324,5 +323,26 @@ mod tests {
         assert_eq!((back.a_to_b().bytes, back.b_to_a().bytes), (3, 4));
         assert_eq!(back.b_to_a().method, Method::Userspace);
         assert!(BidiError::from_io(&io::Error::other("x")).is_none());
+    }
+
+    #[test]
+    fn error_prints_its_cause_once() {
+        let cause = io::Error::from(io::ErrorKind::ConnectionReset).to_string();
+        let transfer = Transfer {
+            bytes: 1,
+            method: Method::Splice,
+        };
+        let err = || BidiError {
+            a_to_b: transfer,
+            b_to_a: transfer,
+            error: io::Error::from(io::ErrorKind::ConnectionReset),
+        };
+        assert!(!err().to_string().contains(&cause), "{}", err());
+        let chain = format!("{:#}", anyhow::Error::new(err()));
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+        assert!(chain.ends_with(&format!("(splice): {cause}")), "{chain}");
+        // Through the `io::Error` that `?` makes of it.
+        let chain = format!("{:#}", anyhow::Error::new(io::Error::from(err())));
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
     }
 }

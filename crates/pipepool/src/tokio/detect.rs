@@ -24,6 +24,16 @@ pub(super) fn splice_pair<'a, R: ?Sized, W: ?Sized>(
     Some((read_socket(reader)?, write_socket(writer)?))
 }
 
+/// What a splice that answers `WouldBlock` does to the read readiness
+/// tokio holds for the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Readiness {
+    /// Clears it: the next poll waits for a new event.
+    Clear,
+    /// Keeps it: the next read is made without waiting.
+    Keep,
+}
+
 impl Socket<'_> {
     /// Waits for read readiness (data, end of file, or an error).
     pub(super) fn poll_read_ready(self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -74,11 +84,16 @@ impl Socket<'_> {
 
     /// Splices from the socket into `pipe`, which must be empty: then
     /// `WouldBlock` can only mean that the socket has nothing to read (or,
-    /// on TCP, that it sits at the urgent mark). With `clear` set, `try_io`
-    /// then clears the socket's read readiness; without it, the readiness
-    /// stays for a `read` that tells the two apart. `Ok(0)` is end of file
+    /// on TCP, that it sits at the urgent mark). `on_would_block` says
+    /// whether `try_io` then clears the socket's read readiness, or keeps
+    /// it for a `read` that tells the two apart. `Ok(0)` is end of file
     /// (or, on TCP, the urgent mark with the end of file behind it).
-    pub(super) fn splice_into(self, pipe: &mut Pipe, clear: bool) -> io::Result<usize> {
+    pub(super) fn splice_into(
+        self,
+        pipe: &mut Pipe,
+        on_would_block: Readiness,
+    ) -> io::Result<usize> {
+        let clear = on_would_block == Readiness::Clear;
         debug_assert!(pipe.is_empty(), "splice into a pipe that is not empty");
         #[cfg(test)]
         if let Some(errno) = tests::injected_failure() {

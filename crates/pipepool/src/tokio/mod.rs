@@ -163,12 +163,10 @@ mod cast;
 mod detect;
 mod direction;
 mod idle;
-mod next_read;
 mod options;
 mod progress;
 mod unidirectional;
 mod userspace;
-mod written;
 
 pub use bidirectional::{copy_bidirectional, copy_bidirectional_with, BidiError, BidiReport};
 pub use options::CopyOptions;

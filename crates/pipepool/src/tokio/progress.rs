@@ -92,10 +92,24 @@ impl Progress {
         self.bytes[side][slot(method)].load(Relaxed)
     }
 
-    /// The counters of one side: `a_to_b` (`true`) or `b_to_a`.
-    pub(super) fn side(&self, a_to_b: bool) -> Live<'_> {
-        Live(&self.bytes[usize::from(!a_to_b)])
+    /// The counters of one side.
+    pub(super) fn side(&self, side: Side) -> Live<'_> {
+        let index = match side {
+            Side::AToB => 0,
+            Side::BToA => 1,
+        };
+        Live(&self.bytes[index])
     }
+}
+
+/// Which of a [`Progress`]'s two sides a direction counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    /// `a` -> `b` of a bidirectional copy; reader -> writer of a one-way
+    /// copy.
+    AToB,
+    /// `b` -> `a` of a bidirectional copy.
+    BToA,
 }
 
 /// One direction's counters in a [`Progress`], one per [`Method`].
@@ -103,13 +117,8 @@ impl Progress {
 pub(super) struct Live<'p>(&'p [AtomicU64; METHODS]);
 
 impl Live<'_> {
-    /// Counts `n` bytes written, out of a pipe (`spliced`) or a buffer.
-    pub(super) fn add(self, n: u64, spliced: bool) {
-        let method = if spliced {
-            Method::Splice
-        } else {
-            Method::Userspace
-        };
+    /// Counts `n` bytes written by `method`.
+    pub(super) fn add(self, n: u64, method: Method) {
         self.0[slot(method)].fetch_add(n, Relaxed);
     }
 }

@@ -6,9 +6,10 @@ use std::task::Poll;
 
 use ::tokio::io::{AsyncRead, AsyncWrite};
 
-use super::direction::Direction;
+use super::direction::{AtEof, Direction};
 use super::idle::IdleTimer;
 use super::options::CopyOptions;
+use super::progress::Side;
 use crate::{CopyError, Transfer};
 
 /// The ends and the direction of a [`copy_with`], kept together so that
@@ -127,7 +128,7 @@ where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let dir = Direction::new(opts, &*reader, &*writer, false, true);
+    let dir = Direction::new(opts, &*reader, &*writer, AtEof::LeaveOpen, Side::AToB);
     let mut state = OneWay {
         reader,
         writer,

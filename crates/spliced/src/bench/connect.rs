@@ -3,7 +3,6 @@
 //! (checked), close. Reports connections/s and latency percentiles.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,29 +11,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+pub(crate) use super::options::ConnectOptions;
+use super::options::CONNECT_TIMEOUT;
 use super::pattern::{pattern, Pattern};
 use super::report::{ConnectReport, Failures};
-use super::stream::CONNECT_TIMEOUT;
 
 /// Longest a single exchange may take before it counts as an error.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed exchange, so that a dead target is not hammered.
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectOptions {
-    /// Where to connect.
-    pub(crate) target: SocketAddr,
-    /// Concurrent clients.
-    pub(crate) conns: usize,
-    /// Bytes sent (and read back) per connection.
-    pub(crate) size: usize,
-    /// How long to run.
-    pub(crate) duration: Duration,
-    /// Stop after this many connections in all (for the demo).
-    pub(crate) total: Option<u64>,
-}
 
 /// Connections finished so far (for a progress bar).
 #[derive(Debug, Default)]

@@ -1,8 +1,9 @@
-//! `spliced bench`: a load generator for any TCP endpoint ([`stream`] and
-//! [`connect`] modes, bytes checked against a [`pattern`]) and its upstream
-//! side ([`serve`]: echo or sink).
+//! `spliced bench`: a load generator for any TCP endpoint (`stream` and
+//! `connect` modes, bytes checked against a `pattern`) and its upstream
+//! side (`serve`: echo or sink).
 
 pub(crate) mod connect;
+mod options;
 pub(crate) mod pattern;
 pub(crate) mod report;
 pub(crate) mod serve;
@@ -28,7 +29,7 @@ const DEFAULT_CONNECT_SIZE: u64 = 1024;
 ///
 /// # Errors
 /// Bad arguments, an unresolvable target, or an address in use.
-pub(crate) fn main(args: &BenchArgs, log_flag: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn main(args: &BenchArgs, log_flag: Option<&str>) -> anyhow::Result<ExitCode> {
     crate::logging::init(log_flag, None, "warn");
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     runtime.block_on(async {

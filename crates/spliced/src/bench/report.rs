@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::connect::ConnectOptions;
-use super::stream::StreamOptions;
+use super::options::{ConnectOptions, StreamOptions};
 use crate::config::units::format_size;
 
 /// Distinct error messages kept per report.

@@ -3,7 +3,6 @@
 //! back; in one-way mode the sink's byte count is checked at the end.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+pub(crate) use super::options::StreamOptions;
+use super::options::CONNECT_TIMEOUT;
 use super::pattern::{pattern, Pattern};
 use super::report::{Failures, StreamReport, Verification};
 
@@ -19,24 +20,6 @@ use super::report::{Failures, StreamReport, Verification};
 const CHUNK: usize = 128 * 1024;
 /// How long after the writers stop the readers may take to see EOF.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Timeout of each connect.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamOptions {
-    /// Where to connect.
-    pub(crate) target: SocketAddr,
-    /// Parallel connections.
-    pub(crate) conns: usize,
-    /// Stop each connection after this many bytes.
-    pub(crate) bytes_per_conn: Option<u64>,
-    /// Stop writing after this long.
-    pub(crate) duration: Duration,
-    /// Only send; expect a sink's count, not an echo.
-    pub(crate) oneway: bool,
-}
-
 /// Bytes written so far by all connections (for a progress bar).
 #[derive(Debug, Default)]
 pub(crate) struct StreamTally {

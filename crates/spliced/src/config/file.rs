@@ -10,10 +10,12 @@
 //! (No `#[serde(flatten)]` for the settings shared by the top level and the
 //! listeners: flatten defeats both `deny_unknown_fields` and the spans.)
 
+use std::path::Path;
+
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Balance;
+use super::{Balance, ConfigError};
 
 macro_rules! file_structs {
     (
@@ -116,4 +118,14 @@ pub(crate) struct RouteSection {
     pub(crate) upstreams: Spanned<Vec<Spanned<String>>>,
     /// Its balance (default: the listener's).
     pub(crate) balance: Option<Spanned<Balance>>,
+}
+
+/// Parses the file's text (`path` names it in errors).
+///
+/// # Errors
+/// A [`ConfigError`] at the place toml's span points to, naming the
+/// field by its path in the document (`listener[1].balance`).
+pub(crate) fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| ConfigError::from_toml(path, text, &e))
 }

@@ -1,184 +1,31 @@
-//! The proxy's configuration: a TOML file ([`mod@file`]), command-line flags
-//! that override it ([`Overrides`]), and the validated result ([`Settings`])
-//! that the proxy runs from.
+//! The proxy's configuration: a pure function, `load`, from the TOML
+//! file's text (`file.rs`) and the `spliced run` flags ([`RunArgs`],
+//! which override it) to the validated `Settings` the proxy runs from.
+//! What depends on the machine (reading the file, looking up `user`,
+//! sizing defaults to the fd limit: `Settings::fit_fds`) is left to the
+//! code that runs the process (`run/settle.rs`).
 //!
 //! Errors name the file, line, column and field (or the flag) and make
 //! `spliced` exit with code 2.
 
+pub(crate) mod args;
+mod checks;
 mod error;
 mod file;
-mod resolve;
+mod load;
+mod settings;
 pub(crate) mod table;
 pub(crate) mod units;
 
-use std::net::SocketAddr;
-use std::time::Duration;
+pub use args::RunArgs;
+pub use error::ConfigError;
+pub(crate) use error::Origin;
+pub(crate) use load::load;
+pub(crate) use settings::{
+    Balance, CopyMode, Given, ListenerSettings, ProxyVersion, RouteSettings, Settings,
+    DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_TTL, DEFAULT_GRACE_PERIOD,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_PROXY_TIMEOUT, DEFAULT_SNI_TIMEOUT,
+};
 
-use serde::Deserialize;
-
-pub(crate) use error::{ConfigError, Origin};
-pub(crate) use resolve::{load, reload, Overrides};
-pub(crate) use table::{ListenerFlags, PoolFlags, TopFlags};
-
-/// Default timeout of one upstream connect.
-pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Default number of upstreams tried per client.
-pub(crate) const DEFAULT_CONNECT_ATTEMPTS: usize = 3;
-/// Default idle timeout of a proxied connection.
-pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Default interval between background re-resolutions of upstream names.
-pub(crate) const DEFAULT_DNS_TTL: Duration = Duration::from_secs(30);
-/// Default grace period after SIGINT/SIGTERM.
-pub(crate) const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
-
-/// How an upstream is chosen for a new client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Balance {
-    /// Each upstream in turn.
-    #[default]
-    RoundRobin,
-    /// The upstream with the fewest open connections (ties in turn).
-    LeastConn,
-}
-
-impl Balance {
-    /// The name used in the config file and on the command line.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Balance::RoundRobin => "round-robin",
-            Balance::LeastConn => "least-conn",
-        }
-    }
-}
-
-/// How bytes are copied between client and upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum CopyMode {
-    /// Zero-copy `splice(2)` through pooled pipes (falls back to userspace
-    /// per connection when the kernel refuses or the pool is exhausted).
-    #[default]
-    Splice,
-    /// `read`/`write` through a userspace buffer.
-    Userspace,
-}
-
-impl CopyMode {
-    /// The name used in the config file and on the command line.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            CopyMode::Splice => "splice",
-            CopyMode::Userspace => "userspace",
-        }
-    }
-}
-
-/// The PROXY protocol version written to upstreams (`send_proxy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum ProxyVersion {
-    /// The text line (`PROXY TCP4 ...\r\n`).
-    V1,
-    /// The binary header (`PROXY` command, TCP over IPv4/IPv6).
-    V2,
-}
-
-impl ProxyVersion {
-    /// The name used in the config file and on the command line.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ProxyVersion::V1 => "v1",
-            ProxyVersion::V2 => "v2",
-        }
-    }
-}
-
-/// Default time a client has to send its PROXY header (`accept_proxy`).
-pub(crate) const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Default time a client of a listener with SNI routes has to send its
-/// whole ClientHello (`sni_timeout`).
-pub(crate) const DEFAULT_SNI_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// One SNI route of a listener: TLS clients asking for `sni` go to
-/// `upstreams`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RouteSettings {
-    /// A server name (lower case), or `*.suffix` for any name ending in
-    /// `.suffix`.
-    pub(crate) sni: String,
-    /// `host:port` of each upstream; never empty.
-    pub(crate) upstreams: Vec<String>,
-    /// The balance policy of this group.
-    pub(crate) balance: Balance,
-}
-
-/// Everything the proxy needs, validated.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    /// At least one listener.
-    pub(crate) listeners: Vec<ListenerSettings>,
-    /// The pipe pool's configuration (validated).
-    pub(crate) pool: pipepool::PoolConfig,
-    /// Where to serve `/metrics`, if anywhere.
-    pub(crate) metrics: Option<SocketAddr>,
-    /// How long open connections may run after SIGINT/SIGTERM.
-    pub(crate) grace_period: Duration,
-    /// Tokio worker threads; `None`: one per core.
-    pub(crate) worker_threads: Option<usize>,
-    /// The tracing filter from the file, if any (flags and `RUST_LOG` win).
-    pub(crate) log_level: Option<String>,
-    /// Run as this user once every socket is bound; `None`: as started.
-    pub(crate) user: Option<crate::privileges::Account>,
-    /// The fd limit that made a default `max_conns` or `max_pipes` smaller
-    /// than its built-in cap ([`crate::limits::fit`]); `None`: none was.
-    pub(crate) fds_fitted: Option<u64>,
-}
-
-/// One listener and its upstream group.
-#[derive(Debug, Clone)]
-pub(crate) struct ListenerSettings {
-    /// For logs and metric labels.
-    pub(crate) name: String,
-    /// Where clients connect.
-    pub(crate) listen: SocketAddr,
-    /// `host:port` of each upstream; never empty.
-    pub(crate) upstreams: Vec<String>,
-    /// The balance policy.
-    pub(crate) balance: Balance,
-    /// The copy method.
-    pub(crate) copy: CopyMode,
-    /// Timeout of one connect attempt.
-    pub(crate) connect_timeout: Duration,
-    /// Upstreams tried per client, at least 1.
-    pub(crate) connect_attempts: usize,
-    /// Close after this long without a byte either way; `None`: never.
-    pub(crate) idle_timeout: Option<Duration>,
-    /// How often upstream host names are resolved again in the
-    /// background (not zero).
-    pub(crate) dns_ttl: Duration,
-    /// Most client connections open at once, at least 1 (by default
-    /// sized to the fd limit, see [`crate::limits::fit`]).
-    pub(crate) max_conns: usize,
-    /// Write a PROXY header of this version to each upstream.
-    pub(crate) send_proxy: Option<ProxyVersion>,
-    /// Read a PROXY header from each client first.
-    pub(crate) accept_proxy: bool,
-    /// With `accept_proxy`, the peers whose headers are believed (not
-    /// empty then); any other peer is refused before a byte is read.
-    pub(crate) accept_proxy_from: Vec<ipnet::IpNet>,
-    /// How long a client has to send its PROXY header.
-    pub(crate) proxy_timeout: Duration,
-    /// SNI routes; `upstreams` is the default route.
-    pub(crate) routes: Vec<RouteSettings>,
-    /// How long a client has to send its whole ClientHello when there are
-    /// routes; then it takes the default route.
-    pub(crate) sni_timeout: Duration,
-    /// Clients allowed (empty: all), by network.
-    pub(crate) allow: Vec<ipnet::IpNet>,
-    /// Clients refused, by network (wins over `allow`).
-    pub(crate) deny: Vec<ipnet::IpNet>,
-    /// Most connections open at once from one client IP address.
-    pub(crate) max_conns_per_source: Option<usize>,
-}
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@
 //! - the `spliced run` flags ([`ListenerFlags`], flattened into `RunArgs`;
 //!   `--help` is the doc below);
 //! - the pick (flag, then the listener's table, then the top level, then
-//!   the default) and check of each, in `resolve.rs`;
+//!   the default) and check of each, in `load.rs`;
 //! - `--check`'s listing ([`super::ListenerSettings::table_values`]: a
 //!   resolved setting is the field of the same name);
 //! - `LISTENER_SETTINGS` (in tests), which hold the example config and the
@@ -31,8 +31,6 @@
 //! `fn(&Type) -> Result<(), String>` run on the value wherever it came
 //! from (its error names that place).
 
-use super::units::DurationValue;
-
 /// Calls `$callback! { prefix entries }` with every per-listener setting
 /// (`prefix`: the tokens after `;`, if any).
 macro_rules! listener_settings {
@@ -42,56 +40,56 @@ macro_rules! listener_settings {
             /// How an upstream is chosen: round-robin or least-conn [default: round-robin].
             balance: $crate::config::Balance = Some($crate::config::Balance::RoundRobin);
                 flag "balance" [value_enum];
-                check $crate::config::table::any;
+                check $crate::config::checks::any;
             /// How bytes are copied: splice or userspace [default: splice].
             copy: $crate::config::CopyMode = Some($crate::config::CopyMode::Splice);
                 flag "copy" [value_enum];
-                check $crate::config::table::any;
+                check $crate::config::checks::any;
             /// Timeout of one upstream connect (e.g. 3s, 500ms) [default: 3s].
             connect_timeout: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_CONNECT_TIMEOUT));
-                flag "connect-timeout" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
-                check $crate::config::table::longer_than_zero;
+                flag "connect-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                check $crate::config::checks::longer_than_zero;
             /// Upstreams tried per client before giving up [default: 3].
             connect_attempts: usize = Some($crate::config::DEFAULT_CONNECT_ATTEMPTS);
-                flag "connect-attempts" [value_name = "N", value_parser = $crate::cli::at_least_one];
-                check $crate::config::table::at_least_one;
+                flag "connect-attempts" [value_name = "N", value_parser = $crate::config::units::at_least_one];
+                check $crate::config::checks::at_least_one;
             /// Close connections with no traffic either way for this long; 0: never [default: 5m].
             idle_timeout: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_IDLE_TIMEOUT));
-                flag "idle-timeout" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
-                check $crate::config::table::any;
+                flag "idle-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                check $crate::config::checks::any;
             /// Most client connections open at once per listener [default: sized to the fd limit, at most 10000].
             max_conns: usize = None;
-                flag "max-conns" [value_name = "N", value_parser = $crate::cli::at_least_one];
-                check $crate::config::table::at_least_one;
+                flag "max-conns" [value_name = "N", value_parser = $crate::config::units::at_least_one];
+                check $crate::config::checks::at_least_one;
             /// Resolve upstream host names again this often, in the background [default: 30s].
             dns_ttl: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_DNS_TTL));
-                flag "dns-ttl" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
-                check $crate::config::table::longer_than_zero;
+                flag "dns-ttl" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                check $crate::config::checks::longer_than_zero;
             /// Write a PROXY protocol header (v1 text or v2 binary) with the client's address to each upstream before any client byte.
             send_proxy: $crate::config::ProxyVersion = None;
                 flag "send-proxy" [value_enum, value_name = "VERSION"];
-                check $crate::config::table::any;
+                check $crate::config::checks::any;
             /// Read a PROXY protocol header (v1 or v2) from each client first (a load balancer in front) and take the client's address from it.
             accept_proxy: bool = Some(false);
                 flag "accept-proxy" [num_args = 0, default_missing_value = "true"];
-                check $crate::config::table::any;
+                check $crate::config::checks::any;
             /// How long a client has to send its PROXY header [default: 3s].
             proxy_timeout: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_PROXY_TIMEOUT));
-                flag "proxy-timeout" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
-                check $crate::config::table::longer_than_zero;
+                flag "proxy-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                check $crate::config::checks::longer_than_zero;
             /// With SNI routes: how long a client has to send its whole TLS ClientHello before it takes the default route [default: 3s].
             sni_timeout: $crate::config::units::DurationValue =
                 Some($crate::config::units::DurationValue($crate::config::DEFAULT_SNI_TIMEOUT));
-                flag "sni-timeout" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
-                check $crate::config::table::longer_than_zero;
+                flag "sni-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                check $crate::config::checks::longer_than_zero;
             /// Most connections open at once from one client address per listener [default: no limit].
             max_conns_per_source: usize = None;
-                flag "max-conns-per-source" [value_name = "N", value_parser = $crate::cli::at_least_one];
-                check $crate::config::table::at_least_one;
+                flag "max-conns-per-source" [value_name = "N", value_parser = $crate::config::units::at_least_one];
+                check $crate::config::checks::at_least_one;
         }
     };
 }
@@ -106,31 +104,31 @@ macro_rules! process_settings {
             top [
                 /// Tokio worker threads [default: one per core].
                 worker_threads: usize = None;
-                    flag "worker-threads" [value_name = "N", value_parser = $crate::cli::at_least_one];
-                    check $crate::config::table::at_least_one;
+                    flag "worker-threads" [value_name = "N", value_parser = $crate::config::units::at_least_one];
+                    check $crate::config::checks::at_least_one;
                 /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
                 grace_period: $crate::config::units::DurationValue =
                     Some($crate::config::units::DurationValue($crate::config::DEFAULT_GRACE_PERIOD));
-                    flag "grace-period" [value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
-                    check $crate::config::table::any;
+                    flag "grace-period" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                    check $crate::config::checks::any;
                 /// Once every listener and the metrics socket are bound, run as this user (no supplementary groups, the user's group): start as root to bind ports below 1024, then serve unprivileged.
                 user: String = None;
                     flag "user" [value_name = "NAME"];
-                    check $crate::config::table::any;
+                    check $crate::config::checks::any;
             ]
             pool [
                 /// Most pipes alive in the pool [default: what the fd limit leaves after max_conns, at most 4096].
                 max_pipes: usize = None;
-                    flag "max-pipes" [value_name = "N", value_parser = $crate::cli::at_least_one];
-                    check $crate::config::table::at_least_one_pipe;
+                    flag "max-pipes" [value_name = "N", value_parser = $crate::config::units::at_least_one];
+                    check $crate::config::checks::at_least_one_pipe;
                 /// Size asked for each pipe (e.g. 1MiB, 256KiB) [default: 1MiB].
                 pipe_size: $crate::config::units::SizeValue = None;
-                    flag "pipe-size" [value_name = "SIZE", value_parser = $crate::cli::size, allow_hyphen_values = true];
-                    check $crate::config::table::any;
+                    flag "pipe-size" [value_name = "SIZE", value_parser = $crate::config::units::size, allow_hyphen_values = true];
+                    check $crate::config::checks::any;
                 /// Close pooled pipes idle this long [default: 10s].
                 idle_timeout: $crate::config::units::DurationValue = None;
-                    flag "pipe-idle-timeout" [id = "pipe_idle_timeout", value_name = "DURATION", value_parser = $crate::cli::duration, allow_hyphen_values = true];
-                    check $crate::config::table::any;
+                    flag "pipe-idle-timeout" [id = "pipe_idle_timeout", value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
+                    check $crate::config::checks::any;
             ]
         }
     };
@@ -197,38 +195,6 @@ macro_rules! process_infos {
     };
 }
 process_settings!(process_infos);
-
-/// No check.
-#[allow(clippy::unnecessary_wraps)]
-pub(crate) fn any<T>(_: &T) -> Result<(), String> {
-    Ok(())
-}
-
-/// A count of at least 1.
-pub(crate) fn at_least_one(n: &usize) -> Result<(), String> {
-    if *n == 0 {
-        return Err("must be at least 1".to_owned());
-    }
-    Ok(())
-}
-
-/// A pool size of at least 1 pipe.
-pub(crate) fn at_least_one_pipe(n: &usize) -> Result<(), String> {
-    if *n == 0 {
-        return Err(
-            "must be at least 1 (use copy = \"userspace\" to turn splicing off)".to_owned(),
-        );
-    }
-    Ok(())
-}
-
-/// A duration that is not zero.
-pub(crate) fn longer_than_zero(d: &DurationValue) -> Result<(), String> {
-    if d.0.is_zero() {
-        return Err("must be longer than zero".to_owned());
-    }
-    Ok(())
-}
 
 /// A resolved value as `--check` prints it; `None`: not set (off).
 pub(crate) trait Shown {

@@ -157,6 +157,28 @@ impl<'de> Deserialize<'de> for SizeValue {
     }
 }
 
+/// Parses a duration flag.
+pub(crate) fn duration(s: &str) -> Result<DurationValue, String> {
+    parse_duration(s).map(DurationValue)
+}
+
+/// Parses a size flag.
+pub(crate) fn size(s: &str) -> Result<SizeValue, String> {
+    parse_size(s).map(SizeValue)
+}
+
+/// Parses a count flag of at least 1.
+pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) if s.trim_start().starts_with('-') => {
+            Err(format!("`{s}`: must be a whole number of at least 1"))
+        }
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

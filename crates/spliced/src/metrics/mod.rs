@@ -16,7 +16,7 @@ use std::sync::Arc;
 use pipepool::tokio::Progress;
 use pipepool::PipePool;
 
-use crate::balance::Balancer;
+use crate::upstream::Balancer;
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

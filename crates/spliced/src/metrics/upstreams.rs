@@ -1,7 +1,7 @@
 //! `spliced_upstream_healthy`: per listener, upstream group (`default`,
 //! or an SNI route's pattern) and upstream, 1 while the upstream is in
 //! turn, 0 while it backs off after failed connects (see
-//! [`crate::balance`]), read from the balancers at each scrape. An
+//! [`crate::upstream`]), read from the balancers at each scrape. An
 //! upstream in several groups has one series per group (each group keeps
 //! its own health); one listed twice in a group is reported once.
 
@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
 use super::listeners::PerListener;
-use crate::balance::Balancer;
+use crate::upstream::Balancer;
 
 /// One listener's groups: (name, balancer).
 pub(super) type Groups = Vec<(String, Arc<Balancer>)>;

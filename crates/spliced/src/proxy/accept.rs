@@ -11,16 +11,14 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::io::Errno;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ListenerMetrics;
-use crate::shutdown::Shutdown;
 
 /// First pause after a resource error.
 /// Connections accepted in a row before the accept loop yields.
@@ -30,17 +28,17 @@ const BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// Longest pause.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Accepts until `shutdown`, passing each connection to `on_conn`.
+/// Accepts until `stop` is cancelled, passing each connection to `on_conn`.
 /// `connect_timeout` gives the current connect timeout (it may change
 /// with a reload), for the [`Anchor`].
 pub(super) async fn run(
     listener: TcpListener,
-    shutdown: Shutdown,
+    stop: CancellationToken,
     mut on_conn: impl FnMut(TcpStream, SocketAddr),
     connect_timeout: impl Fn() -> Duration,
     metrics: &ListenerMetrics,
 ) {
-    let stop = shutdown.triggered();
+    let stop = stop.cancelled();
     tokio::pin!(stop);
     let mut backoff = Backoff::default();
     let mut accepted_in_a_row = 0;
@@ -180,78 +178,6 @@ impl Backoff {
         }
         self.current = (self.current * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
         Some(self.current)
-    }
-}
-
-/// Why a client was closed at once, as a metric label and in logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refusal {
-    /// `max_conns` connections were open.
-    MaxConns,
-    /// The address is denied, or not allowed (`allow`/`deny`).
-    Denied,
-    /// `max_conns_per_source` connections from this address were open.
-    PerSource,
-    /// No valid PROXY header (`accept_proxy`).
-    ProxyHeader,
-    /// With `accept_proxy`, a peer outside `accept_proxy_from`: refused
-    /// before any byte is read.
-    UntrustedProxy,
-}
-
-impl Refusal {
-    const ALL: usize = 5;
-
-    /// The `reason` label of `spliced_refused_total`.
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Refusal::MaxConns => "max_conns",
-            Refusal::Denied => "denied",
-            Refusal::PerSource => "max_conns_per_source",
-            Refusal::ProxyHeader => "proxy_header",
-            Refusal::UntrustedProxy => "untrusted_proxy",
-        }
-    }
-}
-
-/// Logs refusals: each one at debug level, and a warning per reason at
-/// most once a second with the count since the last one (a burst of
-/// refused clients is one line, not thousands).
-#[derive(Debug, Default)]
-pub(super) struct RefusalLog {
-    bursts: [Burst; Refusal::ALL],
-}
-
-#[derive(Debug, Default)]
-struct Burst {
-    /// Refusals since the last warning.
-    since_warn: AtomicU64,
-    /// When the last warning was logged.
-    last_warn: Mutex<Option<Instant>>,
-}
-
-impl RefusalLog {
-    /// Notes one refused client and why (`detail`).
-    pub(super) fn note(
-        &self,
-        listener: &str,
-        peer: SocketAddr,
-        why: Refusal,
-        detail: &dyn std::fmt::Display,
-    ) {
-        tracing::debug!(listener, client = %peer, reason = why.as_str(), "refused: {detail}");
-        let burst = &self.bursts[why as usize];
-        let n = burst.since_warn.fetch_add(1, Relaxed) + 1;
-        let mut last = burst.last_warn.lock().unwrap_or_else(|p| p.into_inner());
-        if !last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            *last = Some(Instant::now());
-            burst.since_warn.store(0, Relaxed);
-            tracing::warn!(
-                listener,
-                reason = why.as_str(),
-                "refused {n} client(s): {detail} (last: {peer})"
-            );
-        }
     }
 }
 

@@ -13,9 +13,10 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::accept::Refusal;
 use super::proxy_header::{self, Received};
-use super::{abort, connect, sni, ListenerState};
+use super::refusal::Refusal;
+use super::state::ListenerState;
+use super::{abort, connect, sni};
 use crate::acl::Sources;
 use crate::config::ProxyVersion;
 use crate::metrics::Ending;
@@ -42,18 +43,16 @@ pub(super) async fn handle(
             Err(e) => return shared.refuse(peer, Refusal::ProxyHeader, &e),
         }
         if !shared.acl.permits(src.ip()) {
-            return shared.refuse(src, Refusal::Denied, &"address not allowed");
+            let why = Refusal::Denied;
+            return shared.refuse(src, why, &why.detail(settings));
         }
     }
     // Counted even with no bound set: a reload that sets one sees the
     // connections already open.
     let max = settings.max_conns_per_source;
     let Some(_slot) = sources.enter(src.ip(), max) else {
-        let why = format_args!(
-            "max_conns_per_source ({}) connections open from this address",
-            max.unwrap_or_default()
-        );
-        return shared.refuse(src, Refusal::PerSource, &why);
+        let why = Refusal::PerSource;
+        return shared.refuse(src, why, &why.detail(settings));
     };
     // The client has TCP_NODELAY from the listener (`net::listen`).
     let mut balancer = &shared.balancer;

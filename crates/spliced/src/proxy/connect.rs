@@ -16,9 +16,9 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::ListenerState;
-use crate::balance::{Balancer, Lease};
+use super::state::ListenerState;
 use crate::metrics::ConnectFailure;
+use crate::upstream::{Balancer, Lease};
 
 /// Connects to the first upstream of `balancer`'s plan that accepts.
 ///

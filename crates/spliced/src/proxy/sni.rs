@@ -22,7 +22,7 @@ use rustix::net::RecvFlags;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::balance::Balancer;
+use crate::upstream::Balancer;
 
 /// The most bytes peeked for a ClientHello: HAProxy's default buffer.
 /// A longer ClientHello goes to the default route.
@@ -45,8 +45,13 @@ pub(crate) enum Hello {
     NoName,
     /// Not a TLS ClientHello (plain text, another protocol, garbage).
     NotTls,
-    /// So far a ClientHello; more bytes are needed.
-    Incomplete,
+    /// So far a ClientHello; the answer cannot change before the buffer
+    /// holds `need` bytes (more than it does; at most the end of the
+    /// record being read, which a client sends whole).
+    Incomplete {
+        /// Bytes from the start of the connection.
+        need: usize,
+    },
 }
 
 /// Parses the ClientHello at the start of `buf` (TLS records as sent).
@@ -61,7 +66,7 @@ pub(crate) fn parse(buf: &[u8]) -> Hello {
             return Hello::NotTls;
         }
         if rec.len() < 5 {
-            return Hello::Incomplete;
+            return Hello::Incomplete { need: pos + 5 };
         }
         let len = usize::from(u16::from_be_bytes([rec[3], rec[4]]));
         if len == 0 || len > MAX_RECORD {
@@ -89,7 +94,9 @@ pub(crate) fn parse(buf: &[u8]) -> Hello {
             }
         }
         if body.len() < len {
-            return Hello::Incomplete;
+            return Hello::Incomplete {
+                need: pos + 5 + len,
+            };
         }
         pos += 5 + len;
     }
@@ -210,6 +217,12 @@ async fn peek_name(stream: &TcpStream, timeout: Duration, rearm: &mut bool) -> O
     // is about 1.8 KiB): start there, grow to MAX_HELLO if needed.
     let mut buf = vec![0u8; FIRST_PEEK];
     let mut seen = 0;
+    // Bytes the parser needs before its answer can change: a hello in
+    // pieces is peeked and parsed again only once they are all there
+    // (`FIONREAD` counts them without a copy), so a client trickling its
+    // hello a byte per segment costs one ioctl per segment, not a peek
+    // and a parse of everything so far (quadratic in the hello's size).
+    let mut need = 0;
     let peek = async {
         loop {
             let ready = stream.ready(Interest::READABLE).await.ok()?;
@@ -217,6 +230,13 @@ async fn peek_name(stream: &TcpStream, timeout: Duration, rearm: &mut bool) -> O
             // clears the readiness and the next wait is for more bytes (a
             // plain peek would return the same bytes at once, forever).
             let n = stream.try_io(Interest::READABLE, || {
+                if need > seen {
+                    let queued = rustix::io::ioctl_fionread(stream)?;
+                    if usize::try_from(queued).unwrap_or(usize::MAX) < need {
+                        *rearm = true;
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                }
                 let (n, _) = rustix::net::recv(stream, &mut buf[..], RecvFlags::PEEK)?;
                 if n == seen && n != 0 {
                     *rearm = true;
@@ -241,9 +261,15 @@ async fn peek_name(stream: &TcpStream, timeout: Duration, rearm: &mut bool) -> O
             match parse(&buf[..n]) {
                 Hello::Name(name) => return Some(name),
                 Hello::NoName | Hello::NotTls => return None,
-                Hello::Incomplete if n == MAX_HELLO => return None,
-                Hello::Incomplete if n == buf.len() => buf.resize(MAX_HELLO, 0),
-                Hello::Incomplete => {}
+                Hello::Incomplete { .. } if n == MAX_HELLO => return None,
+                Hello::Incomplete { need: more } => {
+                    // Never more than a peek can hold: at MAX_HELLO the
+                    // answer is "too long" (the default route).
+                    need = more.min(MAX_HELLO);
+                    if need > buf.len() {
+                        buf.resize(MAX_HELLO, 0);
+                    }
+                }
             }
         }
     };
@@ -351,7 +377,11 @@ mod tests {
         assert_eq!(parse(&h), Hello::Name("api.example.com".into()));
         assert_eq!(parse(&hello(None)), Hello::NoName);
         for cut in 0..h.len() {
-            assert_eq!(parse(&h[..cut]), Hello::Incomplete, "cut at {cut}");
+            assert!(
+                matches!(parse(&h[..cut]), Hello::Incomplete { need } if need > cut && need <= h.len()),
+                "cut at {cut}: {:?}",
+                parse(&h[..cut])
+            );
         }
         assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Hello::NotTls);
         assert_eq!(parse(b"\x16\x01"), Hello::NotTls);
@@ -369,13 +399,35 @@ mod tests {
                 Hello::Name("split.example".into()),
                 "records of {max}"
             );
-            assert_eq!(parse(&many[..many.len() - 1]), Hello::Incomplete);
+            assert_eq!(
+                parse(&many[..many.len() - 1]),
+                Hello::Incomplete { need: many.len() }
+            );
+            // Never asks for more than the client will send, and grows
+            // with each record: a trickled hello is parsed once a record.
+            let mut parses = 0;
+            let mut have = 0;
+            while have < many.len() {
+                parses += 1;
+                match parse(&many[..have]) {
+                    Hello::Incomplete { need } => {
+                        assert!(need > have && need <= many.len(), "{have} -> {need}");
+                        have = need;
+                    }
+                    other => panic!("{other:?} at {have} of {}", many.len()),
+                }
+            }
+            assert!(
+                parses <= 2 * many.len().div_ceil(5 + max) + 1,
+                "{parses} parses"
+            );
         }
     }
 
     #[test]
     fn longest_match_wins() {
-        let g = |s: &str| Balancer::new(Balance::RoundRobin, vec![format!("{s}:1")]);
+        let g =
+            |s: &str| Balancer::new(Balance::RoundRobin, vec![format!("{s}:1").parse().unwrap()]);
         let routes = Routes::new([
             ("*.example.com".to_owned(), g("wild")),
             ("api.example.com".to_owned(), g("exact")),

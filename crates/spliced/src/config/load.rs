@@ -1,113 +1,47 @@
-//! From a file and flags to [`Settings`]: flags win over a listener's own
-//! settings, which win over the file's top-level defaults, which win over
-//! the built-in defaults. Every value keeps its [`Origin`] so that a
-//! rejected one is reported where it was written.
+//! [`load`]: from the file's text and the flags to [`Settings`], with no
+//! I/O. Flags win over a listener's own settings, which win over the
+//! file's top-level defaults, which win over the built-in defaults. Every
+//! value keeps its [`Origin`] so that a rejected one is reported where it
+//! was written.
 
-use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
 use toml::Spanned;
 
-use super::file::PoolSection;
-use super::file::{FileConfig, ListenerSection, RouteSection};
-use super::table::{ListenerFlags, PoolFlags, TopFlags};
+use super::args::RunArgs;
+use super::checks::{check_label, check_sni, check_user_name};
+use super::file::{self, FileConfig, ListenerSection, PoolSection, RouteSection};
+use super::settings::{sized_pool, GivenSizes};
 use super::units::DurationValue;
 use super::{
-    Balance, ConfigError, ListenerSettings, Origin, RouteSettings, Settings, DEFAULT_GRACE_PERIOD,
+    Balance, ConfigError, Given, ListenerSettings, Origin, RouteSettings, Settings,
+    DEFAULT_GRACE_PERIOD,
 };
+use crate::upstream::Upstream;
 
-/// Settings given as flags to `spliced run`; each overrides the file.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Overrides {
-    /// `--listen`: replaces the file's listeners with this one.
-    pub(crate) listen: Option<SocketAddr>,
-    /// `--upstream`: the upstreams of the `--listen` listener, or of the
-    /// file's only listener.
-    pub(crate) upstreams: Vec<String>,
-    /// The flags of the per-listener settings of the table.
-    pub(crate) listener: ListenerFlags,
-    /// The flags of the top-level process settings of the table.
-    pub(crate) top: TopFlags,
-    /// The flags of the `[pool]` settings of the table.
-    pub(crate) pool: PoolFlags,
-    /// `--metrics`.
-    pub(crate) metrics: Option<SocketAddr>,
-    /// `--route NAME=ADDR`, in order: replaces the routes of the
-    /// `--listen` listener or of the file's only listener.
-    pub(crate) routes: Vec<(String, String)>,
-    /// `--allow`: replaces every listener's allow list when not empty.
-    pub(crate) allow: Vec<ipnet::IpNet>,
-    /// `--deny`: replaces every listener's deny list when not empty.
-    pub(crate) deny: Vec<ipnet::IpNet>,
-    /// `--accept-proxy-from`: replaces every listener's list of trusted
-    /// PROXY peers when not empty.
-    pub(crate) accept_proxy_from: Vec<ipnet::IpNet>,
-}
-
-/// Reads `path` (if any), applies the flags and validates the result.
+/// The settings of `text`, the contents of the `--config` file of `args`
+/// (ignored without one), with `args`' flags applied, validated. The
+/// defaults of `max_conns` and `max_pipes` are their built-in caps until
+/// [`Settings::fit_fds`] sizes them to the fd limit; `user` is a name
+/// until the caller looks it up.
 ///
 /// # Errors
-/// A [`ConfigError`] naming where the first bad setting was given.
-pub(crate) fn load(path: Option<&Path>, flags: &Overrides) -> Result<Settings, ConfigError> {
-    load_with(path, flags, None)
-}
-
-/// [`load`] for a reload: `pipes_in_use` is the running pool's
-/// `max_pipes`, which a default cannot change (the pool is built once):
-/// the default `max_conns` are sized around it.
-///
-/// # Errors
-/// As [`load`].
-pub(crate) fn reload(
-    path: &Path,
-    flags: &Overrides,
-    pipes_in_use: usize,
-) -> Result<Settings, ConfigError> {
-    load_with(Some(path), flags, Some(pipes_in_use))
-}
-
-fn load_with(
-    path: Option<&Path>,
-    flags: &Overrides,
-    pipes_in_use: Option<usize>,
-) -> Result<Settings, ConfigError> {
+/// A [`ConfigError`] naming where the first bad setting was given
+/// (`FILE:LINE:COL` and the field, or the flag).
+pub(crate) fn load(text: &str, args: &RunArgs) -> Result<Settings, ConfigError> {
+    let path = args.config.as_deref();
     let (file, text) = match path {
-        Some(path) => {
-            let text = fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    Origin::Flag("config"),
-                    "config",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let file: FileConfig =
-                toml::from_str(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))?;
-            (file, text)
-        }
-        None => (FileConfig::default(), String::new()),
+        Some(path) => (file::parse(path, text)?, text),
+        None => (FileConfig::default(), ""),
     };
     let r = Resolver {
         path: path.unwrap_or(Path::new("-")),
         has_file: path.is_some(),
-        text: &text,
+        text,
         file: &file,
-        flags,
-        pipes_in_use,
+        flags: args,
     };
     r.settings()
-}
-
-/// A chosen value, where it came from and the field it sets.
-struct Picked<T> {
-    value: T,
-    origin: Origin,
-    field: String,
-}
-
-impl<T> Picked<T> {
-    fn error(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError::new(self.origin.clone(), self.field.clone(), message)
-    }
 }
 
 macro_rules! picks {
@@ -156,7 +90,7 @@ macro_rules! section_picks {
     )*) => {
         /// Settings of one section of the table, picked and checked.
         struct $Picks {
-            $($name: Option<Picked<$ty>>,)*
+            $($name: Option<Given<$ty>>,)*
         }
 
         impl Resolver<'_> {
@@ -208,9 +142,7 @@ struct Resolver<'a> {
     has_file: bool,
     text: &'a str,
     file: &'a FileConfig,
-    flags: &'a Overrides,
-    /// On a reload, the running pool's `max_pipes`: the default.
-    pipes_in_use: Option<usize>,
+    flags: &'a RunArgs,
 }
 
 impl Resolver<'_> {
@@ -226,9 +158,9 @@ impl Resolver<'_> {
         layers: &[(Option<&Spanned<T>>, String)],
         default: Option<T>,
         field: &str,
-    ) -> Option<Picked<T>> {
+    ) -> Option<Given<T>> {
         if let Some(v) = flag.0 {
-            return Some(Picked {
+            return Some(Given {
                 value: v.clone(),
                 origin: Origin::Flag(flag.1),
                 field: field.to_owned(),
@@ -236,14 +168,14 @@ impl Resolver<'_> {
         }
         for (layer, path) in layers {
             if let Some(s) = layer {
-                return Some(Picked {
+                return Some(Given {
                     value: s.get_ref().clone(),
                     origin: self.origin(s),
                     field: path.clone(),
                 });
             }
         }
-        default.map(|value| Picked {
+        default.map(|value| Given {
             value,
             origin: Origin::Default,
             field: field.to_owned(),
@@ -254,9 +186,9 @@ impl Resolver<'_> {
     /// was given).
     fn checked<T>(
         &self,
-        picked: Option<Picked<T>>,
+        picked: Option<Given<T>>,
         check: fn(&T) -> Result<(), String>,
-    ) -> Result<Option<Picked<T>>, ConfigError> {
+    ) -> Result<Option<Given<T>>, ConfigError> {
         if let Some(p) = &picked {
             check(&p.value).map_err(|m| p.error(m))?;
         }
@@ -317,33 +249,28 @@ impl Resolver<'_> {
             }
             None => None,
         };
-        let user = top
-            .user
-            .map(|u| crate::privileges::lookup(&u.value).map_err(|e| u.error(e)))
-            .transpose()?;
-        let mut listeners = self.listeners()?;
-        let given_pipes = pool.max_pipes.as_ref().map(|p| p.value);
-        let fit = crate::limits::fit(
-            crate::limits::nofile(),
-            &listeners
-                .iter()
-                .map(|(_, given)| *given)
-                .collect::<Vec<_>>(),
-            given_pipes.or(self.pipes_in_use),
-        );
-        for ((l, _), n) in listeners.iter_mut().zip(&fit.max_conns) {
-            l.max_conns = *n;
+        if let Some(u) = &top.user {
+            check_user_name(&u.value).map_err(|e| u.error(e))?;
         }
-        Ok(Settings {
+        let listeners = self.listeners()?;
+        let given = GivenSizes {
+            max_conns: listeners.iter().map(|(_, given)| *given).collect(),
+            max_pipes: pool.max_pipes.as_ref().map(|p| p.value),
+        };
+        let mut settings = Settings {
             listeners: listeners.into_iter().map(|(l, _)| l).collect(),
-            pool: pool_config(pool, fit.max_pipes)?,
-            fds_fitted: fit.shrunk.then(crate::limits::nofile).flatten(),
+            pool: pool_config(pool)?,
+            fds_fitted: None,
             metrics,
             grace_period: top.grace_period.map_or(DEFAULT_GRACE_PERIOD, |p| p.value.0),
             worker_threads: top.worker_threads.map(|w| w.value),
             log_level,
-            user,
-        })
+            user: top.user,
+            given,
+        };
+        // No limit known here: the built-in caps, until `fit_fds`.
+        settings.fit_fds(None, None);
+        Ok(settings)
     }
 
     /// Each listener, with its `max_conns` if one was given (else 0 until
@@ -449,19 +376,22 @@ impl Resolver<'_> {
         })
     }
 
-    fn upstreams_from_flags(&self) -> Result<Vec<String>, ConfigError> {
-        for u in &self.flags.upstreams {
-            check_upstream(u)
-                .map_err(|m| ConfigError::new(Origin::Flag("upstream"), "upstream", m))?;
-        }
-        Ok(self.flags.upstreams.clone())
+    fn upstreams_from_flags(&self) -> Result<Vec<Upstream>, ConfigError> {
+        self.flags
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.parse()
+                    .map_err(|m| ConfigError::new(Origin::Flag("upstream"), "upstream", m))
+            })
+            .collect()
     }
 
     fn upstreams_from_file(
         &self,
         l: &ListenerSection,
         i: usize,
-    ) -> Result<Vec<String>, ConfigError> {
+    ) -> Result<Vec<Upstream>, ConfigError> {
         if l.upstreams.get_ref().is_empty() {
             return Err(ConfigError::new(
                 self.origin(&l.upstreams),
@@ -471,10 +401,9 @@ impl Resolver<'_> {
         }
         let mut out = Vec::new();
         for (j, u) in l.upstreams.get_ref().iter().enumerate() {
-            check_upstream(u.get_ref()).map_err(|m| {
+            out.push(u.get_ref().parse().map_err(|m| {
                 ConfigError::new(self.origin(u), format!("listener[{i}].upstreams[{j}]"), m)
-            })?;
-            out.push(u.get_ref().clone());
+            })?);
         }
         Ok(out)
     }
@@ -486,7 +415,7 @@ impl Resolver<'_> {
         l: Option<&ListenerSection>,
         name: String,
         listen: SocketAddr,
-        upstreams: Vec<String>,
+        upstreams: Vec<Upstream>,
         i: usize,
     ) -> Result<(ListenerSettings, Option<usize>), ConfigError> {
         let o = self.flags;
@@ -620,12 +549,12 @@ impl Resolver<'_> {
             let flag = |m: String| ConfigError::new(Origin::Flag("route"), "route", m);
             for (name, addr) in &self.flags.routes {
                 let sni = check_sni(name).map_err(flag)?;
-                check_upstream(addr).map_err(flag)?;
+                let addr: Upstream = addr.parse().map_err(flag)?;
                 match out.iter_mut().find(|r| r.sni == sni) {
-                    Some(r) => r.upstreams.push(addr.clone()),
+                    Some(r) => r.upstreams.push(addr),
                     None => out.push(RouteSettings {
                         sni,
-                        upstreams: vec![addr.clone()],
+                        upstreams: vec![addr],
                         balance,
                     }),
                 }
@@ -656,10 +585,9 @@ impl Resolver<'_> {
             }
             let mut upstreams = Vec::new();
             for (k, u) in r.upstreams.get_ref().iter().enumerate() {
-                check_upstream(u.get_ref()).map_err(|m| {
+                upstreams.push(u.get_ref().parse().map_err(|m| {
                     ConfigError::new(self.origin(u), format!("{}[{k}]", at("upstreams")), m)
-                })?;
-                upstreams.push(u.get_ref().clone());
+                })?);
             }
             out.push(RouteSettings {
                 sni,
@@ -671,23 +599,18 @@ impl Resolver<'_> {
     }
 }
 
-/// The pool's settings; `max_pipes` is `default_pipes` unless given.
-fn pool_config(
-    picks: PoolPicks,
-    default_pipes: usize,
-) -> Result<pipepool::PoolConfig, ConfigError> {
+/// The pool's settings, validated; `max_pipes` is its built-in cap unless
+/// given.
+fn pool_config(picks: PoolPicks) -> Result<pipepool::PoolConfig, ConfigError> {
     let PoolPicks {
         max_pipes,
         pipe_size,
         idle_timeout: idle,
     } = picks;
-    let n = max_pipes.as_ref().map_or(default_pipes, |p| p.value);
-    // `max_idle` follows `max_pipes` (the library's default is sized
-    // from the fd limit when `default()` runs, not from `n`).
-    let mut config = pipepool::PoolConfig::default()
-        .max_pipes(n)
-        .max_idle(n)
-        .local_cap(pipepool::DEFAULT_LOCAL_CAP.min(n));
+    let n = max_pipes
+        .as_ref()
+        .map_or(crate::limits::MAX_DEFAULT_PIPES, |p| p.value);
+    let mut config = sized_pool(pipepool::PoolConfig::default(), n);
     if let Some(p) = &pipe_size {
         let bytes = usize::try_from(p.value.0).unwrap_or(usize::MAX);
         config = config.pipe_size(bytes);
@@ -710,267 +633,4 @@ fn pool_config(
         ConfigError::new(origin, field, e.to_string())
     })?;
     Ok(config)
-}
-
-/// Checks an SNI route's name: a DNS name, or `*.` and one; returned in
-/// lower case.
-fn check_sni(s: &str) -> Result<String, String> {
-    let name = s.trim().to_ascii_lowercase();
-    let host = name.strip_prefix("*.").unwrap_or(&name);
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
-        return Err(format!(
-            "`{s}` is not a server name or `*.suffix` (e.g. api.example.com or *.example.com)"
-        ));
-    }
-    Ok(name)
-}
-
-/// Checks an upstream address: `host:port` or `[v6]:port`, port not 0.
-fn check_upstream(s: &str) -> Result<(), String> {
-    let bad = || format!("`{s}` is not a host:port address (e.g. 10.0.0.1:80 or backend:80)");
-    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host_ok = match host.strip_prefix('[') {
-        Some(v6) => v6
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
-        None => !host.is_empty() && !host.contains([':', ']']),
-    };
-    if !host_ok || port == 0 {
-        return Err(bad());
-    }
-    // A host name is a metric label and a log field: DNS characters only
-    // (no quote, backslash, space or control character can reach them).
-    if !host.starts_with('[')
-        && !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-    {
-        return Err(format!(
-            "`{}`: a host name may hold only letters, digits, `.`, `-` and `_`",
-            s.escape_debug()
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a listener name: a metric label value and a log field, so no
-/// control character (newline...), quote or backslash, and at most 128
-/// characters.
-fn check_label(name: &str) -> Result<(), String> {
-    if let Some(c) = name
-        .chars()
-        .find(|c| c.is_control() || matches!(c, '"' | '\\'))
-    {
-        return Err(format!(
-            "`{}` holds {:?}: no quote, backslash or control character (it is a metric label)",
-            name.escape_debug(),
-            c
-        ));
-    }
-    if name.chars().count() > 128 {
-        return Err("longer than 128 characters".to_owned());
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::CopyMode;
-    use std::io::Write;
-    use std::time::Duration;
-
-    fn load_text(text: &str) -> Result<Settings, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("spliced-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!(
-            "{:x}.toml",
-            text.len() * 7919 + text.as_bytes()[0] as usize
-        ));
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let r = load(Some(&path), &Overrides::default());
-        let _ = std::fs::remove_file(&path);
-        r
-    }
-
-    #[test]
-    fn a_full_file() {
-        let s = load_text(
-            "max_conns = 7\nidle_timeout = \"1m\"\n[pool]\nmax_pipes = 4\npipe_size = \"64KiB\"\n\
-             [[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nupstreams = [\"a:1\", \"b:2\"]\n\
-             balance = \"least-conn\"\nmax_conns = 3\n[[listener]]\nlisten = \"127.0.0.1:0\"\n\
-             upstreams = [\"[::1]:80\"]\ncopy = \"userspace\"\nidle_timeout = 0\n",
-        )
-        .unwrap();
-        assert_eq!(s.listeners.len(), 2);
-        let (a, b) = (&s.listeners[0], &s.listeners[1]);
-        assert_eq!(
-            (a.name.as_str(), a.balance, a.max_conns),
-            ("web", Balance::LeastConn, 3)
-        );
-        assert_eq!(a.idle_timeout, Some(Duration::from_secs(60)));
-        assert_eq!(
-            (b.copy, b.max_conns, b.idle_timeout),
-            (CopyMode::Userspace, 7, None)
-        );
-        assert_eq!(b.connect_attempts, 1);
-        assert_eq!((s.pool.get_max_pipes(), s.pool.get_pipe_size()), (4, 65536));
-    }
-
-    #[test]
-    fn errors_name_line_and_field() {
-        let e = load_text(
-            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\nbalance = \"random\"\n",
-        )
-        .unwrap_err();
-        assert_eq!(e.field, "listener[0].balance");
-        assert!(matches!(e.origin, Origin::File { line: 4, .. }), "{e}");
-
-        let e = load_text("[pool]\nmax_pipes = 0\n[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\n")
-            .unwrap_err();
-        assert_eq!(e.field, "pool.max_pipes");
-        assert!(
-            matches!(
-                e.origin,
-                Origin::File {
-                    line: 2,
-                    col: 13,
-                    ..
-                }
-            ),
-            "{e}"
-        );
-
-        let e =
-            load_text("[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\", \"nope\"]\n")
-                .unwrap_err();
-        assert_eq!(e.field, "listener[0].upstreams[1]");
-
-        let e = load_text(
-            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\nmax_con = 1\n",
-        )
-        .unwrap_err();
-        assert_eq!(e.field, "listener[0].max_con");
-        assert!(matches!(e.origin, Origin::File { line: 4, .. }), "{e}");
-
-        let e = load_text("[[listener]]\nupstreams = [\"a:1\"]\n").unwrap_err();
-        assert_eq!(e.field, "listener[0].listen", "{e}");
-    }
-
-    #[test]
-    fn every_table_setting_is_a_top_level_default_too() {
-        let l = "[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"a:1\"]\n";
-        let s = load_text(&format!(
-            "send_proxy = \"v1\"\naccept_proxy = true\nproxy_timeout = \"2s\"\n\
-             accept_proxy_from = [\"10.0.0.1\"]\n\
-             max_conns_per_source = 5\n{l}{l}max_conns_per_source = 6\nsend_proxy = \"v2\"\n"
-        ))
-        .unwrap();
-        let (a, b) = (&s.listeners[0], &s.listeners[1]);
-        assert_eq!(
-            (a.send_proxy, a.accept_proxy, a.max_conns_per_source),
-            (Some(super::super::ProxyVersion::V1), true, Some(5))
-        );
-        assert_eq!(a.proxy_timeout, Duration::from_secs(2));
-        assert_eq!(
-            (b.send_proxy, b.accept_proxy, b.max_conns_per_source),
-            (Some(super::super::ProxyVersion::V2), true, Some(6))
-        );
-        let e = load_text(&format!("\nproxy_timeout = 0\n{l}")).unwrap_err();
-        assert_eq!(e.field, "proxy_timeout");
-        assert!(matches!(e.origin, Origin::File { line: 2, .. }), "{e}");
-        let e = load_text(&format!("{l}max_conns_per_source = 0\n")).unwrap_err();
-        assert_eq!(e.field, "listener[0].max_conns_per_source");
-    }
-
-    #[test]
-    fn flags_win_over_both_layers() {
-        let dir = std::env::temp_dir().join(format!("spliced-flags-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("f.toml");
-        std::fs::write(
-            &path,
-            "copy = \"userspace\"\n[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\n\
-             connect_timeout = \"9s\"\n",
-        )
-        .unwrap();
-        let mut flags = Overrides::default();
-        flags.listener.copy = Some(CopyMode::Splice);
-        flags.listener.connect_timeout = Some(DurationValue(Duration::ZERO));
-        let e = load(Some(&path), &flags).unwrap_err();
-        assert_eq!(
-            (e.field.as_str(), e.origin.clone()),
-            ("connect_timeout", Origin::Flag("connect-timeout"))
-        );
-        flags.listener.connect_timeout = Some(DurationValue(Duration::from_secs(1)));
-        let s = load(Some(&path), &flags).unwrap();
-        let l = &s.listeners[0];
-        assert_eq!(
-            (l.copy, l.connect_timeout),
-            (CopyMode::Splice, Duration::from_secs(1))
-        );
-        let s = load(Some(&path), &Overrides::default()).unwrap();
-        let l = &s.listeners[0];
-        assert_eq!(
-            (l.copy, l.connect_timeout),
-            (CopyMode::Userspace, Duration::from_secs(9))
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_reload_keeps_the_running_pools_size_unless_the_file_sets_it() {
-        let dir = std::env::temp_dir().join(format!("spliced-reload-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("r.toml");
-        let l = "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstreams = [\"a:1\"]\n";
-        std::fs::write(&path, l).unwrap();
-        let s = reload(&path, &Overrides::default(), 100).unwrap();
-        assert_eq!((s.pool.get_max_pipes(), s.pool.get_max_idle()), (100, 100));
-        let fit = crate::limits::fit(crate::limits::nofile(), &[None], Some(100));
-        assert_eq!(s.listeners[0].max_conns, fit.max_conns[0]);
-        std::fs::write(&path, format!("[pool]\nmax_pipes = 7\n{l}")).unwrap();
-        let s = reload(&path, &Overrides::default(), 100).unwrap();
-        assert_eq!(s.pool.get_max_pipes(), 7);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn upstream_syntax() {
-        assert!(check_upstream("10.0.0.1:80").is_ok());
-        assert!(check_upstream("backend:80").is_ok());
-        assert!(check_upstream("[::1]:80").is_ok());
-        assert!(check_upstream("::1:80").is_err());
-        assert!(check_upstream("backend").is_err());
-        assert!(check_upstream("backend:0").is_err());
-        assert!(check_upstream(":80").is_err());
-        assert!(check_upstream("[::1:80").is_err());
-        assert!(check_upstream("[backend]:80").is_err());
-        assert!(check_upstream("::1]:80").is_err());
-        assert!(check_upstream("back\"end:80").is_err());
-        assert!(check_upstream("back\\end:80").is_err());
-        assert!(check_upstream("back\nend:80").is_err());
-        assert!(check_upstream("back end:80").is_err());
-        assert!(check_upstream("db_1.internal-x:80").is_ok());
-    }
-
-    #[test]
-    fn label_syntax() {
-        assert!(check_label("web (eu-1) é").is_ok());
-        assert!(check_label("a\"b").is_err());
-        assert!(check_label("a\\b").is_err());
-        assert!(check_label("a\nb").is_err());
-        assert!(check_label("a\tb").is_err());
-        assert!(check_label(&"x".repeat(129)).is_err());
-    }
 }

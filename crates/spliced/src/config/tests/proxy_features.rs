@@ -1,32 +1,25 @@
 //! The PROXY protocol, access and SNI settings in the config file and as
-//! flags: `--check` prints them, and a bad one exits with code 2 naming
-//! the file, line and field (or the flag).
+//! flags: `--check` prints them, and a bad one is rejected (exit code 2)
+//! naming the file, line and field (or the flag).
 
-mod util;
-
-use std::time::Duration;
-
-use util::{run, ConfigFile};
-
-const T: Duration = Duration::from_secs(20);
+use super::{run_args, FILE};
 
 const LISTENER: &str = "[[listener]]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"127.0.0.1:9\"]\n";
 
-/// Runs `spliced run --config FILE ARGS --check`; returns (exit code,
-/// stdout, stderr).
+/// `spliced run --config FILE ARGS --check` on `text`: (exit code,
+/// `--check`'s output, the error), as the binary would give them.
 fn check(text: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let file = ConfigFile::new(text);
-    let mut all = vec!["run", "--config", file.arg()];
+    let mut all = vec!["--config", FILE];
     all.extend_from_slice(args);
     all.push("--check");
-    let out = run(&all, T);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let stderr = stderr.replace(file.arg(), "FILE");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
+    let args = match run_args(&all) {
+        Ok(args) => args,
+        Err(e) => return (Some(e.exit_code()), String::new(), e.to_string()),
+    };
+    match crate::run::check_text(text, &args) {
+        Ok(out) => (Some(0), out, String::new()),
+        Err(e) => (Some(2), String::new(), e.to_string()),
+    }
 }
 
 #[test]

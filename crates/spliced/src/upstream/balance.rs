@@ -11,21 +11,44 @@
 //! by host name is resolved by [`crate::dns`] (at load, then again in the
 //! background every `dns_ttl`), so no connect waits for `getaddrinfo`.
 //!
-//! Passive health: an upstream whose connect fails is put last in every
-//! plan for a while (1 s after one failure, doubling with each failure in a
-//! row, 30 s at most), so clients stop paying a refused or silent connect
-//! before reaching a live upstream. It is never skipped: it is still tried
+//! Passive health ([`super::state`]): an upstream whose connect fails is
+//! put last in every plan for a while, so clients stop paying a refused
+//! or silent connect before reaching a live upstream. It is never skipped: it is still tried
 //! when the upstreams before it fail too (so when every upstream is down,
 //! they are all tried, and a recovered one is found), and the first
 //! connect that succeeds makes it healthy again.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Balance;
+use serde::Deserialize;
+
+use super::state::State;
+use super::Upstream;
+
+/// How an upstream is chosen for a new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Balance {
+    /// Each upstream in turn.
+    #[default]
+    RoundRobin,
+    /// The upstream with the fewest open connections (ties in turn).
+    LeastConn,
+}
+
+impl Balance {
+    /// The name used in the config file and on the command line.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConn => "least-conn",
+        }
+    }
+}
 
 /// One upstream group and its policy.
 #[derive(Debug)]
@@ -33,7 +56,7 @@ pub(crate) struct Balancer {
     policy: Balance,
     /// Shared with the balancer a reload replaced, for the addresses both
     /// have: open connections, health and backoff carry over.
-    upstreams: Vec<Arc<Upstream>>,
+    upstreams: Vec<Arc<State>>,
     /// Where the next plan starts (round-robin order and tie-breaks).
     next: AtomicUsize,
     /// The clock of `down_until`: milliseconds are counted from here.
@@ -41,35 +64,6 @@ pub(crate) struct Balancer {
     /// Set when a reload replaced this balancer (or removed its
     /// listener): its background resolver stops.
     retired: AtomicBool,
-}
-
-/// How long an upstream stays last in the plans after its first failure in
-/// a row; each further failure doubles it, up to [`MAX_BACKOFF`].
-pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-
-/// The longest an upstream stays last in the plans after failures.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// What an upstream's `host:port` resolves to.
-type Resolved = Result<Arc<[SocketAddr]>, String>;
-
-/// An upstream address and its open connections.
-#[derive(Debug)]
-struct Upstream {
-    /// `host:port` as configured.
-    addr: String,
-    /// Whether `addr` holds a host name (not an IP address) to resolve.
-    named: bool,
-    /// The addresses to connect to, or why there are none yet. An IP
-    /// address is parsed once; a name is set by [`Balancer::set_resolved`].
-    resolved: RwLock<Resolved>,
-    /// Connections to it that are open or connecting; only [`Lease`]s
-    /// change it.
-    active: AtomicUsize,
-    /// Connect failures in a row (0: healthy).
-    failures: AtomicU32,
-    /// Until when (ms on the balancer's clock) it goes last in the plans.
-    down_until: AtomicU64,
 }
 
 /// One connection counted against an upstream; released on drop.
@@ -85,7 +79,7 @@ impl Balancer {
     /// # Panics
     /// If `addrs` is empty (the config's validation rules that out).
     #[cfg(test)]
-    pub(crate) fn new(policy: Balance, addrs: Vec<String>) -> Arc<Balancer> {
+    pub(crate) fn new(policy: Balance, addrs: Vec<Upstream>) -> Arc<Balancer> {
         Balancer::renew(policy, addrs, None)
     }
 
@@ -97,37 +91,22 @@ impl Balancer {
     /// If `addrs` is empty (the config's validation rules that out).
     pub(crate) fn renew(
         policy: Balance,
-        addrs: Vec<String>,
+        addrs: Vec<Upstream>,
         previous: Option<&Balancer>,
     ) -> Arc<Balancer> {
         assert!(!addrs.is_empty(), "a balancer needs at least one upstream");
-        let kept = |addr: &str| {
+        let kept = |addr: &Upstream| {
             previous?
                 .upstreams
                 .iter()
-                .find(|u| u.addr == addr)
+                .find(|u| u.addr() == addr)
                 .map(Arc::clone)
         };
         Arc::new(Balancer {
             policy,
             upstreams: addrs
                 .into_iter()
-                .map(|addr| {
-                    kept(&addr).unwrap_or_else(|| {
-                        let literal = addr.parse::<SocketAddr>();
-                        Arc::new(Upstream {
-                            named: literal.is_err(),
-                            resolved: RwLock::new(match literal {
-                                Ok(ip) => Ok(Arc::from([ip])),
-                                Err(_) => Err(format!("`{addr}` is not resolved yet")),
-                            }),
-                            addr,
-                            active: AtomicUsize::new(0),
-                            failures: AtomicU32::new(0),
-                            down_until: AtomicU64::new(0),
-                        })
-                    })
-                })
+                .map(|addr| kept(&addr).unwrap_or_else(|| Arc::new(State::new(addr))))
                 .collect(),
             next: AtomicUsize::new(0),
             // One clock with `previous`: `down_until` values carry over.
@@ -141,8 +120,8 @@ impl Balancer {
         self.upstreams
             .iter()
             .enumerate()
-            .filter(|(_, u)| u.named)
-            .map(|(i, u)| (i, u.addr.clone()))
+            .filter(|(_, u)| u.addr().literal().is_none())
+            .map(|(i, u)| (i, u.addr().to_string()))
             .collect()
     }
 
@@ -150,22 +129,7 @@ impl Balancer {
     /// the addresses of the last success (if any): a DNS outage does not
     /// take a known upstream away. Returns whether the addresses changed.
     pub(crate) fn set_resolved(&self, index: usize, r: Result<Vec<SocketAddr>, String>) -> bool {
-        let mut now = self.upstreams[index]
-            .resolved
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        match (r, &*now) {
-            (Ok(new), Ok(old)) if **old == *new => false,
-            (Ok(new), _) => {
-                *now = Ok(Arc::from(new));
-                true
-            }
-            (Err(_), Ok(_)) => false,
-            (Err(e), Err(_)) => {
-                *now = Err(e);
-                false
-            }
-        }
+        self.upstreams[index].set_resolved(r)
     }
 
     /// Stops the background resolver of this balancer.
@@ -196,9 +160,9 @@ impl Balancer {
         let mut order: Vec<usize> = (0..n).map(|k| (start + k) % n).collect();
         // Stable sorts: equal keys keep their round-robin order.
         if self.policy == Balance::LeastConn {
-            order.sort_by_key(|&i| self.upstreams[i].active.load(Relaxed));
+            order.sort_by_key(|&i| self.upstreams[i].active());
         }
-        order.sort_by_key(|&i| self.upstreams[i].down_until.load(Relaxed) > now_ms);
+        order.sort_by_key(|&i| self.upstreams[i].down_at(now_ms));
         order.truncate(attempts.max(1));
         order
     }
@@ -210,24 +174,13 @@ impl Balancer {
     }
 
     fn failed_at(&self, index: usize, now_ms: u64) -> Duration {
-        let u = &self.upstreams[index];
-        let k = u.failures.fetch_add(1, Relaxed).min(16);
-        let backoff = FIRST_BACKOFF.saturating_mul(1 << k).min(MAX_BACKOFF);
-        let until = now_ms.saturating_add(backoff.as_millis() as u64);
-        u.down_until.fetch_max(until, Relaxed);
-        backoff
+        self.upstreams[index].failed_at(now_ms)
     }
 
     /// Records a successful connect to upstream `index`: healthy again.
     /// Returns whether it was backing off.
     pub(crate) fn succeeded(&self, index: usize) -> bool {
-        let u = &self.upstreams[index];
-        if u.failures.load(Relaxed) == 0 {
-            return false; // the common case: no write
-        }
-        u.failures.store(0, Relaxed);
-        u.down_until.store(0, Relaxed);
-        true
+        self.upstreams[index].succeeded()
     }
 
     /// Each upstream's address and whether it is healthy now (not backing
@@ -236,18 +189,18 @@ impl Balancer {
         let now = self.now_ms();
         self.upstreams
             .iter()
-            .map(|u| (u.addr.as_str(), u.down_until.load(Relaxed) <= now))
+            .map(|u| (u.addr().as_str(), !u.down_at(now)))
             .collect()
     }
 
     /// The address of upstream `index`.
     pub(crate) fn addr(&self, index: usize) -> &str {
-        &self.upstreams[index].addr
+        self.upstreams[index].addr().as_str()
     }
 
     /// Counts one connection against upstream `index` until the lease drops.
     pub(crate) fn lease(self: &Arc<Self>, index: usize) -> Lease {
-        self.upstreams[index].active.fetch_add(1, Relaxed);
+        self.upstreams[index].enter();
         Lease {
             balancer: Arc::clone(self),
             index,
@@ -257,7 +210,7 @@ impl Balancer {
     /// Open connections of upstream `index`.
     #[cfg(test)]
     fn active(&self, index: usize) -> usize {
-        self.upstreams[index].active.load(Relaxed)
+        self.upstreams[index].active()
     }
 }
 
@@ -273,11 +226,7 @@ impl Lease {
     /// `NotFound` when the upstream's name has not resolved (yet), with
     /// the resolver's error.
     pub(crate) fn socket_addrs(&self) -> io::Result<Arc<[SocketAddr]>> {
-        let u = &self.balancer.upstreams[self.index];
-        match &*u.resolved.read().unwrap_or_else(PoisonError::into_inner) {
-            Ok(addrs) => Ok(Arc::clone(addrs)),
-            Err(e) => Err(io::Error::new(io::ErrorKind::NotFound, e.clone())),
-        }
+        self.balancer.upstreams[self.index].socket_addrs()
     }
 
     /// Records a failed connect to this upstream (see
@@ -295,18 +244,23 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.balancer.upstreams[self.index]
-            .active
-            .fetch_sub(1, Relaxed);
+        self.balancer.upstreams[self.index].leave();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::state::{FIRST_BACKOFF, MAX_BACKOFF};
 
-    fn addrs(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("10.0.0.{i}:80")).collect()
+    fn addrs(n: usize) -> Vec<Upstream> {
+        (0..n)
+            .map(|i| format!("10.0.0.{i}:80").parse().unwrap())
+            .collect()
+    }
+
+    fn ups(list: &[&str]) -> Vec<Upstream> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
     }
 
     #[test]
@@ -398,7 +352,7 @@ mod tests {
     fn addresses_are_parsed_once_or_resolved() {
         let b = Balancer::new(
             Balance::RoundRobin,
-            vec!["10.0.0.1:80".into(), "backend:80".into(), "[::1]:81".into()],
+            ups(&["10.0.0.1:80", "backend:80", "[::1]:81"]),
         );
         assert_eq!(b.names(), vec![(1, "backend:80".to_owned())]);
         let ip = b.lease(0).socket_addrs().unwrap();
@@ -416,7 +370,7 @@ mod tests {
         assert!(!b.set_resolved(1, Err("SERVFAIL".into())));
         assert_eq!(&*b.lease(1).socket_addrs().unwrap(), &[a]);
         // Kept across a renewal.
-        let c = Balancer::renew(Balance::RoundRobin, vec!["backend:80".into()], Some(&b));
+        let c = Balancer::renew(Balance::RoundRobin, ups(&["backend:80"]), Some(&b));
         assert_eq!(&*c.lease(0).socket_addrs().unwrap(), &[a]);
     }
 

@@ -1,0 +1,99 @@
+//! [`Proxy::reload`]: a new list of listeners applied to the running
+//! proxy, paired by address with the running ones.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::listener::Running;
+use super::state::ListenerState;
+use super::{bind_all, drained, Proxy};
+use crate::config::ListenerSettings;
+
+/// What a reload changed.
+#[derive(Debug, Default)]
+pub(crate) struct Reloaded {
+    /// Listeners bound by the reload: name and address.
+    pub(crate) added: Vec<(String, SocketAddr)>,
+    /// Listeners that stopped accepting.
+    pub(crate) removed: Vec<String>,
+    /// Listeners kept, with their settings re-applied.
+    pub(crate) kept: usize,
+}
+
+impl Proxy {
+    /// Applies a new list of listeners: the new ones are bound (all or
+    /// none: on an error nothing changes) and accept; those no longer
+    /// listed stop accepting, and their open connections are closed if
+    /// still open after `grace`; the others take their new settings for
+    /// their next connections. Open connections are never touched
+    /// otherwise.
+    ///
+    /// # Errors
+    /// A new listener that cannot bind, named with its address.
+    pub(crate) async fn reload(
+        &mut self,
+        listeners: Vec<ListenerSettings>,
+        grace: Duration,
+    ) -> anyhow::Result<Reloaded> {
+        // Pair each new listener with the running one it replaces, if any.
+        let mut taken = vec![false; self.listeners.len()];
+        let mut pairs = Vec::with_capacity(listeners.len());
+        let mut fresh = Vec::new();
+        for settings in listeners {
+            let found =
+                (0..self.listeners.len()).find(|&i| !taken[i] && self.listeners[i].is(&settings));
+            if let Some(i) = found {
+                taken[i] = true;
+            } else {
+                fresh.push(settings.clone());
+            }
+            pairs.push((settings, found));
+        }
+        // Bind first: an error leaves everything as it was.
+        let mut bound = bind_all(fresh, &self.ctx).await?.into_iter();
+        let mut old: Vec<Option<Running>> = self.listeners.drain(..).map(Some).collect();
+        let mut done = Reloaded::default();
+        for (settings, found) in pairs {
+            match found.and_then(|i| old[i].take()) {
+                Some(r) => {
+                    let previous = Arc::clone(&r.current.borrow());
+                    let shared =
+                        ListenerState::new(settings, &self.ctx, Some(&previous), previous.local);
+                    shared.resolve(&self.ctx).await;
+                    shared.refresh_dns(&self.ctx);
+                    r.current.send_replace(Arc::new(shared));
+                    previous.retire();
+                    done.kept += 1;
+                    self.listeners.push(r);
+                }
+                None => {
+                    let l = bound.next().expect("one bound listener per new one");
+                    let r = l.start(&self.ctx)?;
+                    done.added.push((r.name(), r.addr));
+                    self.listeners.push(r);
+                }
+            }
+        }
+        for r in old.into_iter().flatten() {
+            done.removed.push(r.name());
+            r.current.borrow().retire();
+            r.stop.cancel();
+            tokio::spawn(async move {
+                let _ = r.accept_loop.await;
+                let left = drained(&r.tracker, grace).await;
+                if left > 0 {
+                    tracing::warn!(
+                        "closing {left} connection(s) of a removed listener after the grace period"
+                    );
+                    r.kill.cancel();
+                }
+            });
+        }
+        let names: Vec<String> = self.listeners.iter().map(Running::name).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.ctx.metrics.retain_listeners(&names);
+        self.update_addrs();
+        Ok(done)
+    }
+}
