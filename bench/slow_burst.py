@@ -114,8 +114,11 @@ def load_main():
                 got += len(chunk)
             w.close()
             results.append("ok" if got == SIZE else "short")
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError) as e:
             results.append("error")
+            failures.append(f"{type(e).__name__} after {got} bytes")
+
+    failures = []
 
     async def main():
         server = await asyncio.start_server(upstream, "127.0.0.1", UPSTREAM_PORT, backlog=4096)
@@ -129,6 +132,7 @@ def load_main():
         print(json.dumps({
             "ok": results.count("ok"), "short": results.count("short"),
             "error": results.count("error"), "seconds": time.monotonic() - t0,
+            "failures": failures[:10],
         }), flush=True)
 
     asyncio.run(main())
@@ -254,8 +258,14 @@ def one_run(name, rep, spliced_bin, run_dir, writer):
         load.stdin.write("go\n")
         load.stdin.flush()
         deadline = time.monotonic() + BURST_LIMIT + 10
+        dumped = False
         while load.poll() is None and time.monotonic() < deadline:
-            sample("burst")
+            if sample("burst") > 62 and not dumped:
+                # A burst this long has stalled downloads: where their
+                # bytes sit (Send-Q / Recv-Q of every socket).
+                with open(os.path.join(run_dir, f"{name}-{rep}-ss.txt"), "w") as ssf:
+                    sh("ip", "netns", "exec", ns, "ss", "-tnoi", stdout=ssf, check=False)
+                dumped = True
             time.sleep(INTERVAL)
         if load.poll() is None:
             die(f"{name} rep {rep}: the burst did not end in {BURST_LIMIT} s")
@@ -323,7 +333,10 @@ def plot(rows, png):
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     seen = set()
     for (name, rep), rs in sorted(group(rows).items()):
-        t = [float(r["t"]) for r in rs]
+        # Aligned on the end of the burst (the last download's end), so
+        # that what each proxy keeps afterwards lines up across reps.
+        end = next(float(r["t"]) for r in rs if r["phase"] == "after")
+        t = [float(r["t"]) - end for r in rs]
         label = name if name not in seen else None
         seen.add(name)
         c = colors.get(name)
@@ -331,9 +344,12 @@ def plot(rows, png):
         ax2.plot(t, [float(r["rss_mib"]) for r in rs], color=c, alpha=0.6, label=label)
     ax1.set_ylabel("pipe fds")
     ax2.set_ylabel("RSS (MiB)")
-    ax2.set_xlabel("seconds since the proxy started (burst from 2 s)")
+    ax2.set_xlabel("seconds since the last download ended (the burst is before 0)")
+    for ax in (ax1, ax2):
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_xlim(left=-45)
     ax1.set_title(f"{N} slow 1 MiB downloads (MTU 1500, {RATE} client leg), "
-                  f"then {AFTER:.0f} s idle; {REPS} reps each")
+                  f"then {AFTER:.0f} s idle; {len({r['rep'] for r in rows})} reps each")
     ax1.legend()
     ax1.grid(alpha=0.3)
     ax2.grid(alpha=0.3)
@@ -400,5 +416,8 @@ def main():
 if __name__ == "__main__":
     if sys.argv[1:] == ["--load"]:
         load_main()
+    elif sys.argv[1:2] == ["--plot"]:  # --plot CSV: draw CSV.png again
+        with open(sys.argv[2]) as f:
+            plot(list(csv.DictReader(f)), sys.argv[2].removesuffix(".csv") + ".png")
     else:
         main()
