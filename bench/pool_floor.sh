@@ -19,9 +19,9 @@
 #
 # Env: REPS (5), ITERS (2000000 per batch), CPU (0), CPUS (0,1),
 #      GO_BENCHTIME (1s), NO_INSTALL=1 (never apt-get), BASE (a git
-#      revision: crates/pool-floor is built against that revision's pipepool
-#      in a temporary copy (git archive) and run beside, cases prefixed
-#      `base_`).
+#      revision: its crates/pool-floor (today's, if it has none) is built
+#      against that revision's pipepool in a temporary copy (git archive)
+#      and run beside, cases prefixed `base_`).
 # Needs: cargo, go (golang-go, installed with apt-get if missing), taskset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,8 +63,12 @@ if [[ -n ${BASE:-} ]]; then
     log "building pool-floor against pipepool at $BASE (git archive into $OUT/base)"
     mkdir "$OUT/base"
     git archive "$BASE" | tar -x -C "$OUT/base"
-    cp -r crates/pool-floor "$OUT/base/crates/"
-    sed -i 's|^members = \[|members = ["crates/pool-floor", |' "$OUT/base/Cargo.toml"
+    # The revision's own pool-floor if it has one (it is written against
+    # that revision's API); else today's, added to its workspace.
+    if [[ ! -d $OUT/base/crates/pool-floor ]]; then
+        cp -r crates/pool-floor "$OUT/base/crates/"
+        sed -i 's|^members = \[|members = ["crates/pool-floor", |' "$OUT/base/Cargo.toml"
+    fi
     CARGO_TARGET_DIR="$PWD/target/pool-floor-base" cargo build --release -q \
         --manifest-path "$OUT/base/Cargo.toml" -p pool-floor
     BASE_BIN=target/pool-floor-base/release/pool-floor

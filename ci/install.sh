@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the tests need beyond Rust. The unprivileged tests drop to user
-# `nobody` (present in Debian's base image); crates/spliced/tests/syscalls.rs
+# `nobody` (present in Debian's base image); crates/spliced/tests/it/syscalls.rs
 # counts spliced's system calls with strace (Debian package, installed here
 # when missing). rustfmt and clippy ship with the toolchain here; the
 # toolchain of the MSRV (rust-version in Cargo.toml, for ci/package.sh)
@@ -27,7 +27,7 @@ rustup run "$msrv" rustc --version >/dev/null 2>&1 ||
 command -v haproxy >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
 }
-# The network-fault tests (crates/spliced/tests/netfaults) set their faults
+# The network-fault tests (crates/spliced/tests/it/netfaults) set their faults
 # with nftables and tc (iproute2) inside namespaces they create.
 command -v nft >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null

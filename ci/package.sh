@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# pipepool as a user of crates.io gets it: its tests with default features
-# (the rest of CI runs --all-features), its examples, the package that
-# `cargo publish` would upload, built from that package alone against
-# crates.io dependencies, and the MSRV that Cargo.toml declares.
+# pipepool as a user of crates.io gets it: with default features (the rest
+# of CI runs --all-features), the package that `cargo publish` would
+# upload, built from that package alone against crates.io dependencies,
+# and the MSRV that Cargo.toml declares.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Default features: no tokio (the tokio_* tests compile to nothing).
-cargo test -p pipepool
+# Default features, no tokio: every target compiles without the feature
+# with warnings denied (the tokio_* tests compile to nothing), and the
+# library's unit tests and doctests run. The other integration tests test
+# the same code with or without the feature, and ci/test.sh ran them.
+cargo clippy -p pipepool --all-targets -- -D warnings
+cargo test -p pipepool --lib
+cargo test -p pipepool --doc
 
-cargo build -p pipepool --examples --all-features
+# The examples (all features) were built by ci/test.sh: `cargo test` builds
+# every example.
 
 # Packs the crate and compiles the packed copy (with the tokio feature too)
 # as crates.io would. --allow-dirty so that it also runs by hand on a work

@@ -33,7 +33,7 @@ async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
 /// the task drops it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owned_pipe_moves_into_a_spawned_task() -> io::Result<()> {
-    let pool = PipePool::new(PoolConfig::default().max_pipes(4)).map_err(io::Error::from)?;
+    let pool = PipePool::new(PoolConfig::builder().max_pipes(4).config()?);
     let mut pipe = pool.get_owned()?;
     let task = tokio::spawn(async move {
         let sent = b"through an owned pipe";
@@ -63,7 +63,7 @@ async fn one_copy_options_shared_by_spawned_relays() -> io::Result<()> {
     const UP: usize = 300_000;
     const DOWN: usize = 120_000;
 
-    let pool = PoolConfig::default()
+    let pool = PoolConfig::builder()
         .max_pipes(16)
         .build()
         .map_err(io::Error::from)?;
@@ -155,5 +155,62 @@ async fn one_copy_options_shared_by_spawned_relays() -> io::Result<()> {
         "the relays used the explicit pool: {stats:?}"
     );
     assert_eq!(stats.in_use, 0, "every pipe given back: {stats:?}");
+    Ok(())
+}
+
+/// A file served over a spawned connection with `sendfile` (a range, the
+/// way an HTTP server answers `Range`), and an upload written into a file
+/// at an offset with one read feeding a second client (`tee`), all with
+/// one shared `CopyOptions` and `Progress`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_file_range_and_fills_a_file_from_an_upload() -> io::Result<()> {
+    use std::io::Write;
+
+    let data = pattern(9, 2 << 20);
+    let mut file = tempfile::tempfile()?;
+    file.write_all(&data)?;
+    let file = Arc::new(file);
+    let progress = Progress::new();
+    let opts = Arc::new(CopyOptions::new().progress(progress.clone()));
+
+    // Download: bytes 1000..=1_500_999 of the file.
+    let (server_side, mut client) = tcp_pair().await?;
+    let send = tokio::spawn({
+        let (file, opts) = (Arc::clone(&file), Arc::clone(&opts));
+        async move { pipepool::tokio::sendfile_with(&*file, &server_side, 1000, 1_500_000, &opts).await }
+    });
+    let mut got = vec![0u8; 1_500_000];
+    client.read_exact(&mut got).await?;
+    let sent = send.await.expect("task")?;
+    assert_eq!((sent.bytes, sent.method), (1_500_000, Method::Sendfile));
+    assert_eq!(got, &data[1000..1_501_000]);
+    assert_eq!(progress.a_to_b_by(Method::Sendfile), 1_500_000);
+
+    // Upload into a cache file at offset 4096, answering a second client
+    // from the same read.
+    let (mut uploader, upload_side) = tcp_pair().await?;
+    let (tee_side, mut second) = tcp_pair().await?;
+    let cache = tempfile::tempfile()?;
+    let upload = data.clone();
+    tokio::spawn(async move { uploader.write_all(&upload).await });
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        second.read_to_end(&mut got).await.map(|_| got)
+    });
+    let filled = pipepool::tokio::copy_to_file_tee(
+        &upload_side,
+        &cache,
+        4096,
+        data.len() as u64,
+        &tee_side,
+        &opts,
+    )
+    .await?;
+    drop(tee_side);
+    assert_eq!(filled.bytes, data.len() as u64);
+    assert_eq!(reader.await.expect("task")?, data);
+    let mut stored = vec![0u8; data.len()];
+    std::os::unix::fs::FileExt::read_exact_at(&cache, &mut stored, 4096)?;
+    assert_eq!(stored, data);
     Ok(())
 }

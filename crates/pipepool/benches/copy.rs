@@ -94,7 +94,7 @@ fn cli_sets(flag: &str) -> bool {
 }
 
 fn run(c: &mut Criterion, group_name: &str, to_file: bool) {
-    let pool = PoolConfig::default().build().unwrap();
+    let pool = PoolConfig::builder().build().unwrap();
     let mut group = c.benchmark_group(group_name);
     group.sample_size(10);
     // A group's own times would override the command line's: set them only

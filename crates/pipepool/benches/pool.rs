@@ -25,7 +25,7 @@ use pipepool::{Pipe, PipePool, PoolConfig, DEFAULT_PIPE_SIZE};
 const THREADS: usize = 2;
 
 fn pool() -> PipePool {
-    PoolConfig::default()
+    PoolConfig::builder()
         .max_pipes(64)
         .idle_timeout(Duration::from_secs(3600))
         .build()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use pipepool::{GetError, PipePool, PoolConfig, PoolStats};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let pool = PoolConfig::default()
+    let pool = PoolConfig::builder()
         .max_pipes(4) // at most 4 pipes (8 fds) alive at once
         .pipe_size(64 * 1024) // 64 KiB each
         .local_cap(0) // no per-thread cache: every idle pipe is in the shared pool

@@ -1,7 +1,30 @@
 //! How the pool works, and the invariants it keeps. (Documentation only.)
 //!
-//! # Layers
-//! 1. **Thread cache** (`pool/local.rs`). A thread-local table of slots
+//! # Modules, in layers
+//! Each layer calls only the layers below it; none calls up (no callback,
+//! no import of a higher module), and `pipe.rs` knows nothing of the pool.
+//! - **Leaves**: `pool/config.rs` (the settings and their builder),
+//!   `pool/stats.rs` (counters), `pool/error.rs`, `pool/store.rs` (one
+//!   pool's idle stack, its bound `live`, its coarse clock and its
+//!   counters; its fork generation), `pool/cell.rs` (one thread's cache
+//!   for one pool and the handshake that lets the reaper into it).
+//! - **Middle**: `pool/registry.rs`: a pool's shared state (`SharedPool`:
+//!   its store, the registry of its threads' caches, the reaper's
+//!   handshake) and the registry of pools (ids, the list the fork handlers
+//!   lock).
+//! - **Top**: `pool/handle.rs` (`PipePool`, `PooledPipe`, `OwnedPipe`),
+//!   `pool/local.rs` (each thread's table of caches: the fast path),
+//!   `pool/reaper.rs` (the reaper thread), `pool/fork.rs` (the fork
+//!   handlers). Waking the reaper after a creation or a hand-back, and
+//!   installing the fork handlers, happen here, not in the layers below.
+//!
+//! Under `--cfg pipepool_loom` only `sync.rs` changes (loom's atomics,
+//! locks, cells and thread-locals, a mock pipe, a clock that stands still,
+//! a `SeqCst` fence for `membarrier`, and `BACKGROUND = false`: no reaper
+//! thread, no fork handlers); the layers build the same both ways.
+//!
+//! # How a get and a put go
+//! 1. **Thread cache** (`pool/local.rs`, `pool/cell.rs`). A thread-local table of slots
 //!    indexed by pool id (the first four slots inline in thread-local
 //!    storage, so the fast path follows no pointer from the pool handle to
 //!    the pipe; the others boxed); each slot is a `Vec` of idle pipes
@@ -13,12 +36,12 @@
 //!    fence, loads the reaper's `claimed` flag, and stores `busy = false`;
 //!    it also stores its own counters and loads the pool's coarse clock. No
 //!    lock, no read-modify-write atomic, no syscall, no hardware fence.
-//! 2. **Shared pool** (`pool/shared.rs`). A mutex-guarded stack of idle
+//! 2. **Shared pool** (`pool/store.rs`). A mutex-guarded stack of idle
 //!    pipes. A thread cache that runs empty takes `local_cap / 2 + 1` pipes
 //!    at once; one that runs full gives its `local_cap / 2` oldest back. The
 //!    stack length is mirrored in an atomic so an empty stack is skipped
 //!    without locking. Pipes are created and closed outside the lock.
-//! 3. **Creation** (`SharedPool::create`). A new pipe is made only after
+//! 3. **Creation** (`Store::create`). A new pipe is made only after
 //!    reserving a place in `live` with a compare-and-swap below `max_pipes`;
 //!    at the bound `get` returns [`GetError::Exhausted`](crate::GetError) at
 //!    once. `pipe2(O_CLOEXEC|O_NONBLOCK)` then `F_SETPIPE_SZ(pipe_size)`: if
@@ -32,9 +55,11 @@
 //!    those of every thread's cache (5). With no pipe alive it sleeps until
 //!    one is created. Every creation and every hand-back to the shared pool
 //!    checks a `sleeping` flag and wakes (or spawns again, if spawning
-//!    failed) the reaper; the reaper sets `sleeping` before it checks the
+//!    failed) the reaper (the top layer does: `handle.rs` after a creation,
+//!    `local.rs` after a hand-back); the reaper sets `sleeping` before it checks the
 //!    live count, both `SeqCst`, so no wake-up is lost.
-//! 5. **Reclaiming from thread caches** (`pool/local.rs`, `pool/fence.rs`).
+//! 5. **Reclaiming from thread caches** (`pool/cell.rs`; the heavy fence
+//!    is `sync::heavy_fence`).
 //!    Holding the pool's registry lock, the reaper sets `claimed` on each
 //!    cache whose oldest pipe is stale (each cache publishes its count and
 //!    the stamp of its oldest pipe; a cache of fresh pipes, a busy thread's
@@ -57,8 +82,8 @@
 //!    locked in the child); after it, the parent just unlocks; the child
 //!    empties every pool (idle stack and caches, closing its copies of the
 //!    parent's fds), drops the caches of threads that do not exist in it,
-//!    gives every pool a new tag, zeroes the counters and marks the reaper
-//!    not started, then unlocks.
+//!    moves every pool to a new generation, zeroes the counters and
+//!    marks the reaper not started, then unlocks.
 //!
 //! # Invariants
 //! - **No byte crosses users.** A pipe enters an idle list only through
@@ -70,21 +95,24 @@
 //!   only raised by a successful CAS below `max_pipes`, and lowered exactly
 //!   once per closed pipe or failed creation.
 //! - **Nothing leaks.** Every pipe is in exactly one place: a guard, a thread
-//!   cache, the shared stack, or a local variable on its way to be closed
-//!   (or, swapped out of a guard, in its user's hands: its drop then tells
-//!   its pool, found by tag, that it is gone).
+//!   cache, the shared stack, or a local variable on its way to be closed.
 //!   A thread's caches are handed back by its thread-local destructor. When
 //!   the last `PipePool` handle drops, the shared stack is closed and pipes
 //!   given back later are closed on arrival.
-//! - **A pool counts only its own pipes.** Each pipe carries its pool's tag
-//!   (unique, renewed in a forked child). A guard's pipe can be swapped
-//!   with another pool's through `&mut Pipe`; a put with a foreign tag goes
-//!   to the pool that made the pipe (or is closed, if that pool is gone or
-//!   the pipe was inherited from a parent process), so `live` and
-//!   `capacity_bytes` are decremented by the pool that incremented them,
-//!   by the pipe's own recorded capacity.
+//! - **A pool counts only its own pipes.** A guard derefs to `&Pipe` only
+//!   and forwards the operations that change the pipe, so no user can swap
+//!   a pooled pipe for another (`mem::swap` needs a `&mut Pipe`; swapping
+//!   whole guards moves pool and pipe together). A put therefore always
+//!   gives a pool back a pipe it made, and `live` and `capacity_bytes` are
+//!   decremented by the pool that incremented them, by the pipe's own
+//!   recorded capacity. No pool tag travels with the pipes, and no pipe of
+//!   another pool (or of none) can arrive in a put.
 //! - **No pipe crosses a fork.** A forked child never hands out a pipe it
-//!   inherited: see (6).
+//!   inherited: see (6). Those idle at the fork are closed by the handler;
+//!   one on loan across the fork carries its pool's older generation
+//!   (stamped in the pool's box at creation, compared on put with the
+//!   pool's, which sits beside the clock the put reads anyway): the child
+//!   closes it when it is given back, uncounted.
 //! - **Ids are unique.** A pool id is released only when the pool's shared
 //!   state is dropped, and every thread cache holds a strong reference to
 //!   that state, so a thread's slot `i` always belongs to the one live pool

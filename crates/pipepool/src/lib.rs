@@ -6,7 +6,7 @@
 //! 1 MiB of kernel memory. This crate keeps pipes in a pool:
 //!
 //! - [`PipePool`]: a lock-free per-thread cache in front of a shared pool,
-//!   a bound ([`max_pipes`](PoolConfig::max_pipes)), idle reclamation by a
+//!   a bound ([`max_pipes`](PoolBuilder::max_pipes)), idle reclamation by a
 //!   background thread (no garbage collector needed), and [`PoolStats`].
 //!   A pipe given back with bytes inside is closed, never reused.
 //! - [`Pipe`]: safe splice primitives on a pipe that knows its real size and
@@ -15,9 +15,15 @@
 //!   `std::io::copy` for any two fds (splice through a pooled pipe,
 //!   `sendfile`, `copy_file_range`), falling back to a buffered copy when the
 //!   kernel refuses before any byte moved.
+//! - [`ToFile`]: a socket (or pipe) into a file at an offset through a
+//!   pooled pipe, optionally `tee(2)`-ing the same bytes to a second
+//!   destination.
 #![cfg_attr(
     feature = "tokio",
-    doc = "- [`tokio`](crate::tokio): async `copy` and a drop-in `copy_bidirectional`."
+    doc = "- [`tokio`](crate::tokio): async `copy` and a drop-in `copy_bidirectional`; \
+           [`sendfile`](crate::tokio::sendfile) of a file range to a socket on its \
+           writability, and [`copy_to_file`](crate::tokio::copy_to_file) from a socket \
+           into a file."
 )]
 //!
 //! # Example
@@ -58,9 +64,10 @@
 //! nothing leaks and idle pipes are closed.
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// The loom build without its models uses neither the mock's counters nor
-// the reaper's half (there is no reaper thread under loom).
-#![cfg_attr(all(pipepool_loom, not(test)), allow(dead_code))]
+// The loom build leaves out the reaper thread and the fork handlers (and,
+// without its models, uses none of the mock's counters): what only they
+// call is dead there.
+#![cfg_attr(pipepool_loom, allow(dead_code))]
 #![warn(missing_docs)]
 
 /// The examples of README.md, compiled as doctests.
@@ -83,7 +90,7 @@ mod sys;
 pub mod tokio;
 
 #[cfg(not(pipepool_loom))]
-pub use copy::{copy, copy_n, Copier, CopyError, Method, Transfer, DEFAULT_BUFFER_SIZE};
+pub use copy::{copy, copy_n, Copier, CopyError, Method, ToFile, Transfer, DEFAULT_BUFFER_SIZE};
 // Under `--cfg pipepool_loom` (this crate's own loom run, `ci/loom.sh`) the
 // pool holds a mock pipe; the models live inside the crate.
 #[cfg(pipepool_loom)]
@@ -91,6 +98,6 @@ pub use mock::Pipe;
 #[cfg(not(pipepool_loom))]
 pub use pipe::{Pipe, DEFAULT_PIPE_SIZE};
 pub use pool::{
-    ConfigError, GetError, OwnedPipe, PipePool, PoolConfig, PoolStats, PooledPipe,
+    ConfigError, GetError, OwnedPipe, PipePool, PoolBuilder, PoolConfig, PoolStats, PooledPipe,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCAL_CAP, MAX_PIPE_SIZE,
 };

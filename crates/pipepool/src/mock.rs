@@ -2,6 +2,7 @@
 //! drop is counted so a model can prove nothing was lost or dropped twice.
 
 use std::io;
+use std::os::fd::AsFd;
 
 use crate::sync::{AtomicUsize, Ordering::SeqCst};
 
@@ -25,8 +26,10 @@ pub(crate) fn dropped() -> usize {
 pub struct Pipe {
     len: usize,
     dropped: bool,
-    pool_tag: u64,
 }
+
+/// The size the real pipes default to (the mock ignores sizes).
+pub(crate) const DEFAULT_PIPE_SIZE: usize = 1 << 20;
 
 impl Pipe {
     pub(crate) fn with_size(_size: usize) -> io::Result<Pipe> {
@@ -34,7 +37,6 @@ impl Pipe {
         Ok(Pipe {
             len: 0,
             dropped: false,
-            pool_tag: 0,
         })
     }
 
@@ -46,22 +48,64 @@ impl Pipe {
         true
     }
 
-    pub(crate) fn pool_tag(&self) -> u64 {
-        self.pool_tag
-    }
-
-    pub(crate) fn set_pool_tag(&mut self, tag: u64) {
-        self.pool_tag = tag;
-    }
-
     /// Whether the mock holds bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Pretends `n` bytes were spliced in.
-    pub(crate) fn fill(&mut self, n: usize) {
-        self.len += n;
+    /// Pretends `buf` was written in.
+    ///
+    /// # Errors
+    /// Never.
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.len += buf.len();
+        Ok(buf.len())
+    }
+
+    /// Pretends up to `buf.len()` bytes were read out.
+    ///
+    /// # Errors
+    /// Never.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.len);
+        self.len -= n;
+        Ok(n)
+    }
+
+    /// loom models no syscall.
+    ///
+    /// # Errors
+    /// Always `Unsupported`.
+    pub fn splice_from(&mut self, _src: impl AsFd, _max: usize) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// loom models no syscall.
+    ///
+    /// # Errors
+    /// Always `Unsupported`.
+    pub fn splice_to(&mut self, _dst: impl AsFd, _max: usize) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    pub(crate) fn splice_from_errno(
+        &mut self,
+        _src: impl AsFd,
+        _max: usize,
+    ) -> crate::sys::Result<usize> {
+        Err(crate::sys::Errno::NOSYS)
+    }
+
+    pub(crate) fn splice_to_errno(
+        &mut self,
+        _dst: impl AsFd,
+        _max: usize,
+    ) -> crate::sys::Result<usize> {
+        Err(crate::sys::Errno::NOSYS)
+    }
+
+    pub(crate) fn read_errno(&mut self, buf: &mut [u8]) -> crate::sys::Result<usize> {
+        Ok(self.read(buf).unwrap_or(0))
     }
 }
 
@@ -71,4 +115,9 @@ impl Drop for Pipe {
         self.dropped = true;
         DROPPED.fetch_add(1, SeqCst);
     }
+}
+
+/// Mutable access to a pipe (the real crate's `pipe::PipeMut`).
+pub(crate) trait PipeMut {
+    fn pipe_mut(&mut self) -> &mut Pipe;
 }

@@ -50,10 +50,6 @@ pub struct Pipe {
     len: usize,
     /// Whether the pipe got the size it asked for.
     resized: bool,
-    /// The tag of the pool that created the pipe (0: none). Travels with
-    /// the pipe when pipes are swapped through `&mut Pipe`, so a pool only
-    /// counts its own pipes.
-    pool_tag: u64,
 }
 
 impl Pipe {
@@ -80,7 +76,6 @@ impl Pipe {
             capacity,
             len: 0,
             resized,
-            pool_tag: 0,
         })
     }
 
@@ -100,14 +95,6 @@ impl Pipe {
     /// Whether `F_SETPIPE_SZ` granted the requested size.
     pub fn got_requested_size(&self) -> bool {
         self.resized
-    }
-
-    pub(crate) fn pool_tag(&self) -> u64 {
-        self.pool_tag
-    }
-
-    pub(crate) fn set_pool_tag(&mut self, tag: u64) {
-        self.pool_tag = tag;
     }
 
     /// How many bytes the pipe holds.
@@ -180,6 +167,37 @@ impl Pipe {
         Ok(n)
     }
 
+    /// [`splice_to`](Pipe::splice_to) into a file at `*offset` (which
+    /// advances by the bytes moved), leaving the file's own offset alone.
+    pub(crate) fn splice_to_at(
+        &mut self,
+        dst: impl AsFd,
+        offset: &mut u64,
+        max: usize,
+    ) -> sys::Result<usize> {
+        let len = max.min(self.len);
+        if len == 0 {
+            return Ok(0);
+        }
+        let n = sys::splice_at(&self.read, dst, offset, len)?;
+        self.len -= n;
+        Ok(n)
+    }
+
+    /// `tee(self, other, max)`: duplicates up to `max` of the bytes this
+    /// pipe holds into `other`, consuming none of them here. Returns the
+    /// bytes duplicated (the first ones this pipe holds; fewer when `other`
+    /// has less room).
+    pub(crate) fn tee_to(&mut self, other: &mut Pipe, max: usize) -> sys::Result<usize> {
+        let len = max.min(self.len);
+        if len == 0 {
+            return Ok(0);
+        }
+        let n = sys::tee(&self.read, &other.write, len)?;
+        other.len += n;
+        Ok(n)
+    }
+
     /// `write(pipe, buf)`: copy bytes from memory into the pipe.
     ///
     /// # Errors
@@ -225,14 +243,17 @@ impl Pipe {
     }
 }
 
-impl Drop for Pipe {
-    fn drop(&mut self) {
-        // A pooled pipe is untagged by its pool before the pool closes it;
-        // one still tagged was swapped out of a guard and dropped by its
-        // user: its pool must count it gone. (The fds close after this.)
-        if self.pool_tag != 0 {
-            crate::pool::pipe_dropped_outside(self.pool_tag, self.capacity, self.resized);
-        }
+/// Mutable access to a pipe, for the crate's own copy loops: from a
+/// [`Pipe`], or from a pool's guard, which gives its users no `&mut Pipe`
+/// (so a pooled pipe cannot be swapped out of its guard) but lets the
+/// crate's own code, which swaps nothing, pass its pipe on.
+pub(crate) trait PipeMut {
+    fn pipe_mut(&mut self) -> &mut Pipe;
+}
+
+impl PipeMut for Pipe {
+    fn pipe_mut(&mut self) -> &mut Pipe {
+        self
     }
 }
 

@@ -1,3 +1,5 @@
+// A binary of its own: it raises RLIMIT_NOFILE for the whole process and
+// holds up to 40,000 fds, counted in /proc/self/fd. (Other tests: tests/it/.)
 //! An idle connection holds no pipe: 10,000 open, idle connections proxied
 //! through `copy_bidirectional_with` (`client <-> a | relay | b <-> server`
 //! over loopback TCP) hold 0 pipes in use and 0 pipe fds, before any byte
@@ -14,6 +16,7 @@
 
 #![cfg(feature = "tokio")]
 
+#[path = "it/util/mod.rs"]
 mod util;
 
 use std::time::Duration;
@@ -42,7 +45,7 @@ async fn idle_connections(n: usize) {
     // `local_cap(0)`: every idle pipe is in the shared pool, where `trim`
     // reaches it. Leaked: the spawned relays need a `'static` pool.
     let pool: &'static PipePool = Box::leak(Box::new(
-        PoolConfig::default().local_cap(0).build().unwrap(),
+        PoolConfig::builder().local_cap(0).build().unwrap(),
     ));
     let pipe_fds = util::pipe_fd_count();
 

@@ -1,3 +1,6 @@
+// A binary of its own: its counting global allocator counts every heap
+// byte of the process, which any test running alongside would disturb.
+// (Other tests: tests/it/.)
 //! An idle connection holds no buffer either: 1,000 open, idle connections
 //! relayed through `copy_bidirectional_with` in userspace mode
 //! (`zero_copy(false)`, 64 KiB buffers), after a byte went each way on each,
@@ -7,6 +10,7 @@
 
 #![cfg(feature = "tokio")]
 
+#[path = "it/util/mod.rs"]
 mod util;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,3 +1,6 @@
+// A binary of its own: the test re-runs this binary as a child that drops
+// the whole process to `nobody` (setgroups/setgid/setuid) before it makes a
+// pipe. (Other tests: tests/it/.)
 //! The pool past `/proc/sys/fs/pipe-user-pages-soft`, as an unprivileged
 //! user.
 //!
@@ -13,6 +16,7 @@
 //! it creates any pipe, takes more 1 MiB pipes than the soft limit allows,
 //! and prints what it saw on one `RESULT` line that the parent checks.
 
+#[path = "it/util/mod.rs"]
 mod util;
 
 use std::collections::HashMap;
@@ -209,7 +213,7 @@ fn child() {
     );
     let wanted = soft_pages as usize * page / MIB + 32;
 
-    let pool = PoolConfig::default()
+    let pool = PoolConfig::builder()
         .max_pipes(wanted + 8)
         .max_idle(wanted + 8)
         .pipe_size(MIB)

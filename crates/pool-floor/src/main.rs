@@ -120,7 +120,7 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("ITERS must be a number"))
         .unwrap_or(2_000_000);
-    let pool = PoolConfig::default()
+    let pool = PoolConfig::builder()
         .max_pipes(64)
         .pipe_size(64 * 1024)
         .idle_timeout(Duration::from_secs(3600))

@@ -154,7 +154,7 @@ async fn run_mode(
     sink: SocketAddr,
     echo: SocketAddr,
 ) -> anyhow::Result<Row> {
-    let pool = PoolConfig::default()
+    let pool = PoolConfig::builder()
         .build()
         .context("cannot build the pipe pool")?;
     let ctx = Context::new(pool.clone(), Arc::new(Metrics::new(&pool)));

@@ -1,3 +1,6 @@
+// A binary of its own: it raises RLIMIT_NOFILE for the whole process (it
+// holds more connections than the default soft limit allows). Other tests:
+// tests/it/.
 //! The proxy as `nobody`, past `/proc/sys/fs/pipe-user-pages-soft`.
 //!
 //! Started as root with `--user nobody`, spliced binds, then drops to
@@ -13,7 +16,7 @@
 //!
 //! Not root: only checks that `--user` refuses clearly (exit 1).
 
-mod faults_common;
+#[path = "it/util/mod.rs"]
 mod util;
 
 use std::collections::HashMap;
@@ -27,8 +30,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use faults_common::{metrics_addr, up_stream, Checker, Producer, Scrape};
-use util::{run, Proc};
+use util::faults_common::{metrics_addr, up_stream, Checker, Producer, Scrape};
+use util::{faults_common, run, Proc};
 
 const NOBODY: u32 = 65534;
 const MIB: u64 = 1 << 20;

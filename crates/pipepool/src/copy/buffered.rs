@@ -4,8 +4,8 @@ use std::io;
 use std::os::fd::BorrowedFd;
 
 use super::{wait_if_would_block, write_zero, Job};
+use crate::sync::PipeMut;
 use crate::sys::{self, Wait};
-use crate::Pipe;
 
 /// Copies through a buffer of `buf_size` bytes until end of file or the
 /// limit.
@@ -29,7 +29,12 @@ pub(super) fn copy(job: &mut Job<'_>, buf_size: usize) -> io::Result<()> {
 
 /// Writes what `pipe` holds to the destination through memory, leaving the
 /// pipe empty.
-pub(super) fn drain_pipe(job: &mut Job<'_>, pipe: &mut Pipe, buf_size: usize) -> io::Result<()> {
+pub(super) fn drain_pipe(
+    job: &mut Job<'_>,
+    pipe: &mut impl PipeMut,
+    buf_size: usize,
+) -> io::Result<()> {
+    let pipe = pipe.pipe_mut();
     let mut buf = vec![0u8; buf_size.min(pipe.len()).max(1)];
     while !pipe.is_empty() {
         let n = pipe.read_errno(&mut buf)?;

@@ -35,12 +35,16 @@ mod buffered;
 mod kernel;
 mod method;
 mod splice;
+mod to_file;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
 pub(crate) use method::write_zero;
 pub use method::{CopyError, Method, Transfer};
+pub use to_file::ToFile;
+#[cfg(feature = "tokio")]
+pub(crate) use to_file::{Fill, Step};
 
 use crate::sys::{self, FdKind};
 use crate::PipePool;
@@ -89,7 +93,7 @@ pub fn copy_n(src: impl AsFd, dst: impl AsFd, limit: u64) -> Result<u64, CopyErr
 /// use pipepool::{Copier, Method, PoolConfig};
 /// use std::io::{Seek, Write};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let pool = PoolConfig::default().max_pipes(4).build()?;
+/// let pool = PoolConfig::builder().max_pipes(4).build()?;
 /// let mut src = tempfile::tempfile()?;
 /// src.write_all(b"hello, world")?;
 /// src.rewind()?;

@@ -1,17 +1,13 @@
-//! [`PoolConfig`]: how a [`PipePool`] is sized, and the checks that reject a
-//! configuration that cannot work.
+//! Leaf: [`PoolConfig`], how a [`PipePool`](crate::PipePool) is sized, and
+//! [`PoolBuilder`], which sets it and rejects a configuration that cannot
+//! work. (`PoolBuilder::build`, which makes the pool, is `handle.rs`'s.)
 
 use std::error::Error;
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use super::PipePool;
-#[cfg(not(pipepool_loom))]
-use crate::pipe::DEFAULT_PIPE_SIZE;
-/// The real pipe module is not built under loom; the mock needs a size.
-#[cfg(pipepool_loom)]
-const DEFAULT_PIPE_SIZE: usize = 1 << 20;
+use crate::sync::DEFAULT_PIPE_SIZE;
 
 /// The largest pipe size accepted (1 GiB): `F_SETPIPE_SZ` takes an `int`
 /// and rounds up to a power of two.
@@ -23,36 +19,37 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default [`local_cap`](PoolConfig::local_cap): 8 idle pipes per thread.
 pub const DEFAULT_LOCAL_CAP: usize = 8;
 
-/// How a [`PipePool`] is built. Start from [`PoolConfig::default()`], change
-/// what you need with the builder methods, then [`build`](PoolConfig::build).
-/// The `get_*` methods read the values back (the fields are private, so
-/// that the defaults that follow `max_pipes` stay consistent).
+/// How a [`PipePool`](crate::PipePool) is sized: a valid configuration,
+/// read with its getters. Made by [`PoolConfig::default()`] or by a
+/// [`PoolBuilder`] ([`PoolConfig::builder`], [`PipePool::builder`](crate::PipePool::builder)),
+/// which checks it; the fields are private, so that every `PoolConfig` is
+/// one that works and the defaults that follow `max_pipes` stay consistent.
 ///
 /// ```
 /// use std::time::Duration;
 /// use pipepool::PoolConfig;
 ///
-/// let pool = PoolConfig::default()
+/// let pool = PoolConfig::builder()
 ///     .max_pipes(256)
 ///     .pipe_size(256 * 1024)
 ///     .idle_timeout(Duration::from_secs(2))
 ///     .build()?;
-/// assert_eq!(pool.config().get_max_pipes(), 256);
-/// assert_eq!(pool.config().get_max_idle(), 256); // follows max_pipes
+/// assert_eq!(pool.config().max_pipes(), 256);
+/// assert_eq!(pool.config().max_idle(), 256); // follows max_pipes
 /// # Ok::<(), pipepool::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// See [`max_pipes`](PoolConfig::max_pipes).
+    /// See [`PoolBuilder::max_pipes`].
     pub(crate) max_pipes: usize,
-    /// See [`pipe_size`](PoolConfig::pipe_size).
+    /// See [`PoolBuilder::pipe_size`]. In `1..=MAX_PIPE_SIZE`.
     pub(crate) pipe_size: usize,
-    /// See [`local_cap`](PoolConfig::local_cap). Invariant (unless set
-    /// explicitly above it, which `validate` rejects): `<= max_pipes`.
+    /// See [`PoolBuilder::local_cap`]. `<= max_pipes` (the builder
+    /// rejects a value set above it).
     pub(crate) local_cap: usize,
-    /// See [`max_idle`](PoolConfig::max_idle). Same invariant.
+    /// See [`PoolBuilder::max_idle`]. Same invariant.
     pub(crate) max_idle: usize,
-    /// See [`idle_timeout`](PoolConfig::idle_timeout).
+    /// See [`PoolBuilder::idle_timeout`]. Not zero.
     pub(crate) idle_timeout: Duration,
     /// Whether `local_cap` / `max_idle` were set by the user; if not they
     /// follow `max_pipes` (their defaults are derived from it).
@@ -98,24 +95,85 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
+    /// A builder starting from [`PoolConfig::default()`].
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            config: PoolConfig::default(),
+        }
+    }
+
+    /// A builder starting from this configuration.
+    pub fn to_builder(&self) -> PoolBuilder {
+        PoolBuilder {
+            config: self.clone(),
+        }
+    }
+
+    /// Most pipes alive at once (see [`PoolBuilder::max_pipes`]).
+    pub fn max_pipes(&self) -> usize {
+        self.max_pipes
+    }
+
+    /// The size asked for each new pipe (see [`PoolBuilder::pipe_size`]).
+    pub fn pipe_size(&self) -> usize {
+        self.pipe_size
+    }
+
+    /// Most idle pipes per thread cache (see [`PoolBuilder::local_cap`]).
+    pub fn local_cap(&self) -> usize {
+        self.local_cap
+    }
+
+    /// Most idle pipes in all (see [`PoolBuilder::max_idle`]).
+    pub fn max_idle(&self) -> usize {
+        self.max_idle
+    }
+
+    /// How long a pipe may sit idle (see [`PoolBuilder::idle_timeout`]).
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+}
+
+/// Sets a [`PoolConfig`]: start from [`PoolConfig::builder`] (or
+/// [`PipePool::builder`](crate::PipePool::builder)), change what you need,
+/// then [`build`](PoolBuilder::build) the pool, or take the checked
+/// [`config`](PoolBuilder::config).
+///
+/// ```
+/// use pipepool::{PipePool, PoolConfig};
+///
+/// let config = PoolConfig::builder().max_pipes(64).config()?;
+/// assert_eq!((config.max_pipes(), config.local_cap()), (64, 8));
+/// let pool = PipePool::new(config);
+/// # drop(pool);
+/// let err = PoolConfig::builder().max_pipes(4).local_cap(5).config().unwrap_err();
+/// assert_eq!(err.field(), "local_cap");
+/// # Ok::<(), pipepool::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` or `config`"]
+pub struct PoolBuilder {
+    /// The values so far; checked only by `validate`.
+    config: PoolConfig,
+}
+
+impl PoolBuilder {
     /// Most pipes alive at once, in use and idle together (a bound on fds:
     /// 2 per pipe, and on kernel memory: `max_pipes * pipe_size`). At the
-    /// bound, [`PipePool::get`] refuses instead of creating a pipe.
+    /// bound, [`PipePool::get`](crate::PipePool::get) refuses instead of creating a pipe.
     /// Default: a quarter of the soft `RLIMIT_NOFILE`, clamped to 16..=4096.
     ///
     /// `max_idle` and `local_cap` follow: left at their defaults they become
     /// `max_pipes` and `min(8, max_pipes)`; set explicitly, they are lowered
     /// to `max_pipes` if larger (set them after `max_pipes` to have a value
-    /// above it rejected by [`validate`](PoolConfig::validate) instead).
+    /// above it rejected by [`config`](PoolBuilder::config) instead).
     pub fn max_pipes(mut self, n: usize) -> Self {
-        self.max_pipes = n;
-        self.max_idle = if self.max_idle_set {
-            self.max_idle.min(n)
-        } else {
-            n
-        };
-        self.local_cap = if self.local_cap_set {
-            self.local_cap.min(n)
+        let c = &mut self.config;
+        c.max_pipes = n;
+        c.max_idle = if c.max_idle_set { c.max_idle.min(n) } else { n };
+        c.local_cap = if c.local_cap_set {
+            c.local_cap.min(n)
         } else {
             DEFAULT_LOCAL_CAP.min(n)
         };
@@ -125,7 +183,7 @@ impl PoolConfig {
     /// The size asked of `F_SETPIPE_SZ` for each new pipe, in bytes.
     /// Default 1 MiB ([`DEFAULT_PIPE_SIZE`](crate::DEFAULT_PIPE_SIZE)).
     pub fn pipe_size(mut self, bytes: usize) -> Self {
-        self.pipe_size = bytes;
+        self.config.pipe_size = bytes;
         self
     }
 
@@ -133,16 +191,16 @@ impl PoolConfig {
     /// (at most `max_pipes`). `0` turns the thread caches off (every get and
     /// put locks).
     pub fn local_cap(mut self, n: usize) -> Self {
-        self.local_cap = n;
-        self.local_cap_set = true;
+        self.config.local_cap = n;
+        self.config.local_cap_set = true;
         self
     }
 
     /// Most idle pipes kept by the pool in all; a pipe given back past this
     /// is closed and counted as `closed_overflow`. Default: `max_pipes`.
     pub fn max_idle(mut self, n: usize) -> Self {
-        self.max_idle = n;
-        self.max_idle_set = true;
+        self.config.max_idle = n;
+        self.config.max_idle_set = true;
         self
     }
 
@@ -150,33 +208,8 @@ impl PoolConfig {
     /// after `idle_timeout` and before `idle_timeout * 5 / 4`, see
     /// [`crate::design`]). Default 10 s.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.idle_timeout = d;
+        self.config.idle_timeout = d;
         self
-    }
-
-    /// The value set by [`max_pipes`](PoolConfig::max_pipes).
-    pub fn get_max_pipes(&self) -> usize {
-        self.max_pipes
-    }
-
-    /// The value set by [`pipe_size`](PoolConfig::pipe_size).
-    pub fn get_pipe_size(&self) -> usize {
-        self.pipe_size
-    }
-
-    /// The value set by [`local_cap`](PoolConfig::local_cap) (or its default).
-    pub fn get_local_cap(&self) -> usize {
-        self.local_cap
-    }
-
-    /// The value set by [`max_idle`](PoolConfig::max_idle) (or its default).
-    pub fn get_max_idle(&self) -> usize {
-        self.max_idle
-    }
-
-    /// The value set by [`idle_timeout`](PoolConfig::idle_timeout).
-    pub fn get_idle_timeout(&self) -> Duration {
-        self.idle_timeout
     }
 
     /// Checks the configuration.
@@ -186,49 +219,48 @@ impl PoolConfig {
     /// `pipe_size` of 0 or above [`MAX_PIPE_SIZE`], `local_cap` or
     /// `max_idle` above `max_pipes`, an `idle_timeout` of zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.config;
         let err = |field, reason: String| Err(ConfigError { field, reason });
-        if self.pipe_size == 0 {
+        if c.pipe_size == 0 {
             return err("pipe_size", "must be at least 1 byte (it is 0)".into());
         }
-        if self.pipe_size > MAX_PIPE_SIZE {
+        if c.pipe_size > MAX_PIPE_SIZE {
             return err(
                 "pipe_size",
                 format!(
                     "{} is above the largest pipe size, {MAX_PIPE_SIZE}",
-                    self.pipe_size
+                    c.pipe_size
                 ),
             );
         }
-        if self.local_cap > self.max_pipes {
+        if c.local_cap > c.max_pipes {
             return err(
                 "local_cap",
                 format!(
                     "{} is larger than max_pipes ({}): a thread could never fill its cache",
-                    self.local_cap, self.max_pipes
+                    c.local_cap, c.max_pipes
                 ),
             );
         }
-        if self.max_idle > self.max_pipes {
+        if c.max_idle > c.max_pipes {
             return err(
                 "max_idle",
-                format!(
-                    "{} is larger than max_pipes ({})",
-                    self.max_idle, self.max_pipes
-                ),
+                format!("{} is larger than max_pipes ({})", c.max_idle, c.max_pipes),
             );
         }
-        if self.idle_timeout.is_zero() {
+        if c.idle_timeout.is_zero() {
             return err("idle_timeout", "must be longer than zero".into());
         }
         Ok(())
     }
 
-    /// Builds a pool with this configuration.
+    /// The configuration, checked.
     ///
     /// # Errors
-    /// As [`validate`](PoolConfig::validate).
-    pub fn build(self) -> Result<PipePool, ConfigError> {
-        PipePool::new(self)
+    /// As [`validate`](PoolBuilder::validate).
+    pub fn config(self) -> Result<PoolConfig, ConfigError> {
+        self.validate()?;
+        Ok(self.config)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Fork safety: a child process never uses a pipe of its parent.
+//! Top layer: fork safety, a child process never uses a pipe of its parent.
 //!
 //! After `fork()` the child has copies of the parent's pipe fds, of its
 //! pools' idle stacks and of the forking thread's caches. A pipe taken in
@@ -14,8 +14,9 @@
 //!   parent's pipes: its idle stack and every thread cache are emptied and
 //!   their pipes closed (the child's copies of the fds only), the caches of
 //!   threads that do not exist in the child leave the registry, the pool
-//!   gets a new tag (so an inherited pipe still on loan is closed when given
-//!   back, not pooled), its counters restart from zero and its reaper is
+//!   moves to a new generation (so an inherited pipe still on loan, made
+//!   in an older one, is closed when given back, not pooled), its counters
+//!   restart from zero and its reaper is
 //!   marked not started (the child's first new pipe starts one). Then the
 //!   locks are released.
 //!
@@ -25,14 +26,19 @@
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
-use std::sync::{Arc, MutexGuard, Once};
+use std::sync::{MutexGuard as StdMutexGuard, Once};
 
-use super::ids::{self, Ids};
-use super::local::{self, CellRef};
-use super::shared::{Idle, SharedPool};
+use super::local;
+use super::registry::{pools, PoolGuards, Pools, SharedPool};
+use super::store::Idle;
+use crate::sync::{Arc, BACKGROUND};
 
-/// Installs the handlers, once per process.
+/// Installs the handlers, once per process. (Not under loom: see
+/// `sync::BACKGROUND`.)
 pub(super) fn install() {
+    if !BACKGROUND {
+        return;
+    }
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Without the handlers a fork is as unsafe as before; nothing else
@@ -41,19 +47,12 @@ pub(super) fn install() {
     });
 }
 
-/// The locks of one pool, held across the fork.
-type PoolGuards = (
-    MutexGuard<'static, Vec<CellRef>>,
-    MutexGuard<'static, Vec<Idle>>,
-    MutexGuard<'static, bool>,
-);
-
 /// What the forking thread holds between `prepare` and `parent`/`child`.
 struct Held {
     /// Borrow from `pools`; released before `pools` is dropped.
-    guards: Vec<PoolGuards>,
+    guards: Vec<PoolGuards<'static>>,
     pools: Vec<Arc<SharedPool>>,
-    registry: MutexGuard<'static, Ids>,
+    registry: StdMutexGuard<'static, Pools>,
 }
 
 thread_local! {
@@ -61,25 +60,21 @@ thread_local! {
 }
 
 extern "C" fn prepare() {
-    let registry = ids::ids();
-    let pools: Vec<Arc<SharedPool>> = registry
-        .pools
-        .iter()
-        .filter_map(std::sync::Weak::upgrade)
-        .collect();
-    let guards = pools
+    let registry = pools();
+    let live: Vec<Arc<SharedPool>> = registry.list.iter().filter_map(|w| w.upgrade()).collect();
+    let guards = live
         .iter()
         .map(|pool| {
             // SAFETY: the `Arc` this points into is kept in `Held::pools`,
             // and `release` drops every guard before it drops `pools`: the
             // `'static` borrow never outlives the `SharedPool`.
-            let pool: &'static SharedPool = unsafe { &*Arc::as_ptr(pool) };
+            let pool: &'static SharedPool = unsafe { &*(&**pool as *const SharedPool) };
             pool.lock_all()
         })
         .collect();
     let held = Held {
         guards,
-        pools,
+        pools: live,
         registry,
     };
     let _ = HELD.try_with(|h| *h.borrow_mut() = Some(held));
@@ -97,7 +92,7 @@ extern "C" fn child() {
     let mut inherited: Vec<Idle> = Vec::new();
     for (pool, (threads, idle, started)) in held.pools.iter().zip(&mut held.guards) {
         inherited.append(idle);
-        for cell in threads.iter().map(CellRef::cell) {
+        for cell in threads.iter().map(|c| c.cell()) {
             if let Some(pipes) = cell.take_all_after_fork() {
                 inherited.extend(pipes);
             }

@@ -1,248 +1,28 @@
-//! The per-thread caches: the lock-free, syscall-free fast path, and the
-//! handshake that lets the reaper take stale pipes out of them.
+//! Top layer: each thread's table of caches, and the lock-free,
+//! syscall-free fast path through it.
 //!
 //! Each thread has one table of caches (slots), indexed by pool id: the
 //! first [`INLINE`] right in thread-local storage, so that the fast path
 //! follows no pointer from the pool handle to the pipe, the others boxed.
 //! A thread's cache for a pool is a [`CacheCell`] that only its thread
-//! fills and empties, so a get is a `Vec::pop` and a put a `Vec::push`. A cache refills from the
-//! shared pool and spills to it in batches of `local_cap / 2`, oldest pipes
-//! first, so the stack of a busy thread stays warm and cold pipes drift to
-//! the shared pool.
+//! fills and empties, so a get is a `Vec::pop` and a put a `Vec::push`. A
+//! cache refills from the shared pool and spills to it in batches of
+//! `local_cap / 2`, oldest pipes first, so the stack of a busy thread stays
+//! warm and cold pipes drift to the shared pool. A spill wakes the reaper
+//! if it sleeps ([`give_back`]).
 //!
-//! # Reclaiming from a cache without its thread (asymmetric fence)
-//! A thread that goes quiet must not keep idle pipes forever, so the reaper
-//! takes stale pipes out of every cache, without the owning thread's help
-//! and without a read-modify-write atomic on the fast path:
-//!
-//! - **owner**, around each access to its cache: `busy = true` (a plain
-//!   store), a *compiler* fence, then a load of `claimed`; if the reaper
-//!   has claimed the cache, the owner leaves it alone for this call and uses
-//!   the shared pool. After the access, `busy = false` (a release store).
-//! - **reaper**, holding the pool's registry lock: `claimed = true` on each
-//!   cache whose oldest pipe is stale (by the stamp each cache publishes),
-//!   then `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`,
-//!   which makes every running thread of the process execute a full memory
-//!   barrier, then a load of `busy`: a cache not busy is the reaper's until
-//!   it clears `claimed` (a release store).
-//!
-//! This is the store-buffer (Dekker) pattern with the owner's half of the
-//! fence moved into the kernel: either the reaper sees `busy`, or the owner
-//! sees `claimed`, or both (then both back off). It is how folly's
-//! asymmetric fences and liburcu's membarrier flavour work. loom cannot
-//! model `membarrier`, so under `pipepool_loom` both sides use a `SeqCst`
-//! fence, which is what the kernel call guarantees.
-//!
-//! Where `membarrier` is unavailable (old kernels, seccomp filters), the
-//! reaper does not touch the caches and the old bound applies: each put
-//! moves the cache's stale pipes to the shared pool, and a thread's exit
-//! hands its whole cache back ([`PoolStats::thread_cache_reclaim`](crate::PoolStats)
-//! says which case holds).
+//! The cache itself and its handshake with the reaper are `cell.rs`'s; this
+//! module owns each thread's table of cells and the fast path through it.
 #![allow(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 
-use super::shared::{Idle, SharedPool};
-use super::stats::LocalStats;
-use super::Pipe;
-use crate::sync::{
-    light_fence, thread_local, Arc, AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed,
-    Ordering::Release, UnsafeCell,
-};
-
-/// What one thread's cache for one pool shares with the reaper.
-#[derive(Debug, Default)]
-pub(super) struct CacheCell {
-    /// Written only by the owning thread: `true` while it reads or writes
-    /// `pipes`.
-    busy: AtomicBool,
-    /// Written only by the reaper (under the pool's registry lock): `true`
-    /// while it may be reading or writing `pipes`.
-    claimed: AtomicBool,
-    /// Idle pipes, oldest first. Invariants: every pipe is empty;
-    /// `len() <= local_cap`. Accessed by the owner between a successful
-    /// [`enter`](CacheCell::enter) and [`leave`](CacheCell::leave); by the
-    /// reaper while it holds the registry lock, has claimed the cell and
-    /// saw it not busy after the heavy fence; by anyone holding the registry
-    /// lock once the cell has been removed from the registry.
-    pipes: UnsafeCell<Vec<Idle>>,
-    /// The stamp of `pipes[0]`, the oldest pipe, while there is one:
-    /// written by whoever holds `pipes` whenever the front changes, read by
-    /// the reaper to leave alone a cache that cannot hold a stale pipe
-    /// (claiming it would send its owner's gets and puts to the shared pool
-    /// for the length of a `membarrier`).
-    oldest: AtomicU64,
-    pub(super) stats: LocalStats,
-}
-
-// SAFETY: `pipes` is the only field that is not `Sync`. It is accessed by
-// one thread at a time: the owner only inside `enter`/`leave`, the reaper
-// only inside its claim after seeing `busy == false` past the heavy fence
-// (the handshake above proves these exclude each other), and, after the cell
-// left the registry, only by its owner. `Vec<Idle>` is `Send`.
-unsafe impl Sync for CacheCell {}
-
-impl CacheCell {
-    /// Records the stamp of the front of `pipes` (after it changed), for
-    /// the reaper's first look. Called by whoever holds `pipes`.
-    fn note_oldest(&self, pipes: &[Idle]) {
-        if let Some(front) = pipes.first() {
-            self.oldest.store(front.stamp, Relaxed);
-        }
-    }
-
-    /// The owner's half of the handshake. Returns `false` if the reaper has
-    /// claimed the cache (then `pipes` must not be touched).
-    #[inline(always)]
-    fn enter(&self) -> bool {
-        self.busy.store(true, Relaxed);
-        light_fence();
-        if self.claimed.load(Acquire) {
-            self.busy.store(false, Relaxed);
-            return false;
-        }
-        true
-    }
-
-    /// Ends the owner's access: publishes its writes to `pipes` to a reaper
-    /// that will see `busy == false`.
-    #[inline(always)]
-    fn leave(&self) {
-        self.busy.store(false, Release);
-    }
-
-    /// Runs `f` on the pipes, as the owner.
-    #[inline(always)]
-    fn with_pipes<R>(&self, f: impl FnOnce(&mut Vec<Idle>) -> R) -> Option<R> {
-        if !self.enter() {
-            return None;
-        }
-        // SAFETY: `enter` succeeded: the reaper has not claimed this cell,
-        // and will not touch `pipes` until `leave` (it sees `busy`), and no
-        // other thread is the owner.
-        let r = self.pipes.with_mut(|p| f(unsafe { &mut *p }));
-        self.leave();
-        Some(r)
-    }
-
-    /// Takes every pipe out. The caller holds the registry lock (so the
-    /// reaper is not inside any cell) and is the owner, or the cell is no
-    /// longer registered.
-    pub(super) fn take_all_locked(&self) -> Vec<Idle> {
-        // SAFETY: the reaper touches `pipes` only while holding the registry
-        // lock, which our caller holds; the owner is our caller.
-        let all = self.pipes.with_mut(|p| std::mem::take(unsafe { &mut *p }));
-        self.stats.idle.store(0, Relaxed);
-        all
-    }
-}
-
-impl CacheCell {
-    /// In a forked child, with the registry lock held: every pipe, unless
-    /// the owner was inside a get or put at the instant of the fork (the
-    /// copy of `pipes` may be mid-update then: left alone).
-    #[cfg(not(pipepool_loom))]
-    pub(super) fn take_all_after_fork(&self) -> Option<Vec<Idle>> {
-        if self.busy.load(Relaxed) {
-            return None;
-        }
-        self.stats.gets_local.store(0, Relaxed);
-        Some(self.take_all_locked())
-    }
-}
-
-/// The reaper's half of the handshake: moves the stale pipes (by `is_stale`)
-/// of every registered cache into `out`. `cells` is the registry, locked by
-/// the caller; `heavy_fence` issues the membarrier and says whether it could.
-/// A cache its owner is using right then is tried again, up to three times.
-/// Returns `false` if the heavy fence is unavailable (nothing was taken).
-pub(super) fn reclaim_stale(
-    cells: &[CellRef],
-    is_stale: impl Fn(u64) -> bool,
-    heavy_fence: impl Fn() -> bool,
-    out: &mut Vec<Idle>,
-) -> bool {
-    let mut pending: Vec<&CacheCell> = cells
-        .iter()
-        .map(CellRef::cell)
-        // Only caches that may hold a stale pipe: not empty, and their
-        // oldest pipe stale. A hot thread's cache of fresh pipes is never
-        // claimed. (Mid-update, the two err on the safe side: a front that
-        // moved to a newer pipe leaves an older stamp here, and pipes
-        // refilled into an empty cache count once `idle` says so; until
-        // then they are as out of this pass's reach as they were in the
-        // shared stack a moment before.)
-        .filter(|c| c.stats.idle.load(Relaxed) > 0 && is_stale(c.oldest.load(Relaxed)))
-        .collect();
-    for _ in 0..3 {
-        if pending.is_empty() {
-            break;
-        }
-        for cell in &pending {
-            cell.claimed.store(true, Relaxed);
-        }
-        if !heavy_fence() {
-            for cell in &pending {
-                cell.claimed.store(false, Release);
-            }
-            return false;
-        }
-        pending.retain(|cell| {
-            if cell.busy.load(Acquire) {
-                cell.claimed.store(false, Release);
-                return true; // the owner is inside: next round
-            }
-            cell.pipes.with_mut(|p| {
-                // SAFETY: we hold the registry lock, claimed the cell before
-                // the heavy fence and saw `busy == false` after it: the
-                // owner is outside and will see `claimed` before touching
-                // `pipes` (and its last writes are visible through the
-                // acquire load).
-                let pipes = unsafe { &mut *p };
-                let n = pipes.iter().take_while(|i| is_stale(i.stamp)).count();
-                out.extend(pipes.drain(..n));
-                cell.note_oldest(pipes);
-                cell.stats.idle.store(pipes.len(), Relaxed);
-            });
-            cell.claimed.store(false, Release);
-            false
-        });
-    }
-    true
-}
-
-/// A registered cache: where the reaper finds one thread's [`CacheCell`]
-/// for a pool. The cell lives in that thread's slot table (thread-local
-/// storage, or a box of it), which never moves it; a slot leaves the
-/// registry, under the registry lock, before its memory goes away (`Slot`'s
-/// `Drop`, at the latest when the thread's table is destroyed at exit).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct CellRef(NonNull<CacheCell>);
-
-// SAFETY: a `CellRef` only hands out `&CacheCell` (see `cell`), and
-// `CacheCell` is `Sync`; which thread holds the pointer does not matter.
-unsafe impl Send for CellRef {}
-
-impl CellRef {
-    fn new(cell: &CacheCell) -> CellRef {
-        CellRef(NonNull::from(cell))
-    }
-
-    /// The cell. Callers hold the registry (the lock guarding the `Vec`
-    /// this `CellRef` was borrowed from), so the borrow cannot outlive the
-    /// registration.
-    pub(super) fn cell(&self) -> &CacheCell {
-        // SAFETY: registered cells are alive (see the type's doc), and the
-        // caller's borrow of the registry keeps this one registered.
-        unsafe { self.0.as_ref() }
-    }
-
-    /// Whether this is `cell`.
-    pub(super) fn is(&self, cell: *const CacheCell) -> bool {
-        std::ptr::eq(self.0.as_ptr(), cell)
-    }
-}
+use super::cell::{CacheCell, CellRef};
+use super::reaper;
+use super::registry::SharedPool;
+use super::store::{Idle, Pooled};
+use crate::sync::{thread_local, Arc, Ordering::Relaxed};
 
 /// One thread's cache for one pool: the part shared with the reaper, and
 /// the owner's own bookkeeping (plain `Cell`s: only the owner touches them).
@@ -275,8 +55,8 @@ impl Slot {
         debug_assert_eq!(self.cap.get(), 0, "occupying a taken slot");
         sweep_closed();
         *self.shared.borrow_mut() = Some(shared.clone());
-        self.checked_at.set(shared.now());
-        self.cap.set(shared.config.local_cap);
+        self.checked_at.set(shared.store.now());
+        self.cap.set(shared.config().local_cap);
         shared.register_thread(CellRef::new(&self.cell));
     }
 
@@ -294,7 +74,7 @@ impl Slot {
     }
 
     #[inline(always)]
-    fn pop(&self) -> Option<Box<Pipe>> {
+    fn pop(&self) -> Option<Box<Pooled>> {
         let cell = &self.cell;
         let idle = cell
             .with_pipes(|pipes| {
@@ -310,13 +90,13 @@ impl Slot {
     /// Keeps an empty pipe of `shared` (the slot's pool); gives it back if
     /// the slot is free or the reaper holds the cache right now.
     #[inline(always)]
-    fn push(&self, shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
+    fn push(&self, shared: &Arc<SharedPool>, pipe: Box<Pooled>) -> Result<(), Box<Pooled>> {
         let cap = self.cap.get();
         if cap == 0 {
             return Err(pipe);
         }
         debug_assert!(self.holds(shared), "a slot used by two pools");
-        let now = shared.now();
+        let now = shared.store.now();
         let cell = &self.cell;
         if !cell.enter() {
             return Err(pipe);
@@ -343,7 +123,7 @@ impl Slot {
     /// Takes a batch from the shared pool; returns one pipe and keeps the
     /// rest. `None` if the shared pool is empty or the reaper holds the
     /// cache.
-    fn refill(&self, shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
+    fn refill(&self, shared: &Arc<SharedPool>) -> Option<Box<Pooled>> {
         let cell = &self.cell;
         cell.with_pipes(|pipes| {
             // `local_cap / 2` kept, one returned: with `local_cap` 0 (or 1)
@@ -353,8 +133,8 @@ impl Slot {
             if !pipes.is_empty() {
                 return pipes.pop().map(|item| item.pipe);
             }
-            let want = shared.config.local_cap / 2 + 1;
-            shared.take_batch(want, pipes);
+            let want = shared.config().local_cap / 2 + 1;
+            shared.store.take_batch(want, pipes);
             let first = pipes.pop();
             cell.note_oldest(pipes);
             cell.stats.idle.store(pipes.len(), Relaxed);
@@ -367,13 +147,22 @@ impl Slot {
     /// emptied under the registry lock: the reaper is in no cache then.
     fn flush(&self, shared: &Arc<SharedPool>) {
         let all = shared.with_registry(|| self.cell.take_all_locked());
-        SharedPool::give_batch(shared, all);
+        give_back(shared, all);
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+/// Hands pipes to the shared pool, and makes sure a reaper watches them
+/// (a spawn that failed before is retried here).
+pub(super) fn give_back(shared: &Arc<SharedPool>, batch: impl IntoIterator<Item = Idle>) {
+    shared.store.give_batch(batch);
+    if !shared.store.is_closed() {
+        reaper::ensure_awake(shared);
     }
 }
 
@@ -393,13 +182,13 @@ fn make_room(
         // The stale pipes are at the front.
         let n = pipes
             .iter()
-            .take_while(|i| shared.is_stale(i.stamp, now))
+            .take_while(|i| shared.store.is_stale(i.stamp, now))
             .count();
-        SharedPool::give_batch(shared, pipes.drain(..n));
+        give_back(shared, pipes.drain(..n));
     }
     if pipes.len() >= cap {
-        let n = (shared.config.local_cap / 2).max(1).min(pipes.len());
-        SharedPool::give_batch(shared, pipes.drain(..n));
+        let n = (shared.config().local_cap / 2).max(1).min(pipes.len());
+        give_back(shared, pipes.drain(..n));
     }
 }
 
@@ -417,15 +206,11 @@ pub(super) const INLINE: usize = 4;
 thread_local! {
     static INLINE_SLOTS: [Slot; INLINE] = Default::default();
 }
-#[cfg(not(pipepool_loom))]
+// (Not the `const` form: loom's `thread_local!` has none, and this table
+// is only reached on the cold path of pools past the inline slots.)
 thread_local! {
-    #[allow(clippy::vec_box)] // the boxes are what keeps each slot in place
-    static MORE_SLOTS: RefCell<Vec<Box<Slot>>> = const { RefCell::new(Vec::new()) };
-}
-// (loom's `thread_local!` has no const form.)
-#[cfg(pipepool_loom)]
-thread_local! {
-    #[allow(clippy::vec_box)]
+    // The boxes are what keeps each slot in place.
+    #[allow(clippy::vec_box, clippy::missing_const_for_thread_local)]
     static MORE_SLOTS: RefCell<Vec<Box<Slot>>> = RefCell::new(Vec::new());
 }
 
@@ -473,7 +258,7 @@ fn sweep_closed() {
         let closed = slot
             .shared
             .try_borrow()
-            .is_ok_and(|s| s.as_ref().is_some_and(|s| s.is_closed()));
+            .is_ok_and(|s| s.as_ref().is_some_and(|s| s.store.is_closed()));
         if closed {
             slot.release();
         }
@@ -494,7 +279,6 @@ fn sweep_closed() {
 
 /// The calling thread's caches (for the fork handler, which keeps these
 /// registered and drops the others).
-#[cfg(not(pipepool_loom))]
 pub(super) fn this_thread_cells() -> Vec<*const CacheCell> {
     let mut cells: Vec<*const CacheCell> = INLINE_SLOTS
         .try_with(|slots| slots.iter().map(|s| &s.cell as *const CacheCell).collect())
@@ -509,14 +293,14 @@ pub(super) fn this_thread_cells() -> Vec<*const CacheCell> {
 
 /// Fast path of get: a pipe from this thread's cache for pool `id`.
 #[inline]
-pub(super) fn pop(id: usize) -> Option<Box<Pipe>> {
+pub(super) fn pop(id: usize) -> Option<Box<Pooled>> {
     with_slot(id, Slot::pop).flatten()
 }
 
 /// Slow path of get: refill this thread's cache from the shared pool.
 #[cold]
-pub(super) fn refill(shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
-    let pipe = if shared.config.local_cap == 0 {
+pub(super) fn refill(shared: &Arc<SharedPool>) -> Option<Box<Pooled>> {
+    let pipe = if shared.config().local_cap == 0 {
         None // no thread caches at all
     } else {
         with_slot(shared.id, |slot| {
@@ -530,7 +314,7 @@ pub(super) fn refill(shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
     pipe.or_else(|| {
         // No usable thread cache: take one pipe straight from the shared pool.
         let mut got = Vec::with_capacity(1);
-        shared.take_batch(1, &mut got);
+        shared.store.take_batch(1, &mut got);
         got.pop().map(|item| item.pipe)
     })
 }
@@ -539,8 +323,12 @@ pub(super) fn refill(shared: &Arc<SharedPool>) -> Option<Box<Pipe>> {
 /// there is no usable cache (thread teardown, `local_cap == 0`, the reaper
 /// holding the cache at that instant).
 #[inline]
-pub(super) fn push(shared: &Arc<SharedPool>, id: usize, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
-    debug_assert!(pipe.is_empty());
+pub(super) fn push(
+    shared: &Arc<SharedPool>,
+    id: usize,
+    pipe: Box<Pooled>,
+) -> Result<(), Box<Pooled>> {
+    debug_assert!(pipe.pipe.is_empty());
     // An `Option<Box<_>>` is one nullable pointer: if the thread-local is
     // gone, the closure never runs and the pipe is still here.
     let mut pipe = Some(pipe);
@@ -556,8 +344,8 @@ pub(super) fn push(shared: &Arc<SharedPool>, id: usize, pipe: Box<Pipe>) -> Resu
 /// it has none yet (and the pool has thread caches).
 #[cold]
 #[inline(never)]
-fn push_cold(shared: &Arc<SharedPool>, pipe: Box<Pipe>) -> Result<(), Box<Pipe>> {
-    if shared.config.local_cap == 0 {
+fn push_cold(shared: &Arc<SharedPool>, pipe: Box<Pooled>) -> Result<(), Box<Pooled>> {
+    if shared.config().local_cap == 0 {
         return Err(pipe);
     }
     let mut pipe = Some(pipe);

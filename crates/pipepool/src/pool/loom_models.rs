@@ -12,7 +12,7 @@
 //!   looks (after each get), and a get is refused only at the bound;
 //! - a pipe handed out is empty;
 //! - the reaper's reclamation from thread caches (the asymmetric fence of
-//!   `local.rs`, a `SeqCst` fence on both sides under loom) never touches a
+//!   `cell.rs`, a `SeqCst` fence on both sides under loom) never touches a
 //!   cache its owner is using: loom's `UnsafeCell` tracking fails the model
 //!   on any concurrent access, and the counts prove no pipe is lost or
 //!   closed twice while the reaper races get, put and thread exit.
@@ -37,7 +37,7 @@ use crate::{GetError, PipePool, PoolConfig, PooledPipe};
 /// A pool for a model. No reaper runs under loom: the models move the
 /// clock and reap by hand with `reap_at`.
 fn pool(max_pipes: usize, local_cap: usize) -> PipePool {
-    PoolConfig::default()
+    PoolConfig::builder()
         .max_pipes(max_pipes)
         .local_cap(local_cap)
         .max_idle(max_pipes)
@@ -66,7 +66,7 @@ fn try_get(pool: &PipePool) -> Option<PooledPipe<'_>> {
             Some(pipe)
         }
         Err(GetError::Exhausted { max_pipes }) => {
-            assert_eq!(max_pipes, pool.config().get_max_pipes());
+            assert_eq!(max_pipes, pool.config().max_pipes());
             None
         }
         Err(e) => panic!("{e}"),
@@ -75,7 +75,7 @@ fn try_get(pool: &PipePool) -> Option<PooledPipe<'_>> {
 
 fn assert_bound(pool: &PipePool) {
     let alive = created() - dropped();
-    let max = pool.config().get_max_pipes();
+    let max = pool.config().max_pipes();
     assert!(alive <= max, "{alive} pipes alive, max_pipes {max}");
 }
 
@@ -289,7 +289,7 @@ fn dirty_put_is_closed_never_handed_out() {
             let pool = pool.clone();
             thread::spawn(move || {
                 let mut pipe = get(&pool);
-                pipe.fill(1);
+                pipe.write(&[0]).unwrap();
                 drop(pipe); // closed: it holds a byte
                 drop(get(&pool)); // and the next get gets a clean one
             })

@@ -1,10 +1,10 @@
-//! The reaper: one thread per pool that closes idle pipes without a garbage
+//! Top layer: the reaper, one thread per pool, that closes idle pipes without a garbage
 //! collector and without any further call into the pool.
 //!
 //! While the pool has live pipes, the reaper wakes every `idle_timeout / 8`
 //! (half a tick), advances the pool's coarse clock and closes the pipes
 //! that have been idle for `idle_timeout`, in the shared stack and in every
-//! thread's cache (see `local.rs`). With no live pipe it sleeps on a
+//! thread's cache (see `cell.rs`). With no live pipe it sleeps on a
 //! condition variable until the next pipe is created, so an unused pool
 //! costs no wake-ups. It exits when the pool is dropped.
 //!
@@ -19,43 +19,13 @@
 use std::thread;
 use std::time::Duration;
 
-use super::shared::SharedPool;
-use crate::sync::{lock, Arc, AtomicBool, Condvar, Mutex, Ordering::SeqCst};
-
-/// The reaper's handshake with the pool.
-#[derive(Debug)]
-pub(super) struct Reaper {
-    /// Whether the thread was started (and has not been lost to a fork).
-    pub(super) started: Mutex<bool>,
-    /// Signalled when a pipe is created while the reaper sleeps, and when
-    /// the pool closes.
-    wake: Condvar,
-    /// The reaper is not running: asleep for lack of pipes, or not started.
-    sleeping: AtomicBool,
-}
-
-impl Default for Reaper {
-    fn default() -> Reaper {
-        Reaper {
-            started: Mutex::new(false),
-            wake: Condvar::new(),
-            sleeping: AtomicBool::new(true),
-        }
-    }
-}
-
-impl Reaper {
-    /// In a forked child: the thread does not exist there.
-    pub(super) fn forget_thread(&self, started: &mut bool) {
-        *started = false;
-        self.sleeping.store(true, SeqCst);
-    }
-}
+use super::registry::SharedPool;
+use crate::sync::{downgrade, lock, Arc, Ordering::SeqCst, Weak, BACKGROUND};
 
 /// Starts the reaper, or wakes it, if it is not running. Cheap (one load)
-/// when it runs.
+/// when it runs. (Nothing under loom: see `sync::BACKGROUND`.)
 pub(super) fn ensure_awake(shared: &Arc<SharedPool>) {
-    if !shared.reaper.sleeping.load(SeqCst) {
+    if !BACKGROUND || !shared.reaper.sleeping.load(SeqCst) {
         return;
     }
     let mut started = lock(&shared.reaper.started);
@@ -63,7 +33,7 @@ pub(super) fn ensure_awake(shared: &Arc<SharedPool>) {
         shared.reaper.wake.notify_one();
         return;
     }
-    let weak = Arc::downgrade(shared);
+    let weak = downgrade(shared);
     let spawned = thread::Builder::new()
         .name("pipepool-reaper".into())
         .spawn(move || run(weak));
@@ -79,25 +49,25 @@ pub(super) fn stop(shared: &SharedPool) {
     shared.reaper.wake.notify_one();
 }
 
-fn run(weak: std::sync::Weak<SharedPool>) {
+fn run(weak: Weak<SharedPool>) {
     loop {
         // Hold the pool only while working, so that dropping the last
         // handle is never kept waiting for the reaper.
         let Some(shared) = weak.upgrade() else { return };
-        if shared.is_closed() {
+        if shared.store.is_closed() {
             return;
         }
         shared.reaper.sleeping.store(false, SeqCst);
-        shared.advance_clock();
+        shared.store.advance_clock();
         shared.reap();
-        let period = Duration::from_millis(shared.period_ms());
+        let period = Duration::from_millis(shared.store.period_ms());
         let started = lock(&shared.reaper.started);
-        if shared.is_closed() || !*started {
+        if shared.store.is_closed() || !*started {
             return;
         }
-        let guard = if shared.live() == 0 && {
+        let guard = if shared.store.live() == 0 && {
             shared.reaper.sleeping.store(true, SeqCst);
-            shared.live() == 0
+            shared.store.live() == 0
         } {
             shared.reaper.wake.wait(started)
         } else {

@@ -26,9 +26,7 @@ pub struct PoolStats {
     pub created: u64,
     /// Pipes closed because they sat idle for `idle_timeout`.
     pub closed_idle: u64,
-    /// Pipes closed because they were given back with bytes inside (or
-    /// were swapped out of a guard through `&mut Pipe` and dropped
-    /// elsewhere).
+    /// Pipes closed because they were given back with bytes inside.
     pub closed_dirty: u64,
     /// Pipes closed because the pool already held `max_idle` idle pipes.
     pub closed_overflow: u64,
@@ -97,7 +95,6 @@ impl Counters {
     }
 
     /// Back to zero (a forked child's pool starts afresh).
-    #[cfg(not(pipepool_loom))]
     pub(super) fn reset(&self) {
         for c in [
             &self.created,

@@ -18,8 +18,9 @@
 //! Everything in this file is safe Rust because rustix already is, except
 //! [`at_fork`]: rustix does not wrap `pthread_atfork`, so it calls libc in
 //! one `unsafe` block. The crate's other `unsafe` is in `tokio/cast.rs`
-//! (type detection for the tokio glue), `pool/local.rs` (the thread caches)
-//! and `pool/fork.rs` (the fork handlers), each block with its `SAFETY`.
+//! (type detection for the tokio glue), `pool/local.rs` and `pool/cell.rs`
+//! (the thread caches) and `pool/fork.rs` (the fork handlers), each block
+//! with its `SAFETY`.
 
 #![cfg_attr(pipepool_loom, allow(dead_code))] // the loom build uses none of the syscalls
 
@@ -79,6 +80,57 @@ pub(crate) fn splice(fd_in: impl AsFd, fd_out: impl AsFd, len: usize) -> Result<
 /// `sendfile(out_fd, in_fd, NULL, count)`, from the input's file offset.
 pub(crate) fn sendfile(out_fd: impl AsFd, in_fd: impl AsFd, count: usize) -> Result<usize> {
     retry_on_intr(|| rustix::fs::sendfile(out_fd.as_fd(), in_fd.as_fd(), None, count))
+}
+
+/// `sendfile(out_fd, in_fd, &offset, count)`: from `in_fd` at `*offset`,
+/// which advances by the bytes sent; `in_fd`'s own file offset is left alone
+/// (so one file may serve many sends at once).
+#[cfg(all(feature = "tokio", not(pipepool_loom)))]
+pub(crate) fn sendfile_at(
+    out_fd: impl AsFd,
+    in_fd: impl AsFd,
+    offset: &mut u64,
+    count: usize,
+) -> Result<usize> {
+    retry_on_intr(|| rustix::fs::sendfile(out_fd.as_fd(), in_fd.as_fd(), Some(&mut *offset), count))
+}
+
+/// `splice(fd_in, NULL, fd_out, &offset, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)`:
+/// into a file at `*offset`, which advances; `fd_out`'s own file offset is
+/// left alone.
+pub(crate) fn splice_at(
+    fd_in: impl AsFd,
+    fd_out: impl AsFd,
+    offset: &mut u64,
+    len: usize,
+) -> Result<usize> {
+    retry_on_intr(|| {
+        rustix::pipe::splice(
+            fd_in.as_fd(),
+            None,
+            fd_out.as_fd(),
+            Some(&mut *offset),
+            len,
+            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+        )
+    })
+}
+
+/// `tee(fd_in, fd_out, len, SPLICE_F_NONBLOCK)`: duplicate up to `len` bytes
+/// of one pipe into another without consuming them.
+pub(crate) fn tee(fd_in: impl AsFd, fd_out: impl AsFd, len: usize) -> Result<usize> {
+    retry_on_intr(|| rustix::pipe::tee(fd_in.as_fd(), fd_out.as_fd(), len, SpliceFlags::NONBLOCK))
+}
+
+/// `pread(fd, buf, offset)`.
+#[cfg(all(feature = "tokio", not(pipepool_loom)))]
+pub(crate) fn pread(fd: impl AsFd, buf: &mut [u8], offset: u64) -> Result<usize> {
+    retry_on_intr(|| rustix::io::pread(fd.as_fd(), &mut *buf, offset))
+}
+
+/// `pwrite(fd, buf, offset)`.
+pub(crate) fn pwrite(fd: impl AsFd, buf: &[u8], offset: u64) -> Result<usize> {
+    retry_on_intr(|| rustix::io::pwrite(fd.as_fd(), buf, offset))
 }
 
 /// `copy_file_range(fd_in, NULL, fd_out, NULL, len, 0)`, at both file offsets.

@@ -97,7 +97,7 @@ where
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
-/// let pool = PoolConfig::default().build()?;
+/// let pool = PoolConfig::builder().build()?;
 /// let opts = CopyOptions::new()
 ///     .pool(pool.clone())
 ///     .idle_timeout(Some(Duration::from_secs(60)));

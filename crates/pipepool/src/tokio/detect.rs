@@ -13,7 +13,8 @@ use std::task::{Context, Poll};
 use ::tokio::io::Interest;
 
 pub(super) use super::cast::{read_socket, write_socket, Socket};
-use crate::{sys, Pipe};
+use crate::sync::PipeMut;
+use crate::sys;
 
 /// The two sockets a direction splices between, when `R` reads from a tokio
 /// socket and `W` writes to one.
@@ -90,10 +91,11 @@ impl Socket<'_> {
     /// (or, on TCP, the urgent mark with the end of file behind it).
     pub(super) fn splice_into(
         self,
-        pipe: &mut Pipe,
+        pipe: &mut impl PipeMut,
         on_would_block: Readiness,
     ) -> io::Result<usize> {
         let clear = on_would_block == Readiness::Clear;
+        let pipe = pipe.pipe_mut();
         debug_assert!(pipe.is_empty(), "splice into a pipe that is not empty");
         #[cfg(test)]
         if let Some(errno) = tests::injected_failure() {
@@ -123,7 +125,8 @@ impl Socket<'_> {
     /// Splices what `pipe` holds into the socket now, bypassing tokio's
     /// readiness: for a copy future being dropped, which will not wait.
     /// `WouldBlock` when the socket's send buffer is full.
-    pub(super) fn splice_now(self, pipe: &mut Pipe) -> io::Result<usize> {
+    pub(super) fn splice_now(self, pipe: &mut impl PipeMut) -> io::Result<usize> {
+        let pipe = pipe.pipe_mut();
         match self {
             Socket::Tcp(s) => pipe.splice_to(s, usize::MAX),
             Socket::Unix(s) => pipe.splice_to(s, usize::MAX),
@@ -141,7 +144,8 @@ impl Socket<'_> {
 
     /// Splices what `pipe` holds into the socket; `WouldBlock` (the socket's
     /// send buffer is full) clears its write readiness.
-    pub(super) fn splice_out_of(self, pipe: &mut Pipe) -> io::Result<usize> {
+    pub(super) fn splice_out_of(self, pipe: &mut impl PipeMut) -> io::Result<usize> {
+        let pipe = pipe.pipe_mut();
         match self {
             Socket::Tcp(s) => s.try_io(Interest::WRITABLE, || pipe.splice_to(s, usize::MAX)),
             Socket::Unix(s) => s.try_io(Interest::WRITABLE, || pipe.splice_to(s, usize::MAX)),

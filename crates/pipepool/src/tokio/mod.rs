@@ -39,6 +39,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Files
+//! [`sendfile`] sends a byte range of a file to a [`FileSocket`] (a
+//! `TcpStream` or a `UnixStream`) with `sendfile(2)` on the socket's write
+//! readiness, the async counterpart of a static file server's
+//! `spawn_blocking(std::io::copy)`; [`copy_to_file`] and
+//! [`copy_to_file_tee`] write what a socket gives into a file at an offset
+//! through a pooled pipe (and `tee(2)` it to a second socket). The
+//! `static_files` example serves files with `Range` requests this way.
+//!
 //! # What is spliced
 //! The copy functions take tokio's exact bounds (`AsyncRead`/`AsyncWrite +
 //! Unpin + ?Sized`, no `'static`) and look at the concrete types at run
@@ -165,10 +174,16 @@ mod direction;
 mod idle;
 mod options;
 mod progress;
+mod sendfile;
+mod socket;
+mod to_file;
 mod unidirectional;
 mod userspace;
 
 pub use bidirectional::{copy_bidirectional, copy_bidirectional_with, BidiError, BidiReport};
 pub use options::CopyOptions;
 pub use progress::Progress;
+pub use sendfile::{sendfile, sendfile_with};
+pub use socket::FileSocket;
+pub use to_file::{copy_to_file, copy_to_file_tee};
 pub use unidirectional::{copy, copy_with};

@@ -26,7 +26,7 @@ use crate::{PipePool, DEFAULT_BUFFER_SIZE};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let pool = PoolConfig::default().max_pipes(64).build()?;
+/// let pool = PoolConfig::builder().max_pipes(64).build()?;
 /// let progress = Progress::new();
 /// let opts = Arc::new(
 ///     CopyOptions::new()

@@ -72,8 +72,9 @@ impl Progress {
     }
 
     /// Bytes written `a` -> `b` so far by `method`. The async copies move
-    /// bytes by [`Method::Splice`] and [`Method::Userspace`] only: the
-    /// other methods' counts stay 0.
+    /// bytes by [`Method::Splice`] and [`Method::Userspace`];
+    /// [`sendfile_with`](super::sendfile_with) by [`Method::Sendfile`] (or
+    /// `Userspace` where it falls back).
     pub fn a_to_b_by(&self, method: Method) -> u64 {
         self.by(0, method)
     }

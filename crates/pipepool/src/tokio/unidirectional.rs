@@ -108,7 +108,7 @@ where
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
-/// let pool = PoolConfig::default().max_pipes(8).build()?;
+/// let pool = PoolConfig::builder().max_pipes(8).build()?;
 /// let opts = CopyOptions::new().pool(pool.clone());
 ///
 /// // In-memory types cannot be spliced: a userspace copy, silently.

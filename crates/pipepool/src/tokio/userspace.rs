@@ -13,7 +13,7 @@ use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::copy::write_zero;
 use crate::sync::thread_local;
-use crate::Pipe;
+use crate::sync::PipeMut;
 
 /// Most bytes of spare buffers a thread keeps (16 buffers of the default
 /// 64 KiB). Counted in bytes, not buffers: with a large `buffer_size` a few
@@ -234,7 +234,8 @@ impl Buffer {
     /// # Errors
     /// A failed `read(2)` of the pipe, which does not happen on a live pipe
     /// holding that many bytes.
-    pub(super) fn take_from_pipe(&mut self, pipe: &mut Pipe) -> io::Result<()> {
+    pub(super) fn take_from_pipe(&mut self, pipe: &mut impl PipeMut) -> io::Result<()> {
+        let pipe = pipe.pipe_mut();
         debug_assert!(self.is_empty());
         let need = pipe.len().max(self.size);
         if self.data.len() < need {
@@ -347,7 +348,7 @@ mod tests {
 
     #[test]
     fn takes_everything_a_pipe_holds() {
-        let mut pipe = Pipe::with_size(4096).unwrap();
+        let mut pipe = crate::Pipe::with_size(4096).unwrap();
         pipe.write(&[7u8; 3000]).unwrap();
         let mut buf = Buffer::new(1024);
         buf.take_from_pipe(&mut pipe).unwrap();

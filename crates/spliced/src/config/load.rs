@@ -610,7 +610,7 @@ fn pool_config(picks: PoolPicks) -> Result<pipepool::PoolConfig, ConfigError> {
     let n = max_pipes
         .as_ref()
         .map_or(crate::limits::MAX_DEFAULT_PIPES, |p| p.value);
-    let mut config = sized_pool(pipepool::PoolConfig::default(), n);
+    let mut config = sized_pool(pipepool::PoolConfig::builder(), n);
     if let Some(p) = &pipe_size {
         let bytes = usize::try_from(p.value.0).unwrap_or(usize::MAX);
         config = config.pipe_size(bytes);
@@ -618,7 +618,7 @@ fn pool_config(picks: PoolPicks) -> Result<pipepool::PoolConfig, ConfigError> {
     if let Some(p) = &idle {
         config = config.idle_timeout(p.value.0);
     }
-    config.validate().map_err(|e| {
+    config.config().map_err(|e| {
         let (origin, field) = match e.field() {
             "max_pipes" => max_pipes
                 .as_ref()
@@ -631,6 +631,5 @@ fn pool_config(picks: PoolPicks) -> Result<pipepool::PoolConfig, ConfigError> {
         }
         .unwrap_or((Origin::Default, format!("pool.{}", e.field())));
         ConfigError::new(origin, field, e.to_string())
-    })?;
-    Ok(config)
+    })
 }

@@ -134,7 +134,11 @@ impl Settings {
         for (l, n) in self.listeners.iter_mut().zip(&fit.max_conns) {
             l.max_conns = *n;
         }
-        self.pool = sized_pool(self.pool.clone(), fit.max_pipes);
+        // Sizing sets max_pipes, max_idle and local_cap together, so a
+        // checked config stays valid (else the checked one is kept).
+        if let Ok(sized) = sized_pool(self.pool.to_builder(), fit.max_pipes).config() {
+            self.pool = sized;
+        }
         self.fds_fitted = if fit.shrunk { nofile } else { None };
     }
 }
@@ -142,7 +146,7 @@ impl Settings {
 /// `config` with `max_pipes` `n`: `max_idle` follows it (the library's
 /// default is sized from the fd limit when `default()` runs, not from
 /// `n`), and the thread caches are no larger.
-pub(crate) fn sized_pool(config: pipepool::PoolConfig, n: usize) -> pipepool::PoolConfig {
+pub(crate) fn sized_pool(config: pipepool::PoolBuilder, n: usize) -> pipepool::PoolBuilder {
     config
         .max_pipes(n)
         .max_idle(n)

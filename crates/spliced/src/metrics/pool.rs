@@ -108,12 +108,12 @@ impl Collector for PoolCollector {
         let limits = [
             (
                 "max_pipes",
-                config.get_max_pipes() as u64,
+                config.max_pipes() as u64,
                 "Configured bound on pipes alive",
             ),
             (
                 "pipe_size_bytes",
-                config.get_pipe_size() as u64,
+                config.pipe_size() as u64,
                 "Configured pipe size",
             ),
         ];

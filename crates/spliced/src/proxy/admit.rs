@@ -129,7 +129,7 @@ mod tests {
         ];
         let args = Run::try_parse_from(base.iter().chain(flags)).unwrap().run;
         let settings = crate::config::load("", &args).unwrap();
-        let pool = pipepool::PoolConfig::default().build().unwrap();
+        let pool = pipepool::PoolConfig::builder().build().unwrap();
         let ctx = Context::new(pool.clone(), Arc::new(crate::metrics::Metrics::new(&pool)));
         let l = settings.listeners.into_iter().next().unwrap();
         ListenerState::new(l, &ctx, None, None)

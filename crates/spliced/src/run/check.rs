@@ -99,9 +99,9 @@ pub(crate) fn describe(s: &Settings, user: Option<&Account>) -> String {
     line!(
         out,
         "pool: max_pipes {}, pipe_size {}, idle_timeout {:?}",
-        s.pool.get_max_pipes(),
-        s.pool.get_pipe_size(),
-        s.pool.get_idle_timeout()
+        s.pool.max_pipes(),
+        s.pool.pipe_size(),
+        s.pool.idle_timeout()
     );
     if let Some(limit) = s.fds_fitted {
         line!(

@@ -70,7 +70,7 @@ async fn serve(
     reload_from: Option<&RunArgs>,
     no_idle_pipes: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut pool_config = settings.pool.clone();
+    let mut pool_config = settings.pool.to_builder();
     if no_idle_pipes {
         pool_config = pool_config.local_cap(0).max_idle(0);
     }
@@ -175,7 +175,7 @@ async fn reload(
         );
         announce(&format!("reload failed: {e}"));
     };
-    let pipes_in_use = Some(running.pool.get_max_pipes());
+    let pipes_in_use = Some(running.pool.max_pipes());
     let new = match settle(args, crate::limits::nofile(), pipes_in_use) {
         Ok((new, _)) => new,
         Err(e) => return fail(&e),
@@ -283,7 +283,7 @@ fn announce_listener(addr: std::net::SocketAddr, l: &config::ListenerSettings) {
 fn check_fd_budget(settings: &Settings, nofile: Option<u64>, tell_fit: bool) {
     let Some(limit) = nofile else { return };
     let conns: usize = settings.listeners.iter().map(|l| l.max_conns).sum();
-    let pipes = settings.pool.get_max_pipes();
+    let pipes = settings.pool.max_pipes();
     let need = crate::limits::fds_needed(limit, conns, pipes);
     if need > limit {
         tracing::warn!(

@@ -41,11 +41,15 @@
 //!
 //! Files: [`plan`] (modes, sizes, the header), [`upstream`], [`client`],
 //! [`judge`] (the verdict); this one drives the run.
+//!
+//! A binary of its own: it raises `RLIMIT_NOFILE` for the whole process
+//! (its waves hold thousands of sockets in this process). Other tests:
+//! `tests/it/`.
 
-#[path = "../faults_common/mod.rs"]
-mod faults_common;
-#[path = "../util/mod.rs"]
+#[path = "../it/util/mod.rs"]
 mod util;
+
+use util::faults_common;
 
 mod client;
 mod judge;

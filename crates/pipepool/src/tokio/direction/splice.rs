@@ -314,7 +314,7 @@ mod tests {
     /// goes back to the pool empty.
     #[tokio::test(flavor = "current_thread")]
     async fn splicer_moves_a_burst_through_one_pipe() {
-        let pool = PoolConfig::default().build().unwrap();
+        let pool = PoolConfig::builder().build().unwrap();
         let (mut client, a) = UnixStream::pair().unwrap();
         let (b, mut server) = UnixStream::pair().unwrap();
         let mut splicer = Splicer::new(SourceKind::Other);
@@ -365,7 +365,7 @@ mod tests {
     /// memory for good, and every byte arrives.
     #[tokio::test(flavor = "current_thread")]
     async fn source_refusing_the_first_splice_falls_back() {
-        let pool = PoolConfig::default().build().unwrap();
+        let pool = PoolConfig::builder().build().unwrap();
         let (mut client, mut a) = UnixStream::pair().unwrap();
         let (mut b, mut server) = UnixStream::pair().unwrap();
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
@@ -403,7 +403,7 @@ mod tests {
     /// the count says what was delivered.
     #[tokio::test(flavor = "current_thread")]
     async fn refusal_after_bytes_moved_is_an_error() {
-        let pool = PoolConfig::default().build().unwrap();
+        let pool = PoolConfig::builder().build().unwrap();
         let (mut client, mut a) = UnixStream::pair().unwrap();
         let (mut b, mut server) = UnixStream::pair().unwrap();
         fail_splice_in(1, Errno::INVAL);

@@ -57,7 +57,7 @@ fn a_full_file() {
         (CopyMode::Userspace, 7, None)
     );
     assert_eq!(b.connect_attempts, 1);
-    assert_eq!((s.pool.get_max_pipes(), s.pool.get_pipe_size()), (4, 65536));
+    assert_eq!((s.pool.max_pipes(), s.pool.pipe_size()), (4, 65536));
 }
 
 #[test]
@@ -156,12 +156,12 @@ fn a_reload_keeps_the_running_pools_size_unless_the_file_sets_it() {
     let nofile = Some(4096);
     let mut s = load_text(l).unwrap();
     s.fit_fds(nofile, Some(100));
-    assert_eq!((s.pool.get_max_pipes(), s.pool.get_max_idle()), (100, 100));
+    assert_eq!((s.pool.max_pipes(), s.pool.max_idle()), (100, 100));
     let fit = crate::limits::fit(nofile, &[None], Some(100));
     assert_eq!(s.listeners[0].max_conns, fit.max_conns[0]);
     let mut s = load_text(&format!("[pool]\nmax_pipes = 7\n{l}")).unwrap();
     s.fit_fds(nofile, Some(100));
-    assert_eq!(s.pool.get_max_pipes(), 7);
+    assert_eq!(s.pool.max_pipes(), 7);
 }
 
 #[test]
