@@ -34,6 +34,54 @@ pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
+/// The listening sockets of one listener: `count` sockets on `addr`
+/// (with the real port when 0 was asked), each as [`listen`] makes them,
+/// non-blocking and close-on-exec; with `SO_REUSEPORT` when `count` is more
+/// than one, so that the kernel spreads new connections over their accept
+/// queues (one per worker). Every listener binds through here: a process
+/// that adopts its sockets from another replaces this call.
+///
+/// # Errors
+/// As `socket(2)`, `bind(2)` and `listen(2)`: `AddrInUse`,
+/// `PermissionDenied`, ...
+pub(crate) fn bind_sockets(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut sockets: Vec<std::net::TcpListener> = Vec::with_capacity(count.max(1));
+    for _ in 0..count.max(1) {
+        // After the first, the port it got (when 0 was asked).
+        let at = sockets
+            .first()
+            .map_or(Ok(addr), std::net::TcpListener::local_addr)?;
+        sockets.push(bind_one(at, count > 1)?);
+    }
+    Ok(sockets)
+}
+
+/// One listening socket on `addr` (see [`bind_sockets`]).
+fn bind_one(addr: SocketAddr, reuseport: bool) -> io::Result<std::net::TcpListener> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    if reuseport {
+        sockopt::set_socket_reuseport(&fd, true)?;
+    }
+    sockopt::set_tcp_nodelay(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, BACKLOG as i32)?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
 /// Sets `TCP_NODELAY` on `listener` (a socket systemd passed: [`listen`]
 /// sets it on spliced's own), so that every socket it accepts has it:
 /// forwarded bytes are not worth holding back, the sender already chose
@@ -78,5 +126,37 @@ mod tests {
             accepted.unwrap().0.nodelay().unwrap(),
             "set on a bound listener"
         );
+    }
+
+    /// A listener's sockets share one port (the real one when 0 was asked),
+    /// each accepts, and a port another socket holds is refused.
+    #[test]
+    fn bind_sockets_shares_one_port() {
+        let sockets = bind_sockets("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addr = sockets[0].local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        assert!(sockets.iter().all(|s| s.local_addr().unwrap() == addr));
+        // Connections from many source ports reach every socket's queue.
+        let clients: Vec<_> = (0..48)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut total = 0;
+        for s in &sockets {
+            let mut n = 0;
+            while s.accept().is_ok() {
+                n += 1;
+            }
+            assert!(n > 0, "a socket of the group accepted nothing");
+            total += n;
+        }
+        assert_eq!(total, clients.len());
+        // A port held by a socket without SO_REUSEPORT stays taken.
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = plain.local_addr().unwrap();
+        for count in [1, 2] {
+            let err = bind_sockets(taken, count).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{count} socket(s)");
+        }
     }
 }

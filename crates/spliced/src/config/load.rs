@@ -264,6 +264,7 @@ impl Resolver<'_> {
             metrics,
             grace_period: top.grace_period.map_or(DEFAULT_GRACE_PERIOD, |p| p.value.0),
             worker_threads: top.worker_threads.map(|w| w.value),
+            worker_model: top.worker_model.map(|w| w.value).unwrap_or_default(),
             log_level,
             user: top.user,
             given,

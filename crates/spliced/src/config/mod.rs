@@ -22,7 +22,7 @@ pub use error::ConfigError;
 pub(crate) use error::Origin;
 pub(crate) use load::load;
 pub(crate) use settings::{
-    Balance, CopyMode, Given, ListenerSettings, ProxyVersion, RouteSettings, Settings,
+    Balance, CopyMode, Given, ListenerSettings, ProxyVersion, RouteSettings, Settings, WorkerModel,
     DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_TTL, DEFAULT_GRACE_PERIOD,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_PROXY_TIMEOUT, DEFAULT_SNI_TIMEOUT,
 };

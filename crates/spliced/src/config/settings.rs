@@ -43,6 +43,30 @@ impl CopyMode {
     }
 }
 
+/// How connections are spread over threads (`worker_model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum WorkerModel {
+    /// One single-threaded runtime per worker thread, each with its own
+    /// listening socket per listener (`SO_REUSEPORT`): a connection lives
+    /// on the thread that accepted it, from accept to close.
+    #[default]
+    PerThread,
+    /// One tokio multi-thread runtime: its workers steal each other's
+    /// tasks, and each listener has one socket.
+    WorkStealing,
+}
+
+impl WorkerModel {
+    /// The name used in the config file and on the command line.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WorkerModel::PerThread => "per-thread",
+            WorkerModel::WorkStealing => "work-stealing",
+        }
+    }
+}
+
 /// The PROXY protocol version written to upstreams (`send_proxy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -96,6 +120,8 @@ pub(crate) struct Settings {
     pub(crate) grace_period: Duration,
     /// Tokio worker threads; `None`: one per core.
     pub(crate) worker_threads: Option<usize>,
+    /// How connections are spread over the worker threads.
+    pub(crate) worker_model: WorkerModel,
     /// The tracing filter from the file, if any (flags and `RUST_LOG` win).
     pub(crate) log_level: Option<String>,
     /// Run as this user once every socket is bound; `None`: as started.

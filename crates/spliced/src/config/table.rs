@@ -106,6 +106,10 @@ macro_rules! process_settings {
                 worker_threads: usize = None;
                     flag "worker-threads" [value_name = "N", value_parser = $crate::config::units::at_least_one];
                     check $crate::config::checks::at_least_one;
+                /// per-thread: a single-threaded runtime per worker, each with its own listening socket (SO_REUSEPORT); work-stealing: one tokio multi-thread runtime [default: per-thread].
+                worker_model: $crate::config::WorkerModel = Some($crate::config::WorkerModel::PerThread);
+                    flag "worker-model" [value_enum];
+                    check $crate::config::checks::any;
                 /// After SIGINT/SIGTERM, let open connections run this long [default: 30s].
                 grace_period: $crate::config::units::DurationValue =
                     Some($crate::config::units::DurationValue($crate::config::DEFAULT_GRACE_PERIOD));
@@ -209,6 +213,12 @@ impl Shown for super::Balance {
 }
 
 impl Shown for super::CopyMode {
+    fn shown(&self) -> Option<String> {
+        Some(self.as_str().to_owned())
+    }
+}
+
+impl Shown for super::WorkerModel {
     fn shown(&self) -> Option<String> {
         Some(self.as_str().to_owned())
     }

@@ -9,9 +9,10 @@ pub(crate) mod http;
 mod listeners;
 mod pool;
 mod upstreams;
+mod workers;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use pipepool::tokio::Progress;
 use pipepool::PipePool;
@@ -22,6 +23,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use workers::WorkerLabels;
+pub(crate) use workers::WorkerMetrics;
 
 /// Labels: the listener.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,6 +86,9 @@ pub(crate) struct Metrics {
     accept_errors: Family<ListenerLabels, Counter>,
     closed: Family<OutcomeLabels, Counter>,
     resets_sent: Family<ResetLabels, Counter>,
+    /// Per worker thread: connections accepted, and open now.
+    worker_accepts: Family<WorkerLabels, Counter>,
+    worker_open: Family<WorkerLabels, Gauge>,
     /// Adds each listener's live byte counters to `spliced_bytes_total`.
     bytes: bytes::BytesCollector,
     /// Reports each listener's upstreams as `spliced_upstream_healthy`.
@@ -121,6 +127,19 @@ pub(crate) enum Ending {
 }
 
 impl Ending {
+    /// How many endings there are.
+    const COUNT: usize = 4;
+
+    /// This ending's place in `0..COUNT`.
+    fn index(self) -> usize {
+        match self {
+            Ending::Ok => 0,
+            Ending::Error => 1,
+            Ending::IdleTimeout => 2,
+            Ending::NoUpstream => 3,
+        }
+    }
+
     /// The label value: `ok`, `error`, `idle_timeout`, `no_upstream`.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -149,6 +168,8 @@ impl Metrics {
             accept_errors: Family::default(),
             closed: Family::default(),
             resets_sent: Family::default(),
+            worker_accepts: Family::default(),
+            worker_open: Family::default(),
             bytes: bytes.clone(),
             upstreams: upstreams.clone(),
             connect_failures: Family::default(),
@@ -190,6 +211,16 @@ impl Metrics {
             "RSTs sent because the stream was cut (a reset or error on the other side, \
              or the idle timeout), by side (client, upstream)",
             m.resets_sent.clone(),
+        );
+        sub.register(
+            "worker_accepts",
+            "Client connections accepted, by worker thread",
+            m.worker_accepts.clone(),
+        );
+        sub.register(
+            "worker_connections",
+            "Client connections open now, by worker thread",
+            m.worker_open.clone(),
         );
         sub.register(
             "upstream_connect_failures",
@@ -260,6 +291,17 @@ impl Metrics {
             .inc();
     }
 
+    /// The counters of worker `index` (created at its first use).
+    pub(crate) fn worker(&self, index: usize) -> WorkerMetrics {
+        let labels = WorkerLabels {
+            worker: index.to_string(),
+        };
+        WorkerMetrics {
+            accepts: self.worker_accepts.get_or_create(&labels).clone(),
+            open: self.worker_open.get_or_create(&labels).clone(),
+        }
+    }
+
     /// Forgets the upstreams of the listeners not in `names` (removed by a
     /// reload). Their counters stay: counters never go back.
     pub(crate) fn retain_listeners(&self, names: &[&str]) {
@@ -287,6 +329,7 @@ impl Metrics {
             refused: self.refused.get_or_create(&l).clone(),
             accept_errors: self.accept_errors.get_or_create(&l).clone(),
             progress: self.bytes.progress(name),
+            closed: Arc::default(),
         }
     }
 }
@@ -307,6 +350,10 @@ pub(crate) struct ListenerMetrics {
     /// `spliced_bytes_total`: the live counters every connection of this
     /// listener adds to as it forwards.
     pub(crate) progress: Arc<Progress>,
+    /// `spliced_connections_closed_total`, by [`Ending::index`]: looked up
+    /// in the family (a lock and a label allocation) at each outcome's
+    /// first use only.
+    closed: Arc<[OnceLock<Counter>; Ending::COUNT]>,
 }
 
 impl ListenerMetrics {
@@ -353,11 +400,15 @@ impl ListenerMetrics {
     /// Counts a finished connection by its outcome (its bytes were
     /// counted as they went, in [`progress`](ListenerMetrics::progress)).
     pub(crate) fn closed(&self, ending: Ending) {
-        self.metrics
-            .closed
-            .get_or_create(&OutcomeLabels {
-                listener: self.name.clone(),
-                outcome: ending.as_str(),
+        self.closed[ending.index()]
+            .get_or_init(|| {
+                self.metrics
+                    .closed
+                    .get_or_create(&OutcomeLabels {
+                        listener: self.name.clone(),
+                        outcome: ending.as_str(),
+                    })
+                    .clone()
             })
             .inc();
     }

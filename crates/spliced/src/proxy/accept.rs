@@ -28,14 +28,13 @@ const BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// Longest pause.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Accepts until `stop` is cancelled, passing each connection to `on_conn`.
-/// `connect_timeout` gives the current connect timeout (it may change
-/// with a reload), for the [`Anchor`].
+/// Accepts until `stop` is cancelled, passing each connection to `on_conn`,
+/// which returns the current connect timeout (it may change with a
+/// reload), for the [`Anchor`].
 pub(super) async fn run(
     listener: TcpListener,
     stop: CancellationToken,
-    mut on_conn: impl FnMut(TcpStream, SocketAddr),
-    connect_timeout: impl Fn() -> Duration,
+    mut on_conn: impl FnMut(TcpStream, SocketAddr) -> Duration,
     metrics: &ListenerMetrics,
 ) {
     let stop = stop.cancelled();
@@ -43,12 +42,14 @@ pub(super) async fn run(
     let mut backoff = Backoff::default();
     let mut accepted_in_a_row = 0;
     let mut anchor = Anchor::new();
+    // The last connection's connect timeout.
+    let mut connect_timeout = Duration::ZERO;
     loop {
         let accepted = tokio::select! {
             biased;
             () = &mut stop => break,
             () = anchor.sleep.as_mut(), if anchor.armed => {
-                anchor.fired(connect_timeout());
+                anchor.fired(connect_timeout);
                 continue;
             }
             r = listener.accept() => r,
@@ -56,8 +57,8 @@ pub(super) async fn run(
         match accepted {
             Ok((stream, peer)) => {
                 backoff.reset();
-                anchor.client(connect_timeout());
-                on_conn(stream, peer);
+                connect_timeout = on_conn(stream, peer);
+                anchor.client(connect_timeout);
                 accepted_in_a_row += 1;
                 if accepted_in_a_row == ACCEPT_BATCH {
                     // Let the connections already open run before the next

@@ -148,9 +148,13 @@ pub(super) async fn handle(
     };
     shared.metrics.closed(ending);
     let duration_ms = start.elapsed().as_millis() as u64;
-    let method = outcome
-        .as_ref()
-        .map_or_else(|| "none".to_owned(), |o| o.method());
+    // Built only when the line is logged (tracing evaluates a field once
+    // the level is enabled): no allocation per connection otherwise.
+    let method = || {
+        outcome
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |o| o.method())
+    };
     // `error`, `via` and `sni` are recorded only when there is one.
     tracing::info!(
         listener = name,
@@ -161,7 +165,7 @@ pub(super) async fn handle(
         to_upstream = outcome.as_ref().map_or(0, |o| o.to_upstream),
         to_client = outcome.as_ref().map_or(0, |o| o.to_client),
         duration_ms,
-        method,
+        method = method(),
         outcome = ending.as_str(),
         error = error.map(tracing::field::display),
         reset_sent,

@@ -31,7 +31,8 @@ pub(super) async fn connect(
 ) -> io::Result<(TcpStream, Lease)> {
     let settings = &shared.settings;
     let plan = balancer.plan(settings.connect_attempts);
-    let mut failures = Vec::with_capacity(plan.len());
+    // Allocated at the first failure only: none on the common path.
+    let mut failures = Vec::new();
     let mut last_kind = io::ErrorKind::Other;
     for index in plan {
         let lease = balancer.lease(index);

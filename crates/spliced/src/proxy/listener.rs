@@ -17,24 +17,27 @@ use super::state::{Context, ListenerState};
 use super::{accept, conn};
 use crate::acl::Sources;
 use crate::config::ListenerSettings;
+use crate::metrics::WorkerMetrics;
 
-/// A bound listener, not accepting yet.
+/// A bound listener, not accepting yet: one socket per worker (see
+/// [`crate::net::bind_sockets`]); a listener is a list of sockets.
 #[derive(Debug)]
 pub(super) struct Listener {
-    listener: TcpListener,
+    sockets: Vec<std::net::TcpListener>,
     shared: Arc<ListenerState>,
 }
 
 impl Listener {
-    /// Binds the listen address.
+    /// Binds the listen address: a socket for each of `ctx`'s workers.
     ///
     /// # Errors
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(super) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
+        let workers = ctx.workers.len();
         // A socket passed by systemd (socket activation), else our own.
-        let listener = match crate::systemd::inherited(settings.listen)? {
+        let sockets = match crate::systemd::inherited(settings.listen)? {
             Some(l) => {
-                // Ours have it from `net::listen`: accepted sockets inherit it.
+                // Ours have it from `net::bind_sockets`: accepted sockets inherit it.
                 if let Err(e) = crate::net::nodelay_for_accepted(&l) {
                     tracing::warn!(
                         listener = %settings.name,
@@ -42,15 +45,22 @@ impl Listener {
                          clients will have Nagle's algorithm"
                     );
                 }
-                l
+                // One accept queue: every worker accepts from it.
+                let l = l.into_std()?;
+                let mut sockets = Vec::with_capacity(workers);
+                for _ in 1..workers {
+                    sockets.push(l.try_clone()?);
+                }
+                sockets.push(l);
+                sockets
             }
-            None => crate::net::listen(settings.listen)?,
+            None => crate::net::bind_sockets(settings.listen, workers)?,
         };
-        let local = Some(listener.local_addr()?).filter(|a| !a.ip().is_unspecified());
+        let local = Some(sockets[0].local_addr()?).filter(|a| !a.ip().is_unspecified());
         let shared = ListenerState::new(settings, ctx, None, local);
         shared.resolve(ctx).await;
         Ok(Listener {
-            listener,
+            sockets,
             shared: Arc::new(shared),
         })
     }
@@ -60,10 +70,10 @@ impl Listener {
     /// # Errors
     /// As `getsockname(2)`.
     pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.sockets[0].local_addr()
     }
 
-    /// Starts the accept loop.
+    /// Starts an accept loop on each worker, each on its own socket.
     pub(super) fn start(self, ctx: &Context) -> io::Result<Running> {
         let all = &ctx.tracker;
         let addr = self.local_addr()?;
@@ -73,22 +83,45 @@ impl Listener {
         let stop = ctx.stop.child_token();
         let kill = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let accept_loop = tokio::spawn(serve(
-            self.listener,
-            rx,
-            stop.clone(),
-            kill.clone(),
-            [all.clone(), tracker.clone()],
-        ));
+        let listener = Shared {
+            gate: Arc::new(Gate::default()),
+            sources: Arc::new(Sources::default()),
+        };
+        let mut accept_loops = Vec::with_capacity(self.sockets.len());
+        for (worker, socket) in self.sockets.into_iter().enumerate() {
+            accept_loops.push(ctx.workers.spawn(
+                worker,
+                serve(
+                    socket,
+                    rx.clone(),
+                    stop.clone(),
+                    // The worker's own: its connections wait on it alone.
+                    kill.child_token(),
+                    [all.clone(), tracker.clone()],
+                    listener.clone(),
+                    ctx.metrics.worker(worker),
+                ),
+            ));
+        }
         Ok(Running {
             addr,
             current,
             stop,
             kill,
             tracker,
-            accept_loop,
+            accept_loops,
         })
     }
+}
+
+/// What a listener's accept loops share across workers (and reloads).
+#[derive(Debug, Clone)]
+struct Shared {
+    /// `max_conns`.
+    gate: Arc<Gate>,
+    /// Open connections per client address, checked in `conn::handle`
+    /// against the current `max_conns_per_source`.
+    sources: Arc<Sources>,
 }
 
 /// A listener accepting.
@@ -105,7 +138,8 @@ pub(super) struct Running {
     pub(super) kill: CancellationToken,
     /// The listener's open connections.
     pub(super) tracker: TaskTracker,
-    pub(super) accept_loop: tokio::task::JoinHandle<()>,
+    /// One per worker.
+    pub(super) accept_loops: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -122,41 +156,57 @@ impl Running {
     }
 }
 
-/// Accepts clients until `stop`, each admitted by the listener's [`Gate`]
-/// and served by its own task with the listener's current
-/// [`ListenerState`], then closes the listening socket. Open connections
-/// go on (until `kill`). Each is counted in both `trackers` (the
-/// process's and the listener's).
+/// Accepts clients on `socket` until `stop`, each admitted by the
+/// listener's [`Gate`] and served by its own task (on this worker) with
+/// the listener's current [`ListenerState`], then closes the listening
+/// socket. Open connections go on (until `kill`). Each is counted in both
+/// `trackers` (the process's and the listener's) and in the worker's
+/// metrics.
 async fn serve(
-    listener: TcpListener,
-    current: watch::Receiver<Arc<ListenerState>>,
+    socket: std::net::TcpListener,
+    mut current: watch::Receiver<Arc<ListenerState>>,
     stop: CancellationToken,
     kill: CancellationToken,
     trackers: [TaskTracker; 2],
+    listener: Shared,
+    worker: WorkerMetrics,
 ) {
-    let gate = Gate::default();
-    // Shared by the connections' tasks without a clone of the token each.
+    // Registered with this worker's runtime.
+    let socket = match TcpListener::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot register a listening socket with its worker: {e}");
+            return;
+        }
+    };
+    // This worker's reference to the current state, renewed only when a
+    // reload sends a new one: the per-connection path takes no lock and
+    // writes no reference count shared with the other workers.
+    let mut local = Arc::new(Arc::clone(&current.borrow_and_update()));
+    // Shared by this worker's connections without a clone of the token each.
     let kill = Arc::new(kill);
-    // Open connections per client address, checked in `conn::handle`
-    // against the current `max_conns_per_source` the same way.
-    let sources = Arc::new(Sources::default());
     // accept(2) errors are counted under the listener's first name.
-    let first = Arc::clone(&current.borrow());
+    let first = Arc::clone(&local);
     accept::run(
-        listener,
+        socket,
         stop,
         |stream, peer| {
-            let shared = Arc::clone(&current.borrow());
-            let admitted = match gate.admit(&shared, peer, &trackers) {
+            if current.has_changed().unwrap_or(false) {
+                local = Arc::new(Arc::clone(&current.borrow_and_update()));
+            }
+            let open = worker.accepted();
+            let shared = Arc::clone(&local);
+            let connect_timeout = shared.settings.connect_timeout;
+            let admitted = match listener.gate.admit(&shared, peer, &trackers) {
                 Ok(admitted) => admitted,
                 Err(why) => {
                     shared.refuse(peer, why, &why.detail(&shared.settings));
                     drop(stream); // closed at once
-                    return;
+                    return connect_timeout;
                 }
             };
             let kill = Arc::clone(&kill);
-            let sources = Arc::clone(&sources);
+            let sources = Arc::clone(&listener.sources);
             tokio::spawn(async move {
                 tokio::select! {
                     () = conn::handle(&shared, &sources, stream, peer) => {}
@@ -166,10 +216,10 @@ async fn serve(
                         "connection closed: its listener was removed and the grace period is over"
                     ),
                 }
-                drop(admitted);
+                drop((admitted, open));
             });
+            connect_timeout
         },
-        || current.borrow().settings.connect_timeout,
         &first.metrics,
     )
     .await;

@@ -14,6 +14,12 @@
 //! [`ListenerSettings`] (and built in `ListenerState::new`) reload with no
 //! further work.
 //!
+//! Workers ([`workers`]): by default each listener is a list of sockets,
+//! one per worker thread (`SO_REUSEPORT`), each with its own accept loop on
+//! that worker's single-threaded runtime, where its connections stay;
+//! `worker_model = "work-stealing"` runs everything on tokio's
+//! multi-thread runtime instead.
+//!
 //! Shutdown: the proxy's `CancellationToken` ([`Context`]) stops every accept loop
 //! (each listener's is a child token, cancelled alone when a reload
 //! removes it); [`TaskTracker`]s count open connections for the grace
@@ -30,6 +36,7 @@ mod refusal;
 mod reload;
 mod sni;
 mod state;
+mod workers;
 
 use std::io;
 use std::net::SocketAddr;
@@ -42,6 +49,7 @@ use listener::{Listener, Running};
 
 pub(crate) use proxy_header::read as read_proxy_header;
 pub(crate) use state::Context;
+pub(crate) use workers::Workers;
 
 /// Every listener of one process, bound but not accepting yet.
 #[derive(Debug)]
@@ -127,7 +135,9 @@ impl Proxy {
         // Every listener's token is a child of this one.
         self.ctx.stop.cancel();
         for r in self.listeners {
-            let _ = r.accept_loop.await;
+            for accept_loop in r.accept_loops {
+                let _ = accept_loop.await;
+            }
         }
         drained(&self.ctx.tracker, grace).await
     }

@@ -80,7 +80,9 @@ impl Proxy {
             r.current.borrow().retire();
             r.stop.cancel();
             tokio::spawn(async move {
-                let _ = r.accept_loop.await;
+                for accept_loop in r.accept_loops {
+                    let _ = accept_loop.await;
+                }
                 let left = drained(&r.tracker, grace).await;
                 if left > 0 {
                     tracing::warn!(

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::refusal::{Refusal, RefusalLog};
 use super::sni;
+use super::workers::Workers;
 use crate::acl::Acl;
 use crate::config::ListenerSettings;
 use crate::forward::Forwarder;
@@ -28,6 +29,8 @@ pub(crate) struct Context {
     pub(crate) tracker: TaskTracker,
     /// Stops every listener's accept loop.
     pub(crate) stop: CancellationToken,
+    /// Where the accept loops and connections run.
+    pub(crate) workers: Workers,
 }
 
 impl Context {
@@ -38,7 +41,13 @@ impl Context {
             metrics,
             tracker: TaskTracker::new(),
             stop: CancellationToken::new(),
+            workers: Workers::Current,
         }
+    }
+
+    /// The same, with its listeners on `workers`.
+    pub(crate) fn with_workers(self, workers: Workers) -> Context {
+        Context { workers, ..self }
     }
 }
 

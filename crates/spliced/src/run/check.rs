@@ -111,11 +111,12 @@ pub(crate) fn describe(s: &Settings, user: Option<&Account>) -> String {
     }
     line!(
         out,
-        "metrics: {}; grace_period {:?}; worker_threads {}; user {}",
+        "metrics: {}; grace_period {:?}; worker_threads {}; worker_model {}; user {}",
         s.metrics.map_or("off".to_owned(), |a| a.to_string()),
         s.grace_period,
         s.worker_threads
             .map_or("one per core".to_owned(), |n| n.to_string()),
+        s.worker_model.as_str(),
         user.map_or("as started".to_owned(), |u| format!(
             "{} (uid {}, gid {})",
             u.name, u.uid, u.gid

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::config::{self, RunArgs, Settings};
+use crate::config::{self, RunArgs, Settings, WorkerModel};
 use crate::privileges::Account;
 
 mod check;
@@ -14,7 +14,7 @@ mod settle;
 
 use crate::metrics::http::MetricsServer;
 use crate::metrics::Metrics;
-use crate::proxy::{Context, Proxy};
+use crate::proxy::{Context, Proxy, Workers};
 use crate::shutdown::{Signals, SIGHUP};
 use check::join;
 #[cfg(test)]
@@ -49,16 +49,39 @@ pub fn main(
     if !inherited.is_empty() {
         tracing::info!("socket activation: systemd passed listening sockets on {inherited:?}");
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = settings.worker_threads {
-        builder.worker_threads(n);
-    }
+    // Per-thread: the workers run the listeners; this thread's runtime
+    // runs the rest (signals, reloads, metrics, DNS). Work-stealing: one
+    // multi-thread runtime runs everything.
+    let (mut builder, workers) = match settings.worker_model {
+        WorkerModel::PerThread => {
+            let n = settings.worker_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let workers = Workers::threads(n).context("cannot start the worker threads")?;
+            (tokio::runtime::Builder::new_current_thread(), workers)
+        }
+        WorkerModel::WorkStealing => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = settings.worker_threads {
+                builder.worker_threads(n);
+            }
+            (builder, Workers::Current)
+        }
+    };
     let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
     let reload = args.config.is_some().then_some(args);
-    let result = runtime.block_on(serve(settings, user, nofile, reload, no_idle_pipes));
+    let result = runtime.block_on(serve(
+        settings,
+        user,
+        nofile,
+        reload,
+        no_idle_pipes,
+        workers.clone(),
+    ));
+    workers.shutdown();
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
@@ -69,6 +92,7 @@ async fn serve(
     nofile: Option<u64>,
     reload_from: Option<&RunArgs>,
     no_idle_pipes: bool,
+    workers: Workers,
 ) -> anyhow::Result<ExitCode> {
     let mut pool_config = settings.pool.to_builder();
     if no_idle_pipes {
@@ -76,7 +100,7 @@ async fn serve(
     }
     let pool = pool_config.build().context("cannot build the pipe pool")?;
     let metrics = Arc::new(Metrics::new(&pool));
-    let ctx = Context::new(pool.clone(), Arc::clone(&metrics));
+    let ctx = Context::new(pool.clone(), Arc::clone(&metrics)).with_workers(workers);
     let mut signals = Signals::install().context("cannot install signal handlers")?;
     check_fd_budget(&settings, nofile, true);
     let metrics_server = match settings.metrics {
@@ -258,6 +282,9 @@ fn restart_only(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.worker_threads != new.worker_threads {
         changed.push("worker_threads");
+    }
+    if old.worker_model != new.worker_model {
+        changed.push("worker_model");
     }
     let user = |s: &Settings| s.user.as_ref().map(|u| u.value.clone());
     if user(old) != user(new) {

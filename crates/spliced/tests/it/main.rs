@@ -31,3 +31,4 @@ mod sni;
 mod syscalls;
 mod systemd;
 mod urgent;
+mod workers;
