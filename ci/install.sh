@@ -27,8 +27,12 @@ rustup run "$msrv" rustc --version >/dev/null 2>&1 ||
 command -v haproxy >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
 }
-# The health-check tests blackhole an upstream with an nftables rule in a
-# network namespace of their own (ip netns, nft).
-command -v nft >/dev/null && command -v ip >/dev/null || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 >/dev/null
+# The network-fault tests (crates/spliced/tests/it/netfaults) and the
+# health-check tests set their faults with nftables and tc (iproute2)
+# inside network namespaces they create (ip netns).
+command -v nft >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
+}
+command -v tc >/dev/null && command -v ip >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
 }

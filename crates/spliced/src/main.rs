@@ -7,6 +7,11 @@ use clap::Parser;
 
 use spliced::cli::{Cli, Command};
 
+/// jemalloc, whose background thread returns freed memory to the kernel
+/// (BENCHMARKS.md, "Slow-client burst"); settings in .cargo/config.toml.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log_level.clone();

@@ -34,9 +34,12 @@ use crate::Transfer;
 /// # Errors
 /// The first error of either direction's read, write, flush or shutdown,
 /// as `tokio::io::copy_bidirectional` returns it (`Interrupted` is retried;
-/// the other direction stops there too). Bytes read but not yet written
-/// are lost then, as with tokio. [`copy_bidirectional_with`] also tells how
-/// many bytes each direction had written.
+/// the other direction stops there too). A read error (a reset by the
+/// source, say) is returned once the bytes read before it were written,
+/// so that a caller that resets the other side loses none of them; after
+/// a write error, bytes read but not yet written are lost, as with tokio.
+/// [`copy_bidirectional_with`] also tells how many bytes each direction
+/// had written.
 ///
 /// # Example
 /// A TCP proxy:

@@ -147,6 +147,12 @@ pub(super) struct Direction<'p> {
     counts: Counts<'p>,
     /// Bytes went through `poll_write` and were not flushed since.
     need_flush: bool,
+    /// A read failed while the buffer held bytes (a top-up read in
+    /// `drain_buffer`): the direction is [`Phase::Draining`], and fails
+    /// with this error once those bytes are written, instead of
+    /// finishing. So a reset of the source never costs the bytes received
+    /// before it.
+    read_error: Option<io::Error>,
     /// What to do with the writer at end of file.
     at_eof: AtEof,
     /// What the source is.
@@ -182,6 +188,7 @@ impl<'p> Direction<'p> {
             buf: Buffer::new(opts.buffer_size),
             counts: Counts::new(opts.progress.as_ref().map(|p| p.side(side))),
             need_flush: false,
+            read_error: None,
             at_eof,
             source,
             pool: &opts.pool,
@@ -359,7 +366,11 @@ impl<'p> Direction<'p> {
             InFlight::Buffer => return self.drain_buffer(cx, reader, writer),
             InFlight::None => {}
         }
-        // 2. Everything read is written: at end of file, flush and finish.
+        // 2. Everything read is written: a read that failed meanwhile
+        //    fails the direction now; at end of file, flush and finish.
+        if let Some(e) = self.read_error.take() {
+            return Poll::Ready(Err(e));
+        }
         if self.phase == Phase::Draining {
             ready!(Pin::new(&mut *writer).poll_flush(cx))?;
             self.need_flush = false;
@@ -463,9 +474,14 @@ impl<'p> Direction<'p> {
             Poll::Pending => {
                 // More bytes now make a larger write later.
                 if self.phase == Phase::Copying && self.buf.has_room() {
-                    match ready!(self.poll_fill(cx, reader))? {
-                        0 => self.phase = Phase::Draining,
-                        n => self.counts.add_read(n),
+                    match ready!(self.poll_fill(cx, reader)) {
+                        Ok(0) => self.phase = Phase::Draining,
+                        Ok(n) => self.counts.add_read(n),
+                        // Written out first; see `Direction::read_error`.
+                        Err(e) => {
+                            self.phase = Phase::Draining;
+                            self.read_error = Some(e);
+                        }
                     }
                 }
                 Poll::Pending

@@ -49,6 +49,14 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Labels: listener and the side an RST was sent to.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResetLabels {
+    listener: String,
+    /// `client` or `upstream`.
+    to: &'static str,
+}
+
 /// Labels: how a config reload (or a DNS lookup) ended.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
@@ -77,6 +85,7 @@ pub(crate) struct Metrics {
     refused_by_reason: Family<RefusedLabels, Counter>,
     accept_errors: Family<ListenerLabels, Counter>,
     closed: Family<OutcomeLabels, Counter>,
+    resets_sent: Family<ResetLabels, Counter>,
     /// Per worker thread: connections accepted, and open now.
     worker_accepts: Family<WorkerLabels, Counter>,
     worker_open: Family<WorkerLabels, Gauge>,
@@ -158,6 +167,7 @@ impl Metrics {
             refused_by_reason: Family::default(),
             accept_errors: Family::default(),
             closed: Family::default(),
+            resets_sent: Family::default(),
             worker_accepts: Family::default(),
             worker_open: Family::default(),
             bytes: bytes.clone(),
@@ -195,6 +205,12 @@ impl Metrics {
             "connections_closed",
             "Proxied connections ended, by outcome",
             m.closed.clone(),
+        );
+        sub.register(
+            "resets_sent",
+            "RSTs sent because the stream was cut (a reset or error on the other side, \
+             or the idle timeout), by side (client, upstream)",
+            m.resets_sent.clone(),
         );
         sub.register(
             "worker_accepts",
@@ -381,6 +397,18 @@ impl ListenerMetrics {
             .get_or_create(&RefusedLabels {
                 listener: self.name.clone(),
                 reason,
+            })
+            .inc();
+    }
+
+    /// Counts an RST sent `to` a side (`client` or `upstream`) whose
+    /// stream was cut (`spliced_resets_sent_total`).
+    pub(crate) fn reset_sent(&self, to: &'static str) {
+        self.metrics
+            .resets_sent
+            .get_or_create(&ResetLabels {
+                listener: self.name.clone(),
+                to,
             })
             .inc();
     }

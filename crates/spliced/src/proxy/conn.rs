@@ -2,7 +2,9 @@
 //! checks on the client's address, the SNI route if any, connect an
 //! upstream (and write it a PROXY header if `send_proxy`), forward both
 //! ways, then log one line and count the outcome: the access log's line
-//! ([`crate::access_log`]) when it is on, else a `tracing` info line.
+//! ([`crate::access_log`]) when it is on, else a `tracing` info line. A
+//! stream cut by an error or the idle timeout is closed with an RST on
+//! each side still connected ([`abort`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use tokio::net::TcpStream;
 use super::proxy_header::{self, Received};
 use super::refusal::Refusal;
 use super::state::ListenerState;
-use super::{connect, sni};
+use super::{abort, connect, sni};
 use crate::access_log::{Entry, Methods, Termination};
 use crate::acl::Sources;
 use crate::config::ProxyVersion;
@@ -165,8 +167,30 @@ pub(super) async fn handle(
         (Some(_), None) => Termination::ServerReset, // writing the PROXY header
         (Some(e), Some(_)) => cut_by(e, &client),
     };
-    // Closed at once: `Forwarder::run` left the last FIN to this close.
-    drop((client, upstream));
+    let reset_sent = match error {
+        // Closed at once: `Forwarder::run` left the last FIN to this close.
+        None => {
+            drop((client, upstream));
+            None
+        }
+        // The stream was cut: each side still connected gets an RST, not
+        // a FIN that would say the stream ended whole (`abort`).
+        Some(_) => {
+            let stall = settings.idle_timeout.unwrap_or(abort::STALL);
+            let reset = tokio::join!(abort::reset(client, stall), abort::reset(upstream, stall));
+            for (sent, to) in [(reset.0, "client"), (reset.1, "upstream")] {
+                if sent {
+                    shared.metrics.reset_sent(to);
+                }
+            }
+            match reset {
+                (true, true) => Some("both"),
+                (true, false) => Some("client"),
+                (false, true) => Some("upstream"),
+                (false, false) => None,
+            }
+        }
+    };
     let ending = match error {
         None => Ending::Ok,
         Some(e) if e.kind() == io::ErrorKind::TimedOut => Ending::IdleTimeout,
@@ -215,6 +239,7 @@ pub(super) async fn handle(
         method = method(),
         outcome = ending.as_str(),
         error = error.map(tracing::field::display),
+        reset_sent,
         "connection closed"
     );
 }

@@ -25,6 +25,7 @@
 //! removes it); [`TaskTracker`]s count open connections for the grace
 //! periods.
 
+mod abort;
 mod accept;
 mod admit;
 mod conn;

@@ -27,6 +27,7 @@ mod limits;
 mod local_resources;
 mod metrics;
 mod metrics_flood;
+mod netfaults;
 mod pipe_reclaim;
 mod proxy_protocol;
 mod reload;
