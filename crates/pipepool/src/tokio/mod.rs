@@ -180,10 +180,13 @@ mod to_file;
 mod unidirectional;
 mod userspace;
 
-pub use bidirectional::{copy_bidirectional, copy_bidirectional_with, BidiError, BidiReport};
+pub use bidirectional::{
+    copy_bidirectional, copy_bidirectional_with, copy_bidirectional_with_prefix, BidiError,
+    BidiReport,
+};
 pub use options::CopyOptions;
 pub use progress::Progress;
 pub use sendfile::{sendfile, sendfile_with};
 pub use socket::FileSocket;
 pub use to_file::{copy_to_file, copy_to_file_tee};
-pub use unidirectional::{copy, copy_with};
+pub use unidirectional::{copy, copy_with, copy_with_prefix};

@@ -20,6 +20,7 @@ mod tokio_counts;
 mod tokio_fallback;
 mod tokio_last_shutdown;
 mod tokio_parity;
+mod tokio_prefix;
 mod tokio_progress;
 mod tokio_sendfile;
 mod tokio_urgent;
