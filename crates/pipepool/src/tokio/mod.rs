@@ -171,6 +171,7 @@ mod bidirectional;
 mod cast;
 mod detect;
 mod direction;
+mod fd_io;
 mod idle;
 mod options;
 mod progress;
@@ -184,9 +185,10 @@ pub use bidirectional::{
     copy_bidirectional, copy_bidirectional_with, copy_bidirectional_with_prefix, BidiError,
     BidiReport,
 };
+pub use fd_io::FdIo;
 pub use options::CopyOptions;
 pub use progress::Progress;
 pub use sendfile::{sendfile, sendfile_with};
-pub use socket::FileSocket;
+pub use socket::ReadyFd;
 pub use to_file::{copy_to_file, copy_to_file_tee};
 pub use unidirectional::{copy, copy_with, copy_with_prefix};

@@ -18,6 +18,7 @@ mod to_file;
 mod tokio_buffer_reuse;
 mod tokio_counts;
 mod tokio_fallback;
+mod tokio_fd;
 mod tokio_last_shutdown;
 mod tokio_parity;
 mod tokio_prefix;
