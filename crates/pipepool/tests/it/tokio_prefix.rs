@@ -186,3 +186,34 @@ async fn peer_gone_during_the_prefix() {
     let sent = err.transfer().bytes;
     assert!((1000..prefix.len() as u64).contains(&sent), "{sent}");
 }
+
+/// Cancellation in the middle of a prefix larger than the socket buffers
+/// (the peer reads nothing meanwhile): every byte counted in `Progress`
+/// reached the peer, in order, and the count is short of the prefix.
+#[tokio::test]
+async fn dropped_mid_prefix_loses_no_counted_byte() {
+    let pairs = Pairs::new();
+    for zero_copy in [true, false] {
+        let progress = Progress::new();
+        let opts = CopyOptions::new()
+            .zero_copy(zero_copy)
+            .progress(progress.clone());
+        let (_client, mut a) = pairs.pair().await;
+        let (mut b, mut server) = pairs.pair().await;
+        small_buffers(&[&b, &server]);
+        let prefix = pattern(4 << 20);
+        let copy = copy_with_prefix(&mut a, &mut b, &prefix, &opts);
+        // The destination fills up and the copy waits: cancel it there.
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(300), copy).await;
+        assert!(cancelled.is_err(), "the copy finished with nobody reading");
+        drop(b); // the FIN after whatever was written
+        let mut got = Vec::new();
+        within(30, "read what was sent", server.read_to_end(&mut got))
+            .await
+            .unwrap();
+        let counted = progress.a_to_b();
+        assert!(counted > 0 && counted < prefix.len() as u64, "{counted}");
+        assert_eq!(got.len() as u64, counted, "zero_copy {zero_copy}");
+        assert!(got[..] == prefix[..got.len()]);
+    }
+}
