@@ -19,6 +19,9 @@
 //!   at compile time by [`covariant`] below), so `&'b ReadHalf<'x>` may be
 //!   seen as `&'b ReadHalf<'b>`. The cast produces exactly that type, never
 //!   one with a longer lifetime, and only the `&'b` socket inside is used.
+//! - [`FdIo<'x>`](super::FdIo), pipepool's own adapter for any
+//!   [`ReadyFd`](super::ReadyFd), is detected the same way (covariant too,
+//!   also checked by [`covariant`]), and copied out as an `FdIo<'b>`.
 #![allow(unsafe_code)]
 
 use std::any::TypeId;
