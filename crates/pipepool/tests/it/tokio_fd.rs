@@ -196,3 +196,39 @@ async fn sendfile_into_a_pipe_and_an_async_fd() {
     assert_eq!((sent.bytes, sent.method), (5000, Method::Sendfile));
     assert!(got[..] == data[..5000]);
 }
+
+/// An `FdIo` of a TCP socket is known as TCP: a splice that stops at the
+/// urgent mark (with the FIN behind it, where it answers 0) is not taken
+/// for end of file, and every in-band byte arrives (the urgent byte not
+/// inline, as `read(2)` gives it).
+#[tokio::test]
+async fn fd_io_of_tcp_moves_past_the_urgent_mark() {
+    use rustix::net::SendFlags;
+    let pairs = crate::util::net::Pairs::new();
+    let (client, server) = pairs.pair().await;
+    let (out, mut peer) = tokio::net::UnixStream::pair().unwrap();
+    let client = client.into_std().unwrap();
+    client.set_nonblocking(false).unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut client = client;
+        client.write_all(b"before").unwrap();
+        rustix::net::send(&client, b"!", SendFlags::OOB).unwrap();
+        client.write_all(b"after").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100)); // all of it, FIN included, is in
+    let opts = CopyOptions::new();
+    let done = within(30, "copy past the mark", async {
+        let done = copy_with(&mut FdIo::new(&server), &mut FdIo::new(&out), &opts).await;
+        drop(out);
+        done
+    })
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"beforeafter");
+    assert_eq!(done.bytes, 11);
+    sender.join().unwrap();
+}
