@@ -20,8 +20,8 @@ use ::tokio::net::{TcpStream, UnixStream};
 ///
 /// Implemented for [`TcpStream`], [`UnixStream`], tokio's
 /// [`pipe::Sender`] and [`pipe::Receiver`], and [`AsyncFd<T>`] of any
-/// `T: AsRawFd` (every `AsFd`: a TUN device, a vsock, a character device, a socket made
-/// elsewhere). For a type of your own, forward to the tokio type inside it
+/// `T: AsRawFd` (every `AsFd` is one: a TUN device, a vsock, a character
+/// device, a socket made elsewhere). For a type of your own, forward to the tokio type inside it
 /// (as below). [`sendfile`](super::sendfile) and
 /// [`copy_to_file`](super::copy_to_file) take a `ReadyFd`, and
 /// [`FdIo`](super::FdIo) makes one a reader and writer that
@@ -142,7 +142,11 @@ tokio_stream!(UnixStream);
 
 impl ReadyFd for pipe::Receiver {
     fn poll_fd_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<()>> {
-        debug_assert!(interest.is_readable(), "a pipe's read end is never written");
+        if !interest.is_readable() {
+            return Poll::Ready(Err(wrong_end(
+                "a pipe's read end (Receiver) cannot be written",
+            )));
+        }
         self.poll_read_ready(cx)
     }
 
@@ -157,7 +161,9 @@ impl ReadyFd for pipe::Receiver {
 
 impl ReadyFd for pipe::Sender {
     fn poll_fd_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<()>> {
-        debug_assert!(interest.is_writable(), "a pipe's write end is never read");
+        if !interest.is_writable() {
+            return Poll::Ready(Err(wrong_end("a pipe's write end (Sender) cannot be read")));
+        }
         self.poll_write_ready(cx)
     }
 
@@ -192,6 +198,11 @@ impl<T: AsRawFd> ReadyFd for AsyncFd<T> {
     fn fd_read_closed(&self, cx: &mut Context<'_>) -> bool {
         matches!(self.poll_read_ready(cx), Poll::Ready(Ok(g)) if g.ready().is_read_closed())
     }
+}
+
+/// The error for a pipe end used the wrong way round.
+fn wrong_end(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what)
 }
 
 /// Runs `f` on `fd` once it is ready for `interest`, again each time `f`

@@ -232,3 +232,20 @@ async fn fd_io_of_tcp_moves_past_the_urgent_mark() {
     assert_eq!(done.bytes, 11);
     sender.join().unwrap();
 }
+
+/// A pipe end used the wrong way round is a clear error, not a hang.
+#[tokio::test]
+async fn pipe_end_the_wrong_way_round_is_an_error() {
+    let (tx, _rx) = pipe::pipe().unwrap();
+    let (mut a, _b) = tokio::net::UnixStream::pair().unwrap();
+    let opts = CopyOptions::new();
+    let err = within(
+        10,
+        "read from a write end",
+        copy_with(&mut FdIo::new(&tx), &mut a, &opts),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error().kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.error().to_string().contains("write end"), "{err}");
+}
