@@ -214,3 +214,88 @@ async fn serves_a_file_range_and_fills_a_file_from_an_upload() -> io::Result<()>
     assert_eq!(stored, data);
     Ok(())
 }
+
+/// A user's own fd type: a connection with a name for the logs. It tells
+/// pipepool its fd and readiness through `ReadyFd` (forwarding to the tokio
+/// socket inside), and `FdIo` makes it something the copies splice.
+struct Named {
+    name: &'static str,
+    socket: tokio::net::UnixStream,
+}
+
+impl std::os::fd::AsFd for Named {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl pipepool::tokio::ReadyFd for Named {
+    fn poll_fd_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        interest: tokio::io::Interest,
+    ) -> std::task::Poll<io::Result<()>> {
+        self.socket.poll_fd_ready(cx, interest)
+    }
+
+    fn try_fd_io(
+        &self,
+        interest: tokio::io::Interest,
+        op: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.socket.try_fd_io(interest, op)
+    }
+}
+
+/// The user's type, moved into a spawned relay, is spliced to a TCP
+/// socket after a prefix (bytes the user had read from it first), with
+/// exact counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_fd_type_spliced_after_a_prefix() -> io::Result<()> {
+    let (mut user_peer, user_side) = tokio::net::UnixStream::pair()?;
+    let (mut client, server_side) = tcp_pair().await?;
+    let named = Named {
+        name: "tunnel-1",
+        socket: user_side,
+    };
+    let data = pattern(9, 700_000);
+    let relay = tokio::spawn(async move {
+        let opts = CopyOptions::new();
+        let mut server_side = server_side;
+        let report = pipepool::tokio::copy_bidirectional_with_prefix(
+            &mut pipepool::tokio::FdIo::new(&named),
+            &mut server_side,
+            b"read-ahead ",
+            b"",
+            &opts,
+        )
+        .await?;
+        Ok::<_, io::Error>((named.name, report))
+    });
+    let (mut r, mut w) = user_peer.split();
+    let send = async {
+        w.write_all(&data).await?;
+        w.shutdown().await
+    };
+    let receive = async {
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await?;
+        client.shutdown().await?;
+        Ok::<_, io::Error>(got)
+    };
+    let (sent, got) = tokio::join!(send, receive);
+    sent?;
+    let got = got?;
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).await?;
+    let (name, report) = relay.await.expect("relay task")?;
+    assert_eq!(name, "tunnel-1");
+    assert_eq!(&got[..11], b"read-ahead ");
+    assert!(got[11..] == data[..]);
+    assert_eq!(report.a_to_b.bytes, 11 + data.len() as u64);
+    assert_eq!(
+        (report.a_to_b.method, report.b_to_a.bytes),
+        (Method::Splice, 0)
+    );
+    Ok(())
+}

@@ -20,7 +20,9 @@
 //!   destination.
 #![cfg_attr(
     feature = "tokio",
-    doc = "- [`tokio`](crate::tokio): async `copy` and a drop-in `copy_bidirectional`; \
+    doc = "- [`tokio`](crate::tokio): async `copy` and a drop-in `copy_bidirectional`, \
+           also after bytes already read ([`copy_bidirectional_with_prefix`](crate::tokio::copy_bidirectional_with_prefix)) \
+           and for any pollable fd ([`ReadyFd`](crate::tokio::ReadyFd), [`FdIo`](crate::tokio::FdIo)); \
            [`sendfile`](crate::tokio::sendfile) of a file range to a socket on its \
            writability, and [`copy_to_file`](crate::tokio::copy_to_file) from a socket \
            into a file."

@@ -133,8 +133,72 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let a_to_b = Direction::new(opts, &*a, &*b, AtEof::Shutdown, Side::AToB);
-    let b_to_a = Direction::new(opts, &*b, &*a, AtEof::Shutdown, Side::BToA);
+    copy_bidirectional_with_prefix(a, b, &[], &[], opts).await
+}
+
+/// [`copy_bidirectional_with`] after bytes already read from either side:
+/// `read_from_a` (read from `a` before the copy) is written to `b` first,
+/// `read_from_b` to `a`, then everything else, spliced where
+/// [`copy_bidirectional_with`] would splice.
+///
+/// For a connection whose first bytes an HTTP layer read: a hyper
+/// `Upgraded` connection (a CONNECT tunnel, a WebSocket) downcast to a
+/// `TcpStream` comes with `read_buf`, bytes the server read ahead from the
+/// client; a `BufReader`'s `buffer()` holds its leftovers. Each prefix is
+/// written as its direction's first bytes, waiting on the writer's
+/// readiness like any other, and counted in that direction's
+/// [`Transfer`], in a [`BidiError`]'s counts and in a
+/// [`Progress`](super::Progress) as it is written. The `examples/
+/// connect_proxy.rs` CONNECT proxy shows it with hyper.
+///
+/// A prefix is one connection's bytes, so it is an argument here and not
+/// a [`CopyOptions`] field: the options are shared by every relay.
+///
+/// # Errors
+/// As [`copy_bidirectional_with`].
+///
+/// # Panics
+/// As [`copy_bidirectional_with`].
+///
+/// # Example
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use pipepool::tokio::{copy_bidirectional_with_prefix, CopyOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let (mut client, mut a) = tokio::net::UnixStream::pair()?;
+/// let (mut b, mut server) = tokio::net::UnixStream::pair()?;
+/// // Bytes a server had read from the client before handing it over.
+/// let read_ahead = b"early ";
+/// let opts = CopyOptions::new();
+/// let relay = copy_bidirectional_with_prefix(&mut a, &mut b, read_ahead, b"", &opts);
+/// let peers = async {
+///     client.write_all(b"bytes").await?;
+///     client.shutdown().await?;
+///     let mut got = String::new();
+///     server.read_to_string(&mut got).await?;
+///     assert_eq!(got, "early bytes");
+///     server.shutdown().await
+/// };
+/// let (report, peers) = tokio::join!(relay, peers);
+/// peers?;
+/// assert_eq!(report?.a_to_b.bytes, 11);
+/// # Ok(()) }
+/// ```
+pub async fn copy_bidirectional_with_prefix<A, B>(
+    a: &mut A,
+    b: &mut B,
+    read_from_a: &[u8],
+    read_from_b: &[u8],
+    opts: &CopyOptions,
+) -> Result<BidiReport, BidiError>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let a_to_b = Direction::new(opts, &*a, &*b, AtEof::Shutdown, Side::AToB, read_from_a);
+    let b_to_a = Direction::new(opts, &*b, &*a, AtEof::Shutdown, Side::BToA, read_from_b);
     let mut state = BothWays {
         a,
         b,

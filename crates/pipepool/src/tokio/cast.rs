@@ -19,11 +19,16 @@
 //!   at compile time by [`covariant`] below), so `&'b ReadHalf<'x>` may be
 //!   seen as `&'b ReadHalf<'b>`. The cast produces exactly that type, never
 //!   one with a longer lifetime, and only the `&'b` socket inside is used.
+//! - [`FdIo<'x>`](super::FdIo), pipepool's own adapter for any
+//!   [`ReadyFd`](super::ReadyFd), is detected the same way (covariant too,
+//!   also checked by [`covariant`]), and copied out as an `FdIo<'b>`.
 #![allow(unsafe_code)]
 
 use std::any::TypeId;
 
 use tokio::net::{tcp, unix, TcpStream, UnixStream};
+
+use super::fd_io::FdIo;
 
 /// A tokio socket found behind a generic reader or writer, borrowed for as
 /// long as the reader or writer is.
@@ -33,6 +38,9 @@ pub(crate) enum Socket<'a> {
     Tcp(&'a TcpStream),
     /// A Unix stream socket (or the stream a Unix half belongs to).
     Unix(&'a UnixStream),
+    /// Any [`ReadyFd`](super::ReadyFd), wrapped by the user in an
+    /// [`FdIo`]: pipepool's own adapter, a reader and a writer.
+    Fd(FdIo<'a>),
 }
 
 /// Reinterprets `t` as a `U`.
@@ -56,8 +64,16 @@ fn is<T: ?Sized, U: ?Sized + 'static>() -> bool {
 }
 
 /// The socket `t` is, when `T` is a whole stream (a reader and a writer
-/// alike): `TcpStream`, `UnixStream`, a `&mut` to one, or a `Box` of one.
+/// alike): `TcpStream`, `UnixStream`, a `&mut` to one, or a `Box` of one;
+/// or an [`FdIo`] (the user's way in for any other fd).
 fn stream<T: ?Sized>(t: &T) -> Option<Socket<'_>> {
+    if is::<T, FdIo<'static>>() {
+        // SAFETY: `T` is `FdIo<'x>` with `'x: 'b` (the borrow of `t`);
+        // `FdIo` is covariant in its lifetime (see [`covariant`]), so
+        // reading it as `FdIo<'b>` shortens the lifetime only.
+        let fd = unsafe { cast_ref::<T, FdIo<'_>>(t) };
+        return Some(Socket::Fd(*fd));
+    }
     if is::<T, TcpStream>() {
         // SAFETY: `TcpStream` has no lifetime parameter, so `T` is `TcpStream`.
         return Some(Socket::Tcp(unsafe { cast_ref::<T, TcpStream>(t) }));
@@ -165,13 +181,15 @@ fn covariant<'long: 'short, 'short>(
     b: tcp::WriteHalf<'long>,
     c: unix::ReadHalf<'long>,
     d: unix::WriteHalf<'long>,
+    e: FdIo<'long>,
 ) -> (
     tcp::ReadHalf<'short>,
     tcp::WriteHalf<'short>,
     unix::ReadHalf<'short>,
     unix::WriteHalf<'short>,
+    FdIo<'short>,
 ) {
-    (a, b, c, d)
+    (a, b, c, d, e)
 }
 
 #[cfg(test)]
@@ -182,6 +200,7 @@ mod tests {
         match s {
             Some(Socket::Tcp(_)) => "tcp",
             Some(Socket::Unix(_)) => "unix",
+            Some(Socket::Fd(_)) => "fd",
             None => "none",
         }
     }
@@ -242,6 +261,16 @@ mod tests {
         let (r, w) = t.into_split();
         assert_eq!(kind(read_socket(&r)), "tcp");
         assert_eq!(kind(write_socket(&w)), "tcp");
+    }
+
+    #[tokio::test]
+    async fn detects_fd_io_by_value_and_through_mut() {
+        let (tx, rx) = tokio::net::unix::pipe::pipe().unwrap();
+        let mut r = FdIo::new(&rx);
+        assert_eq!(kind(read_socket(&r)), "fd");
+        assert_eq!(kind(write_socket(&FdIo::new(&tx))), "fd");
+        // A `&mut FdIo` is not detected (as a `&mut` to a half): userspace.
+        assert_eq!(kind(read_socket(&&mut r)), "none");
     }
 
     #[tokio::test]

@@ -1,18 +1,20 @@
 //! Which copies can splice, and the socket operations the splice path
 //! needs: readiness from tokio, the splice itself through
 //! [`Pipe`](crate::Pipe) inside `try_io` so that tokio learns about `EAGAIN`.
+//! Every kind of [`Socket`] is driven through its [`ReadyFd`]
+//! implementation (tokio's sockets and the user's [`FdIo`](super::FdIo)
+//! alike).
 //!
 //! The type detection is in [`super::cast`]; this file is safe code.
 
-use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::pin::pin;
+use std::os::fd::BorrowedFd;
 use std::task::{Context, Poll};
 
 use ::tokio::io::Interest;
 
 pub(super) use super::cast::{read_socket, write_socket, Socket};
+use super::socket::{did_not_run, ReadyFd};
 use crate::sync::PipeMut;
 use crate::sys;
 
@@ -35,38 +37,55 @@ pub(super) enum Readiness {
     Keep,
 }
 
-impl Socket<'_> {
+impl<'a> Socket<'a> {
+    /// The fd and its readiness, whatever the socket is.
+    fn fd(self) -> &'a (dyn ReadyFd + Sync + 'a) {
+        match self {
+            Socket::Tcp(s) => s,
+            Socket::Unix(s) => s,
+            Socket::Fd(f) => f.ready_fd(),
+        }
+    }
+
+    /// Runs `op` under `try_fd_io` and returns what it returned.
+    fn try_io<R>(
+        self,
+        interest: Interest,
+        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let fd = self.fd();
+        let mut out = None;
+        let done = fd.try_fd_io(interest, &mut || op(fd.as_fd()).map(|r| out = Some(r)));
+        done?;
+        out.ok_or_else(did_not_run)
+    }
+
     /// Waits for read readiness (data, end of file, or an error).
     pub(super) fn poll_read_ready(self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Socket::Tcp(s) => s.poll_read_ready(cx),
-            Socket::Unix(s) => s.poll_read_ready(cx),
-        }
+        self.fd().poll_fd_ready(cx, Interest::READABLE)
     }
 
     /// Waits for write readiness.
     pub(super) fn poll_write_ready(self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Socket::Tcp(s) => s.poll_write_ready(cx),
-            Socket::Unix(s) => s.poll_write_ready(cx),
-        }
+        self.fd().poll_fd_ready(cx, Interest::WRITABLE)
     }
 
     /// `recv(MSG_PEEK)` of one byte: `Some(1)` when the socket has data,
     /// `Some(0)` at end of file, `None` when the fd is no socket after all;
     /// `WouldBlock` (nothing yet) clears the socket's read readiness.
     pub(super) fn peek(self) -> io::Result<Option<usize>> {
-        match self {
-            Socket::Tcp(s) => s.try_io(Interest::READABLE, || sys::peek_byte(s)),
-            Socket::Unix(s) => s.try_io(Interest::READABLE, || sys::peek_byte(s)),
-        }
+        self.try_io(Interest::READABLE, |fd| sys::peek_byte(fd))
     }
 
     /// Whether the socket can carry TCP urgent data that a splice stops at
     /// (a TCP socket; a Unix socket's `MSG_OOB` byte is skipped by splice
     /// as by `read`).
     pub(super) fn has_urgent_mark(self) -> bool {
-        matches!(self, Socket::Tcp(_))
+        match self {
+            Socket::Tcp(_) => true,
+            Socket::Unix(_) => false,
+            Socket::Fd(f) => f.is_tcp(),
+        }
     }
 
     /// Whether the read readiness tokio holds for the socket says that the
@@ -74,13 +93,7 @@ impl Socket<'_> {
     /// after [`poll_read_ready`](Socket::poll_read_ready) returned `Ready`,
     /// the readiness is there and is only read.
     pub(super) fn read_closed(self, cx: &mut Context<'_>) -> bool {
-        fn closed(ready: Poll<io::Result<::tokio::io::Ready>>) -> bool {
-            matches!(ready, Poll::Ready(Ok(r)) if r.is_read_closed())
-        }
-        match self {
-            Socket::Tcp(s) => closed(pin!(s.ready(Interest::READABLE)).poll(cx)),
-            Socket::Unix(s) => closed(pin!(s.ready(Interest::READABLE)).poll(cx)),
-        }
+        self.fd().fd_read_closed(cx)
     }
 
     /// Splices from the socket into `pipe`, which must be empty: then
@@ -101,55 +114,39 @@ impl Socket<'_> {
         if let Some(errno) = tests::injected_failure() {
             return Err(errno.into());
         }
-        let mut splice = |fd: BorrowedFd<'_>| match pipe.splice_from(fd, usize::MAX) {
+        let splice = |fd: BorrowedFd<'_>| match pipe.splice_from(fd, usize::MAX) {
             Err(e) if !clear && e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             other => other.map(Some),
         };
-        let spliced = match self {
-            Socket::Tcp(s) => s.try_io(Interest::READABLE, || splice(s.as_fd())),
-            Socket::Unix(s) => s.try_io(Interest::READABLE, || splice(s.as_fd())),
-        };
-        spliced?.ok_or_else(|| io::ErrorKind::WouldBlock.into())
+        self.try_io(Interest::READABLE, splice)?
+            .ok_or_else(|| io::ErrorKind::WouldBlock.into())
     }
 
     /// `read(2)` from the socket (`recv`; skips an urgent byte at the
     /// mark); `WouldBlock` clears the socket's read readiness, a short read
     /// does not.
     pub(super) fn recv(self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => s.try_io(Interest::READABLE, || sys::read(s, &mut *buf)),
-            Socket::Unix(s) => s.try_io(Interest::READABLE, || sys::read(s, &mut *buf)),
-        }
+        self.try_io(Interest::READABLE, |fd| sys::read(fd, &mut *buf))
     }
 
     /// Splices what `pipe` holds into the socket now, bypassing tokio's
     /// readiness: for a copy future being dropped, which will not wait.
     /// `WouldBlock` when the socket's send buffer is full.
     pub(super) fn splice_now(self, pipe: &mut impl PipeMut) -> io::Result<usize> {
-        let pipe = pipe.pipe_mut();
-        match self {
-            Socket::Tcp(s) => pipe.splice_to(s, usize::MAX),
-            Socket::Unix(s) => pipe.splice_to(s, usize::MAX),
-        }
+        pipe.pipe_mut().splice_to(self.fd().as_fd(), usize::MAX)
     }
 
     /// `write(2)` of `data` into the socket now, bypassing tokio's
     /// readiness (as [`splice_now`](Socket::splice_now)).
     pub(super) fn write_now(self, data: &[u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => sys::write(s, data),
-            Socket::Unix(s) => sys::write(s, data),
-        }
+        sys::write(self.fd().as_fd(), data)
     }
 
     /// Splices what `pipe` holds into the socket; `WouldBlock` (the socket's
     /// send buffer is full) clears its write readiness.
     pub(super) fn splice_out_of(self, pipe: &mut impl PipeMut) -> io::Result<usize> {
         let pipe = pipe.pipe_mut();
-        match self {
-            Socket::Tcp(s) => s.try_io(Interest::WRITABLE, || pipe.splice_to(s, usize::MAX)),
-            Socket::Unix(s) => s.try_io(Interest::WRITABLE, || pipe.splice_to(s, usize::MAX)),
-        }
+        self.try_io(Interest::WRITABLE, |fd| pipe.splice_to(fd, usize::MAX))
     }
 }
 

@@ -165,13 +165,17 @@ impl<'p> Direction<'p> {
     /// A direction from `reader` to `writer`. It splices when zero-copy is
     /// on and both are tokio sockets (or socket halves); `at_eof` says what
     /// becomes of the writer after end of file; `side` which side of the
-    /// options' [`Progress`](super::Progress) it counts in.
+    /// options' [`Progress`](super::Progress) it counts in. `prefix`: bytes
+    /// read from `reader` before the copy, written before anything else:
+    /// they start in flight, in the buffer, as if the direction had just
+    /// read them.
     pub(super) fn new<R: ?Sized, W: ?Sized>(
         opts: &'p CopyOptions,
         reader: &R,
         writer: &W,
         at_eof: AtEof,
         side: Side,
+        prefix: &[u8],
     ) -> Direction<'p> {
         let source = match detect::read_socket(reader) {
             Some(s) if s.has_urgent_mark() => SourceKind::Tcp,
@@ -181,12 +185,20 @@ impl<'p> Direction<'p> {
             Some(_) => Path::Splice(Splicer::new(source)),
             None => Path::Buffer,
         };
+        let mut buf = Buffer::new(opts.buffer_size);
+        let mut counts = Counts::new(opts.progress.as_ref().map(|p| p.side(side)));
+        buf.preload(prefix);
+        counts.add_prefix(prefix.len());
         Direction {
             phase: Phase::Copying,
             path,
-            in_flight: InFlight::None,
-            buf: Buffer::new(opts.buffer_size),
-            counts: Counts::new(opts.progress.as_ref().map(|p| p.side(side))),
+            in_flight: if prefix.is_empty() {
+                InFlight::None
+            } else {
+                InFlight::Buffer
+            },
+            buf,
+            counts,
             need_flush: false,
             read_error: None,
             at_eof,
@@ -262,16 +274,18 @@ impl<'p> Direction<'p> {
     }
 
     /// A number that grows whenever a byte is read or written: for the idle
-    /// timeout.
+    /// timeout. (The prefix is not counted as read: it was read before.)
     pub(super) fn activity(&self) -> u64 {
         self.counts.read() + self.counts.written()
     }
 
-    /// [`Method::Splice`] if a byte went through a pipe, or if none moved
-    /// yet and the direction would splice; else [`Method::Userspace`].
+    /// [`Method::Splice`] if a byte went through a pipe, or if no byte of
+    /// the source moved yet (a prefix aside: it is always written from
+    /// memory) and the direction would splice; else [`Method::Userspace`].
     pub(super) fn method(&self) -> Method {
         let would_splice = matches!(self.path, Path::Splice(_));
-        if self.counts.spliced() > 0 || (self.counts.written() == 0 && would_splice) {
+        let from_source = self.counts.written().saturating_sub(self.counts.prefix());
+        if self.counts.spliced() > 0 || (from_source == 0 && would_splice) {
             Method::Splice
         } else {
             Method::Userspace

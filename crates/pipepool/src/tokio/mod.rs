@@ -40,14 +40,33 @@
 //! ```
 //!
 //! # Files
-//! [`sendfile`] sends a byte range of a file to a [`FileSocket`] (a
-//! `TcpStream` or a `UnixStream`) with `sendfile(2)` on the socket's write
-//! readiness, the async counterpart of a static file server's
+//! [`sendfile`] sends a byte range of a file to a [`ReadyFd`] (a
+//! `TcpStream`, a `UnixStream`, a pipe, ...) with `sendfile(2)` on its
+//! write readiness, the async counterpart of a static file server's
 //! `spawn_blocking(std::io::copy)`; [`copy_to_file`] and
 //! [`copy_to_file_tee`] write what a socket gives into a file at an offset
 //! through a pooled pipe (and `tee(2)` it to a second socket). The
 //! `static_files` example serves files with `Range` requests this way.
 //!
+//! # Bytes already read: prefixes
+//! [`copy_with_prefix`] and [`copy_bidirectional_with_prefix`] take bytes
+//! already read from a side (a hyper `Upgraded`'s read-ahead after a
+//! downcast to its `TcpStream`, a `BufReader`'s leftovers) and write them
+//! before the rest, which is spliced as ever. A prefix starts its
+//! direction as bytes in flight in its buffer: it goes out on the writer's
+//! readiness like any other bytes, is counted in the totals, the errors and
+//! [`Progress`] (as [`Userspace`](crate::Method::Userspace)), and is
+//! written out by a dropped future as far as the socket takes it. The
+//! `connect_proxy` example is a CONNECT proxy on hyper built this way.
+//!
+//! # Any pollable fd
+//! [`ReadyFd`] is how pipepool drives an fd from tokio: the fd, its
+//! readiness, and a `try_io` that tells the reactor when a call found
+//! nothing. tokio's sockets and pipes and [`AsyncFd`](::tokio::io::unix::AsyncFd)
+//! implement it, and so can any type of yours (forward to the tokio type
+//! inside). [`FdIo`] makes a `ReadyFd` a reader and writer that the copies
+//! splice: `copy(&mut FdIo::new(&pipe_rx), &mut FdIo::new(&tun))`.
+
 //! # What is spliced
 //! The copy functions take tokio's exact bounds (`AsyncRead`/`AsyncWrite +
 //! Unpin + ?Sized`, no `'static`) and look at the concrete types at run
@@ -56,6 +75,7 @@
 //! | reader | writer | path |
 //! |---|---|---|
 //! | `TcpStream`, `UnixStream`, a `&mut` to one, a `Box` of one | the same | splice |
+//! | an [`FdIo`] of any [`ReadyFd`] (tokio's pipes, an `AsyncFd`, your type) | any of these | splice |
 //! | their read halves: `OwnedReadHalf`, `ReadHalf<'_>` (tcp and unix) | their write halves (tcp and unix) | splice ([`copy`] only) |
 //! | anything else (TLS streams, `DuplexStream`, `tokio::io::split` halves, a `&mut` to a half, `Box<dyn ..>`, ...) | | userspace |
 //!
@@ -171,6 +191,7 @@ mod bidirectional;
 mod cast;
 mod detect;
 mod direction;
+mod fd_io;
 mod idle;
 mod options;
 mod progress;
@@ -180,10 +201,14 @@ mod to_file;
 mod unidirectional;
 mod userspace;
 
-pub use bidirectional::{copy_bidirectional, copy_bidirectional_with, BidiError, BidiReport};
+pub use bidirectional::{
+    copy_bidirectional, copy_bidirectional_with, copy_bidirectional_with_prefix, BidiError,
+    BidiReport,
+};
+pub use fd_io::FdIo;
 pub use options::CopyOptions;
 pub use progress::Progress;
 pub use sendfile::{sendfile, sendfile_with};
-pub use socket::FileSocket;
+pub use socket::ReadyFd;
 pub use to_file::{copy_to_file, copy_to_file_tee};
-pub use unidirectional::{copy, copy_with};
+pub use unidirectional::{copy, copy_with, copy_with_prefix};

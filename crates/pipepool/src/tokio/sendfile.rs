@@ -8,7 +8,7 @@ use ::tokio::io::Interest;
 
 use super::options::CopyOptions;
 use super::progress::Side;
-use super::socket::{when_ready, FileSocket};
+use super::socket::{when_ready, ReadyFd};
 use crate::copy::write_zero;
 use crate::sys;
 use crate::{CopyError, Method, Transfer};
@@ -72,7 +72,7 @@ pub async fn sendfile<F, S>(
 ) -> Result<Transfer, CopyError>
 where
     F: AsFd,
-    S: FileSocket + ?Sized,
+    S: ReadyFd + ?Sized,
 {
     sendfile_with(file, socket, offset, len, &CopyOptions::new()).await
 }
@@ -94,7 +94,7 @@ pub async fn sendfile_with<F, S>(
 ) -> Result<Transfer, CopyError>
 where
     F: AsFd,
-    S: FileSocket + ?Sized,
+    S: ReadyFd + ?Sized,
 {
     let file = file.as_fd();
     let live = opts.progress.as_ref().map(|p| p.side(Side::AToB));
@@ -147,7 +147,7 @@ where
 
 /// `pread` then `write` until `len` bytes (counted in `sent`) or end of
 /// file.
-async fn buffered<S: FileSocket + ?Sized>(
+async fn buffered<S: ReadyFd + ?Sized>(
     file: std::os::fd::BorrowedFd<'_>,
     socket: &S,
     mut at: u64,

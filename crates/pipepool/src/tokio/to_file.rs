@@ -10,7 +10,7 @@ use ::tokio::io::Interest;
 
 use super::options::CopyOptions;
 use super::progress::Side;
-use super::socket::{when_ready, FileSocket};
+use super::socket::{when_ready, ReadyFd};
 use crate::copy::{Fill, Step};
 use crate::{CopyError, Transfer};
 
@@ -63,7 +63,7 @@ pub async fn copy_to_file<S, F>(
     opts: &CopyOptions,
 ) -> Result<Transfer, CopyError>
 where
-    S: FileSocket + ?Sized,
+    S: ReadyFd + ?Sized,
     F: AsFd,
 {
     run::<S, S>(socket, file, None, offset, len, opts).await
@@ -88,9 +88,9 @@ pub async fn copy_to_file_tee<S, F, T>(
     opts: &CopyOptions,
 ) -> Result<Transfer, CopyError>
 where
-    S: FileSocket + ?Sized,
+    S: ReadyFd + ?Sized,
     F: AsFd,
-    T: FileSocket + ?Sized,
+    T: ReadyFd + ?Sized,
 {
     run(socket, file, Some(tee), offset, len, opts).await
 }
@@ -112,8 +112,8 @@ async fn run<S, T>(
     opts: &CopyOptions,
 ) -> Result<Transfer, CopyError>
 where
-    S: FileSocket + ?Sized,
-    T: FileSocket + ?Sized,
+    S: ReadyFd + ?Sized,
+    T: ReadyFd + ?Sized,
 {
     let tee_fd = tee.map(|t| t.as_fd());
     let mut fill = Fill::new(

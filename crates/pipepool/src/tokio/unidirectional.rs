@@ -128,7 +128,81 @@ where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let dir = Direction::new(opts, &*reader, &*writer, AtEof::LeaveOpen, Side::AToB);
+    copy_with_prefix(reader, writer, &[], opts).await
+}
+
+/// [`copy_with`] after `prefix`: bytes already read from `reader` (a
+/// `BufReader`'s leftovers, the read-ahead of an HTTP layer) are written to
+/// `writer` first, then everything `reader` gives, spliced where
+/// [`copy_with`] would splice.
+///
+/// The prefix is written as the copy's first bytes, waiting on the
+/// writer's readiness like any other (a prefix larger than the socket's
+/// send buffer goes out as the peer reads), and is counted in the returned
+/// [`Transfer`], in a [`CopyError`]'s count and in a
+/// [`Progress`](super::Progress) as it is written (as
+/// [`Userspace`](crate::Method::Userspace) bytes there; the `Transfer`'s
+/// method says how the reader's own bytes went). It is copied once into the
+/// copy's buffer, so the caller's slice is free when this returns its
+/// future.
+///
+/// A prefix is one connection's bytes, so it is an argument here and not
+/// a [`CopyOptions`] field: the options are shared by every relay.
+///
+/// # Errors
+/// As [`copy_with`].
+///
+/// # Panics
+/// As [`copy_with`].
+///
+/// # Example
+/// ```
+/// use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+/// use pipepool::tokio::{copy_with_prefix, CopyOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let (mut client, server) = tokio::net::UnixStream::pair()?;
+/// let (mut out, mut peer) = tokio::net::UnixStream::pair()?;
+/// client.write_all(b"HELLO\nand the rest").await?;
+/// client.shutdown().await?;
+///
+/// // Read the first line through a `BufReader`, which reads ahead...
+/// let mut server = BufReader::new(server);
+/// let mut line = String::new();
+/// server.read_line(&mut line).await?;
+/// assert_eq!(line, "HELLO\n");
+/// // ... then splice the rest, its leftovers first.
+/// let leftovers = server.buffer().to_vec();
+/// let mut server = server.into_inner();
+/// let opts = CopyOptions::new();
+/// let done = copy_with_prefix(&mut server, &mut out, &leftovers, &opts).await?;
+/// assert_eq!(done.bytes, 12);
+///
+/// drop(out);
+/// let mut got = String::new();
+/// peer.read_to_string(&mut got).await?;
+/// assert_eq!(got, "and the rest");
+/// # Ok(()) }
+/// ```
+pub async fn copy_with_prefix<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    prefix: &[u8],
+    opts: &CopyOptions,
+) -> Result<Transfer, CopyError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let dir = Direction::new(
+        opts,
+        &*reader,
+        &*writer,
+        AtEof::LeaveOpen,
+        Side::AToB,
+        prefix,
+    );
     let mut state = OneWay {
         reader,
         writer,

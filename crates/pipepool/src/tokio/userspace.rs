@@ -227,6 +227,29 @@ impl Buffer {
         Poll::Ready(Ok(n))
     }
 
+    /// Puts `bytes` in the empty buffer, as if read from the source: bytes
+    /// read before the copy began (a prefix). Storage larger than the
+    /// usual size is made for a longer prefix (and freed, not kept, once
+    /// empty).
+    pub(super) fn preload(&mut self, bytes: &[u8]) {
+        debug_assert!(self.is_empty());
+        if bytes.is_empty() {
+            return;
+        }
+        if self.data.len() < bytes.len() {
+            self.give_back();
+            self.data = if bytes.len() <= self.size {
+                take_storage(self.size)
+            } else {
+                vec![0; bytes.len()].into_boxed_slice()
+            };
+        }
+        self.data[..bytes.len()].copy_from_slice(bytes);
+        self.start = 0;
+        self.end = bytes.len();
+        self.used = self.used.max(self.end);
+    }
+
     /// Moves every byte `pipe` holds into the buffer (growing it if needed),
     /// after the writer refused a splice: those bytes then go out through
     /// `poll_write` and none is lost.
@@ -344,6 +367,19 @@ mod tests {
         // to zero (zero in a real buffer, 7 and 9 here).
         assert!(kept[..size - 10].iter().all(|&b| b == 0));
         assert_eq!(kept[size - 1], 9);
+    }
+
+    #[test]
+    fn preloads_a_prefix_of_any_length() {
+        let mut buf = Buffer::new(4);
+        buf.preload(b"");
+        assert!(buf.is_empty() && buf.data.is_empty());
+        buf.preload(b"ab");
+        assert_eq!((buf.pending(), buf.data.len()), (&b"ab"[..], 4));
+        buf.consume(2);
+        buf.preload(b"longer than four");
+        assert_eq!(buf.pending(), b"longer than four");
+        assert!(!buf.has_room());
     }
 
     #[test]

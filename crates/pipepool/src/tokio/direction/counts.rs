@@ -11,8 +11,12 @@ use crate::Method;
 /// [`Progress`]: crate::tokio::Progress
 #[derive(Debug)]
 pub(super) struct Counts<'p> {
-    /// Bytes read from the source, by any path.
+    /// Bytes read from the source, by any path (not the prefix).
     read: u64,
+    /// Bytes read before the copy began and handed to it (a prefix),
+    /// written before anything read from the source; part of `written`
+    /// once written.
+    prefix: u64,
     /// Bytes written to the destination, by any path.
     written: u64,
     /// The part of `written` that came out of a pipe.
@@ -27,10 +31,22 @@ impl<'p> Counts<'p> {
     pub(super) fn new(live: Option<Live<'p>>) -> Counts<'p> {
         Counts {
             read: 0,
+            prefix: 0,
             written: 0,
             spliced: 0,
             live,
         }
+    }
+
+    /// Counts `n` bytes of a prefix: read before the copy, to be written
+    /// first.
+    pub(super) fn add_prefix(&mut self, n: usize) {
+        self.prefix += n as u64;
+    }
+
+    /// Bytes of the prefix (written or not).
+    pub(super) fn prefix(&self) -> u64 {
+        self.prefix
     }
 
     /// Counts `n` bytes read from the source.
@@ -52,7 +68,7 @@ impl<'p> Counts<'p> {
         }
     }
 
-    /// Bytes read from the source so far.
+    /// Bytes read from the source so far (the prefix not included).
     pub(super) fn read(&self) -> u64 {
         self.read
     }
