@@ -90,14 +90,11 @@ pub fn main(
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let reload = args.config.is_some().then_some(args);
-    let takeover = args.takeover.as_deref();
     let result = runtime.block_on(serve(
         settings,
         user,
         nofile,
-        reload,
-        takeover,
+        args,
         no_idle_pipes,
         workers.clone(),
         access_log.clone(),
@@ -113,12 +110,14 @@ async fn serve(
     mut settings: Settings,
     user: Option<Account>,
     nofile: Option<u64>,
-    reload_from: Option<&RunArgs>,
-    takeover: Option<&std::path::Path>,
+    args: &RunArgs,
     no_idle_pipes: bool,
     workers: Workers,
     access_log: AccessLog,
 ) -> anyhow::Result<ExitCode> {
+    // SIGHUP re-reads the file, if there is one.
+    let reload_from = args.config.is_some().then_some(args);
+    let takeover = args.takeover.as_deref();
     let mut pool_config = settings.pool.to_builder();
     if no_idle_pipes {
         pool_config = pool_config.local_cap(0).max_idle(0);
