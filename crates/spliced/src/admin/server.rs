@@ -44,6 +44,10 @@ pub(crate) struct SocketFile {
     /// `(st_dev, st_ino)` of the socket file created.
     id: (u64, u64),
     state: FileState,
+    /// The answers being written: a process that stops waits for them
+    /// ([`SocketFile::answered`]), so that a request that made it stop
+    /// (`handed-over`) still gets its answer.
+    answers: tokio_util::task::TaskTracker,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +106,7 @@ impl AdminSocket {
             path: path.to_owned(),
             id: (0, 0),
             state: FileState::Bound,
+            answers: tokio_util::task::TaskTracker::new(),
         };
         (|| -> io::Result<()> {
             std::fs::set_permissions(&file.tmp, std::fs::Permissions::from_mode(0o600))?;
@@ -142,11 +147,12 @@ impl AdminSocket {
         self.place()?;
         let AdminSocket { listener, file } = self;
         let commands = Arc::new(commands);
+        let answers = file.answers.clone();
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        tokio::spawn(answer(stream, Arc::clone(&commands)));
+                        answers.spawn(answer(stream, Arc::clone(&commands)));
                     }
                     Err(e) => {
                         tracing::warn!("admin socket: accept failed: {e}");
@@ -164,6 +170,13 @@ impl SocketFile {
     /// one must not remove it at exit.
     pub(crate) fn leave(&mut self) {
         self.state = FileState::Left;
+    }
+
+    /// Waits, at most `within`, until the answers being written now are
+    /// written (the runtime's end would drop them half done).
+    pub(crate) async fn answered(&self, within: Duration) {
+        self.answers.close();
+        let _ = tokio::time::timeout(within, self.answers.wait()).await;
     }
 }
 

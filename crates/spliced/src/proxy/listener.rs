@@ -27,7 +27,9 @@ use crate::metrics::WorkerMetrics;
 /// [`crate::net::bind_sockets`]), passed ones are spread by [`spread`].
 #[derive(Debug)]
 pub(super) struct Listener {
-    sockets: Vec<(usize, std::net::TcpListener)>,
+    /// (worker, the socket, a duplicate of it for the worker's runtime):
+    /// the duplicate is made here, so that every fd exists once bound.
+    sockets: Vec<(usize, std::net::TcpListener, std::net::TcpListener)>,
     /// The bound address, known at bind so that [`Listener::start`]
     /// cannot fail (a reload starts its new listeners only after it
     /// stopped using the old ones).
@@ -66,6 +68,13 @@ impl Listener {
             },
         };
         let addr = sockets[0].1.local_addr()?;
+        // The accept loop registers a duplicate with its worker's runtime,
+        // so that the socket itself stays a std socket the admin thread
+        // can hand over (`Running::sockets`); both close when the loop ends.
+        let sockets = sockets
+            .into_iter()
+            .map(|(worker, socket)| Ok((worker, socket.try_clone()?, socket)))
+            .collect::<io::Result<Vec<_>>>()?;
         let local = Some(addr).filter(|a| !a.ip().is_unspecified());
         let shared = ListenerState::new(settings, ctx, None, local);
         shared.resolve(ctx).await;
@@ -93,13 +102,13 @@ impl Listener {
         };
         let mut accept_loops = Vec::with_capacity(self.sockets.len());
         let mut sockets = Vec::with_capacity(self.sockets.len());
-        for (worker, socket) in self.sockets {
+        for (worker, for_runtime, socket) in self.sockets {
             let socket = Arc::new(socket);
             sockets.push(Arc::downgrade(&socket));
             accept_loops.push(ctx.workers.spawn(
                 worker,
                 serve(
-                    socket,
+                    (socket, for_runtime),
                     rx.clone(),
                     stop.clone(),
                     // The worker's own: its connections wait on it alone.
@@ -210,7 +219,7 @@ impl Running {
 /// `trackers` (the process's and the listener's) and in the worker's
 /// metrics.
 async fn serve(
-    owned: Arc<std::net::TcpListener>,
+    (owned, for_runtime): (Arc<std::net::TcpListener>, std::net::TcpListener),
     mut current: watch::Receiver<Arc<ListenerState>>,
     stop: CancellationToken,
     kill: CancellationToken,
@@ -218,10 +227,9 @@ async fn serve(
     listener: Shared,
     worker: WorkerMetrics,
 ) {
-    // Registered with this worker's runtime: a duplicate, so that `owned`
-    // stays a std socket the admin thread can hand over; both close when
-    // this loop ends.
-    let socket = match owned.try_clone().and_then(TcpListener::from_std) {
+    // Registered with this worker's runtime; `owned` stays a std socket
+    // the admin thread can hand over; both close when this loop ends.
+    let socket = match TcpListener::from_std(for_runtime) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot register a listening socket with its worker: {e}");

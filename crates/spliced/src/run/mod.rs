@@ -251,6 +251,12 @@ async fn serve(
         if let Some(task) = &metrics_task {
             task.abort();
         }
+        // The new process waits for `handed-over`'s answer: with no
+        // connection left to drain, this process could end before it is
+        // written.
+        if let Some(admin) = &admin {
+            admin.answered(std::time::Duration::from_secs(1)).await;
+        }
     }
     let open = proxy.active();
     crate::systemd::stopping(&format!("{signal}: {open} connection(s) open"));

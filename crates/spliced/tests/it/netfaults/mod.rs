@@ -131,8 +131,9 @@ fn blackhole(mode: &str) {
         }
         assert!(
             wait_until_within(Duration::from_secs(3), || fds(proc.pid()) <= baseline),
-            "{mode}: fds (not pipes) {} after the idle timeout, {baseline} before",
-            fds(proc.pid())
+            "{mode}: fds (not pipes) {} after the idle timeout, {baseline} before; sockets now:\n{}",
+            fds(proc.pid()),
+            peers::socket_table()
         );
         let s = Scrape::get(metrics);
         assert_eq!(

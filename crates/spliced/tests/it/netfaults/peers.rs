@@ -221,10 +221,24 @@ pub(crate) fn spliced(upstreams: &[SocketAddr], extra: &[&str]) -> (Proc, Socket
 
 /// Open fds of `pid` that are pipes.
 pub(crate) fn pipe_fds(pid: u32) -> usize {
+    fds_of_kind(pid, "pipe:")
+}
+
+/// `ss` of the sockets in this namespace, for a failure message.
+pub(crate) fn socket_table() -> String {
+    std::process::Command::new("ss")
+        .args(["-tanpo"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The fds of `pid` whose link target starts with `kind`.
+fn fds_of_kind(pid: u32, kind: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read /proc/PID/fd")
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .filter(|target| target.to_string_lossy().starts_with(kind))
         .count()
 }
 
