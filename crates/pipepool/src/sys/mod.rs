@@ -181,6 +181,7 @@ pub(crate) fn peek_byte(fd: impl AsFd) -> std::io::Result<Option<usize>> {
 /// `getsockopt(fd, SOL_SOCKET, SO_PROTOCOL)` — whether `fd` is a TCP
 /// socket (whose splice stops at an urgent mark). `false` for anything
 /// that is not a socket.
+#[cfg(feature = "tokio")]
 pub(crate) fn is_tcp(fd: impl AsFd) -> bool {
     matches!(
         rustix::net::sockopt::socket_protocol(fd),
@@ -190,6 +191,7 @@ pub(crate) fn is_tcp(fd: impl AsFd) -> bool {
 
 /// `shutdown(fd, SHUT_WR)` — end of file for the peer of a socket. An fd
 /// that is no socket (a pipe, a device) has nothing to shut down: `Ok`.
+#[cfg(feature = "tokio")]
 pub(crate) fn shutdown_write(fd: impl AsFd) -> std::io::Result<()> {
     match rustix::net::shutdown(fd, rustix::net::Shutdown::Write) {
         Ok(()) | Err(Errno::NOTSOCK) => Ok(()),
