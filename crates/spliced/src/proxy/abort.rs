@@ -16,9 +16,9 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
 
-/// How long a side's send queue may make no progress before the RST, when
-/// no `idle_timeout` is set.
-pub(super) const STALL: Duration = Duration::from_secs(60);
+/// The longest a side's send queue may make no progress before the RST
+/// (`idle_timeout` instead, when it is shorter).
+pub(super) const STALL: Duration = Duration::from_secs(10);
 
 /// How often a side's send queue is looked at while it drains.
 const DRAIN_POLL: Duration = Duration::from_millis(10);

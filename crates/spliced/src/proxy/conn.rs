@@ -176,7 +176,11 @@ pub(super) async fn handle(
         // The stream was cut: each side still connected gets an RST, not
         // a FIN that would say the stream ended whole (`abort`).
         Some(_) => {
-            let stall = settings.idle_timeout.unwrap_or(abort::STALL);
+            // At most STALL without progress (a peer that reads nothing
+            // more must not hold the connection for a long idle_timeout).
+            let stall = settings
+                .idle_timeout
+                .map_or(abort::STALL, |t| t.min(abort::STALL));
             let reset = tokio::join!(abort::reset(client, stall), abort::reset(upstream, stall));
             for (sent, to) in [(reset.0, "client"), (reset.1, "upstream")] {
                 if sent {

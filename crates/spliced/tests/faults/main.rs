@@ -319,7 +319,10 @@ async fn drive(suite: &Suite) {
     // Back to the baseline: no connection open, no pipe in use, every fd
     // beyond the baseline an idle pipe's.
     let last = std::cell::RefCell::new(String::new());
-    let settled = wait_until_some(Duration::from_secs(10), || {
+    // A connection cut by the upstream's crash may still wait (at most
+    // 10 s without progress) for its client to acknowledge what it was
+    // sent before its reset.
+    let settled = wait_until_some(Duration::from_secs(25), || {
         let m = Scrape::get(metrics);
         let fds = fd_count(pid);
         let live = m.sum("pipepool_live");
