@@ -223,6 +223,13 @@ cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
     awk '{print $12 + $13}' <<<"$rest"
 }
 
+user_ticks() { # PID -> utime (all threads) in clock ticks: the proxy's own code, not the kernel's
+    local rest
+    rest=$(<"/proc/$1/stat") || return 1
+    rest=${rest##*) }
+    awk '{print $12}' <<<"$rest"
+}
+
 # ---------------------------------------------------------------- builds
 SPLICED=${SPLICED_BIN:-$ROOT/target/release/spliced}
 GOPROXY_BIN=$OUT/bin/goproxy
@@ -509,6 +516,8 @@ phase_connect() { # REP
         for name in $CONFIGS; do
             [[ -n ${port[$name]:-} ]] || continue
             local out=$RUN/connect-$name-c$clients-r$rep.json before=null after=null rc p=${pid[$name]}
+            local ubefore=null uafter=null
+            [[ -n $p ]] && ubefore=$(user_ticks "$p")
             [[ -n $p ]] && before=$(cpu_ticks "$p")
             local lo_before lo_after
             lo_before=$(listen_overflows)
@@ -517,11 +526,14 @@ phase_connect() { # REP
                 --duration "$CONN_SECS" --json >"$out" 2>"$out.err"
             rc=$?
             [[ -n $p ]] && after=$(cpu_ticks "$p")
+            [[ -n $p ]] && uafter=$(user_ticks "$p")
+            [[ -z $ubefore ]] && ubefore=null
+            [[ -z $uafter ]] && uafter=null
             lo_after=$(listen_overflows)
             [[ -z $before ]] && before=null
             [[ -z $after ]] && after=null
             local lo=$((${lo_after:-0} - ${lo_before:-0}))
-            record "{\"kind\":\"connect\",\"rep\":$rep,\"config\":\"$name\",\"clients\":$clients,\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after,\"listen_overflows\":$lo}"
+            record "{\"kind\":\"connect\",\"rep\":$rep,\"config\":\"$name\",\"clients\":$clients,\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after,\"user_before\":$ubefore,\"user_after\":$uafter,\"listen_overflows\":$lo}"
             log "  rep $rep  $name  connect x$clients: $(python3 "$BENCH/report.py" connect-summary "$out")$( ((lo)) && echo ", $lo listen-queue overflows (SYNs dropped)")"
         done
     done
@@ -549,15 +561,20 @@ phase_keepalive() { # REP
     for name in $CONFIGS; do
         [[ -n ${port[$name]:-} ]] || continue
         local out=$RUN/keepalive-$name-r$rep.json before=null after=null rc p=${pid[$name]}
+        local ubefore=null uafter=null
+        [[ -n $p ]] && ubefore=$(user_ticks "$p")
         [[ -n $p ]] && before=$(cpu_ticks "$p")
         timeout $((KA_SECS + 30)) taskset -c "$LOAD_CPU" "$RELAYS_BIN" --mode kaload \
             --target "127.0.0.1:${port[$name]}" --conns "$KA_CONNS" --size 1024 --secs "$KA_SECS" \
             >"$out" 2>"$out.err"
         rc=$?
         [[ -n $p ]] && after=$(cpu_ticks "$p")
+        [[ -n $p ]] && uafter=$(user_ticks "$p")
         [[ -z $before ]] && before=null
         [[ -z $after ]] && after=null
-        record "{\"kind\":\"keepalive\",\"rep\":$rep,\"config\":\"$name\",\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after}"
+        [[ -z $ubefore ]] && ubefore=null
+        [[ -z $uafter ]] && uafter=null
+        record "{\"kind\":\"keepalive\",\"rep\":$rep,\"config\":\"$name\",\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after,\"user_before\":$ubefore,\"user_after\":$uafter}"
         log "  rep $rep  $name  keep-alive x$KA_CONNS: $(python3 "$BENCH/report.py" keepalive-summary "$out" "$before" "$after" "$CLK_TCK")"
     done
     for name in "${!pid[@]}"; do kill_pid "${pid[$name]}"; done

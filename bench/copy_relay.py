@@ -11,7 +11,8 @@ Units: GB/s = 1e9 bytes per second, from criterion's median time per
 iteration (`new/estimates.json`) and the bytes per iteration
 (`benchmark.json`); CPU s/GB = CPU seconds per 1e9 bytes, as the benches
 write them (target/copy-cpu.txt: the copying thread; target/relay-cpu.txt:
-the relay's thread, and the whole process).
+the relay's thread, and the whole process; target/files-cpu.txt: the whole
+process minus the sink's or feeder's thread).
 
 Spreads, ratios and verdicts use bench/report.py's helpers (the rule of
 bench/compare.sh): median (min-max) over the repetitions; a ratio is the
@@ -49,6 +50,18 @@ RELAY_VARIANTS = [("pipepool", "pipepool"), ("tokio_64k", "tokio 64 KiB"), ("tok
                   ("pipepool_hold", "pipepool, pipe held")]
 RELAY_BASELINE = "tokio_64k"
 
+# files/*: pipepool::tokio's file paths against tokio::io::copy (not in the
+# default set: CASES='^files/' selects them).
+FILES_ROUTES = [("file_to_tcp", "file -> TCP", ["64KiB", "1MiB", "64MiB"]),
+                ("tcp_to_file", "TCP -> file", ["1MiB", "64MiB"])]
+FILES_VARIANTS = {"file_to_tcp": [("pipepool_sendfile", "pipepool::tokio::sendfile"),
+                                  ("tokio_io_copy", "tokio::io::copy"),
+                                  ("spawn_blocking_std_copy", "spawn_blocking(std::io::copy)")],
+                  "tcp_to_file": [("pipepool_copy_to_file", "pipepool::tokio::copy_to_file"),
+                                  ("tokio_io_copy", "tokio::io::copy")]}
+FILES_BASELINE = "tokio_io_copy"
+FILES_CPU_TARGET = 0.5
+
 # Section targets (at 1 MiB and above, from the medians).
 COPY_CPU_TARGET = 0.6
 RELAY_TPUT_TARGET = 1.3
@@ -60,10 +73,12 @@ NOMINAL = {
     ("copy", "pipepool"): 1.5, ("copy", "std_io_copy"): 1.4, ("copy", "pipepool_buffered"): 1.4,
     ("relay", "pipepool"): 2.3, ("relay", "pipepool_hold"): 2.3, ("relay", "tokio_64k"): 1.9,
     ("relay", "tokio_8k"): 1.0,
+    ("files", "pipepool_sendfile"): 2.0, ("files", "tokio_io_copy"): 1.0,
+    ("files", "spawn_blocking_std_copy"): 2.0, ("files", "pipepool_copy_to_file"): 1.5,
 }
 # Seconds per bench process besides warm-up and measurement (start, socket
 # and runtime setup, criterion's analysis, exit).
-OVERHEAD = {"copy": 0.7, "relay": 1.0}
+OVERHEAD = {"copy": 0.7, "relay": 1.0, "files": 1.0}
 
 
 def all_cases():
@@ -76,6 +91,10 @@ def all_cases():
         for size in RELAY_SIZES:
             for v, _ in RELAY_VARIANTS:
                 out.append(f"relay/{n}/{v}/{size}")
+    for route, _, sizes in FILES_ROUTES:
+        for size in sizes:
+            for v, _ in FILES_VARIANTS[route]:
+                out.append(f"files/{route}/{v}/{size}")
     return out
 
 
@@ -83,7 +102,7 @@ def default_cases():
     """What a run measures unless CASES says otherwise: copy at 1 MiB and
     64 MiB, relay with 1, 4 and 64 streams at 1 MiB and 64 MiB, every
     variant the binary has."""
-    return [c for c in all_cases() if not c.endswith("/64KiB")]
+    return [c for c in all_cases() if not c.endswith("/64KiB") and not c.startswith("files/")]
 
 
 def parse_case(case):
@@ -227,6 +246,10 @@ def section(records, kind, rev, cc, doc):
         rows_of = [(route, size, f"{label}, {SIZE_LABEL[size]}") for route, label in COPY_ROUTES
                    for size in COPY_SIZES]
         variants, base, base_label = COPY_VARIANTS, COPY_BASELINE, "std::io::copy"
+    elif kind == "files":
+        rows_of = [(route, size, f"{label}, {SIZE_LABEL[size]}") for route, label, sizes in FILES_ROUTES
+                   for size in sizes]
+        variants, base, base_label = None, FILES_BASELINE, "tokio::io::copy"
     else:
         rows_of = [(str(n), size, f"{n} x {SIZE_LABEL[size]}") for n in RELAY_STREAMS for size in RELAY_SIZES]
         variants, base, base_label = RELAY_VARIANTS, RELAY_BASELINE, "tokio 64 KiB"
@@ -236,7 +259,7 @@ def section(records, kind, rev, cc, doc):
         base_case = f"{kind}/{row}/{base}/{size}"
         b_g = by_rep(records, rev, cc, base_case, "gbps")
         b_c = by_rep(records, rev, cc, base_case, "cpu_s_per_gb")
-        for v, vlabel in variants:
+        for v, vlabel in (FILES_VARIANTS[row] if kind == "files" else variants):
             case = f"{kind}/{row}/{v}/{size}"
             g = by_rep(records, rev, cc, case, "gbps")
             c = by_rep(records, rev, cc, case, "cpu_s_per_gb")
@@ -254,12 +277,14 @@ def section(records, kind, rev, cc, doc):
             rows.append([row_label if first else "", vlabel, fmt_spread(spread(g.values())),
                          fmt_spread(spread(c.values()), 3), g_txt, c_txt])
             first = False
-            if v == "pipepool" and size != "64KiB" and b_g and "cpu_vs_" + base in entry:
+            if v.startswith("pipepool") and v != "pipepool_buffered" and size != "64KiB" and b_g \
+                    and "cpu_vs_" + base in entry:
                 gr = entry["gbps_vs_" + base]["ratio_of_medians"]
                 cr = entry["cpu_vs_" + base]["ratio_of_medians"]
-                if kind == "copy":
-                    met = cr is not None and cr <= COPY_CPU_TARGET
-                    why = f"CPU {fmt_ratio(cr)} (<= {COPY_CPU_TARGET}x)"
+                if kind in ("copy", "files"):
+                    cap = COPY_CPU_TARGET if kind == "copy" else FILES_CPU_TARGET
+                    met = cr is not None and cr <= cap
+                    why = f"CPU {fmt_ratio(cr)} (<= {cap}x)"
                 else:
                     by_t = gr is not None and gr >= RELAY_TPUT_TARGET
                     by_c = cr is not None and cr <= RELAY_CPU_TARGET
@@ -279,6 +304,9 @@ def section(records, kind, rev, cc, doc):
         if kind == "copy":
             lines.append(f"Target (section 2): at 1 MiB and above, pipepool (splice) at most "
                          f"{COPY_CPU_TARGET}x the CPU per GB of std::io::copy (ratio of the medians):")
+        elif kind == "files":
+            lines.append(f"Target (files): at 1 MiB and above, pipepool at most {FILES_CPU_TARGET}x the CPU "
+                         f"per GB of tokio::io::copy (ratio of the medians):")
         else:
             lines.append(f"Target (section 3): at 1 MiB and above, pipepool at least {RELAY_TPUT_TARGET}x the "
                          f"throughput or at most {RELAY_CPU_TARGET}x the CPU per GB of tokio 64 KiB "
@@ -358,6 +386,12 @@ def report(raw_path, meta_path, out_md, out_json):
             out += [f"## 3. The async relay: `relay/*`{at}", "",
                     f"Each case its own process, `taskset -c {cpus}`: {pinned}; CPU s/GB: the relay thread's "
                     "utime + stime (the JSON also has the whole process's).", ""] + relay_out
+        files = section(records, "files", rev, None, doc)
+        if files:
+            out += [f"## Files with the async API: `files/*`{at}", "",
+                    f"Each case its own process, `taskset -c {meta.get('copy_cpu')}` (one tokio worker, the "
+                    "sink or feeder thread, the blocking pool on one CPU); CPU s/GB: the whole process's "
+                    "minus the sink's or feeder's thread.", ""] + files + [""]
     if meta.get("base"):
         ba = before_after(records, meta["base"], doc)
         if ba:

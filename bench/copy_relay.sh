@@ -11,6 +11,7 @@
 #   RELAY_CCS="default cubic" bench/copy_relay.sh  # relay cases also under cubic (RELAY_CC), interleaved
 #   BASE=363d1a9 bench/copy_relay.sh         # before/after: the same cases built at BASE, run beside
 #   REPS=1 W=0.1 M=0.2 CASES='1MiB' bench/copy_relay.sh   # smoke test
+#   CASES='^files/' bench/copy_relay.sh      # the async file cases (files/*): about 5 minutes
 #
 # Environment (all optional):
 #   REPS=5          repetitions; within each, every case once (A B C .. A B C ..)
@@ -20,13 +21,14 @@
 #                   rounds of relay/64/*/64MiB)
 #   CASES=ERE       only the known cases matching this extended regex (default:
 #                   copy at 1 MiB and 64 MiB, relay 1/4/64 streams at 1 MiB and
-#                   64 MiB; CASES=. is every known case, 64 KiB ones included;
+#                   64 MiB; CASES=. is every known case, 64 KiB ones and the
+#                   async file cases files/* included;
 #                   `bench/copy_relay.py cases` lists them)
 #   SKIP=ERE        leave out the cases matching this
 #   RELAY_CCS=default   congestion controls of the relay cases: "default" (the
 #                   system's), or names for RELAY_CC (e.g. "default cubic")
-#   COPY_CPU=0      copy cases run under `taskset -c COPY_CPU` (copying thread,
-#                   feeder and sink share it, as BENCHMARKS.md section 2 says)
+#   COPY_CPU=0      copy and files cases run under `taskset -c COPY_CPU` (copying
+#                   thread, feeder and sink share it, as BENCHMARKS.md section 2 says)
 #   RELAY_CPUS=0,1  relay cases run under `taskset -c RELAY_CPUS`; the bench
 #                   pins its relay thread to the first, everything else to the
 #                   second (one CPU: no pinning)
@@ -114,9 +116,11 @@ estimate() { # TIMES CASE...: seconds (TIMES own: the bench ignores W and M)
 }
 
 # ---------------------------------------------------------------- build
-build() { # MANIFEST TARGET_DIR -> prints "copy PATH" and "relay PATH"
+BENCHES=(--bench copy --bench relay)
+printf '%s\n' "${WANTED[@]}" | grep -q '^files/' && BENCHES+=(--bench files)
+build() { # MANIFEST TARGET_DIR -> prints "copy PATH", "relay PATH" (and "files PATH")
     CARGO_TARGET_DIR=$2 cargo bench --no-run -q --manifest-path "$1" -p pipepool --features tokio \
-        --bench copy --bench relay --message-format=json-render-diagnostics \
+        "${BENCHES[@]}" --message-format=json-render-diagnostics \
         | python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -128,7 +132,7 @@ for line in sys.stdin:
         print(d["target"]["name"], d["executable"])'
 }
 declare -A BIN CRATE
-log "cargo bench --no-run -p pipepool --features tokio --bench copy --bench relay"
+log "cargo bench --no-run -p pipepool --features tokio ${BENCHES[*]}"
 while read -r name path; do BIN[now-$name]=$path; done < <(build "$ROOT/Cargo.toml" "${CARGO_TARGET_DIR:-$ROOT/target}")
 [[ -n ${BIN[now-copy]:-} && -n ${BIN[now-relay]:-} ]] || die "the build did not give both bench binaries"
 CRATE[now]=$ROOT/crates/pipepool
@@ -139,6 +143,8 @@ if [[ -n $BASE ]]; then
     log "building the benches at $BASE_REV (git archive into $TMP/base, target/copy-relay-base)"
     mkdir "$TMP/base"
     git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$TMP/base" || die "git archive $BASE_REV failed"
+    # A revision from before the files bench: build without it.
+    [[ ${#BENCHES[@]} -gt 4 ]] && ! grep -q 'name = "files"' "$TMP/base/crates/pipepool/Cargo.toml" && BENCHES=(--bench copy --bench relay)
     while read -r name path; do BIN[base-$name]=$path; done \
         < <(build "$TMP/base/Cargo.toml" "$ROOT/target/copy-relay-base")
     [[ -n ${BIN[base-copy]:-} && -n ${BIN[base-relay]:-} ]] || die "the build at $BASE_REV did not give both bench binaries"
@@ -154,7 +160,8 @@ fi
 # Which cases each binary has (relay/*/pipepool_hold only before 5e07449).
 declare -A HAS
 for rev in "${REVS[@]}"; do
-    for kind in copy relay; do
+    for kind in copy relay files; do
+        [[ -n ${BIN[$rev-$kind]:-} ]] || continue
         while read -r id _; do HAS[$rev:${id%:}]=1; done \
             < <(cd "${CRATE[$rev]}" && taskset -c "$COPY_CPU" "${BIN[$rev-$kind]}" --bench --list 2>/dev/null | grep ': benchmark$')
     done
@@ -196,7 +203,7 @@ run_case() { # REV CASE CC REP
     mkdir -p "$home"
     logf=$RUN/logs/r$rep-$rev-${kind}-${case//\//_}$([[ $kind == relay ]] && echo "-$cc").log
     rm -f "$home/$kind-cpu.txt"
-    if [[ $kind == copy ]]; then pin=$COPY_CPU; else pin=$RELAY_CPUS; fi
+    if [[ $kind == relay ]]; then pin=$RELAY_CPUS; else pin=$COPY_CPU; fi
     [[ $kind == relay && $cc != default ]] && env_cc=(RELAY_CC="$cc")
     since=$(date +%s.%N)
     (

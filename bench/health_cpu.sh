@@ -142,16 +142,18 @@ python3 - "$RUN/conn.tsv" "$RUN/idle.tsv" "$TCK" "$IDLE_SECS" "$REPS" "$CONN_SEC
 import statistics, sys
 conn, idle, tck, idle_secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 reps, conn_secs, clients = sys.argv[5], sys.argv[6], sys.argv[7]
-per = {}
+per, by_rep = {}, {}
 for line in open(conn):
-    cfg, _, ticks, n = line.split()
+    cfg, rep, ticks, n = line.split()
     per.setdefault(cfg, []).append(int(ticks) / tck / max(int(n), 1) * 1e6)
+    by_rep.setdefault(cfg, {})[rep] = per[cfg][-1]
 print(f"per-connection proxy CPU, connect test ({clients} clients, 1 KiB, {reps} interleaved reps of {conn_secs} s):")
 for cfg in per:
     v = sorted(per[cfg])
     print(f"  checks {cfg:4}: median {statistics.median(v):.1f} us/conn, min {v[0]:.1f}, max {v[-1]:.1f}")
 off, on = statistics.median(per["off"]), statistics.median(per["on"])
-print(f"  on/off: {on / off:.3f}")
+rr = sorted(by_rep["on"][r] / by_rep["off"][r] for r in by_rep["on"] if r in by_rep["off"])
+print(f"  on/off: {on / off:.3f} (ratio of the medians; per-rep ratios {rr[0]:.3f}-{rr[-1]:.3f})")
 if "base" in per:
     print(f"  off/base: {off / statistics.median(per['base']):.3f}")
 for line in open(idle):

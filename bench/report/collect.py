@@ -55,11 +55,17 @@ def add_run(d, row):
         for m in ("conns_per_sec", "p50_ms", "p99_ms"):
             d.add(c, f"connect{n}_{m}", rep, row.get(m))
         d.add(c, f"connect{n}_cpu_us_per_conn", rep, row.get("cpu_us_per_conn"))
+        d.add(c, f"connect{n}_user_us_per_conn", rep, row.get("user_us_per_conn"))
+        cpu, user = row.get("cpu_us_per_conn"), row.get("user_us_per_conn")
+        d.add(c, f"connect{n}_kernel_us_per_conn", rep, cpu - user if cpu is not None and user is not None else None)
         d.add(c, f"connect{n}_errors", rep, row.get("errors"))
         d.add(c, f"connect{n}_listen_overflows", rep, row.get("listen_overflows"))
     elif k == "keepalive":
         d.add(c, "ka_req_per_sec", rep, row.get("req_per_sec"))
         d.add(c, "ka_cpu_us_per_req", rep, row.get("cpu_us_per_req"))
+        d.add(c, "ka_user_us_per_req", rep, row.get("user_us_per_req"))
+        cpu, user = row.get("cpu_us_per_req"), row.get("user_us_per_req")
+        d.add(c, "ka_kernel_us_per_req", rep, cpu - user if cpu is not None and user is not None else None)
     elif k == "idle":
         hold = row.get("hold") or {}
         st = row.get("state") or {}
@@ -107,7 +113,10 @@ def measure(run, r, clk):
         cpu_us = None
         if n and r["cpu_before"] is not None and r["cpu_after"] is not None and n["connections"]:
             cpu_us = (r["cpu_after"] - r["cpu_before"]) / clk / n["connections"] * 1e6
-        row = dict(r, **(n or {}), cpu_us_per_conn=cpu_us, error=err)
+        user_us = None
+        if n and r.get("user_before") is not None and r.get("user_after") is not None and n["connections"]:
+            user_us = (r["user_after"] - r["user_before"]) / clk / n["connections"] * 1e6
+        row = dict(r, **(n or {}), cpu_us_per_conn=cpu_us, user_us_per_conn=user_us, error=err)
         if err:
             return row, f"{r['config']} connect x{c} rep {rep}: {err}"
         if n["errors"]:
@@ -116,7 +125,10 @@ def measure(run, r, clk):
         return row, None
     if k == "keepalive":
         n, err = keepalive_numbers(os.path.join(run, r["file"]), r["cpu_before"], r["cpu_after"], clk)
-        row = dict(r, **(n or {}), error=err)
+        user_us = None
+        if n and r.get("user_before") is not None and r.get("user_after") is not None and n["requests"]:
+            user_us = (r["user_after"] - r["user_before"]) / clk / n["requests"] * 1e6
+        row = dict(r, **(n or {}), user_us_per_req=user_us, error=err)
         return row, (f"{r['config']} keep-alive rep {rep}: {err}" if err else None)
     if k == "idle":
         held = (r.get("hold") or {}).get("ok")

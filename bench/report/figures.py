@@ -40,13 +40,16 @@ def render(d, out):
     for n in d.clients:
         cols += [(f"x{n} conn/s", f"connect{n}_conns_per_sec", 0), (f"x{n} p99 ms", f"connect{n}_p99_ms", 2),
                  (f"x{n} CPU us/conn", f"connect{n}_cpu_us_per_conn", 1),
+                 (f"x{n} user us/conn", f"connect{n}_user_us_per_conn", 1),
+                 (f"x{n} kernel us/conn", f"connect{n}_kernel_us_per_conn", 1),
                  (f"x{n} SYN drops", f"connect{n}_listen_overflows", 0)]
     stat_table(d, out, f"Short connections: spliced bench --mode connect --size 1024, {env.get('CONN_SECS')} s, upstream "
                f"{'goproxy -echo' if env.get('ECHO_SERVER') == 'go' else 'spliced bench --serve --echo'}; "
                f"SYN drops = TcpExt ListenOverflows during the run", cols)
     stat_table(d, out, f"Keep-alive requests: {env.get('KA_CONNS')} connections, 1 KiB request / 1 KiB echo, "
                f"{env.get('KA_SECS')} s (bench/relays --mode kaload)",
-               [("req/s", "ka_req_per_sec", 0), ("CPU us/req", "ka_cpu_us_per_req", 2)])
+               [("req/s", "ka_req_per_sec", 0), ("CPU us/req", "ka_cpu_us_per_req", 2),
+                ("user us/req", "ka_user_us_per_req", 2), ("kernel us/req", "ka_kernel_us_per_req", 2)])
     stat_table(d, out, f"Idle connections: {env.get('IDLE_CONNS')} opened through the proxy (1 byte echoed on each), "
                f"then held; VmRSS, open fds, distinct pipes (all / added since start / the proxy's own count)",
                [("held", "idle_held", 0), ("RSS MiB", "idle_rss_mib", 1), ("KiB/conn", "idle_kib_per_conn", 2),

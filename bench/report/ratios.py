@@ -37,8 +37,12 @@ def ratio_metrics(clients):
     for n in clients:
         ms += [(f"connect{n}_conns_per_sec", f"x{n} conn/s", False),
                (f"connect{n}_p99_ms", f"x{n} p99", False),
-               (f"connect{n}_cpu_us_per_conn", f"x{n} CPU/conn", False)]
+               (f"connect{n}_cpu_us_per_conn", f"x{n} CPU/conn", False),
+               (f"connect{n}_user_us_per_conn", f"x{n} user CPU/conn", False),
+               (f"connect{n}_kernel_us_per_conn", f"x{n} kernel CPU/conn", False)]
     ms += [("ka_req_per_sec", "keep-alive req/s", False), ("ka_cpu_us_per_req", "keep-alive CPU/req", False),
+           ("ka_user_us_per_req", "keep-alive user CPU/req", False),
+           ("ka_kernel_us_per_req", "keep-alive kernel CPU/req", False),
            ("idle_rss_mib", "idle RSS", False), ("idle_fds", "idle fds", True),
            ("idle_pipes_added", "idle pipes added", True),
            ("sys_per_short_conn", "syscalls/short conn", True), ("sys_per_ka_req", "syscalls/ka req", True)]
