@@ -12,6 +12,7 @@
 #   BASE=363d1a9 bench/copy_relay.sh         # before/after: the same cases built at BASE, run beside
 #   REPS=1 W=0.1 M=0.2 CASES='1MiB' bench/copy_relay.sh   # smoke test
 #   CASES='^files/' bench/copy_relay.sh      # the async file cases (files/*): about 5 minutes
+#   PIPEPOOL_BENCH_1GIB=1 CASES='^files/.*/1GiB$' M=1 W=0.1 bench/copy_relay.sh   # files, 1 GiB rounds
 #
 # Environment (all optional):
 #   REPS=5          repetitions; within each, every case once (A B C .. A B C ..)
