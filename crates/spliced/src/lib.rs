@@ -19,6 +19,7 @@
 
 mod access_log;
 mod acl;
+mod address;
 pub mod admin;
 pub mod bench;
 pub mod cli;
@@ -35,6 +36,7 @@ mod proxy;
 pub mod run;
 mod shutdown;
 mod systemd;
+mod unix_socket;
 mod upstream;
 
 use std::process::ExitCode;

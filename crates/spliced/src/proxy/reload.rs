@@ -1,20 +1,20 @@
 //! [`Proxy::reload`]: a new list of listeners applied to the running
 //! proxy, paired by address with the running ones.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::listener::Running;
 use super::state::ListenerState;
 use super::{bind_all, drained, Proxy};
+use crate::address::ListenAddr;
 use crate::config::ListenerSettings;
 
 /// What a reload changed.
 #[derive(Debug, Default)]
 pub(crate) struct Reloaded {
     /// Listeners bound by the reload: name and address.
-    pub(crate) added: Vec<(String, SocketAddr)>,
+    pub(crate) added: Vec<(String, ListenAddr)>,
     /// Listeners that stopped accepting.
     pub(crate) removed: Vec<String>,
     /// Listeners kept, with their settings re-applied.
@@ -72,7 +72,7 @@ impl Proxy {
                 None => {
                     let l = bound.next().expect("one bound listener per new one");
                     let r = l.start(&self.ctx);
-                    done.added.push((r.name(), r.addr));
+                    done.added.push((r.name(), r.addr.clone()));
                     self.listeners.push(r);
                 }
             }
@@ -85,6 +85,9 @@ impl Proxy {
                 for accept_loop in r.accept_loops {
                     let _ = accept_loop.await;
                 }
+                // Closed: a Unix listener's socket file goes now, before
+                // the grace period.
+                drop(r.file);
                 let left = drained(&r.tracker, grace).await;
                 if left > 0 {
                     tracing::warn!(
