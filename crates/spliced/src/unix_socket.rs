@@ -112,14 +112,34 @@ impl Drop for SocketFile {
     }
 }
 
-fn not_a_socket(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        format!(
+/// A listener's path names something that is not a socket: a mistake in
+/// the configuration (exit code 2), never removed.
+#[derive(Debug)]
+pub(crate) struct NotASocket(PathBuf);
+
+impl std::fmt::Display for NotASocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "{} exists and is not a socket: not replaced (remove it, or listen elsewhere)",
-            path.display()
-        ),
-    )
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for NotASocket {}
+
+impl NotASocket {
+    /// Whether `e` (an error in a chain) is one, as an `io::Error`.
+    pub(crate) fn is(e: &(dyn std::error::Error + 'static)) -> bool {
+        e.downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<NotASocket>())
+    }
+}
+
+fn not_a_socket(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::AlreadyExists, NotASocket(path.to_owned()))
 }
 
 /// Binds a listening Unix stream socket at `path` (non-blocking,

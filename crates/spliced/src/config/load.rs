@@ -588,7 +588,9 @@ impl Resolver<'_> {
             ))
         };
         if !s.accept_proxy {
-            let ip_only = "judges clients by IP address, which a Unix socket's clients do not                            have: remove it (the socket file's unix_mode, unix_owner and                            unix_group say who may connect)";
+            let ip_only = "judges clients by IP address, which a Unix socket's clients do not \
+                           have: remove it (the socket file's unix_mode, unix_owner and \
+                           unix_group say who may connect)";
             if !s.allow.is_empty() {
                 return fail("allow", &format!("has `allow`: it {ip_only}"));
             }
@@ -604,7 +606,9 @@ impl Resolver<'_> {
         } else if !s.accept_proxy_from.contains(&crate::acl::ProxySource::Unix) {
             return fail(
                 "accept_proxy_from",
-                "reads PROXY headers (accept_proxy), but no network can match a Unix                  peer: add `unix` to accept_proxy_from to believe the headers of                  whoever may connect to the socket file",
+                "reads PROXY headers (accept_proxy), but no network can match a Unix \
+                 peer: add `unix` to accept_proxy_from to believe the headers of \
+                 whoever may connect to the socket file",
             );
         }
         if !s.routes.is_empty() {
