@@ -11,6 +11,13 @@
 //! there; bytes known to be header are read, and once the header's end is
 //! seen, exactly up to it. A header cut across segments costs one more
 //! peek/read per segment; a whole one, one peek and one read.
+//!
+//! Unix clients: [`encode_unix`] sends one with the v2 UNIX family
+//! (`AF_UNIX` stream, `0x31`, the 216-byte block of two 108-byte paths),
+//! or `PROXY UNKNOWN` in v1, which has no such family; [`read`] takes a
+//! v2 UNIX header as a Unix client ([`Received::Unix`]). (HAProxy 2.6
+//! sends its Unix clients as `LOCAL` and resets a connection whose v2
+//! header has the UNIX family: v1 is the choice in front of it.)
 
 use std::fmt;
 use std::io;
