@@ -21,7 +21,8 @@
 //!
 //! The file is removed when the listener stops: at exit (after the
 //! accept loops ended, before draining), and when a reload removes the
-//! listener. It stays when a reload keeps the listener, and when another
+//! listener. It stays when a reload keeps the listener (which gives it a
+//! changed mode or owner: [`apply`]), and when another
 //! process took the listener over (`--takeover`): the new process owns
 //! it then and removes it when it exits. A file is removed only if the
 //! path still names the socket this process bound (same device and
@@ -170,10 +171,7 @@ pub(crate) fn bind(path: &Path, file: &FileSettings) -> io::Result<(UnixListener
     };
     let listener = listen_at(at)?;
     let placed = (|| {
-        fs::set_permissions(at, fs::Permissions::from_mode(mode))?;
-        if owner != (None, None) {
-            std::os::unix::fs::chown(at, owner.0, owner.1)?;
-        }
+        set_mode_and_owner(at, mode, owner)?;
         if !direct {
             fs::rename(&tmp, path)?;
         }
@@ -186,6 +184,26 @@ pub(crate) fn bind(path: &Path, file: &FileSettings) -> io::Result<(UnixListener
             Err(e)
         }
     }
+}
+
+/// Gives the socket file at `path` what `file` asks now: a reload that
+/// keeps a Unix listener and changes `unix_mode`, `unix_owner` or
+/// `unix_group` applies them to its file (`chown` needs the privilege
+/// to, which a process that dropped root lacks: then an error).
+///
+/// # Errors
+/// An owner or group that does not exist; as `chmod(2)` and `chown(2)`.
+pub(crate) fn apply(path: &Path, file: &FileSettings) -> io::Result<()> {
+    let owner = owner_ids(file)?;
+    set_mode_and_owner(path, file.mode.unwrap_or(DEFAULT_MODE), owner)
+}
+
+fn set_mode_and_owner(path: &Path, mode: u32, owner: (Option<u32>, Option<u32>)) -> io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    if owner != (None, None) {
+        std::os::unix::fs::chown(path, owner.0, owner.1)?;
+    }
+    Ok(())
 }
 
 /// `socket(AF_UNIX, SOCK_STREAM)` + `bind(path)` + `listen`.

@@ -60,6 +60,7 @@ impl Proxy {
             match found.and_then(|i| old[i].take()) {
                 Some(r) => {
                     let previous = Arc::clone(&r.current.borrow());
+                    apply_file_settings(&previous.settings, &settings);
                     let shared =
                         ListenerState::new(settings, &self.ctx, Some(&previous), previous.local);
                     shared.resolve(&self.ctx).await;
@@ -102,5 +103,28 @@ impl Proxy {
         self.ctx.metrics.retain_listeners(&names);
         self.update_addrs();
         Ok(done)
+    }
+}
+
+/// A kept Unix listener whose `unix_mode`, `unix_owner` or `unix_group`
+/// changed: its socket file gets them now (a warning if it cannot).
+fn apply_file_settings(old: &ListenerSettings, new: &ListenerSettings) {
+    let (Some(path), file) = (new.listen.unix(), new.unix_file()) else {
+        return;
+    };
+    if old.unix_file() == file {
+        return;
+    }
+    match crate::unix_socket::apply(path, &file) {
+        Ok(()) => tracing::info!(
+            listener = %new.name,
+            "the socket file {} has its new unix_mode/unix_owner/unix_group",
+            path.display()
+        ),
+        Err(e) => tracing::warn!(
+            listener = %new.name,
+            "cannot give the socket file {} its new unix_mode/unix_owner/unix_group: {e}",
+            path.display()
+        ),
     }
 }

@@ -307,7 +307,10 @@ fn a_reload_keeps_a_unix_listener_and_removes_a_dropped_one() {
     wait_listening(&mut p, &a);
     wait_listening(&mut p, &b);
     let ino = std::fs::metadata(&a).unwrap().ino();
-    p.reload(&config, &listener(&a));
+    // The kept one's file takes a new mode at the reload.
+    p.reload(&config, &format!("{}unix_mode = \"0640\"\n", listener(&a)));
+    let mode = std::fs::metadata(&a).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o640, "unix_mode applied at the reload");
     // Once its accept loops ended (at once: no client waits there).
     assert!(
         util::wait_until_within(WAIT, || !b.exists()),
@@ -645,4 +648,34 @@ fn haproxy_sends_into_and_accepts_from_spliced_over_unix_sockets() {
         lines[0]
     );
     assert_eq!(fields[5], (2 * MIB).to_string(), "{}", lines[0]);
+}
+
+/// `balance = source`: Unix clients have no address and hash as one
+/// source, so all of them go to one upstream (while it is up).
+#[test]
+fn source_balance_sends_every_unix_client_to_one_upstream() {
+    let dir = SocketDir::new();
+    let path = dir.path("src.sock");
+    let tags: Vec<String> = ["A", "B", "C", "D"]
+        .iter()
+        .map(|t| util::tag_server(t).to_string())
+        .collect();
+    let listen = unix_arg(&path);
+    let mut args = vec!["run", "-l", &listen];
+    for t in &tags {
+        args.extend(["-u", t]);
+    }
+    args.extend(["--balance", "source"]);
+    let mut p = Proc::spawn(&args);
+    wait_listening(&mut p, &path);
+    let tag = || {
+        let mut s = unix_connect(&path);
+        let mut t = [0u8; 2];
+        s.read_exact(&mut t).unwrap();
+        t[0]
+    };
+    let first = tag();
+    for _ in 0..12 {
+        assert_eq!(tag(), first, "one source, one upstream");
+    }
 }
