@@ -273,43 +273,47 @@ fn remove_stale(path: &Path) -> io::Result<()> {
 ///
 /// # Errors
 /// `NotFound` for a name with no such user or group.
-fn owner_ids(file: &FileSettings) -> io::Result<(Option<u32>, Option<u32>)> {
-    use nix::unistd::{Group, User};
-    let lookup_failed = |what: &str, name: &str, e: nix::Error| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("cannot look up {what} `{name}`: {e}"),
-        )
-    };
-    let missing = |what: &str, name: &str| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no {what} `{name}` (unix_{what})"),
-        )
-    };
-    let uid = match file.owner.as_deref() {
-        None => None,
-        Some(n) => Some(match n.parse::<u32>() {
-            Ok(id) => id,
-            Err(_) => User::from_name(n)
-                .map_err(|e| lookup_failed("owner", n, e))?
-                .ok_or_else(|| missing("owner", n))?
-                .uid
-                .as_raw(),
-        }),
-    };
-    let gid = match file.group.as_deref() {
-        None => None,
-        Some(n) => Some(match n.parse::<u32>() {
-            Ok(id) => id,
-            Err(_) => Group::from_name(n)
-                .map_err(|e| lookup_failed("group", n, e))?
-                .ok_or_else(|| missing("group", n))?
-                .gid
-                .as_raw(),
-        }),
-    };
-    Ok((uid, gid))
+pub(crate) fn owner_ids(file: &FileSettings) -> io::Result<(Option<u32>, Option<u32>)> {
+    Ok((
+        uid_of(file.owner.as_deref())?,
+        gid_of(file.group.as_deref())?,
+    ))
+}
+
+/// The uid of `unix_owner` (a name or a number).
+///
+/// # Errors
+/// `NotFound`: no such user, or the lookup failed.
+pub(crate) fn uid_of(owner: Option<&str>) -> io::Result<Option<u32>> {
+    let Some(n) = owner else { return Ok(None) };
+    if let Ok(id) = n.parse::<u32>() {
+        return Ok(Some(id));
+    }
+    match nix::unistd::User::from_name(n) {
+        Ok(Some(u)) => Ok(Some(u.uid.as_raw())),
+        Ok(None) => Err(not_found(format!("no user `{n}` (unix_owner)"))),
+        Err(e) => Err(not_found(format!("cannot look up user `{n}`: {e}"))),
+    }
+}
+
+/// The gid of `unix_group` (a name or a number).
+///
+/// # Errors
+/// `NotFound`: no such group, or the lookup failed.
+pub(crate) fn gid_of(group: Option<&str>) -> io::Result<Option<u32>> {
+    let Some(n) = group else { return Ok(None) };
+    if let Ok(id) = n.parse::<u32>() {
+        return Ok(Some(id));
+    }
+    match nix::unistd::Group::from_name(n) {
+        Ok(Some(g)) => Ok(Some(g.gid.as_raw())),
+        Ok(None) => Err(not_found(format!("no group `{n}` (unix_group)"))),
+        Err(e) => Err(not_found(format!("cannot look up group `{n}`: {e}"))),
+    }
+}
+
+fn not_found(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, message)
 }
 
 #[cfg(test)]

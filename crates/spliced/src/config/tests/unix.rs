@@ -171,3 +171,27 @@ fn bad_unix_values_name_their_field() {
         assert!(e.to_string().contains(words), "{e}");
     }
 }
+
+/// `--check` (and a start) looks the socket file's owner and group up,
+/// as it looks `user` up: an unknown one is an error naming its key.
+#[test]
+fn unknown_owner_or_group_fails_the_check() {
+    for (extra, field) in [
+        (
+            "unix_owner = \"no-such-user-spliced\"\n",
+            "listener[0].unix_owner",
+        ),
+        (
+            "unix_group = \"no-such-group-spliced\"\n",
+            "listener[0].unix_group",
+        ),
+    ] {
+        let args = run_args(&["--config", super::FILE, "--check"]).unwrap();
+        let e = crate::run::check_text(&format!("{UNIX}{extra}"), &args).unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.to_string().contains("-spliced`"), "{e}");
+    }
+    let args = run_args(&["--config", super::FILE, "--check"]).unwrap();
+    let ok = format!("{UNIX}unix_owner = \"nobody\"\nunix_group = \"0\"\n");
+    assert!(crate::run::check_text(&ok, &args).is_ok());
+}
