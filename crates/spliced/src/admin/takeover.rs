@@ -5,7 +5,10 @@
 //!    `takeover` ([`receive`]): the answer lists each listening socket
 //!    (`listener FDS LISTEN NAME`, `metrics FDS LISTEN`) and carries them
 //!    (`SCM_RIGHTS`: the same kernel sockets, their accept queues
-//!    included). A listener may have several sockets (`FDS`).
+//!    included). A listener may have several sockets (`FDS`). `LISTEN`
+//!    is `IP:PORT` or `unix:/path` (a Unix listener, matched by its
+//!    path; its socket file stays, and the new process removes it at
+//!    exit: [`crate::unix_socket`]).
 //! 2. Its listeners whose name and configured address match one of them
 //!    use those sockets ([`taken`], [`taken_metrics`]) instead of binding;
 //!    the others bind fresh. It starts accepting: both processes accept

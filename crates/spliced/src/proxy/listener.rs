@@ -49,11 +49,11 @@ impl Listener {
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(super) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
         let workers = ctx.workers.len();
-        if let ListenAddr::Unix(path) = &settings.listen {
-            return Listener::bind_unix(path.clone(), settings, ctx).await;
-        }
-        let Some(listen) = settings.listen.tcp() else {
-            unreachable!("a listen address is TCP or Unix");
+        let listen = match &settings.listen {
+            ListenAddr::Tcp(addr) => *addr,
+            ListenAddr::Unix(path) => {
+                return Listener::bind_unix(path.clone(), settings, ctx).await
+            }
         };
         // The sockets of the process this one takes over (`--takeover`),
         // else one passed by systemd (socket activation), else our own.
