@@ -114,11 +114,15 @@ impl Listener {
         let (taken, file) = match taken_over(&settings)? {
             // The file stays where the old process put it; this process
             // removes it at exit.
-            Some(taken) => (taken, SocketFile::adopt(&path)?),
-            None => {
-                let (l, file) = crate::unix_socket::bind(&path, &settings.unix_file())?;
-                (vec![Listening::Unix(l)], file)
-            }
+            Some(taken) => (taken, Some(SocketFile::adopt(&path)?)),
+            None => match crate::systemd::inherited_unix(&path)? {
+                // systemd's file (its mode and owner): systemd removes it.
+                Some(l) => (vec![Listening::Unix(l)], None),
+                None => {
+                    let (l, file) = crate::unix_socket::bind(&path, &settings.unix_file())?;
+                    (vec![Listening::Unix(l)], Some(file))
+                }
+            },
         };
         let sockets = spread(taken, ctx.workers.len())?
             .into_iter()
@@ -129,7 +133,7 @@ impl Listener {
         Ok(Listener {
             sockets,
             addr: ListenAddr::Unix(path),
-            file: Some(file),
+            file,
             shared: Arc::new(shared),
         })
     }

@@ -65,7 +65,11 @@ pub fn main(
     let inherited =
         crate::systemd::take_inherited().context("cannot take the sockets systemd passed")?;
     if !inherited.is_empty() {
-        tracing::info!("socket activation: systemd passed listening sockets on {inherited:?}");
+        let on: Vec<String> = inherited.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            "socket activation: systemd passed listening sockets on [{}]",
+            on.join(", ")
+        );
     }
     // Per-thread: the workers run the listeners; this thread's runtime
     // runs the rest (signals, reloads, metrics, DNS). Work-stealing: one
@@ -427,9 +431,11 @@ fn status(proxy: &Proxy) -> String {
 fn warn_unused_sockets() {
     let unused = crate::systemd::unused();
     if !unused.is_empty() {
+        let unused: Vec<String> = unused.iter().map(ToString::to_string).collect();
         tracing::warn!(
-            "socket activation: no listener has the address of the socket(s) on {unused:?}: \
-             unused (a listener with that `listen` address takes it, also at a reload)"
+            "socket activation: no listener has the address of the socket(s) on [{}]: \
+             unused (a listener with that `listen` address takes it, also at a reload)",
+            unused.join(", ")
         );
     }
 }

@@ -679,3 +679,47 @@ fn source_balance_sends_every_unix_client_to_one_upstream() {
         assert_eq!(tag(), first, "one source, one upstream");
     }
 }
+
+/// Socket activation: a Unix socket systemd passed (fd 3, `LISTEN_FDS`)
+/// is used by the listener on its path instead of binding, and its file,
+/// systemd's, stays when spliced exits.
+#[test]
+fn socket_activation_passes_a_unix_socket_whose_file_stays() {
+    use std::os::fd::AsRawFd;
+    let dir = SocketDir::new();
+    let path = dir.path("activated.sock");
+    let up = util::tag_server("UP").to_string();
+    // The socket systemd would have bound, passed without CLOEXEC.
+    let passed = UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    rustix::io::fcntl_setfd(&passed, rustix::io::FdFlags::empty()).unwrap();
+    let fd = passed.as_raw_fd();
+    let move_to_3 = if fd == 3 {
+        String::new()
+    } else {
+        format!("exec 3<&{fd} {fd}<&-; ")
+    };
+    let listen = unix_arg(&path);
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!(
+            "{move_to_3}export LISTEN_FDS=1 LISTEN_PID=$$; exec \"$0\" \"$@\""
+        ))
+        .arg(util::BIN)
+        .args(["run", "-l", &listen, "-u", &up]);
+    let mut p = Proc::spawn_command(cmd, &[]);
+    wait_listening(&mut p, &path);
+    drop(passed);
+    let mut s = unix_connect(&path);
+    let mut tag = [0u8; 3];
+    s.read_exact(&mut tag).unwrap();
+    assert_eq!(&tag, b"UP\n");
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.ino(), ino, "the passed socket, not a new one");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640, "systemd's mode");
+    drop(s);
+    p.signal(rustix::process::Signal::TERM);
+    assert!(p.wait_exit(WAIT).success());
+    assert!(path.exists(), "systemd's file is systemd's to remove");
+}
