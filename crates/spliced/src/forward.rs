@@ -13,7 +13,7 @@ use pipepool::{Method, PipePool};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::CopyMode;
-use crate::proxy::Stream;
+use crate::stream::Stream;
 
 /// How a proxied connection is copied.
 #[derive(Debug, Clone)]

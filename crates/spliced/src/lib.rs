@@ -36,6 +36,7 @@ mod privileges;
 mod proxy;
 pub mod run;
 mod shutdown;
+mod stream;
 mod systemd;
 mod unix_socket;
 mod upstream;

@@ -28,7 +28,7 @@ use std::sync::{Mutex, PoisonError};
 use sd_notify::NotifyState;
 
 use crate::address::ListenAddr;
-use crate::proxy::Listening;
+use crate::net::Listening;
 
 /// The inherited listening sockets no listener has taken yet.
 static INHERITED: Mutex<Vec<(ListenAddr, Listening)>> = Mutex::new(Vec::new());

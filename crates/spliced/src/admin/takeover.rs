@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::client::{request, RequestError};
 use super::{Commands, Reply};
 use crate::address::ListenAddr;
-use crate::proxy::Listening;
+use crate::net::Listening;
 
 /// One listener's sockets, as the old process hands them over.
 #[derive(Debug)]

@@ -32,7 +32,7 @@ pub(crate) async fn serve_with(listener: TcpListener, mode: ServeMode, accept_pr
             Ok((stream, _)) => {
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
-                    let mut stream = crate::proxy::Stream::Tcp(stream);
+                    let mut stream = crate::stream::Stream::Tcp(stream);
                     if accept_proxy {
                         let wait = crate::config::DEFAULT_PROXY_TIMEOUT;
                         if let Err(e) = crate::proxy::read_proxy_header(&mut stream, wait).await {
@@ -40,7 +40,7 @@ pub(crate) async fn serve_with(listener: TcpListener, mode: ServeMode, accept_pr
                             return;
                         }
                     }
-                    let crate::proxy::Stream::Tcp(stream) = stream else {
+                    let crate::stream::Stream::Tcp(stream) = stream else {
                         unreachable!("made TCP above");
                     };
                     let r = match mode {

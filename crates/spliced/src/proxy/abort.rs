@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
 
-use super::stream::Stream;
+use crate::stream::Stream;
 
 /// The longest a side's send queue may make no progress before the RST
 /// (`idle_timeout` instead, when it is shorter).

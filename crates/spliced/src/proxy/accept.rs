@@ -19,9 +19,9 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::pressure::Pressure;
-use super::stream::{Acceptor, Stream};
 use crate::address::Peer;
 use crate::metrics::ListenerMetrics;
+use crate::stream::{Acceptor, Stream};
 
 /// First pause after a resource error.
 /// Connections accepted in a row before the accept loop yields.

@@ -16,13 +16,13 @@ use tokio::io::AsyncWriteExt;
 use super::proxy_header::{self, Received};
 use super::refusal::Refusal;
 use super::state::ListenerState;
-use super::stream::Stream;
 use super::{abort, connect, sni};
 use crate::access_log::{Entry, Methods, Termination};
 use crate::acl::Sources;
 use crate::address::Peer;
 use crate::config::ProxyVersion;
 use crate::metrics::Ending;
+use crate::stream::Stream;
 
 /// Serves `client` (accepted from `peer`) until both directions are done
 /// or an error.

@@ -26,8 +26,8 @@ use tokio::time::Instant;
 
 use super::pressure::{self, Retry};
 use super::state::ListenerState;
-use super::stream::Stream;
 use crate::metrics::ConnectFailure;
+use crate::stream::Stream;
 use crate::upstream::{Balancer, Lease};
 
 /// Connects to the first upstream of `balancer`'s plan (for a client

@@ -14,13 +14,14 @@ use tokio_util::task::TaskTracker;
 use super::admit::Gate;
 use super::conn::elapsed_ms;
 use super::state::{Context, ListenerState};
-use super::stream::Listening;
 use super::{accept, conn};
 use crate::access_log::{Entry, Termination};
 use crate::acl::Sources;
 use crate::address::ListenAddr;
 use crate::config::ListenerSettings;
 use crate::metrics::WorkerMetrics;
+use crate::net::Listening;
+use crate::stream::Acceptor;
 use crate::unix_socket::SocketFile;
 
 /// A bound listener, not accepting yet: a list of sockets, each with the
@@ -284,7 +285,7 @@ async fn serve(
 ) {
     // Registered with this worker's runtime; `owned` stays a std socket
     // the admin thread can hand over; both close when this loop ends.
-    let socket = match for_runtime.register() {
+    let socket = match Acceptor::register(for_runtime) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot register a listening socket with its worker: {e}");

@@ -37,7 +37,6 @@ mod refusal;
 mod reload;
 mod sni;
 mod state;
-mod stream;
 mod workers;
 
 use std::time::Duration;
@@ -50,7 +49,6 @@ use listener::{Listener, Running};
 
 pub(crate) use proxy_header::read as read_proxy_header;
 pub(crate) use state::Context;
-pub(crate) use stream::{Listening, Stream};
 pub(crate) use workers::Workers;
 
 /// Every listener of one process, bound but not accepting yet.

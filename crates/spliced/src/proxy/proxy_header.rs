@@ -27,8 +27,8 @@ use std::time::Duration;
 use ppp::v2;
 use tokio::io::AsyncReadExt;
 
-use super::stream::Stream;
 use crate::config::ProxyVersion;
+use crate::stream::Stream;
 
 /// The v2 signature: `\r\n\r\n\0\r\nQUIT\n`.
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";

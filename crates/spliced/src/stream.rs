@@ -1,23 +1,23 @@
 //! The two kinds of socket a side of a connection can be: TCP or a Unix
-//! stream socket. [`Listening`] is a listener's socket as bound (a std
-//! socket, handed over as it is), [`Acceptor`] the same registered with
-//! a worker's runtime, [`Stream`] one connection's side.
+//! stream socket. [`Acceptor`] is a listener's socket
+//! ([`crate::net::Listening`]) registered with a worker's runtime,
+//! [`Stream`] one connection's side.
 //!
 //! An enum rather than a generic: the TCP path stays what it was (a
 //! match on a tag; no allocation, no system call more), and everything
 //! after the accept (admission, PROXY headers, connect, forwarding, the
 //! close) is written once. The copy is [`crate::forward::Forwarder`]'s,
 //! which hands each pair of concrete types to pipepool so that both
-//! kinds are spliced.
+//! kinds are spliced. Below the proxy (which accepts and connects them)
+//! and the forwarder (which copies between them).
 //!
 //! What is TCP only is skipped on a Unix side: `TCP_NODELAY`, keepalive,
 //! `TCP_USER_TIMEOUT`, and the reset of a cut stream (`SIOCOUTQ` wait,
-//! `SO_LINGER` 0: see [`super::abort`]): a Unix socket has no RST, so a
+//! `SO_LINGER` 0: see `proxy/abort.rs`): a Unix socket has no RST, so a
 //! cut Unix side is just closed, and its peer reads EOF (or `EPIPE` /
 //! `ECONNRESET` on its next write if bytes it sent were left unread).
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -26,75 +26,33 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::address::Peer;
-
-/// A listening socket as bound (or received): std, not registered with
-/// any runtime yet.
-#[derive(Debug)]
-pub(crate) enum Listening {
-    /// A TCP listener.
-    Tcp(std::net::TcpListener),
-    /// A Unix stream listener.
-    Unix(std::os::unix::net::UnixListener),
-}
-
-impl Listening {
-    /// A duplicate of the socket (the same accept queue).
-    ///
-    /// # Errors
-    /// As `fcntl(F_DUPFD_CLOEXEC)`.
-    pub(crate) fn try_clone(&self) -> io::Result<Listening> {
-        Ok(match self {
-            Listening::Tcp(l) => Listening::Tcp(l.try_clone()?),
-            Listening::Unix(l) => Listening::Unix(l.try_clone()?),
-        })
-    }
-
-    /// The bound TCP address; `None` for a Unix socket.
-    ///
-    /// # Errors
-    /// As `getsockname(2)`.
-    pub(crate) fn tcp_addr(&self) -> io::Result<Option<SocketAddr>> {
-        match self {
-            Listening::Tcp(l) => l.local_addr().map(Some),
-            Listening::Unix(_) => Ok(None),
-        }
-    }
-
-    /// Registers the socket with the current runtime (it must be
-    /// non-blocking).
-    ///
-    /// # Errors
-    /// As tokio's `from_std`.
-    pub(super) fn register(self) -> io::Result<Acceptor> {
-        Ok(match self {
-            Listening::Tcp(l) => Acceptor::Tcp(TcpListener::from_std(l)?),
-            Listening::Unix(l) => Acceptor::Unix(UnixListener::from_std(l)?),
-        })
-    }
-}
-
-impl AsFd for Listening {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Listening::Tcp(l) => l.as_fd(),
-            Listening::Unix(l) => l.as_fd(),
-        }
-    }
-}
+use crate::net::Listening;
 
 /// A listening socket of a worker's runtime.
 #[derive(Debug)]
-pub(super) enum Acceptor {
+pub(crate) enum Acceptor {
     Tcp(TcpListener),
     Unix(UnixListener),
 }
 
 impl Acceptor {
+    /// Registers `socket` with the current runtime (it must be
+    /// non-blocking).
+    ///
+    /// # Errors
+    /// As tokio's `from_std`.
+    pub(crate) fn register(socket: Listening) -> io::Result<Acceptor> {
+        Ok(match socket {
+            Listening::Tcp(l) => Acceptor::Tcp(TcpListener::from_std(l)?),
+            Listening::Unix(l) => Acceptor::Unix(UnixListener::from_std(l)?),
+        })
+    }
+
     /// The next client and who it is.
     ///
     /// # Errors
     /// As `accept4(2)`.
-    pub(super) async fn accept(&self) -> io::Result<(Stream, Peer)> {
+    pub(crate) async fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
             Acceptor::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
