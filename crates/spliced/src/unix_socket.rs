@@ -28,9 +28,16 @@
 //! path still names the socket this process bound (same device and
 //! inode): a file put there since by someone else stays.
 //!
+//! A socket systemd passed (socket activation) has a file that is
+//! systemd's: it is never removed. (Known gap: a process that takes such
+//! a listener over with `--takeover` cannot tell it from a bound one,
+//! and removes the file at its exit.)
+//!
 //! Workers: `SO_REUSEPORT` does not apply to Unix sockets, so a Unix
 //! listener has one socket and one accept queue, and every worker
-//! accepts on a duplicate of it (as for a socket systemd passes).
+//! accepts on a duplicate of it (as for a socket systemd passes): each
+//! worker's runtime registers a descriptor of its own, all on the one
+//! accept queue.
 
 use std::fs;
 use std::io;
