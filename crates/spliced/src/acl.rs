@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
+use crate::address::Peer;
+
 /// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or
 /// /128 network).
 ///
@@ -24,6 +26,40 @@ pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
         })
 }
 
+/// An entry of `accept_proxy_from`: a network, or `unix` (any peer of a
+/// Unix listener: the socket file's mode and owner say who can connect).
+/// A CIDR never matches a Unix peer: a Unix listener with `accept_proxy`
+/// needs the explicit `unix` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProxySource {
+    /// Peers in this network.
+    Net(IpNet),
+    /// Peers on a Unix socket.
+    Unix,
+}
+
+impl std::fmt::Display for ProxySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxySource::Net(n) => n.fmt(f),
+            ProxySource::Unix => f.write_str("unix"),
+        }
+    }
+}
+
+/// Parses an `accept_proxy_from` entry: `unix`, or as [`parse_net`].
+///
+/// # Errors
+/// A message naming the text, for a flag or config error.
+pub(crate) fn parse_proxy_source(s: &str) -> Result<ProxySource, String> {
+    if s.trim() == "unix" {
+        return Ok(ProxySource::Unix);
+    }
+    parse_net(s)
+        .map(ProxySource::Net)
+        .map_err(|e| format!("{e}, or `unix` for the peers of a unix: listener"))
+}
+
 /// Who may connect.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Acl {
@@ -34,15 +70,45 @@ pub(crate) struct Acl {
     /// `accept_proxy`. Empty: nobody (configuration refuses
     /// `accept_proxy` without it, so empty means `accept_proxy` is off).
     proxy_from: Vec<IpNet>,
+    /// `accept_proxy_from` has `unix`: a Unix peer may send a header.
+    proxy_from_unix: bool,
 }
 
 impl Acl {
     /// The lists of one listener.
-    pub(crate) fn new(allow: Vec<IpNet>, deny: Vec<IpNet>, proxy_from: Vec<IpNet>) -> Acl {
+    pub(crate) fn new(allow: Vec<IpNet>, deny: Vec<IpNet>, proxy_from: &[ProxySource]) -> Acl {
         Acl {
             allow,
             deny,
-            proxy_from,
+            proxy_from: proxy_from
+                .iter()
+                .filter_map(|s| match s {
+                    ProxySource::Net(n) => Some(*n),
+                    ProxySource::Unix => None,
+                })
+                .collect(),
+            proxy_from_unix: proxy_from.contains(&ProxySource::Unix),
+        }
+    }
+
+    /// [`Acl::trusts_proxy`] for any peer: a Unix peer is trusted only
+    /// with `unix` in `accept_proxy_from`.
+    pub(crate) fn trusts_proxy_peer(&self, peer: Peer) -> bool {
+        match peer.ip() {
+            Some(ip) => self.trusts_proxy(ip),
+            None => self.proxy_from_unix,
+        }
+    }
+
+    /// [`Acl::permits`] for any client: a Unix client (no IP address)
+    /// matches no network, so it is refused by any `allow` or `deny`
+    /// list: a rule set meant to restrict clients never lets it through.
+    /// (A Unix listener refuses these lists at load; this holds for the
+    /// Unix clients a PROXY header names on any listener.)
+    pub(crate) fn permits_peer(&self, peer: Peer) -> bool {
+        match peer.ip() {
+            Some(ip) => self.permits(ip),
+            None => self.allow.is_empty() && self.deny.is_empty(),
         }
     }
 
@@ -75,14 +141,15 @@ impl Acl {
 pub(crate) struct Sources {
     /// Addresses with at least one connection open; an entry is removed
     /// when its count drops to zero, so the map holds only live clients.
-    open: Mutex<HashMap<IpAddr, usize>>,
+    /// `None`: the Unix clients (one source together).
+    open: Mutex<HashMap<Option<IpAddr>, usize>>,
 }
 
 /// One counted connection; uncounted on drop.
 #[derive(Debug)]
 pub(crate) struct SourceSlot {
     sources: Arc<Sources>,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
 }
 
 impl Sources {
@@ -90,8 +157,14 @@ impl Sources {
     /// `max` open already (`None`: no bound, always counted). An
     /// IPv4-mapped IPv6 address counts as its IPv4 address (a PROXY header
     /// may carry either form for the same client).
-    pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr, max: Option<usize>) -> Option<SourceSlot> {
-        let ip = ip.to_canonical();
+    /// A Unix client (`ip` is `None`) counts with every other Unix client
+    /// of the listener, as one source.
+    pub(crate) fn enter(
+        self: &Arc<Self>,
+        ip: Option<IpAddr>,
+        max: Option<usize>,
+    ) -> Option<SourceSlot> {
+        let ip = ip.map(|ip| ip.to_canonical());
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_insert(0);
         if max.is_some_and(|max| *n >= max) {
@@ -128,11 +201,15 @@ mod tests {
     #[test]
     fn a_mapped_address_counts_as_its_ipv4_address() {
         let sources = Arc::new(Sources::default());
-        let a = sources.enter(ip("192.0.2.7"), Some(2)).unwrap();
-        let b = sources.enter(ip("::ffff:192.0.2.7"), Some(2)).unwrap();
-        assert!(sources.enter(ip("192.0.2.7"), Some(2)).is_none());
-        assert!(sources.enter(ip("::ffff:192.0.2.7"), Some(2)).is_none());
-        assert!(sources.enter(ip("192.0.2.8"), Some(2)).is_some());
+        let a = sources.enter(Some(ip("192.0.2.7")), Some(2)).unwrap();
+        let b = sources
+            .enter(Some(ip("::ffff:192.0.2.7")), Some(2))
+            .unwrap();
+        assert!(sources.enter(Some(ip("192.0.2.7")), Some(2)).is_none());
+        assert!(sources
+            .enter(Some(ip("::ffff:192.0.2.7")), Some(2))
+            .is_none());
+        assert!(sources.enter(Some(ip("192.0.2.8")), Some(2)).is_some());
         drop((a, b));
         assert!(sources.open.lock().unwrap().is_empty(), "uncounted on drop");
     }
@@ -144,7 +221,7 @@ mod tests {
         let acl = Acl::new(
             vec![net("127.0.0.0/8"), net("::1")],
             vec![net("127.0.0.3"), net("10.0.0.0/8")],
-            vec![],
+            &[],
         );
         assert!(acl.permits(ip("127.0.0.2")));
         assert!(!acl.permits(ip("127.0.0.3")));
@@ -156,7 +233,7 @@ mod tests {
             "mapped is checked as v4"
         );
         assert!(acl.permits(ip("::ffff:127.0.0.2")));
-        let deny_only = Acl::new(vec![], vec![net("10.1.0.0/16")], vec![]);
+        let deny_only = Acl::new(vec![], vec![net("10.1.0.0/16")], &[]);
         assert!(deny_only.permits(ip("10.2.0.1")));
         assert!(!deny_only.permits(ip("10.1.2.3")));
         assert_eq!(net("10.1.2.3/8").to_string(), "10.0.0.0/8");
@@ -176,7 +253,11 @@ mod tests {
         let acl = Acl::new(
             vec![net("10.0.0.0/8")],
             vec![net("127.0.0.0/8")],
-            vec![net("192.0.2.0/24"), net("2001:db8::/32"), net("127.0.0.1")],
+            &[
+                ProxySource::Net(net("192.0.2.0/24")),
+                ProxySource::Net(net("2001:db8::/32")),
+                ProxySource::Net(net("127.0.0.1")),
+            ],
         );
         assert!(acl.trusts_proxy(ip("192.0.2.9")));
         assert!(
@@ -197,16 +278,43 @@ mod tests {
     fn sources_count_and_forget() {
         let s = Arc::new(Sources::default());
         let two = Some(2);
-        let a = s.enter(ip("::1"), two).unwrap();
-        let b = s.enter(ip("::1"), two).unwrap();
-        assert!(s.enter(ip("::1"), two).is_none());
-        let other = s.enter(ip("127.0.0.1"), two).unwrap();
+        let a = s.enter(Some(ip("::1")), two).unwrap();
+        let b = s.enter(Some(ip("::1")), two).unwrap();
+        assert!(s.enter(Some(ip("::1")), two).is_none());
+        let other = s.enter(Some(ip("127.0.0.1")), two).unwrap();
         drop(a);
-        let c = s.enter(ip("::1"), two).unwrap();
+        let c = s.enter(Some(ip("::1")), two).unwrap();
         // Unbounded, still counted: a bound set later sees it.
-        let d = s.enter(ip("::1"), None).unwrap();
-        assert!(s.enter(ip("::1"), Some(3)).is_none());
+        let d = s.enter(Some(ip("::1")), None).unwrap();
+        assert!(s.enter(Some(ip("::1")), Some(3)).is_none());
         drop((b, c, d, other));
         assert!(s.open.lock().unwrap().is_empty());
+    }
+
+    /// A Unix peer has no address: no network matches it, so any
+    /// allow/deny list refuses it, and only an explicit `unix` entry
+    /// trusts its PROXY headers. All Unix clients are one source.
+    #[test]
+    fn unix_peers_match_no_network() {
+        let net = |s| parse_net(s).unwrap();
+        assert!(Acl::default().permits_peer(Peer::Unix), "no rule: served");
+        let allow = Acl::new(vec![net("0.0.0.0/0"), net("::/0")], vec![], &[]);
+        assert!(!allow.permits_peer(Peer::Unix));
+        let deny = Acl::new(vec![], vec![net("10.0.0.0/8")], &[]);
+        assert!(!deny.permits_peer(Peer::Unix));
+        assert!(deny.permits_peer(Peer::Ip("192.0.2.1:1".parse().unwrap())));
+        let any_net = Acl::new(vec![], vec![], &[ProxySource::Net(net("0.0.0.0/0"))]);
+        assert!(!any_net.trusts_proxy_peer(Peer::Unix));
+        let unix = Acl::new(vec![], vec![], &[parse_proxy_source("unix").unwrap()]);
+        assert!(unix.trusts_proxy_peer(Peer::Unix));
+        assert!(!unix.trusts_proxy_peer(Peer::Ip("127.0.0.1:1".parse().unwrap())));
+        let e = parse_proxy_source("local").unwrap_err();
+        assert!(e.contains("`unix`"), "{e}");
+        let sources = Arc::new(Sources::default());
+        let a = sources.enter(None, Some(1)).unwrap();
+        assert!(sources.enter(None, Some(1)).is_none(), "one source");
+        assert!(sources.enter(Some(ip("127.0.0.1")), Some(1)).is_some());
+        drop(a);
+        assert!(sources.enter(None, Some(1)).is_some());
     }
 }

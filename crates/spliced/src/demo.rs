@@ -160,7 +160,7 @@ async fn run_mode(
     let ctx = Context::new(pool.clone(), Arc::new(Metrics::new(&pool)));
     let listener = |name: &str, upstream: SocketAddr| ListenerSettings {
         name: name.to_owned(),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)).into(),
         upstreams: vec![upstream.into()],
         balance: Balance::RoundRobin,
         copy: mode,
@@ -184,6 +184,9 @@ async fn run_mode(
         health_fall: 3,
         health_send: None,
         health_expect: None,
+        unix_mode: None,
+        unix_owner: None,
+        unix_group: None,
 
         client_keepalive: None,
         upstream_keepalive: None,
@@ -203,7 +206,13 @@ async fn run_mode(
         .spawn(async move { Proxy::start(listeners, &ctx).await })
         .await
         .context("the proxy runtime is gone")??;
-    let (bulk_addr, burst_addr) = (proxy.addrs()[0].1, proxy.addrs()[1].1);
+    let tcp = |i: usize| {
+        proxy.addrs()[i]
+            .1
+            .tcp()
+            .context("the demo's listeners are TCP")
+    };
+    let (bulk_addr, burst_addr) = (tcp(0)?, tcp(1)?);
 
     let progress = Arc::new(stream::StreamTally::default());
     let bar = new_bar(

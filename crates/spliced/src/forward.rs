@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use pipepool::tokio::Progress;
 use pipepool::{Method, PipePool};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::CopyMode;
+use crate::stream::Stream;
 
 /// How a proxied connection is copied.
 #[derive(Debug, Clone)]
@@ -60,12 +61,28 @@ impl Forwarder {
     /// caller, which must close both sockets at once), an error, or the idle timeout
     /// (`ErrorKind::TimedOut`). Bytes are added to `progress` (client ->
     /// upstream as `a_to_b`) as they are written.
+    ///
+    /// Each pair of socket kinds is passed to pipepool as its concrete
+    /// types (TCP or Unix, either side), which it splices alike.
     pub(crate) async fn run(
         &self,
-        client: &mut TcpStream,
-        upstream: &mut TcpStream,
+        client: &mut Stream,
+        upstream: &mut Stream,
         progress: &Progress,
     ) -> Outcome {
+        match (client, upstream) {
+            (Stream::Tcp(c), Stream::Tcp(u)) => self.copy(c, u, progress).await,
+            (Stream::Tcp(c), Stream::Unix(u)) => self.copy(c, u, progress).await,
+            (Stream::Unix(c), Stream::Tcp(u)) => self.copy(c, u, progress).await,
+            (Stream::Unix(c), Stream::Unix(u)) => self.copy(c, u, progress).await,
+        }
+    }
+
+    async fn copy<A, B>(&self, client: &mut A, upstream: &mut B, progress: &Progress) -> Outcome
+    where
+        A: AsyncRead + AsyncWrite + Unpin,
+        B: AsyncRead + AsyncWrite + Unpin,
+    {
         let opts = pipepool::tokio::CopyOptions::new()
             .pool(self.pool.clone())
             .zero_copy(self.mode == CopyMode::Splice)

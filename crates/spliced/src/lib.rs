@@ -10,8 +10,9 @@
 //!   built on the daemon's parts; nothing of the daemon uses them.
 //!
 //! Exit codes: 0 success, 1 failure at run time (an address in use, a
-//! benchmark that saw errors), 2 a bad flag or config file, or a
-//! `--takeover` with no spliced to take over from ([`exit_code`]).
+//! benchmark that saw errors), 2 a bad flag or config file, a Unix
+//! listener's path that is not a socket, or a `--takeover` with no
+//! spliced to take over from ([`exit_code`]).
 //!
 //! `unsafe` is denied but in `systemd` (taking ownership of a socket that
 //! systemd passed as an fd); the libc calls that drop root go through `nix`.
@@ -19,6 +20,7 @@
 
 mod access_log;
 mod acl;
+mod address;
 pub mod admin;
 pub mod bench;
 pub mod cli;
@@ -34,7 +36,9 @@ mod privileges;
 mod proxy;
 pub mod run;
 mod shutdown;
+mod stream;
 mod systemd;
+mod unix_socket;
 mod upstream;
 
 use std::process::ExitCode;
@@ -49,6 +53,12 @@ pub fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
         Ok(code) => code,
         Err(e) if e.downcast_ref::<config::ConfigError>().is_some() => {
             eprintln!("spliced: config error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        // A Unix listener's path names a file that is not a socket: the
+        // configuration's mistake, as a bad address would be.
+        Err(e) if e.chain().any(unix_socket::NotASocket::is) => {
+            eprintln!("spliced: error: {e:#}");
             ExitCode::from(EXIT_USAGE)
         }
         Err(e) if e.downcast_ref::<admin::TakeoverError>().is_some() => {

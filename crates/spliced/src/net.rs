@@ -12,10 +12,13 @@
 //!
 //! Keepalive and `TCP_USER_TIMEOUT`, per side of a connection
 //! ([`tcp_options`]), are set on each socket: a reload may change them.
+//!
+//! [`Listening`]: a listener's socket as bound, passed or handed over,
+//! TCP or Unix (`crate::unix_socket` binds those).
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -127,6 +130,49 @@ pub(crate) fn tcp_options(
         sockopt::set_tcp_user_timeout(fd, ms)?;
     }
     Ok(())
+}
+
+/// A listening socket as bound (or received): std, not registered with
+/// any runtime yet.
+#[derive(Debug)]
+pub(crate) enum Listening {
+    /// A TCP listener.
+    Tcp(std::net::TcpListener),
+    /// A Unix stream listener.
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Listening {
+    /// A duplicate of the socket (the same accept queue).
+    ///
+    /// # Errors
+    /// As `fcntl(F_DUPFD_CLOEXEC)`.
+    pub(crate) fn try_clone(&self) -> io::Result<Listening> {
+        Ok(match self {
+            Listening::Tcp(l) => Listening::Tcp(l.try_clone()?),
+            Listening::Unix(l) => Listening::Unix(l.try_clone()?),
+        })
+    }
+
+    /// The bound TCP address; `None` for a Unix socket.
+    ///
+    /// # Errors
+    /// As `getsockname(2)`.
+    pub(crate) fn tcp_addr(&self) -> io::Result<Option<SocketAddr>> {
+        match self {
+            Listening::Tcp(l) => l.local_addr().map(Some),
+            Listening::Unix(_) => Ok(None),
+        }
+    }
+}
+
+impl AsFd for Listening {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listening::Tcp(l) => l.as_fd(),
+            Listening::Unix(l) => l.as_fd(),
+        }
+    }
 }
 
 #[cfg(test)]

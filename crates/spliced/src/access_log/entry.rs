@@ -29,8 +29,8 @@
 //! header, ClientHello), `C` connecting the upstream, `D` data, `-` none
 //! (a normal end).
 
+use crate::address::Peer;
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use pipepool::Method;
@@ -131,9 +131,9 @@ pub(crate) struct Entry<'a> {
     /// When the client was accepted.
     pub(crate) start: SystemTime,
     /// The client (the PROXY header's address with `accept_proxy`).
-    pub(crate) client: SocketAddr,
+    pub(crate) client: Peer,
     /// With `accept_proxy`: the balancer that sent the header.
-    pub(crate) via: Option<SocketAddr>,
+    pub(crate) via: Option<Peer>,
     /// The listener's name.
     pub(crate) listener: &'a str,
     /// The upstream connected (or last tried), if any.
@@ -165,7 +165,7 @@ impl<'a> Entry<'a> {
     /// An entry for a client closed before anything was forwarded.
     pub(crate) fn refused(
         start: SystemTime,
-        client: SocketAddr,
+        client: Peer,
         listener: &'a str,
         termination: Termination,
     ) -> Entry<'a> {
@@ -192,8 +192,8 @@ impl<'a> Entry<'a> {
 #[derive(Serialize)]
 pub(super) struct Json<'a> {
     pub(super) time: &'a str,
-    pub(super) client: SocketAddr,
-    pub(super) via: Option<SocketAddr>,
+    pub(super) client: Peer,
+    pub(super) via: Option<Peer>,
     pub(super) listener: &'a str,
     pub(super) upstream: Option<&'a str>,
     pub(super) sni: Option<&'a str>,

@@ -200,8 +200,8 @@ mod tests {
     fn entry() -> Entry<'static> {
         Entry {
             start: UNIX_EPOCH,
-            client: "192.0.2.1:5000".parse().unwrap(),
-            via: Some("10.0.0.2:40000".parse().unwrap()),
+            client: crate::address::Peer::Ip("192.0.2.1:5000".parse().unwrap()),
+            via: Some(crate::address::Peer::Ip("10.0.0.2:40000".parse().unwrap())),
             listener: "web",
             upstream: Some("10.0.0.11:80"),
             sni: Some("a b\n.example"),
@@ -228,7 +228,7 @@ mod tests {
         let mut out = Vec::new();
         let mut e = Entry::refused(
             UNIX_EPOCH,
-            "[::1]:7".parse().unwrap(),
+            crate::address::Peer::Ip("[::1]:7".parse().unwrap()),
             "l",
             Termination::MaxConns,
         );

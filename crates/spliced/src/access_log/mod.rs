@@ -333,7 +333,7 @@ mod tests {
     use std::time::{Instant, SystemTime};
 
     fn entry() -> Entry<'static> {
-        let client = "192.0.2.1:5000".parse().unwrap();
+        let client = crate::address::Peer::Ip("192.0.2.1:5000".parse().unwrap());
         Entry::refused(SystemTime::now(), client, "l", Termination::MaxConns)
     }
 

@@ -5,7 +5,10 @@
 //!    `takeover` ([`receive`]): the answer lists each listening socket
 //!    (`listener FDS LISTEN NAME`, `metrics FDS LISTEN`) and carries them
 //!    (`SCM_RIGHTS`: the same kernel sockets, their accept queues
-//!    included). A listener may have several sockets (`FDS`).
+//!    included). A listener may have several sockets (`FDS`). `LISTEN`
+//!    is `IP:PORT` or `unix:/path` (a Unix listener, matched by its
+//!    path; its socket file stays, and the new process removes it at
+//!    exit: [`crate::unix_socket`]).
 //! 2. Its listeners whose name and configured address match one of them
 //!    use those sockets ([`taken`], [`taken_metrics`]) instead of binding;
 //!    the others bind fresh. It starts accepting: both processes accept
@@ -29,14 +32,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::client::{request, RequestError};
 use super::{Commands, Reply};
+use crate::address::ListenAddr;
+use crate::net::Listening;
 
 /// One listener's sockets, as the old process hands them over.
 #[derive(Debug)]
 pub(crate) struct Sockets {
     /// `Some(name)`: a proxy listener; `None`: the metrics socket.
     pub(crate) listener: Option<String>,
-    /// The configured address (port 0 stays 0: matched with the name).
-    pub(crate) listen: SocketAddr,
+    /// The configured address (port 0 stays 0: matched with the name; a
+    /// Unix listener by its path, `unix:/path`).
+    pub(crate) listen: ListenAddr,
     pub(crate) fds: Vec<OwnedFd>,
 }
 
@@ -124,7 +130,7 @@ static RECEIVED: Mutex<Vec<Sockets>> = Mutex::new(Vec::new());
 /// [`TakeoverError`]: nothing answers at `path` (gone, a stale socket,
 /// not a socket), the answer is not spliced's, or its sockets are not
 /// bound TCP sockets.
-pub(crate) fn receive(path: &Path) -> Result<Vec<(Option<String>, SocketAddr)>, TakeoverError> {
+pub(crate) fn receive(path: &Path) -> Result<Vec<(Option<String>, ListenAddr)>, TakeoverError> {
     let fail = |why: String| TakeoverError(why);
     let answer = request(path, &["takeover"]).map_err(|e| match e {
         RequestError::Failed(m) => fail(format!("the process at {} refused: {m}", path.display())),
@@ -145,7 +151,7 @@ pub(crate) fn receive(path: &Path) -> Result<Vec<(Option<String>, SocketAddr)>, 
             .next()
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| not_spliced(line))?;
-        let listen: SocketAddr = words
+        let listen: ListenAddr = words
             .next()
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| not_spliced(line))?;
@@ -159,10 +165,21 @@ pub(crate) fn receive(path: &Path) -> Result<Vec<(Option<String>, SocketAddr)>, 
             return Err(not_spliced("fewer sockets than listed"));
         }
         for fd in &mine {
-            let l = std::net::TcpListener::from(fd.try_clone().map_err(|e| fail(e.to_string()))?);
-            l.local_addr().map_err(|e| {
+            let fd = fd.try_clone().map_err(|e| fail(e.to_string()))?;
+            let bound = match &listen {
+                ListenAddr::Tcp(_) => std::net::TcpListener::from(fd).local_addr().map(drop),
+                ListenAddr::Unix(_) => std::os::unix::net::UnixListener::from(fd)
+                    .local_addr()
+                    .map(drop),
+            };
+            let kind = if listen.unix().is_some() {
+                "Unix"
+            } else {
+                "TCP"
+            };
+            bound.map_err(|e| {
                 fail(format!(
-                    "a socket passed for {line} is not a TCP socket: {e}"
+                    "a socket passed for {line} is not a {kind} socket: {e}"
                 ))
             })?;
         }
@@ -175,7 +192,10 @@ pub(crate) fn receive(path: &Path) -> Result<Vec<(Option<String>, SocketAddr)>, 
     if all.is_empty() {
         return Err(not_spliced("no socket"));
     }
-    let addrs = all.iter().map(|s| (s.listener.clone(), s.listen)).collect();
+    let addrs = all
+        .iter()
+        .map(|s| (s.listener.clone(), s.listen.clone()))
+        .collect();
     *RECEIVED.lock().unwrap_or_else(PoisonError::into_inner) = all;
     Ok(addrs)
 }
@@ -185,11 +205,8 @@ pub(crate) fn receive(path: &Path) -> Result<Vec<(Option<String>, SocketAddr)>, 
 ///
 /// # Errors
 /// If a socket cannot be made non-blocking.
-pub(crate) fn taken(
-    name: &str,
-    listen: SocketAddr,
-) -> std::io::Result<Option<Vec<std::net::TcpListener>>> {
-    take(|s| s.listener.as_deref() == Some(name) && s.listen == listen)
+pub(crate) fn taken(name: &str, listen: &ListenAddr) -> std::io::Result<Option<Vec<Listening>>> {
+    take(|s| s.listener.as_deref() == Some(name) && s.listen == *listen)
 }
 
 /// Takes the received metrics socket on `listen`, if any.
@@ -199,10 +216,18 @@ pub(crate) fn taken(
 pub(crate) fn taken_metrics(
     listen: SocketAddr,
 ) -> std::io::Result<Option<Vec<std::net::TcpListener>>> {
-    take(|s| s.listener.is_none() && s.listen == listen)
+    let taken = take(|s| s.listener.is_none() && s.listen == ListenAddr::Tcp(listen))?;
+    Ok(taken.map(|all| {
+        all.into_iter()
+            .filter_map(|l| match l {
+                Listening::Tcp(l) => Some(l),
+                Listening::Unix(_) => None,
+            })
+            .collect()
+    }))
 }
 
-fn take(matches: impl Fn(&Sockets) -> bool) -> std::io::Result<Option<Vec<std::net::TcpListener>>> {
+fn take(matches: impl Fn(&Sockets) -> bool) -> std::io::Result<Option<Vec<Listening>>> {
     let mut received = RECEIVED.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(i) = received
         .iter()
@@ -213,8 +238,12 @@ fn take(matches: impl Fn(&Sockets) -> bool) -> std::io::Result<Option<Vec<std::n
     let sockets = received.swap_remove(i);
     let mut out = Vec::with_capacity(sockets.fds.len());
     for fd in sockets.fds {
-        let l = std::net::TcpListener::from(fd);
-        l.set_nonblocking(true)?;
+        // Checked at receive: the kind the address says.
+        let l = match sockets.listen {
+            ListenAddr::Tcp(_) => Listening::Tcp(std::net::TcpListener::from(fd)),
+            ListenAddr::Unix(_) => Listening::Unix(std::os::unix::net::UnixListener::from(fd)),
+        };
+        rustix::io::ioctl_fionbio(&l, true)?;
         out.push(l);
     }
     Ok(Some(out))

@@ -29,9 +29,10 @@ pub(crate) async fn serve(listener: TcpListener, mode: ServeMode) {
 pub(crate) async fn serve_with(listener: TcpListener, mode: ServeMode, accept_proxy: bool) {
     loop {
         match listener.accept().await {
-            Ok((mut stream, _)) => {
+            Ok((stream, _)) => {
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
+                    let mut stream = crate::stream::Stream::Tcp(stream);
                     if accept_proxy {
                         let wait = crate::config::DEFAULT_PROXY_TIMEOUT;
                         if let Err(e) = crate::proxy::read_proxy_header(&mut stream, wait).await {
@@ -39,6 +40,9 @@ pub(crate) async fn serve_with(listener: TcpListener, mode: ServeMode, accept_pr
                             return;
                         }
                     }
+                    let crate::stream::Stream::Tcp(stream) = stream else {
+                        unreachable!("made TCP above");
+                    };
                     let r = match mode {
                         ServeMode::Echo => echo(stream).await,
                         ServeMode::Sink => sink(stream).await,

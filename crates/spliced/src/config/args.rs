@@ -23,10 +23,11 @@ pub struct RunArgs {
     /// TOML config file (see spliced.example.toml).
     #[arg(short, long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Accept clients on this address (IP:PORT).
-    #[arg(short, long, value_name = "ADDR")]
-    pub(crate) listen: Option<SocketAddr>,
-    /// An upstream: "host:PORT [weight=N] [backup] [max_conns=N]"; repeat for a group.
+    /// Accept clients on this address: IP:PORT, or unix:/path for a Unix
+    /// stream socket (see --unix-mode, --unix-owner, --unix-group).
+    #[arg(short, long, value_name = "ADDR", value_parser = listen_addr)]
+    pub(crate) listen: Option<crate::address::ListenAddr>,
+    /// An upstream: "host:PORT [weight=N] [backup] [max_conns=N]" (or unix:/path for a Unix socket); repeat for a group.
     #[arg(short, long = "upstream", value_name = "ADDR")]
     pub(crate) upstreams: Vec<String>,
     /// The per-listener settings (the table in `config/table.rs`).
@@ -55,10 +56,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "CIDR", value_parser = crate::acl::parse_net)]
     pub(crate) deny: Vec<ipnet::IpNet>,
     /// With --accept-proxy: the network (CIDR or address) of a balancer
-    /// whose PROXY headers are believed; repeat. Required by
-    /// --accept-proxy; any other peer is refused before a byte is read.
-    #[arg(long = "accept-proxy-from", value_name = "CIDR", value_parser = crate::acl::parse_net)]
-    pub(crate) accept_proxy_from: Vec<ipnet::IpNet>,
+    /// whose PROXY headers are believed, or `unix` for the peers of a
+    /// unix:/path listener; repeat. Required by --accept-proxy; any other
+    /// peer is refused before a byte is read.
+    #[arg(long = "accept-proxy-from", value_name = "CIDR", value_parser = crate::acl::parse_proxy_source)]
+    pub(crate) accept_proxy_from: Vec<crate::acl::ProxySource>,
     /// Upgrade in place: take every listening socket from the spliced
     /// whose admin socket is PATH (binding nothing of its own for those),
     /// accept on them, then let that process drain and exit.
@@ -67,6 +69,11 @@ pub struct RunArgs {
     /// Check the configuration, print it and exit.
     #[arg(long)]
     pub(crate) check: bool,
+}
+
+/// Parses a `--listen ADDR` flag.
+fn listen_addr(s: &str) -> Result<crate::address::ListenAddr, String> {
+    s.parse()
 }
 
 /// Parses a `--route NAME=ADDR` flag.

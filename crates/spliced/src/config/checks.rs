@@ -20,6 +20,15 @@ pub(crate) fn not_empty(s: &String) -> Result<(), String> {
     Ok(())
 }
 
+/// A name that is not empty (a user or group).
+#[allow(clippy::ptr_arg)] // the tables' checks take `&T`
+pub(crate) fn not_blank(s: &String) -> Result<(), String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty (a name or a numeric id)".to_owned());
+    }
+    Ok(())
+}
+
 /// A count of at least 1.
 pub(crate) fn at_least_one(n: &usize) -> Result<(), String> {
     if *n == 0 {

@@ -284,7 +284,7 @@ impl Resolver<'_> {
     /// [`crate::limits::fit`] picks the default).
     fn listeners(&self) -> Result<Vec<(ListenerSettings, Option<usize>)>, ConfigError> {
         let (f, o) = (self.file, self.flags);
-        if let Some(listen) = o.listen {
+        if let Some(listen) = o.listen.clone() {
             if o.upstreams.is_empty() {
                 return Err(ConfigError::new(
                     Origin::Flag("upstream"),
@@ -332,7 +332,7 @@ impl Resolver<'_> {
         for (i, section) in f.listener.iter().enumerate() {
             let l = section.get_ref();
             let listen = self.listen_addr(l, i)?;
-            if listen.port() != 0 {
+            if !listen.is_any_port() {
                 if let Some((prev, _)) = out.iter().find(|(p, _)| p.listen == listen) {
                     return Err(ConfigError::new(
                         self.origin(&l.listen),
@@ -370,16 +370,13 @@ impl Resolver<'_> {
         Ok(out)
     }
 
-    fn listen_addr(&self, l: &ListenerSection, i: usize) -> Result<SocketAddr, ConfigError> {
-        l.listen.get_ref().parse().map_err(|_| {
-            ConfigError::new(
-                self.origin(&l.listen),
-                format!("listener[{i}].listen"),
-                format!(
-                    "`{}` is not an IP:PORT address (e.g. 0.0.0.0:8080 or [::]:8080)",
-                    l.listen.get_ref()
-                ),
-            )
+    fn listen_addr(
+        &self,
+        l: &ListenerSection,
+        i: usize,
+    ) -> Result<crate::address::ListenAddr, ConfigError> {
+        l.listen.get_ref().parse().map_err(|m| {
+            ConfigError::new(self.origin(&l.listen), format!("listener[{i}].listen"), m)
         })
     }
 
@@ -421,11 +418,12 @@ impl Resolver<'_> {
         &self,
         l: Option<&ListenerSection>,
         name: String,
-        listen: SocketAddr,
+        listen: crate::address::ListenAddr,
         upstreams: Vec<Upstream>,
         i: usize,
     ) -> Result<(ListenerSettings, Option<usize>), ConfigError> {
         let o = self.flags;
+        let l_section = l;
         let p = self.picks(l, i)?;
         let balance = p.balance.unwrap_or_default();
         let allow = self.networks(
@@ -481,6 +479,9 @@ impl Resolver<'_> {
             health_fall: p.health_fall.unwrap_or(3),
             health_send: p.health_send,
             health_expect: p.health_expect,
+            unix_mode: p.unix_mode,
+            unix_owner: p.unix_owner,
+            unix_group: p.unix_group,
         };
         let l = ListenerSettings {
             health_timeout: l
@@ -488,6 +489,7 @@ impl Resolver<'_> {
                 .map(|i| p.health_timeout.map_or(i, |t| t.0)),
             ..l
         };
+        self.check_unix_listener(l_section, &l, i)?;
         Ok((l, given_conns))
     }
 
@@ -501,7 +503,7 @@ impl Resolver<'_> {
         l: Option<&ListenerSection>,
         accept_proxy: bool,
         i: usize,
-    ) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    ) -> Result<Vec<crate::acl::ProxySource>, ConfigError> {
         let own = l.and_then(|l| l.accept_proxy_from.as_ref());
         let file = own.or(self.file.accept_proxy_from.as_ref());
         let field = if own.is_some() {
@@ -509,7 +511,7 @@ impl Resolver<'_> {
         } else {
             "accept_proxy_from".to_owned()
         };
-        let nets = self.networks(&self.flags.accept_proxy_from, &field, file)?;
+        let nets = self.proxy_sources(&field, file)?;
         if accept_proxy && nets.is_empty() {
             let origin = if self.flags.listener.accept_proxy.is_some() {
                 Origin::Flag("accept-proxy")
@@ -535,6 +537,84 @@ impl Resolver<'_> {
             ));
         }
         Ok(nets)
+    }
+
+    /// The `accept_proxy_from` list (`field` in errors): the flags' if
+    /// given, else the file's, else empty.
+    fn proxy_sources(
+        &self,
+        field: &str,
+        file: Option<&Spanned<Vec<Spanned<String>>>>,
+    ) -> Result<Vec<crate::acl::ProxySource>, ConfigError> {
+        if !self.flags.accept_proxy_from.is_empty() {
+            return Ok(self.flags.accept_proxy_from.clone());
+        }
+        let Some(list) = file else {
+            return Ok(Vec::new());
+        };
+        list.get_ref()
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                crate::acl::parse_proxy_source(s.get_ref())
+                    .map_err(|m| ConfigError::new(self.origin(s), format!("{field}[{j}]"), m))
+            })
+            .collect()
+    }
+
+    /// What a `unix:/path` listener cannot have: `allow`, `deny` and
+    /// `max_conns_per_source` judge IP addresses, which its clients do
+    /// not have (with `accept_proxy`, they judge the header's address,
+    /// and `accept_proxy_from` needs its `unix` entry); SNI routes peek
+    /// at TCP sockets only.
+    fn check_unix_listener(
+        &self,
+        l: Option<&ListenerSection>,
+        s: &ListenerSettings,
+        i: usize,
+    ) -> Result<(), ConfigError> {
+        let Some(path) = s.listen.unix() else {
+            return Ok(());
+        };
+        let origin = match l {
+            Some(l) => self.origin(&l.listen),
+            None => Origin::Flag("listen"),
+        };
+        let fail = |key: &str, why: &str| {
+            Err(ConfigError::new(
+                origin.clone(),
+                format!("listener[{i}].{key}"),
+                format!("the listener on unix:{} {why}", path.display()),
+            ))
+        };
+        if !s.accept_proxy {
+            let ip_only = "judges clients by IP address, which a Unix socket's clients do not \
+                           have: remove it (the socket file's unix_mode, unix_owner and \
+                           unix_group say who may connect)";
+            if !s.allow.is_empty() {
+                return fail("allow", &format!("has `allow`: it {ip_only}"));
+            }
+            if !s.deny.is_empty() {
+                return fail("deny", &format!("has `deny`: it {ip_only}"));
+            }
+            if s.max_conns_per_source.is_some() {
+                return fail(
+                    "max_conns_per_source",
+                    &format!("has `max_conns_per_source`: it {ip_only}; use max_conns"),
+                );
+            }
+        } else if !s.accept_proxy_from.contains(&crate::acl::ProxySource::Unix) {
+            return fail(
+                "accept_proxy_from",
+                "reads PROXY headers (accept_proxy), but no network can match a Unix \
+                 peer: add `unix` to accept_proxy_from to believe the headers of \
+                 whoever may connect to the socket file",
+            );
+        }
+        if !s.routes.is_empty() {
+            return fail("route", "has SNI routes: SNI routing needs a TCP listener");
+        }
+        Ok(())
     }
 
     /// A list of networks (`field` in errors): the flags' if given, else

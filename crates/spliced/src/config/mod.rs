@@ -17,6 +17,7 @@ mod load;
 mod settings;
 pub(crate) mod table;
 pub(crate) mod units;
+pub(crate) mod unix;
 
 pub use args::RunArgs;
 pub use error::ConfigError;

@@ -210,8 +210,8 @@ impl<T> Given<T> {
 pub(crate) struct ListenerSettings {
     /// For logs and metric labels.
     pub(crate) name: String,
-    /// Where clients connect.
-    pub(crate) listen: SocketAddr,
+    /// Where clients connect: `IP:PORT` or `unix:/path`.
+    pub(crate) listen: crate::address::ListenAddr,
     /// Each upstream, parsed; never empty.
     pub(crate) upstreams: Vec<Upstream>,
     /// The balance policy.
@@ -236,7 +236,7 @@ pub(crate) struct ListenerSettings {
     pub(crate) accept_proxy: bool,
     /// With `accept_proxy`, the peers whose headers are believed (not
     /// empty then); any other peer is refused before a byte is read.
-    pub(crate) accept_proxy_from: Vec<ipnet::IpNet>,
+    pub(crate) accept_proxy_from: Vec<crate::acl::ProxySource>,
     /// How long a client has to send its PROXY header.
     pub(crate) proxy_timeout: Duration,
     /// SNI routes; `upstreams` is the default route.
@@ -271,9 +271,24 @@ pub(crate) struct ListenerSettings {
     pub(crate) health_send: Option<String>,
     /// Required in a check's answer (escapes not decoded yet).
     pub(crate) health_expect: Option<String>,
+    /// A Unix listener's socket file mode (`None`: 0600).
+    pub(crate) unix_mode: Option<super::unix::UnixMode>,
+    /// A Unix listener's socket file owner (a name or an id).
+    pub(crate) unix_owner: Option<String>,
+    /// A Unix listener's socket file group (a name or an id).
+    pub(crate) unix_group: Option<String>,
 }
 
 impl ListenerSettings {
+    /// What a Unix listener's socket file gets at bind.
+    pub(crate) fn unix_file(&self) -> crate::unix_socket::FileSettings {
+        crate::unix_socket::FileSettings {
+            mode: self.unix_mode.map(|m| m.0),
+            owner: self.unix_owner.clone(),
+            group: self.unix_group.clone(),
+        }
+    }
+
     /// The active health checks, if on.
     pub(crate) fn health_check(&self) -> Option<crate::upstream::HealthCheck> {
         let interval = self.health_interval?;

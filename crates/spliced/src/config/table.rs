@@ -132,6 +132,18 @@ macro_rules! listener_settings {
             upstream_user_timeout: $crate::config::units::DurationValue = None;
                 flag "upstream-user-timeout" [value_name = "DURATION", value_parser = $crate::config::units::duration, allow_hyphen_values = true];
                 check $crate::config::checks::user_timeout;
+            /// For a unix:/path listener: the socket file's mode, octal (e.g. 0660) [default: 0600, its owner only].
+            unix_mode: $crate::config::unix::UnixMode = None;
+                flag "unix-mode" [value_name = "MODE", value_parser = $crate::config::unix::parse];
+                check $crate::config::checks::any;
+            /// For a unix:/path listener: the socket file's owner, a user name or uid [default: the user spliced binds as].
+            unix_owner: String = None;
+                flag "unix-owner" [value_name = "USER"];
+                check $crate::config::checks::not_blank;
+            /// For a unix:/path listener: the socket file's group, a group name or gid [default: the owner's group].
+            unix_group: String = None;
+                flag "unix-group" [value_name = "GROUP"];
+                check $crate::config::checks::not_blank;
         }
     };
 }

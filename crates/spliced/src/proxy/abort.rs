@@ -8,6 +8,11 @@
 //! then the reset (Linux keeps received bytes readable after an RST).
 //!
 //! A normal end of stream never comes here: it stays a FIN.
+//!
+//! A Unix socket has no RST: a cut Unix side is closed at once, and its
+//! peer reads EOF (a truncated stream looks whole to it, as a FIN would;
+//! a peer writing into it gets `EPIPE`). No `SO_LINGER` or `SIOCOUTQ` on
+//! it, and it is not counted in `spliced_resets_sent_total`.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -15,6 +20,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
+
+use crate::stream::Stream;
 
 /// The longest a side's send queue may make no progress before the RST
 /// (`idle_timeout` instead, when it is shorter).
@@ -26,8 +33,14 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// Resets `socket` once its send queue has drained, or once it made no
 /// progress for `stall` (a peer that reads nothing more). Whether an RST
 /// was sent: `false` when TCP had closed the connection already (reset by
-/// its peer, or timed out), which has no peer address any more.
-pub(super) async fn reset(socket: TcpStream, stall: Duration) -> bool {
+/// its peer, or timed out), which has no peer address any more, and for
+/// a Unix side (closed, see above).
+pub(super) async fn reset(socket: Stream, stall: Duration) -> bool {
+    let socket = match socket {
+        Stream::Tcp(s) => s,
+        // No reset on a Unix socket: just closed.
+        Stream::Unix(_) => return false,
+    };
     if socket.peer_addr().is_err() {
         return false;
     }

@@ -11,17 +11,17 @@
 //! the runtime's driver.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
 use rustix::io::Errno;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::pressure::Pressure;
+use crate::address::Peer;
 use crate::metrics::ListenerMetrics;
+use crate::stream::{Acceptor, Stream};
 
 /// First pause after a resource error.
 /// Connections accepted in a row before the accept loop yields.
@@ -35,9 +35,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// which returns the current connect timeout (it may change with a
 /// reload), for the [`Anchor`].
 pub(super) async fn run(
-    listener: &TcpListener,
+    listener: &Acceptor,
     stop: CancellationToken,
-    mut on_conn: impl FnMut(TcpStream, SocketAddr) -> Duration,
+    mut on_conn: impl FnMut(Stream, Peer) -> Duration,
     metrics: &ListenerMetrics,
     pressure: &Pressure,
 ) {

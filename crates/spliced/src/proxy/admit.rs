@@ -8,7 +8,6 @@
 //! then `max_conns`. The checks that need the client's real address (the
 //! header's) or its first bytes are in [`super::conn`].
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -18,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::refusal::Refusal;
 use super::state::ListenerState;
+use crate::address::Peer;
 
 /// The admission state of one listener that outlives its reloads: its
 /// open connections, checked against the current `max_conns` (a reload
@@ -48,7 +48,7 @@ impl Gate {
     pub(super) fn admit(
         &self,
         shared: &ListenerState,
-        peer: SocketAddr,
+        peer: Peer,
         trackers: &[TaskTracker; 2],
     ) -> Result<Admitted, Refusal> {
         let settings = &shared.settings;
@@ -57,10 +57,10 @@ impl Gate {
         // (checked once it is read), and only a trusted peer may send
         // one: anyone else is closed before a byte is read.
         if settings.accept_proxy {
-            if !shared.acl.trusts_proxy(peer.ip()) {
+            if !shared.acl.trusts_proxy_peer(peer) {
                 return Err(Refusal::UntrustedProxy);
             }
-        } else if !shared.acl.permits(peer.ip()) {
+        } else if !shared.acl.permits_peer(peer) {
             return Err(Refusal::Denied);
         }
         if self.open.fetch_add(1, Relaxed) >= settings.max_conns {
@@ -135,8 +135,8 @@ mod tests {
         ListenerState::new(l, &ctx, None, None)
     }
 
-    fn peer(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    fn peer(s: &str) -> Peer {
+        Peer::Ip(s.parse().unwrap())
     }
 
     #[test]

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::proxy_header::{self, Received};
 use super::refusal::Refusal;
@@ -20,8 +19,10 @@ use super::state::ListenerState;
 use super::{abort, connect, sni};
 use crate::access_log::{Entry, Methods, Termination};
 use crate::acl::Sources;
+use crate::address::Peer;
 use crate::config::ProxyVersion;
 use crate::metrics::Ending;
+use crate::stream::Stream;
 
 /// Serves `client` (accepted from `peer`) until both directions are done
 /// or an error.
@@ -30,8 +31,8 @@ use crate::metrics::Ending;
 pub(super) async fn handle(
     shared: &Arc<ListenerState>,
     sources: &Arc<Sources>,
-    mut client: TcpStream,
-    peer: SocketAddr,
+    mut client: Stream,
+    peer: Peer,
     accepted: SystemTime,
 ) {
     let start = Instant::now();
@@ -39,17 +40,20 @@ pub(super) async fn handle(
     let name = settings.name.as_str();
     // The client as everything else sees it, and where it connected.
     let (mut src, mut dst) = (peer, None);
-    let options = crate::net::tcp_options(
-        &client,
-        settings.client_keepalive.as_ref(),
-        settings.client_user_timeout,
-    );
-    if let Err(e) = options {
-        tracing::debug!(listener = name, client = %peer, "client keepalive or user timeout: {e}");
+    if let Stream::Tcp(tcp) = &client {
+        let options = crate::net::tcp_options(
+            tcp,
+            settings.client_keepalive.as_ref(),
+            settings.client_user_timeout,
+        );
+        if let Err(e) = options {
+            tracing::debug!(listener = name, client = %peer, "client keepalive or user timeout: {e}");
+        }
     }
     if settings.accept_proxy {
         match proxy_header::read(&mut client, settings.proxy_timeout).await {
-            Ok(Received::Proxied { src: s, dst: d }) => (src, dst) = (s, Some(d)),
+            Ok(Received::Proxied { src: s, dst: d }) => (src, dst) = (Peer::Ip(s), Some(d)),
+            Ok(Received::Unix) => (src, dst) = (Peer::Unix, None),
             Ok(Received::Local) => {}
             Err(e) => {
                 let state = if matches!(e, proxy_header::HeaderError::Timeout(_)) {
@@ -60,7 +64,7 @@ pub(super) async fn handle(
                 return shared.refuse(peer, Refusal::ProxyHeader, state, accepted, &e);
             }
         }
-        if !shared.acl.permits(src.ip()) {
+        if !shared.acl.permits_peer(src) {
             let why = Refusal::Denied;
             let state = Termination::RefusedByHeader;
             return shared.refuse(src, why, state, accepted, &why.detail(settings));
@@ -77,11 +81,15 @@ pub(super) async fn handle(
     // The client has TCP_NODELAY from the listener (`net::listen`).
     let mut balancer = &shared.balancer;
     let mut server_name = None;
-    if !shared.routes.is_empty() {
-        let peeked = sni::server_name(&client, settings.sni_timeout).await;
+    // (A Unix listener has no routes: refused at load.)
+    if let (false, Stream::Tcp(tcp)) = (shared.routes.is_empty(), &client) {
+        let peeked = sni::server_name(tcp, settings.sni_timeout).await;
         if peeked.rearm {
-            client = match sni::rearm(client) {
-                Ok(c) => c,
+            let Stream::Tcp(tcp) = client else {
+                unreachable!("matched as TCP above");
+            };
+            client = match sni::rearm(tcp) {
+                Ok(c) => Stream::Tcp(c),
                 Err(e) => {
                     shared.metrics.closed(Ending::Error);
                     let mut entry = Entry::refused(accepted, src, name, Termination::Internal);
@@ -128,20 +136,22 @@ pub(super) async fn handle(
                 return;
             }
         };
-    // Forwarded bytes are not worth holding back: the sender already chose
-    // its segment sizes. (The client has it from the listener.)
-    let _ = upstream.set_nodelay(true);
-    let options = crate::net::tcp_options(
-        &upstream,
-        settings.upstream_keepalive.as_ref(),
-        settings.upstream_user_timeout,
-    );
-    if let Err(e) = options {
-        tracing::debug!(
-            listener = name,
-            upstream = lease.addr(),
-            "upstream keepalive or user timeout: {e}"
+    if let Stream::Tcp(tcp) = &upstream {
+        // Forwarded bytes are not worth holding back: the sender already
+        // chose its segment sizes. (The client has it from the listener.)
+        let _ = tcp.set_nodelay(true);
+        let options = crate::net::tcp_options(
+            tcp,
+            settings.upstream_keepalive.as_ref(),
+            settings.upstream_user_timeout,
         );
+        if let Err(e) = options {
+            tracing::debug!(
+                listener = name,
+                upstream = lease.addr(),
+                "upstream keepalive or user timeout: {e}"
+            );
+        }
     }
     let header_error = match settings.send_proxy {
         Some(version) => send_header(shared, &client, &mut upstream, version, src, dst)
@@ -250,20 +260,32 @@ pub(super) async fn handle(
 
 /// Writes the PROXY header of `version` for client `src` to `upstream`;
 /// the destination is `dst` (from a received header), else the
-/// listener's address, else the one `client` reached.
+/// listener's address, else the one `client` reached. A Unix client is
+/// sent with the UNIX family (v2) or as `UNKNOWN` (v1); an IP client
+/// with no IP destination (a header's address on a Unix listener) as
+/// `LOCAL`/`UNKNOWN`.
 async fn send_header(
     shared: &ListenerState,
-    client: &TcpStream,
-    upstream: &mut TcpStream,
+    client: &Stream,
+    upstream: &mut Stream,
     version: ProxyVersion,
-    src: SocketAddr,
+    src: Peer,
     dst: Option<SocketAddr>,
 ) -> io::Result<()> {
-    let dst = match dst.or(shared.local) {
-        Some(d) => d,
-        None => client.local_addr()?,
+    let header = match src {
+        Peer::Unix => proxy_header::encode_unix(version, shared.settings.listen.unix()),
+        Peer::Ip(src) => {
+            let dst = match (dst.or(shared.local), client.tcp()) {
+                (Some(d), _) => Some(d),
+                (None, Some(tcp)) => Some(tcp.local_addr()?),
+                (None, None) => None,
+            };
+            match dst {
+                Some(dst) => proxy_header::encode(version, src, dst),
+                None => proxy_header::encode_unknown(version),
+            }
+        }
     };
-    let header = proxy_header::encode(version, src, dst);
     upstream.write_all(&header).await.map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -301,12 +323,13 @@ fn no_upstream(e: &io::Error) -> Termination {
 }
 
 /// Which side cut a stream that ended with `e` (not a normal end): the
-/// idle timeout, else the client if TCP closed its socket (a reset from
-/// it: no peer address any more), else the upstream.
-fn cut_by(e: &io::Error, client: &TcpStream) -> Termination {
+/// idle timeout, else the client if it is gone (TCP closed its socket
+/// after a reset from it: no peer address any more; a Unix client's
+/// socket shows EOF or a reset), else the upstream.
+fn cut_by(e: &io::Error, client: &Stream) -> Termination {
     if e.kind() == io::ErrorKind::TimedOut {
         Termination::IdleTimeout
-    } else if client.peer_addr().is_err() {
+    } else if client.peer_gone() {
         Termination::ClientReset
     } else {
         Termination::ServerReset

@@ -7,7 +7,10 @@
 //!
 //! The connect itself is [`connect_addr`]: tokio's `TcpStream::connect`
 //! without its `getsockopt(SO_ERROR)` once the socket is writable, which
-//! only an error needs.
+//! only an error needs; a `unix:/path` upstream is tokio's
+//! `UnixStream::connect` (a Unix connect completes at once or fails:
+//! `ECONNREFUSED` for a socket nobody accepts on, `ENOENT` for a missing
+//! file, `EAGAIN` for a full accept queue, all the upstream's failures).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use tokio::time::error::Elapsed;
 use tokio::time::Instant;
@@ -24,10 +27,14 @@ use tokio::time::Instant;
 use super::pressure::{self, Retry};
 use super::state::ListenerState;
 use crate::metrics::ConnectFailure;
+use crate::stream::Stream;
 use crate::upstream::{Balancer, Lease};
 
 /// Connects to the first upstream of `balancer`'s plan (for a client
-/// from `client`) that accepts.
+/// from `client`) that accepts. With `balance = source`, a client with
+/// no IP address (a Unix peer) hashes as the unspecified address `::`,
+/// which no TCP client has: the Unix clients of a listener are one
+/// source, and go to one upstream while it is up.
 ///
 /// # Errors
 /// When every attempt failed: the error of the last one (its kind kept),
@@ -36,9 +43,10 @@ use crate::upstream::{Balancer, Lease};
 pub(super) async fn connect(
     shared: &Arc<ListenerState>,
     balancer: &Arc<Balancer>,
-    client: IpAddr,
-) -> io::Result<(TcpStream, Lease)> {
+    client: Option<IpAddr>,
+) -> io::Result<(Stream, Lease)> {
     let settings = &shared.settings;
+    let client = client.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
     let plan = balancer.plan(settings.connect_attempts, client);
     if plan.is_empty() {
         return Err(io::Error::other(
@@ -108,13 +116,16 @@ pub(super) async fn connect(
 /// fails for want of a local resource (see [`pressure`]), the accept
 /// loops pause and the attempt waits and tries again, until the timeout;
 /// the last such error is its result then.
-async fn attempt(shared: &ListenerState, lease: &Lease) -> Result<io::Result<TcpStream>, Elapsed> {
+async fn attempt(shared: &ListenerState, lease: &Lease) -> Result<io::Result<Stream>, Elapsed> {
     let deadline = Instant::now() + shared.settings.connect_timeout;
     let mut retry = Retry::default();
     loop {
         // Resolved at load and in the background (crate::dns): no lookup here.
         let tried = tokio::time::timeout_at(deadline, async {
-            connect_any(&lease.socket_addrs()?).await
+            match lease.unix_path() {
+                Some(path) => UnixStream::connect(path).await.map(Stream::Unix),
+                None => connect_any(&lease.socket_addrs()?).await.map(Stream::Tcp),
+            }
         })
         .await;
         match tried {

@@ -4,11 +4,9 @@
 //! ([`ListenerState`]).
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,21 +17,29 @@ use super::state::{Context, ListenerState};
 use super::{accept, conn};
 use crate::access_log::{Entry, Termination};
 use crate::acl::Sources;
+use crate::address::ListenAddr;
 use crate::config::ListenerSettings;
 use crate::metrics::WorkerMetrics;
+use crate::net::Listening;
+use crate::stream::Acceptor;
+use crate::unix_socket::SocketFile;
 
 /// A bound listener, not accepting yet: a list of sockets, each with the
-/// worker that accepts on it; our own are one per worker (see
-/// [`crate::net::bind_sockets`]), passed ones are spread by [`spread`].
+/// worker that accepts on it; our own TCP ones are one per worker (see
+/// [`crate::net::bind_sockets`]), passed ones and a Unix socket (one
+/// accept queue: no `SO_REUSEPORT` for Unix sockets) are spread by
+/// [`spread`].
 #[derive(Debug)]
 pub(super) struct Listener {
     /// (worker, the socket, a duplicate of it for the worker's runtime):
     /// the duplicate is made here, so that every fd exists once bound.
-    sockets: Vec<(usize, std::net::TcpListener, std::net::TcpListener)>,
+    sockets: Vec<(usize, Listening, Listening)>,
     /// The bound address, known at bind so that [`Listener::start`]
     /// cannot fail (a reload starts its new listeners only after it
     /// stopped using the old ones).
-    addr: SocketAddr,
+    addr: ListenAddr,
+    /// A Unix listener's socket file, removed when the listener stops.
+    file: Option<SocketFile>,
     shared: Arc<ListenerState>,
 }
 
@@ -44,11 +50,17 @@ impl Listener {
     /// As `bind(2)`/`listen(2)`, e.g. `AddrInUse`.
     pub(super) async fn bind(settings: ListenerSettings, ctx: &Context) -> io::Result<Listener> {
         let workers = ctx.workers.len();
+        let listen = match &settings.listen {
+            ListenAddr::Tcp(addr) => *addr,
+            ListenAddr::Unix(path) => {
+                return Listener::bind_unix(path.clone(), settings, ctx).await
+            }
+        };
         // The sockets of the process this one takes over (`--takeover`),
         // else one passed by systemd (socket activation), else our own.
         let sockets = match taken_over(&settings)? {
             Some(taken) => spread(taken, workers)?,
-            None => match crate::systemd::inherited(settings.listen)? {
+            None => match crate::systemd::inherited(listen)? {
                 Some(l) => {
                     // Ours have it from `net::bind_sockets`: accepted sockets inherit it.
                     if let Err(e) = crate::net::nodelay_for_accepted(&l) {
@@ -59,15 +71,18 @@ impl Listener {
                         );
                     }
                     // One accept queue: every worker accepts from it.
-                    spread(vec![l.into_std()?], workers)?
+                    spread(vec![Listening::Tcp(l.into_std()?)], workers)?
                 }
-                None => crate::net::bind_sockets(settings.listen, workers)?
+                None => crate::net::bind_sockets(listen, workers)?
                     .into_iter()
+                    .map(Listening::Tcp)
                     .enumerate()
                     .collect(),
             },
         };
-        let addr = sockets[0].1.local_addr()?;
+        let Some(addr) = sockets[0].1.tcp_addr()? else {
+            unreachable!("a TCP listener's sockets are TCP");
+        };
         // The accept loop registers a duplicate with its worker's runtime,
         // so that the socket itself stays a std socket the admin thread
         // can hand over (`Running::sockets`); both close when the loop ends.
@@ -80,7 +95,46 @@ impl Listener {
         shared.resolve(ctx).await;
         Ok(Listener {
             sockets,
-            addr,
+            addr: ListenAddr::Tcp(addr),
+            file: None,
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Binds a Unix listener at `path` ([`crate::unix_socket::bind`]),
+    /// or takes over the socket of the process this one replaces: one
+    /// socket, a duplicate of it for each worker.
+    ///
+    /// # Errors
+    /// As [`crate::unix_socket::bind`].
+    async fn bind_unix(
+        path: std::path::PathBuf,
+        settings: ListenerSettings,
+        ctx: &Context,
+    ) -> io::Result<Listener> {
+        let (taken, file) = match taken_over(&settings)? {
+            // The file stays where the old process put it; this process
+            // removes it at exit.
+            Some(taken) => (taken, Some(SocketFile::adopt(&path)?)),
+            None => match crate::systemd::inherited_unix(&path)? {
+                // systemd's file (its mode and owner): systemd removes it.
+                Some(l) => (vec![Listening::Unix(l)], None),
+                None => {
+                    let (l, file) = crate::unix_socket::bind(&path, &settings.unix_file())?;
+                    (vec![Listening::Unix(l)], Some(file))
+                }
+            },
+        };
+        let sockets = spread(taken, ctx.workers.len())?
+            .into_iter()
+            .map(|(worker, socket)| Ok((worker, socket.try_clone()?, socket)))
+            .collect::<io::Result<Vec<_>>>()?;
+        let shared = ListenerState::new(settings, ctx, None, None);
+        shared.resolve(ctx).await;
+        Ok(Listener {
+            sockets,
+            addr: ListenAddr::Unix(path),
+            file,
             shared: Arc::new(shared),
         })
     }
@@ -90,6 +144,7 @@ impl Listener {
     pub(super) fn start(self, ctx: &Context) -> Running {
         let all = &ctx.tracker;
         let addr = self.addr;
+        let file = self.file;
         self.shared.refresh_dns(ctx);
         let (current, rx) = watch::channel(Arc::clone(&self.shared));
         // A child: stopping the proxy stops every listener.
@@ -121,6 +176,7 @@ impl Listener {
         }
         Running {
             addr,
+            file,
             sockets,
             current,
             stop,
@@ -136,8 +192,8 @@ impl Listener {
 ///
 /// # Errors
 /// If a socket cannot be made non-blocking.
-fn taken_over(settings: &ListenerSettings) -> io::Result<Option<Vec<std::net::TcpListener>>> {
-    crate::admin::takeover::taken(&settings.name, settings.listen)
+fn taken_over(settings: &ListenerSettings) -> io::Result<Option<Vec<Listening>>> {
+    crate::admin::takeover::taken(&settings.name, &settings.listen)
 }
 
 /// Passed sockets (not empty) over `workers` workers: socket `i` to worker
@@ -147,10 +203,7 @@ fn taken_over(settings: &ListenerSettings) -> io::Result<Option<Vec<std::net::Tc
 ///
 /// # Errors
 /// As `fcntl(F_DUPFD_CLOEXEC)`.
-fn spread(
-    sockets: Vec<std::net::TcpListener>,
-    workers: usize,
-) -> io::Result<Vec<(usize, std::net::TcpListener)>> {
+fn spread(sockets: Vec<Listening>, workers: usize) -> io::Result<Vec<(usize, Listening)>> {
     let n = sockets.len();
     let workers = workers.max(1);
     let mut out = Vec::with_capacity(n.max(workers));
@@ -181,10 +234,13 @@ struct Shared {
 #[derive(Debug)]
 pub(super) struct Running {
     /// The bound address.
-    pub(super) addr: SocketAddr,
+    pub(super) addr: ListenAddr,
+    /// A Unix listener's socket file: removed when this is dropped (once
+    /// the accept loops ended), unless another process took it over.
+    pub(super) file: Option<SocketFile>,
     /// The listening sockets, while their accept loops (which own them)
     /// run: handed over to a process taking over (`--takeover`).
-    pub(super) sockets: Vec<Weak<std::net::TcpListener>>,
+    pub(super) sockets: Vec<Weak<Listening>>,
     /// What new connections use; a reload sends a new one.
     pub(super) current: watch::Sender<Arc<ListenerState>>,
     /// Stops the accept loop (the listening socket closes); a child of
@@ -204,7 +260,7 @@ impl Running {
     pub(super) fn is(&self, new: &ListenerSettings) -> bool {
         let now = self.current.borrow();
         let old = &now.settings;
-        old.listen == new.listen && (new.listen.port() != 0 || old.name == new.name)
+        old.listen == new.listen && (!new.listen.is_any_port() || old.name == new.name)
     }
 
     pub(super) fn name(&self) -> String {
@@ -219,7 +275,7 @@ impl Running {
 /// `trackers` (the process's and the listener's) and in the worker's
 /// metrics.
 async fn serve(
-    (owned, for_runtime): (Arc<std::net::TcpListener>, std::net::TcpListener),
+    (owned, for_runtime): (Arc<Listening>, Listening),
     mut current: watch::Receiver<Arc<ListenerState>>,
     stop: CancellationToken,
     kill: CancellationToken,
@@ -229,7 +285,7 @@ async fn serve(
 ) {
     // Registered with this worker's runtime; `owned` stays a std socket
     // the admin thread can hand over; both close when this loop ends.
-    let socket = match TcpListener::from_std(for_runtime) {
+    let socket = match Acceptor::register(for_runtime) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot register a listening socket with its worker: {e}");
@@ -296,17 +352,20 @@ async fn serve(
 mod tests {
     use super::spread;
 
-    fn sockets(n: usize) -> Vec<std::net::TcpListener> {
+    use super::Listening;
+
+    fn sockets(n: usize) -> Vec<Listening> {
         (0..n)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .map(|_| Listening::Tcp(std::net::TcpListener::bind("127.0.0.1:0").unwrap()))
             .collect()
     }
 
-    fn ports(spread: &[(usize, std::net::TcpListener)]) -> Vec<(usize, u16)> {
-        spread
-            .iter()
-            .map(|(w, s)| (*w, s.local_addr().unwrap().port()))
-            .collect()
+    fn port(s: &Listening) -> u16 {
+        s.tcp_addr().unwrap().unwrap().port()
+    }
+
+    fn ports(spread: &[(usize, Listening)]) -> Vec<(usize, u16)> {
+        spread.iter().map(|(w, s)| (*w, port(s))).collect()
     }
 
     /// Every worker gets a socket, every passed socket is kept (none
@@ -315,24 +374,21 @@ mod tests {
     #[test]
     fn passed_sockets_cover_every_worker_and_none_is_dropped() {
         let one = sockets(1);
-        let p = one[0].local_addr().unwrap().port();
+        let p = port(&one[0]);
         assert_eq!(ports(&spread(one, 3).unwrap()), [(0, p), (1, p), (2, p)]);
 
         let three = sockets(3);
-        let ps: Vec<u16> = three
-            .iter()
-            .map(|s| s.local_addr().unwrap().port())
-            .collect();
+        let ps: Vec<u16> = three.iter().map(port).collect();
         assert_eq!(
             ports(&spread(three, 2).unwrap()),
             [(0, ps[0]), (0, ps[2]), (1, ps[1])]
         );
 
         let two = sockets(2);
-        let ps: Vec<u16> = two.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        let ps: Vec<u16> = two.iter().map(port).collect();
         assert_eq!(ports(&spread(two, 2).unwrap()), [(0, ps[0]), (1, ps[1])]);
         let two = sockets(2);
-        let ps: Vec<u16> = two.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        let ps: Vec<u16> = two.iter().map(port).collect();
         assert_eq!(
             ports(&spread(two, 3).unwrap()),
             [(0, ps[0]), (1, ps[1]), (2, ps[0])]

@@ -39,11 +39,11 @@ mod sni;
 mod state;
 mod workers;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
+use crate::address::ListenAddr;
 use crate::config::ListenerSettings;
 use listener::{Listener, Running};
 
@@ -80,7 +80,7 @@ impl Bound {
 #[derive(Debug)]
 pub(crate) struct Proxy {
     /// Name and bound address of each listener.
-    addrs: Vec<(String, SocketAddr)>,
+    addrs: Vec<(String, ListenAddr)>,
     /// In the order of the config.
     listeners: Vec<Running>,
     ctx: Context,
@@ -113,12 +113,16 @@ impl Proxy {
     }
 
     /// Name and bound address of each listener.
-    pub(crate) fn addrs(&self) -> &[(String, SocketAddr)] {
+    pub(crate) fn addrs(&self) -> &[(String, ListenAddr)] {
         &self.addrs
     }
 
     pub(super) fn update_addrs(&mut self) {
-        self.addrs = self.listeners.iter().map(|r| (r.name(), r.addr)).collect();
+        self.addrs = self
+            .listeners
+            .iter()
+            .map(|r| (r.name(), r.addr.clone()))
+            .collect();
     }
 
     /// Every listening socket, duplicated, for a process taking over
@@ -133,7 +137,7 @@ impl Proxy {
         for r in &self.listeners {
             let (name, listen) = {
                 let now = r.current.borrow();
-                (now.settings.name.clone(), now.settings.listen)
+                (now.settings.name.clone(), now.settings.listen.clone())
             };
             // Those whose accept loops still run.
             let mut fds = Vec::with_capacity(r.sockets.len());
@@ -152,6 +156,15 @@ impl Proxy {
         Ok(all)
     }
 
+    /// Another process accepts on every listening socket now
+    /// (`--takeover`): the Unix listeners' socket files are its to
+    /// remove; this process leaves them at exit.
+    pub(crate) fn handed_over(&self) {
+        for file in self.listeners.iter().filter_map(|r| r.file.as_ref()) {
+            file.keep();
+        }
+    }
+
     /// Connections open now.
     pub(crate) fn active(&self) -> usize {
         self.ctx.tracker.len()
@@ -167,6 +180,8 @@ impl Proxy {
             for accept_loop in r.accept_loops {
                 let _ = accept_loop.await;
             }
+            // Not accepting any more: a Unix listener's file goes now.
+            drop(r.file);
         }
         drained(&self.ctx.tracker, grace).await
     }
@@ -183,7 +198,7 @@ async fn bind_all(
     use anyhow::Context as _;
     let mut bound = Vec::with_capacity(listeners.len());
     for settings in listeners {
-        let (name, addr) = (settings.name.clone(), settings.listen);
+        let (name, addr) = (settings.name.clone(), settings.listen.clone());
         let l = Listener::bind(settings, ctx)
             .await
             .with_context(|| format!("cannot listen on {addr} (listener `{name}`)"))?;

@@ -11,6 +11,13 @@
 //! there; bytes known to be header are read, and once the header's end is
 //! seen, exactly up to it. A header cut across segments costs one more
 //! peek/read per segment; a whole one, one peek and one read.
+//!
+//! Unix clients: [`encode_unix`] sends one with the v2 UNIX family
+//! (`AF_UNIX` stream, `0x31`, the 216-byte block of two 108-byte paths),
+//! or `PROXY UNKNOWN` in v1, which has no such family; [`read`] takes a
+//! v2 UNIX header as a Unix client ([`Received::Unix`]). (HAProxy 2.6
+//! sends its Unix clients as `LOCAL` and resets a connection whose v2
+//! header has the UNIX family: v1 is the choice in front of it.)
 
 use std::fmt;
 use std::io;
@@ -19,9 +26,9 @@ use std::time::Duration;
 
 use ppp::v2;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use crate::config::ProxyVersion;
+use crate::stream::Stream;
 
 /// The v2 signature: `\r\n\r\n\0\r\nQUIT\n`.
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -71,6 +78,52 @@ pub(crate) fn encode(version: ProxyVersion, src: SocketAddr, dst: SocketAddr) ->
     }
 }
 
+/// The header for a client on a Unix socket (spliced's own Unix listener,
+/// or a balancer's, as its v2 UNIX header said): v2 with the UNIX family
+/// (`AF_UNIX`, stream: `0x31`), the source path empty (a client's socket
+/// is unnamed as a rule) and the destination the listener's path (`dst`,
+/// empty when unknown: a UNIX header received carries the balancer's
+/// paths, not spliced's); v1 has no UNIX family: `PROXY UNKNOWN`.
+pub(crate) fn encode_unix(version: ProxyVersion, dst: Option<&std::path::Path>) -> Vec<u8> {
+    match version {
+        ProxyVersion::V1 => ppp::v1::Addresses::Unknown.to_string().into_bytes(),
+        ProxyVersion::V2 => {
+            use std::os::unix::ffi::OsStrExt as _;
+            let mut destination = [0u8; 108];
+            if let Some(path) = dst {
+                // At most 107 bytes (checked at load): NUL-terminated.
+                let bytes = path.as_os_str().as_bytes();
+                let n = bytes.len().min(107);
+                destination[..n].copy_from_slice(&bytes[..n]);
+            }
+            let addrs = v2::Addresses::Unix(v2::Unix::new([0u8; 108], destination));
+            v2::Builder::with_addresses(
+                v2::Version::Two | v2::Command::Proxy,
+                v2::Protocol::Stream,
+                addrs,
+            )
+            .build()
+            .expect("a v2 header of two Unix paths fits")
+        }
+    }
+}
+
+/// The header when the client's address is known but not where it
+/// connected (an IP client from a PROXY header on a Unix listener that
+/// gave no destination): `UNKNOWN` (v1) or `LOCAL` (v2).
+pub(crate) fn encode_unknown(version: ProxyVersion) -> Vec<u8> {
+    match version {
+        ProxyVersion::V1 => ppp::v1::Addresses::Unknown.to_string().into_bytes(),
+        ProxyVersion::V2 => v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Local,
+            v2::Protocol::Unspecified,
+            v2::Addresses::Unspecified,
+        )
+        .build()
+        .expect("an empty v2 header fits"),
+    }
+}
+
 /// `::ffff:a.b.c.d` as `a.b.c.d` (a dual-stack listener sees IPv4 clients
 /// so); other addresses unchanged.
 pub(crate) fn unmap(addr: SocketAddr) -> SocketAddr {
@@ -94,8 +147,11 @@ pub(crate) enum Received {
         /// Where the client connected.
         dst: SocketAddr,
     },
+    /// v2 `PROXY` over `AF_UNIX` stream: the client is on a Unix socket
+    /// of the balancer (its paths are the balancer's, not used).
+    Unix,
     /// v2 `LOCAL`, v1 `UNKNOWN`, or an address family spliced has no use
-    /// for (UNIX, UDP): the connection's own addresses stand.
+    /// for (UDP, UNIX datagrams): the connection's own addresses stand.
     Local,
 }
 
@@ -189,9 +245,10 @@ fn parse(header: &[u8]) -> Result<Received, HeaderError> {
                     dst: (a.destination_address, a.destination_port).into(),
                 }
             }
+            (v2::Command::Proxy, v2::Protocol::Stream, v2::Addresses::Unix(_)) => Received::Unix,
             // LOCAL (health checks of the balancer itself), or a family
-            // that is not TCP over IP: the spec says to use the real
-            // connection's addresses.
+            // that is not a stream over IP or Unix: the spec says to use
+            // the real connection's addresses.
             _ => Received::Local,
         });
     }
@@ -215,17 +272,14 @@ fn parse(header: &[u8]) -> Result<Received, HeaderError> {
 /// # Errors
 /// [`HeaderError`]: EOF or an I/O error, the timeout, a malformed or an
 /// oversized header.
-pub(crate) async fn read(
-    stream: &mut TcpStream,
-    timeout: Duration,
-) -> Result<Received, HeaderError> {
+pub(crate) async fn read(stream: &mut Stream, timeout: Duration) -> Result<Received, HeaderError> {
     match tokio::time::timeout(timeout, read_header(stream)).await {
         Ok(r) => r,
         Err(_) => Err(HeaderError::Timeout(timeout)),
     }
 }
 
-async fn read_header(stream: &mut TcpStream) -> Result<Received, HeaderError> {
+async fn read_header(stream: &mut Stream) -> Result<Received, HeaderError> {
     let mut have: Vec<u8> = Vec::with_capacity(128);
     let mut peeked = [0u8; 512];
     loop {
@@ -378,5 +432,34 @@ mod tests {
             parse(b"PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n"),
             Err(HeaderError::Malformed(_))
         ));
+    }
+
+    /// The UNIX family: 0x31 (AF_UNIX, stream), a 216-byte address block
+    /// (source path, then destination path, 108 bytes each,
+    /// NUL-padded), and it parses back as a Unix client. v1 has no UNIX
+    /// family: `PROXY UNKNOWN`.
+    #[test]
+    fn unix_family() {
+        let path = std::path::Path::new("/run/spliced/front.sock");
+        let h = encode_unix(ProxyVersion::V2, Some(path));
+        assert_eq!(&h[..12], V2_SIGNATURE);
+        assert_eq!(h[12], 0x21, "version 2, PROXY");
+        assert_eq!(h[13], 0x31, "AF_UNIX, stream");
+        assert_eq!(u16::from_be_bytes([h[14], h[15]]), 216);
+        assert_eq!(h.len(), 16 + 216);
+        assert!(h[16..16 + 108].iter().all(|&b| b == 0), "source empty");
+        let dst = &h[16 + 108..];
+        assert_eq!(&dst[..path.as_os_str().len()], b"/run/spliced/front.sock");
+        assert!(dst[path.as_os_str().len()..].iter().all(|&b| b == 0));
+        assert_eq!(frame(&h).unwrap(), Frame::Complete(h.len()));
+        assert_eq!(parse(&h).unwrap(), Received::Unix);
+        assert_eq!(
+            encode_unix(ProxyVersion::V1, Some(path)),
+            b"PROXY UNKNOWN\r\n"
+        );
+        assert_eq!(encode_unknown(ProxyVersion::V1), b"PROXY UNKNOWN\r\n");
+        let local = encode_unknown(ProxyVersion::V2);
+        assert_eq!(parse(&local).unwrap(), Received::Local);
+        assert_eq!(local[12], 0x20, "LOCAL");
     }
 }

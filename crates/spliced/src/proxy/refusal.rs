@@ -6,7 +6,6 @@
 //! many were left out.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -114,7 +113,7 @@ impl RefusalLog {
     pub(super) fn note(
         &self,
         listener: &str,
-        peer: SocketAddr,
+        peer: crate::address::Peer,
         why: Refusal,
         detail: &dyn std::fmt::Display,
     ) -> Option<u64> {
@@ -197,7 +196,7 @@ mod tests {
     #[test]
     fn access_log_lines_are_bounded_per_second_with_the_count_left_out() {
         let log = RefusalLog::default();
-        let peer: SocketAddr = "192.0.2.1:5".parse().unwrap();
+        let peer = crate::address::Peer::Ip("192.0.2.1:5".parse().unwrap());
         let mut lines = Vec::new();
         for _ in 0..LINES_PER_SECOND + 25 {
             lines.push(log.note("l", peer, Refusal::Denied, &"x"));

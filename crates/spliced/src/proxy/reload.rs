@@ -1,20 +1,20 @@
 //! [`Proxy::reload`]: a new list of listeners applied to the running
 //! proxy, paired by address with the running ones.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::listener::Running;
 use super::state::ListenerState;
 use super::{bind_all, drained, Proxy};
+use crate::address::ListenAddr;
 use crate::config::ListenerSettings;
 
 /// What a reload changed.
 #[derive(Debug, Default)]
 pub(crate) struct Reloaded {
     /// Listeners bound by the reload: name and address.
-    pub(crate) added: Vec<(String, SocketAddr)>,
+    pub(crate) added: Vec<(String, ListenAddr)>,
     /// Listeners that stopped accepting.
     pub(crate) removed: Vec<String>,
     /// Listeners kept, with their settings re-applied.
@@ -60,6 +60,7 @@ impl Proxy {
             match found.and_then(|i| old[i].take()) {
                 Some(r) => {
                     let previous = Arc::clone(&r.current.borrow());
+                    apply_file_settings(&previous.settings, &settings);
                     let shared =
                         ListenerState::new(settings, &self.ctx, Some(&previous), previous.local);
                     shared.resolve(&self.ctx).await;
@@ -72,7 +73,7 @@ impl Proxy {
                 None => {
                     let l = bound.next().expect("one bound listener per new one");
                     let r = l.start(&self.ctx);
-                    done.added.push((r.name(), r.addr));
+                    done.added.push((r.name(), r.addr.clone()));
                     self.listeners.push(r);
                 }
             }
@@ -85,6 +86,9 @@ impl Proxy {
                 for accept_loop in r.accept_loops {
                     let _ = accept_loop.await;
                 }
+                // Closed: a Unix listener's socket file goes now, before
+                // the grace period.
+                drop(r.file);
                 let left = drained(&r.tracker, grace).await;
                 if left > 0 {
                     tracing::warn!(
@@ -99,5 +103,28 @@ impl Proxy {
         self.ctx.metrics.retain_listeners(&names);
         self.update_addrs();
         Ok(done)
+    }
+}
+
+/// A kept Unix listener whose `unix_mode`, `unix_owner` or `unix_group`
+/// changed: its socket file gets them now (a warning if it cannot).
+fn apply_file_settings(old: &ListenerSettings, new: &ListenerSettings) {
+    let (Some(path), file) = (new.listen.unix(), new.unix_file()) else {
+        return;
+    };
+    if old.unix_file() == file {
+        return;
+    }
+    match crate::unix_socket::apply(path, &file) {
+        Ok(()) => tracing::info!(
+            listener = %new.name,
+            "the socket file {} has its new unix_mode/unix_owner/unix_group",
+            path.display()
+        ),
+        Err(e) => tracing::warn!(
+            listener = %new.name,
+            "cannot give the socket file {} its new unix_mode/unix_owner/unix_group: {e}",
+            path.display()
+        ),
     }
 }

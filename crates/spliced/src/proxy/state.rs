@@ -16,6 +16,7 @@ use super::sni;
 use super::workers::Workers;
 use crate::access_log::{AccessLog, Entry, Termination};
 use crate::acl::Acl;
+use crate::address::Peer;
 use crate::config::ListenerSettings;
 use crate::forward::Forwarder;
 use crate::metrics::{ListenerMetrics, Metrics};
@@ -131,7 +132,7 @@ impl ListenerState {
         let acl = Acl::new(
             settings.allow.clone(),
             settings.deny.clone(),
-            settings.accept_proxy_from.clone(),
+            &settings.accept_proxy_from,
         );
         ListenerState {
             settings,
@@ -190,7 +191,7 @@ impl ListenerState {
     /// left out).
     pub(super) fn refuse(
         &self,
-        client: SocketAddr,
+        client: Peer,
         why: Refusal,
         state: Termination,
         start: SystemTime,

@@ -18,12 +18,12 @@ macro_rules! line {
 /// `--check`: a listener's PROXY protocol, access and SNI settings, one
 /// line each, only those that are set.
 fn listener_extras(out: &mut String, l: &ListenerSettings) {
-    let list = |nets: &[ipnet::IpNet]| {
+    fn list<T: ToString>(nets: &[T]) -> String {
         nets.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
-    };
+    }
     if let Some(v) = l.send_proxy {
         line!(out, "  send_proxy {}", v.as_str());
     }

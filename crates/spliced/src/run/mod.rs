@@ -65,7 +65,11 @@ pub fn main(
     let inherited =
         crate::systemd::take_inherited().context("cannot take the sockets systemd passed")?;
     if !inherited.is_empty() {
-        tracing::info!("socket activation: systemd passed listening sockets on {inherited:?}");
+        let on: Vec<String> = inherited.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            "socket activation: systemd passed listening sockets on [{}]",
+            on.join(", ")
+        );
     }
     // Per-thread: the workers run the listeners; this thread's runtime
     // runs the rest (signals, reloads, metrics, DNS). Work-stealing: one
@@ -202,7 +206,7 @@ async fn serve(
     };
     // Last: a script that sees these lines finds the admin socket too.
     for ((_, addr), l) in proxy.addrs().iter().zip(&settings.listeners) {
-        announce_listener(*addr, l);
+        announce_listener(addr, l);
     }
     warn_unused_sockets();
     crate::systemd::ready(&status(&proxy));
@@ -215,6 +219,8 @@ async fn serve(
                     continue;
                 }
                 Request::HandedOver(reply) => {
+                    // Its socket files too: the new process removes them.
+                    proxy.handed_over();
                     // The new process puts its own socket at the path.
                     if let Some(admin) = &mut admin {
                         admin.leave();
@@ -339,7 +345,7 @@ async fn reload(
     }
     for (name, addr) in &done.added {
         if let Some(l) = new.listeners.iter().find(|l| &l.name == name) {
-            announce_listener(*addr, l);
+            announce_listener(addr, l);
         }
     }
     let log_level = log_level.map(|pending| format!("; {}", pending.apply()));
@@ -403,7 +409,7 @@ fn handover(
     if let Some((addr, fd)) = metrics {
         all.push(Sockets {
             listener: None,
-            listen: *addr,
+            listen: crate::address::ListenAddr::Tcp(*addr),
             fds: vec![fd.try_clone().map_err(cannot)?],
         });
     }
@@ -425,9 +431,11 @@ fn status(proxy: &Proxy) -> String {
 fn warn_unused_sockets() {
     let unused = crate::systemd::unused();
     if !unused.is_empty() {
+        let unused: Vec<String> = unused.iter().map(ToString::to_string).collect();
         tracing::warn!(
-            "socket activation: no listener has the address of the socket(s) on {unused:?}: \
-             unused (a listener with that `listen` address takes it, also at a reload)"
+            "socket activation: no listener has the address of the socket(s) on [{}]: \
+             unused (a listener with that `listen` address takes it, also at a reload)",
+            unused.join(", ")
         );
     }
 }
@@ -466,7 +474,7 @@ fn restart_only(old: &Settings, new: &Settings) -> Vec<&'static str> {
 }
 
 /// The stdout line of a listener that accepts.
-fn announce_listener(addr: std::net::SocketAddr, l: &config::ListenerSettings) {
+fn announce_listener(addr: &crate::address::ListenAddr, l: &config::ListenerSettings) {
     announce(&format!(
         "listening on {addr} (listener `{}`, {} to {}, copy {})",
         l.name,

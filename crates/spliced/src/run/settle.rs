@@ -1,5 +1,6 @@
 //! The environment applied to [`config::load`]: the `--config` file read,
-//! the defaults sized to the fd limit, the `user` looked up.
+//! the defaults sized to the fd limit, the `user` looked up (and each
+//! Unix listener's `unix_owner` and `unix_group`).
 
 use crate::config::{self, ConfigError, Origin, RunArgs, Settings};
 use crate::privileges::Account;
@@ -35,7 +36,9 @@ pub(crate) fn settle(
 /// `user` looked up.
 ///
 /// # Errors
-/// A [`ConfigError`] where `user` was given, if it cannot be looked up.
+/// A [`ConfigError`] where `user` was given, if it cannot be looked up;
+/// naming a Unix listener's `unix_owner` or `unix_group` that does not
+/// exist.
 pub(crate) fn apply(
     mut settings: Settings,
     nofile: Option<u64>,
@@ -47,6 +50,22 @@ pub(crate) fn apply(
         .as_ref()
         .map(|u| crate::privileges::lookup(&u.value).map_err(|e| u.error(e)))
         .transpose()?;
+    for (i, l) in settings.listeners.iter().enumerate() {
+        if l.listen.unix().is_none() {
+            continue;
+        }
+        let named = |key: &'static str| {
+            move |e: std::io::Error| {
+                ConfigError::new(
+                    Origin::Default,
+                    format!("listener[{i}].{key}"),
+                    e.to_string(),
+                )
+            }
+        };
+        crate::unix_socket::uid_of(l.unix_owner.as_deref()).map_err(named("unix_owner"))?;
+        crate::unix_socket::gid_of(l.unix_group.as_deref()).map_err(named("unix_group"))?;
+    }
     Ok((settings, user))
 }
 

@@ -139,7 +139,7 @@ impl Balancer {
         self.upstreams
             .iter()
             .enumerate()
-            .filter(|(_, u)| u.addr().literal().is_none())
+            .filter(|(_, u)| u.addr().needs_lookup())
             .map(|(i, u)| (i, u.addr().to_string()))
             .collect()
     }
@@ -368,6 +368,11 @@ impl Lease {
     /// The upstream's address, as configured.
     pub(crate) fn addr(&self) -> &str {
         self.balancer.addr(self.index)
+    }
+
+    /// The socket's path, for a `unix:/path` upstream.
+    pub(crate) fn unix_path(&self) -> Option<&std::path::Path> {
+        self.balancer.specs[self.index].unix_path()
     }
 
     /// The socket addresses to connect to (resolved in the background).

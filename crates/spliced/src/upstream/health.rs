@@ -2,7 +2,8 @@
 //! upstream of each group is probed by a task of its own (one slow or
 //! silent upstream never delays the checks of another), the first checks
 //! spread over the interval (no burst across upstreams). A probe is a TCP
-//! connect, then, with `health_send`/`health_expect`, a write and a read
+//! connect (a connect to the socket's path for a `unix:/path` upstream:
+//! a missing or stale socket file fails it), then, with `health_send`/`health_expect`, a write and a read
 //! that must contain the expected bytes, all within `health_timeout`; it
 //! is closed with a reset (no `TIME_WAIT` left per check) and costs no
 //! pipe.
@@ -15,8 +16,8 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::time::MissedTickBehavior;
 
 use super::state::{Admin, State};
@@ -124,13 +125,33 @@ async fn run(
 /// # Errors
 /// Why it failed, for the log and `spliced ctl show`.
 async fn probe(state: &State, check: &HealthCheck) -> Result<(), String> {
-    let addrs = state.socket_addrs().map_err(|e| e.to_string())?;
     let attempt = async {
-        let mut stream = TcpStream::connect(&*addrs)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let connect = |e: std::io::Error| format!("connect: {e}");
+        if let Some(path) = state.addr().unix_path() {
+            // A Unix socket: a connect to a path nobody listens on is
+            // refused (`ECONNREFUSED`), one that is gone is `ENOENT`.
+            let stream = UnixStream::connect(path).await.map_err(connect)?;
+            return converse(stream, check).await;
+        }
+        let addrs = state.socket_addrs().map_err(|e| e.to_string())?;
+        let stream = TcpStream::connect(&*addrs).await.map_err(connect)?;
         // Closed with a reset: no TIME_WAIT per check.
         let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
+        converse(stream, check).await
+    };
+    match tokio::time::timeout(check.timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+    }
+}
+
+/// A probe once connected: `health_send`, then `health_expect` in the
+/// answer, if set.
+async fn converse<S>(mut stream: S, check: &HealthCheck) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    {
         if let Some(send) = &check.send {
             stream
                 .write_all(send)
@@ -164,10 +185,6 @@ async fn probe(state: &State, check: &HealthCheck) -> Result<(), String> {
                 ));
             }
         }
-    };
-    match tokio::time::timeout(check.timeout, attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer within {:?}", check.timeout)),
     }
 }
 

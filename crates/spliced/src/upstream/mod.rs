@@ -17,6 +17,7 @@ mod state;
 
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub(crate) use balance::{Balance, Balancer, Lease};
@@ -29,7 +30,8 @@ pub(crate) const MAX_WEIGHT: u32 = 1000;
 /// One upstream as configured: `ADDR [weight=N] [backup] [max_conns=N]`
 /// (nginx style, space separated). `ADDR` is `host:port` or `[v6]:port`
 /// (port not 0), an IP address parsed once, or a host name that
-/// [`crate::dns`] resolves.
+/// [`crate::dns`] resolves; or `unix:/path`, a Unix stream socket
+/// (checked as a listener's path: absolute, no space), never resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Upstream {
     /// The address as written: a metric label and a log field (DNS
@@ -37,6 +39,8 @@ pub(crate) struct Upstream {
     text: String,
     /// The address, when `text` is an IP address and a port.
     literal: Option<SocketAddr>,
+    /// The socket's path, when `text` is `unix:/path`.
+    unix: Option<PathBuf>,
     /// Its share of new clients against the others of its group
     /// (0: none), at most [`MAX_WEIGHT`].
     weight: u32,
@@ -94,6 +98,17 @@ impl Upstream {
     pub(crate) fn literal(&self) -> Option<SocketAddr> {
         self.literal
     }
+
+    /// The socket's path, for a `unix:/path` upstream.
+    pub(crate) fn unix_path(&self) -> Option<&Path> {
+        self.unix.as_deref()
+    }
+
+    /// Whether its address is a host name to resolve (not an IP address,
+    /// not a Unix socket).
+    pub(crate) fn needs_lookup(&self) -> bool {
+        self.literal.is_none() && self.unix.is_none()
+    }
 }
 
 impl fmt::Display for Upstream {
@@ -107,6 +122,7 @@ impl From<SocketAddr> for Upstream {
         Upstream {
             text: addr.to_string(),
             literal: Some(addr),
+            unix: None,
             weight: 1,
             backup: false,
             max_conns: None,
@@ -167,7 +183,19 @@ impl FromStr for Upstream {
 /// characters only (no quote, backslash, space or control character can
 /// reach a metric label or a log line).
 fn parse_addr(s: &str) -> Result<Upstream, String> {
-    let bad = || format!("`{s}` is not a host:port address (e.g. 10.0.0.1:80 or backend:80)");
+    if let Some(path) = s.strip_prefix(crate::address::UNIX_PREFIX) {
+        return Ok(Upstream {
+            text: s.to_owned(),
+            literal: None,
+            unix: Some(crate::address::parse_unix_path(path)?),
+            weight: 1,
+            backup: false,
+            max_conns: None,
+        });
+    }
+    let bad = || {
+        format!("`{s}` is not a host:port address or unix:/path (e.g. 10.0.0.1:80, backend:80, unix:/run/app.sock)")
+    };
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let host_ok = match host.strip_prefix('[') {
@@ -192,6 +220,7 @@ fn parse_addr(s: &str) -> Result<Upstream, String> {
     Ok(Upstream {
         text: s.to_owned(),
         literal: s.parse().ok(),
+        unix: None,
         weight: 1,
         backup: false,
         max_conns: None,
@@ -262,5 +291,21 @@ mod tests {
         assert_eq!(u.to_string(), "[::1]:81");
         let n: Upstream = "backend:80".parse().unwrap();
         assert_eq!((n.literal(), n.as_str()), (None, "backend:80"));
+    }
+
+    #[test]
+    fn unix_sockets() {
+        let u: Upstream = "unix:/run/app.sock weight=2 backup".parse().unwrap();
+        assert_eq!(u.as_str(), "unix:/run/app.sock");
+        assert_eq!(u.unix_path(), Some(Path::new("/run/app.sock")));
+        assert_eq!((u.weight(), u.is_backup(), u.literal()), (2, true, None));
+        assert!(!u.needs_lookup());
+        assert_eq!(u.spec(), "unix:/run/app.sock weight=2 backup");
+        assert!("backend:80".parse::<Upstream>().unwrap().needs_lookup());
+        assert!(!"10.0.0.1:80".parse::<Upstream>().unwrap().needs_lookup());
+        for bad in ["unix:run/app.sock", "unix:", "unix:/run/"] {
+            let e = bad.parse::<Upstream>().unwrap_err();
+            assert!(e.contains("unix:"), "{bad}: {e}");
+        }
     }
 }

@@ -39,6 +39,7 @@ mod sni;
 mod syscalls;
 mod systemd;
 mod takeover;
+mod unix;
 mod upstreams;
 mod urgent;
 mod workers;

@@ -4,6 +4,7 @@
 mod errors;
 mod proxy_features;
 mod table;
+mod unix;
 mod upstreams;
 
 use std::time::Duration;
