@@ -546,20 +546,8 @@ impl Resolver<'_> {
         field: &str,
         file: Option<&Spanned<Vec<Spanned<String>>>>,
     ) -> Result<Vec<crate::acl::ProxySource>, ConfigError> {
-        if !self.flags.accept_proxy_from.is_empty() {
-            return Ok(self.flags.accept_proxy_from.clone());
-        }
-        let Some(list) = file else {
-            return Ok(Vec::new());
-        };
-        list.get_ref()
-            .iter()
-            .enumerate()
-            .map(|(j, s)| {
-                crate::acl::parse_proxy_source(s.get_ref())
-                    .map_err(|m| ConfigError::new(self.origin(s), format!("{field}[{j}]"), m))
-            })
-            .collect()
+        let flags = &self.flags.accept_proxy_from;
+        self.list(flags, field, file, crate::acl::parse_proxy_source)
     }
 
     /// What a `unix:/path` listener cannot have: `allow`, `deny` and
@@ -625,6 +613,18 @@ impl Resolver<'_> {
         field: &str,
         file: Option<&Spanned<Vec<Spanned<String>>>>,
     ) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.list(flags, field, file, crate::acl::parse_net)
+    }
+
+    /// A list setting (`field` in errors): the flags' if given, else the
+    /// file's entries through `parse`, else empty.
+    fn list<T: Clone>(
+        &self,
+        flags: &[T],
+        field: &str,
+        file: Option<&Spanned<Vec<Spanned<String>>>>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, ConfigError> {
         if !flags.is_empty() {
             return Ok(flags.to_vec());
         }
@@ -635,7 +635,7 @@ impl Resolver<'_> {
             .iter()
             .enumerate()
             .map(|(j, s)| {
-                crate::acl::parse_net(s.get_ref())
+                parse(s.get_ref())
                     .map_err(|m| ConfigError::new(self.origin(s), format!("{field}[{j}]"), m))
             })
             .collect()

@@ -24,20 +24,7 @@ fn unix_echo(path: &Path) {
     thread::spawn(move || {
         for s in listener.incoming() {
             let Ok(mut s) = s else { continue };
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = s.shutdown(Shutdown::Write);
-            });
+            thread::spawn(move || util::echo_until_eof(&mut s));
         }
     });
 }

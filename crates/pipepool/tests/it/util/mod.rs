@@ -108,9 +108,23 @@ static FD_LOCK: Mutex<()> = Mutex::new(());
 
 /// Serializes the tests of one binary that open fds or count them, so that
 /// a count is never disturbed by a test running alongside. Tolerates a
-/// panicked (failed) test holding it before.
+/// panicked (failed) test holding it before. Before returning, waits (at
+/// most 2 s) until the fd count has held still for 100 ms: the test before
+/// may have left threads that close fds after it returned (a runtime's
+/// blocking pool, a socket's last close on another thread), which a count
+/// taken as a baseline would otherwise include.
 pub fn fd_lock() -> MutexGuard<'static, ()> {
-    FD_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    let guard = FD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (mut last, mut since) = (fd_count(), Instant::now());
+    while since.elapsed() < Duration::from_millis(100) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+        let now = fd_count();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    guard
 }
 
 /// Polls `cond` every millisecond until it holds or `timeout` has passed.

@@ -7,7 +7,7 @@ pub(crate) mod faults_common;
 pub(crate) mod tls;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -294,9 +294,9 @@ impl Drop for ConfigFile {
     }
 }
 
-/// Echoes what `s` sends until end of file (or an error), then shuts its
-/// write half down.
-pub(crate) fn echo_until_eof(s: &mut TcpStream) {
+/// Echoes what `s` (a TCP or Unix stream) sends until end of file (or an
+/// error), then shuts its write half down.
+pub(crate) fn echo_until_eof<S: Read + Write + std::os::fd::AsFd>(s: &mut S) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match s.read(&mut buf) {
@@ -308,7 +308,7 @@ pub(crate) fn echo_until_eof(s: &mut TcpStream) {
             }
         }
     }
-    let _ = s.shutdown(Shutdown::Write);
+    let _ = rustix::net::shutdown(&*s, rustix::net::Shutdown::Write);
 }
 
 /// An upstream on a thread: on each connection it writes `tag` and a
