@@ -10,7 +10,7 @@
 //! | `SD` | the upstream reset the connection (or an I/O error on its side) while data flowed |
 //! | `cD` | `idle_timeout`: no byte either way for that long |
 //! | `PD` | spliced cut the stream itself with a reset (reserved) |
-//! | `KD` | the listener was removed by a reload and the grace period ran out |
+//! | `KD` | the listener was removed by a reload and the grace period ran out (its upstream and byte counts went with the connection: `-` and 0) |
 //! | `CR` | the client closed, reset, or sent a bad PROXY header before an upstream was dialled |
 //! | `cR` | `proxy_timeout`: no whole PROXY header in time |
 //! | `IR` | spliced failed before dialling (an internal error on the client's socket) |
@@ -18,8 +18,8 @@
 //! | `PR` | refused by `allow`/`deny` on the PROXY header's address |
 //! | `LA` | refused at accept: `max_conns` connections open |
 //! | `LR` | refused: `max_conns_per_source` connections open from this address |
-//! | `SC` | no upstream accepted: the last attempt was refused or failed |
-//! | `sC` | no upstream accepted: the last attempt timed out (`connect_timeout`) |
+//! | `SC` | no upstream accepted: the last attempt was refused or failed (the upstream field names the one tried last; `-` when none was usable) |
+//! | `sC` | no upstream accepted: the last attempt timed out (`connect_timeout`; the upstream field names it) |
 //! | `RC` | no upstream dialled: spliced ran out of a local resource (fds, buffers, memory) |
 //!
 //! First letter: `C` client, `S` server (upstream), `c`/`s` a timeout on

@@ -114,10 +114,11 @@ pub(super) async fn handle(
     let (mut upstream, lease, connected_ms) =
         match connect::connect(shared, balancer, src.ip()).await {
             Ok((upstream, lease)) => (upstream, lease, Some(elapsed_ms(accepted))),
-            Err(e) => {
+            Err(connect::NoUpstream { error: e, last }) => {
                 shared.metrics.closed(Ending::NoUpstream);
                 if let Some(suppressed) = shared.may_log_no_upstream() {
                     let mut entry = Entry::refused(accepted, src, name, no_upstream(&e));
+                    entry.upstream = last.map(|i| balancer.addr(i));
                     entry.via = via;
                     entry.sni = server_name.as_deref();
                     entry.total_ms = elapsed_ms(accepted);

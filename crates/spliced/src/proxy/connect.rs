@@ -30,6 +30,17 @@ use crate::metrics::ConnectFailure;
 use crate::stream::Stream;
 use crate::upstream::{Balancer, Lease};
 
+/// Why no upstream was connected.
+#[derive(Debug)]
+pub(super) struct NoUpstream {
+    /// The last attempt's error (its kind kept), its message listing each
+    /// attempt; or, when no upstream was usable, one saying so.
+    pub(super) error: io::Error,
+    /// The balancer's index of the upstream tried last; `None` when none
+    /// was usable.
+    pub(super) last: Option<usize>,
+}
+
 /// Connects to the first upstream of `balancer`'s plan (for a client
 /// from `client`) that accepts. With `balance = source`, a client with
 /// no IP address (a Unix peer) hashes as the unspecified address `::`,
@@ -38,25 +49,31 @@ use crate::upstream::{Balancer, Lease};
 ///
 /// # Errors
 /// When every attempt failed: the error of the last one (its kind kept),
-/// with a message listing each attempt; when no upstream is usable (down,
-/// drained, disabled, weight 0 or full), one saying so.
+/// with a message listing each attempt, and which upstream that was; when
+/// no upstream is usable (down, drained, disabled, weight 0 or full), one
+/// saying so.
 pub(super) async fn connect(
     shared: &Arc<ListenerState>,
     balancer: &Arc<Balancer>,
     client: Option<IpAddr>,
-) -> io::Result<(Stream, Lease)> {
+) -> Result<(Stream, Lease), NoUpstream> {
     let settings = &shared.settings;
     let client = client.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
     let plan = balancer.plan(settings.connect_attempts, client);
     if plan.is_empty() {
-        return Err(io::Error::other(
-            "no usable upstream (every one is down, drained, disabled, of weight 0 or full)",
-        ));
+        return Err(NoUpstream {
+            error: io::Error::other(
+                "no usable upstream (every one is down, drained, disabled, of weight 0 or full)",
+            ),
+            last: None,
+        });
     }
     // Allocated at the first failure only: none on the common path.
     let mut failures = Vec::new();
     let mut last_kind = io::ErrorKind::Other;
+    let mut last = None;
     for index in plan {
+        last = Some(index);
         // Full since the plan was made: the next one.
         let Some(lease) = balancer.try_lease(index) else {
             failures.push(format!("{}: full (max_conns)", balancer.addr(index)));
@@ -83,10 +100,13 @@ pub(super) async fn connect(
                      the upstream is not blamed",
                     settings.connect_timeout
                 );
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("no local resource for an upstream socket: {e}"),
-                ));
+                return Err(NoUpstream {
+                    error: io::Error::new(
+                        e.kind(),
+                        format!("no local resource for an upstream socket: {e}"),
+                    ),
+                    last,
+                });
             }
             Ok(Err(e)) => (ConnectFailure::Error, e.to_string(), e.kind()),
             Err(_) => (
@@ -106,10 +126,13 @@ pub(super) async fn connect(
         failures.push(format!("{}: {text}", lease.addr()));
         last_kind = kind;
     }
-    Err(io::Error::new(
-        last_kind,
-        format!("no upstream accepted ({})", failures.join("; ")),
-    ))
+    Err(NoUpstream {
+        error: io::Error::new(
+            last_kind,
+            format!("no upstream accepted ({})", failures.join("; ")),
+        ),
+        last,
+    })
 }
 
 /// One upstream's attempt within `connect_timeout`. While the connect

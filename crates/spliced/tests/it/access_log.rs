@@ -232,10 +232,12 @@ fn idle_timeout() {
 #[test]
 fn upstream_refused_and_connect_timeout() {
     let log = LogPath::new();
-    let (_proc, addr) = spliced(&log, dead_addr(), &[]);
+    let dead = dead_addr();
+    let (_proc, addr) = spliced(&log, dead, &[]);
     let c = connect(addr);
     let line = parse(&log.wait_lines(1)[0]);
     assert_eq!(line.state, "SC", "{line:?}");
+    assert_eq!(line.upstream, dead.to_string(), "the upstream tried last");
     assert_eq!(line.connect_ms, -1);
     assert_eq!((line.to_upstream, line.to_client), (0, 0));
     assert_eq!(line.method, "-");
@@ -261,6 +263,11 @@ fn upstream_refused_and_connect_timeout() {
     let c = connect(addr);
     let line = parse(&log.wait_lines(1)[0]);
     assert_eq!(line.state, "sC", "{line:?}");
+    assert_eq!(
+        line.upstream,
+        full_addr.to_string(),
+        "the upstream that timed out"
+    );
     drop((c, fillers, full));
 }
 
