@@ -41,7 +41,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -205,10 +205,40 @@ pub(crate) fn apply(path: &Path, file: &FileSettings) -> io::Result<()> {
     set_mode_and_owner(path, file.mode.unwrap_or(DEFAULT_MODE), owner)
 }
 
+/// `chmod` and `chown` of the socket file at `path`, never of anything
+/// else: the path is opened `O_PATH | O_NOFOLLOW` and must be a socket,
+/// and both calls go through that descriptor. A name in a directory
+/// others may write to (a reload's `apply`, or the temporary name
+/// between `bind` and `rename`) can be swapped for a symbolic link or a
+/// hard link to, say, `/etc/shadow`; `chmod(2)` and `chown(2)` by name
+/// would follow it, as root.
 fn set_mode_and_owner(path: &Path, mode: u32, owner: (Option<u32>, Option<u32>)) -> io::Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let stat = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
+        return Err(not_a_socket(path));
+    }
+    // An `O_PATH` descriptor takes no `fchmod`; its /proc link names the
+    // inode it holds, whatever the name points to now.
+    let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    rustix::fs::chmod(link.as_str(), Mode::from_raw_mode(mode)).map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!(
+                "{}: setting mode {mode:o} (through {link}): {e}",
+                path.display()
+            ),
+        )
+    })?;
     if owner != (None, None) {
-        std::os::unix::fs::chown(path, owner.0, owner.1)?;
+        let uid = owner.0.map(Uid::from_raw);
+        let gid = owner.1.map(Gid::from_raw);
+        rustix::fs::chownat(&fd, "", uid, gid, AtFlags::EMPTY_PATH)?;
     }
     Ok(())
 }
@@ -326,6 +356,7 @@ fn not_found(message: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn dir() -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -396,6 +427,50 @@ mod tests {
         drop(stale);
         assert!(path.exists(), "another file at the path stays");
         drop(f2);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A name swapped for a link (someone who can write to the directory,
+    /// between bind and chmod, or before a reload's `apply`) never makes
+    /// spliced change the mode or owner of what it points to.
+    #[test]
+    fn mode_and_owner_never_follow_a_link() {
+        let d = dir();
+        let target = d.join("secret");
+        fs::write(&target, b"x").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+        let nobody = Some(65534);
+        let mode_of = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        // A symbolic link to it.
+        let link = d.join("x.sock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        // (O_PATH | O_NOFOLLOW opens the link itself: not a socket.)
+        let e = set_mode_and_owner(&link, 0o666, (nobody, nobody)).unwrap_err();
+        assert!(e.to_string().contains("is not a socket"), "{e}");
+        let e = apply(
+            &link,
+            &FileSettings {
+                mode: Some(0o666),
+                ..FileSettings::default()
+            },
+        );
+        assert!(e.is_err());
+        // A hard link to it.
+        let hard = d.join("y.sock");
+        fs::hard_link(&target, &hard).unwrap();
+        let e = set_mode_and_owner(&hard, 0o666, (nobody, nobody)).unwrap_err();
+        assert!(e.to_string().contains("is not a socket"), "{e}");
+        let meta = fs::metadata(&target).unwrap();
+        assert_eq!(
+            (mode_of(&target), meta.uid()),
+            (0o600, rustix::process::getuid().as_raw())
+        );
+        // A socket file: changed.
+        let sock = d.join("z.sock");
+        let _l = UnixListener::bind(&sock).unwrap();
+        set_mode_and_owner(&sock, 0o640, (None, nobody)).unwrap();
+        assert_eq!(mode_of(&sock), 0o640);
+        assert_eq!(fs::metadata(&sock).unwrap().gid(), 65534);
         fs::remove_dir_all(&d).unwrap();
     }
 
