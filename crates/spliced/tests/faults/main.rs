@@ -57,7 +57,7 @@ mod plan;
 mod upstream;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -228,13 +228,15 @@ async fn drive(suite: &Suite) {
     let go_at = Instant::now();
 
     // The trickle: one more client every 6 ms, at most half of them
-    // before the restart, until a second after it.
+    // before the restart, until a second (or, loaded, more) after it.
     let (phase, trickle_phase) = watch::channel(Phase::Before);
+    let spawned = Arc::new(AtomicUsize::new(0));
     let trickle = tokio::spawn(trickle(
         proxy,
         Rng::new(seed ^ 0x7121_C4E0),
         suite.trickle_max,
         trickle_phase,
+        Arc::clone(&spawned),
     ));
 
     // Restart the upstream once 75% of the wave is done.
@@ -249,7 +251,18 @@ async fn drive(suite: &Suite) {
         down - go_at,
         records.len()
     );
+    // A second of trickle after the restart, longer on a loaded machine
+    // (at most 15 s) until enough clients started after it and in all
+    // for the judge's counts to mean something.
+    let at_back = spawned.load(Relaxed);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let until = Instant::now() + Duration::from_secs(15);
+    while (spawned.load(Relaxed) < at_back + 30 || spawned.load(Relaxed) < 60)
+        && spawned.load(Relaxed) < suite.trickle_max
+        && Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     phase.send_replace(Phase::Stop);
     while let Some(r) = clients.join_next().await {
         records.push(r.unwrap());
@@ -411,6 +424,7 @@ async fn trickle(
     mut rng: Rng,
     max: usize,
     mut phase: watch::Receiver<Phase>,
+    spawned: Arc<AtomicUsize>,
 ) -> Vec<ClientRecord> {
     let mut started = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(6));
@@ -424,6 +438,7 @@ async fn trickle(
             _ = phase.wait_for(|&p| p == Phase::Stop) => break,
         }
         started.spawn(client(proxy, Plan::draw(&mut rng, 1_000_000 + k), None));
+        spawned.fetch_add(1, Relaxed);
     }
     started.join_all().await
 }
