@@ -42,6 +42,19 @@ fn resets_sent(metrics: SocketAddr, to: &str) -> f64 {
     Scrape::get(metrics).sum_with("spliced_resets_sent_total", &format!("to=\"{to}\""))
 }
 
+/// Asserts that `spliced_resets_sent_total{to}` reaches `want`: the
+/// counter is bumped once both sides' resets are done, which may be a
+/// moment after a peer saw its reset, so it is polled (at most 5 s).
+fn assert_resets_sent(metrics: SocketAddr, to: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = resets_sent(metrics, to);
+    while got != want && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        got = resets_sent(metrics, to);
+    }
+    assert_eq!(got, want, "spliced_resets_sent_total{{to=\"{to}\"}}");
+}
+
 // ---- loss ---------------------------------------------------------------
 
 fn loss(mode: &str) {
@@ -145,7 +158,7 @@ fn blackhole(mode: &str) {
             "{}",
             s.summary()
         );
-        assert_eq!(resets_sent(metrics, "client"), 5.0);
+        assert_resets_sent(metrics, "client", 5.0);
     });
 }
 
@@ -198,7 +211,7 @@ fn upstream_reset(mode: &str) {
             "{mode}: an upstream reset must reach the client as a reset: {line}"
         );
         assert!(line.contains("reset_sent=\"client\""), "{line}");
-        assert_eq!(resets_sent(metrics, "client"), 1.0);
+        assert_resets_sent(metrics, "client", 1.0);
     });
 }
 
@@ -238,7 +251,7 @@ fn injected_reset(mode: &str) {
                 "{mode}: a download cut by a reset on the upstream leg looked complete"
             );
         }
-        assert_eq!(resets_sent(metrics, "client"), 5.0);
+        assert_resets_sent(metrics, "client", 5.0);
     });
 }
 
@@ -273,7 +286,7 @@ fn client_reset(mode: &str) {
             Some(ErrorKind::ConnectionReset),
             "{mode}: a client reset must reach the upstream as a reset"
         );
-        assert_eq!(resets_sent(metrics, "upstream"), 1.0);
+        assert_resets_sent(metrics, "upstream", 1.0);
     });
 }
 
