@@ -279,12 +279,14 @@ async fn idle_timeout() {
         "the half-close went through before the timeout"
     );
 
-    // A byte every 50 ms for 600 ms: never 400 ms without one (the margin
-    // is for a loaded machine).
+    // A byte every 50 ms for 2 s, twice the idle timeout of 1 s: never
+    // that long without one (the margin is for a loaded machine, where a
+    // test thread can stall for hundreds of milliseconds).
+    let opts = opts.idle_timeout(Some(Duration::from_secs(1)));
     let (mut client, mut a) = tcp_pair().await;
     let (mut b, server) = tcp_pair().await;
     let trickle = tokio::spawn(async move {
-        for _ in 0..12 {
+        for _ in 0..40 {
             client.write_all(b".").await.unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -301,8 +303,8 @@ async fn idle_timeout() {
     let report = within(60, "relay", copy_bidirectional_with(&mut a, &mut b, &opts))
         .await
         .unwrap();
-    assert_eq!((report.a_to_b.bytes, report.b_to_a.bytes), (12, 0));
-    assert_eq!(server_done.await.unwrap(), 12);
+    assert_eq!((report.a_to_b.bytes, report.b_to_a.bytes), (40, 0));
+    assert_eq!(server_done.await.unwrap(), 40);
     drop(trickle.await.unwrap());
 }
 
