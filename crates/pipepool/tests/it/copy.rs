@@ -172,7 +172,14 @@ fn run_case(
 }
 
 fn all_pairs(zero_copy: bool, nonblocking: bool) {
-    let pool = PoolConfig::builder().max_pipes(8).build().unwrap();
+    // No reclaim during the run: the count of pipes created below is about
+    // reuse, and on a slow machine the 27 cases (up to 64 MiB each, in a
+    // debug build) can leave a pipe idle past the default 10 s.
+    let pool = PoolConfig::builder()
+        .max_pipes(8)
+        .idle_timeout(std::time::Duration::from_secs(3600))
+        .build()
+        .unwrap();
     let kinds = [Kind::Socket, Kind::File, Kind::Pipe];
     for &s in &kinds {
         for &d in &kinds {
