@@ -5,7 +5,9 @@
 use std::io;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+use crate::stream::Stream;
 
 /// Read buffer per connection.
 const BUF: usize = 256 * 1024;
@@ -32,7 +34,7 @@ pub(crate) async fn serve_with(listener: TcpListener, mode: ServeMode, accept_pr
             Ok((stream, _)) => {
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
-                    let mut stream = crate::stream::Stream::Tcp(stream);
+                    let mut stream = Stream::Tcp(stream);
                     if accept_proxy {
                         let wait = crate::config::DEFAULT_PROXY_TIMEOUT;
                         if let Err(e) = crate::proxy::read_proxy_header(&mut stream, wait).await {
@@ -40,9 +42,6 @@ pub(crate) async fn serve_with(listener: TcpListener, mode: ServeMode, accept_pr
                             return;
                         }
                     }
-                    let crate::stream::Stream::Tcp(stream) = stream else {
-                        unreachable!("made TCP above");
-                    };
                     let r = match mode {
                         ServeMode::Echo => echo(stream).await,
                         ServeMode::Sink => sink(stream).await,
@@ -60,7 +59,7 @@ pub(crate) async fn serve_with(listener: TcpListener, mode: ServeMode, accept_pr
     }
 }
 
-async fn echo(mut stream: TcpStream) -> io::Result<()> {
+async fn echo(mut stream: Stream) -> io::Result<()> {
     let mut buf = vec![0u8; BUF];
     loop {
         let n = stream.read(&mut buf).await?;
@@ -71,7 +70,7 @@ async fn echo(mut stream: TcpStream) -> io::Result<()> {
     }
 }
 
-async fn sink(mut stream: TcpStream) -> io::Result<()> {
+async fn sink(mut stream: Stream) -> io::Result<()> {
     let mut buf = vec![0u8; BUF];
     let mut total: u64 = 0;
     loop {
