@@ -216,18 +216,15 @@ listen_overflows() { # system-wide TcpExt ListenOverflows (accept queue full: SY
     awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "ListenOverflows") c = i; h = 1 } else print $c }' /proc/net/netstat
 }
 
-cpu_ticks() { # PID -> utime+stime (all threads) in clock ticks
+ticks() { # PID -> "utime+stime utime" (all threads) in clock ticks, utime being
+    # the proxy's own code; "null null" without a PID or once the process is gone
     local rest
-    rest=$(<"/proc/$1/stat") || return 1
+    if [[ -z $1 ]] || ! rest=$(<"/proc/$1/stat"); then
+        echo "null null"
+        return
+    fi 2>/dev/null
     rest=${rest##*) }          # drop "pid (comm) ": field 3 (state) is now $1
-    awk '{print $12 + $13}' <<<"$rest"
-}
-
-user_ticks() { # PID -> utime (all threads) in clock ticks: the proxy's own code, not the kernel's
-    local rest
-    rest=$(<"/proc/$1/stat") || return 1
-    rest=${rest##*) }
-    awk '{print $12}' <<<"$rest"
+    awk '{print $12 + $13, $12}' <<<"$rest"
 }
 
 # ---------------------------------------------------------------- builds
@@ -428,15 +425,13 @@ declare -A BULK_NAME=([1]="1 stream" [4]="4 streams" [R]="reverse")
 
 run_bulk() { # REP CONFIG TEST PORT PID
     local rep=$1 name=$2 test=$3 port=$4 pid=$5
-    local out=$RUN/iperf-$name-$test-r$rep.json before=null after=null rc
-    [[ -n $pid ]] && before=$(cpu_ticks "$pid")
+    local out=$RUN/iperf-$name-$test-r$rep.json before after rc
+    read -r before _ < <(ticks "$pid")
     # shellcheck disable=SC2086
     timeout $((TPUT_SECS + 30)) taskset -c "$LOAD_CPU" \
         iperf3 -c 127.0.0.1 -p "$port" -t "$TPUT_SECS" -J ${BULK_FLAGS[$test]} >"$out" 2>"$out.err"
     rc=$?
-    [[ -n $pid ]] && after=$(cpu_ticks "$pid")
-    [[ -z $before ]] && before=null
-    [[ -z $after ]] && after=null
+    read -r after _ < <(ticks "$pid")
     record "{\"kind\":\"bulk\",\"rep\":$rep,\"config\":\"$name\",\"test\":\"$test\",\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after}"
     local summary
     summary=$(python3 "$BENCH/report.py" iperf-summary "$out" "$before" "$after" "$CLK_TCK")
@@ -515,23 +510,16 @@ phase_connect() { # REP
     for clients in $CONN_CLIENTS; do
         for name in $CONFIGS; do
             [[ -n ${port[$name]:-} ]] || continue
-            local out=$RUN/connect-$name-c$clients-r$rep.json before=null after=null rc p=${pid[$name]}
-            local ubefore=null uafter=null
-            [[ -n $p ]] && ubefore=$(user_ticks "$p")
-            [[ -n $p ]] && before=$(cpu_ticks "$p")
+            local out=$RUN/connect-$name-c$clients-r$rep.json before after ubefore uafter rc p=${pid[$name]}
+            read -r before ubefore < <(ticks "$p")
             local lo_before lo_after
             lo_before=$(listen_overflows)
             timeout $((CONN_SECS + 30)) taskset -c "$LOAD_CPU" "$SPLICED" --log-level warn bench \
                 --target "127.0.0.1:${port[$name]}" --mode connect --conns "$clients" --size 1024 \
                 --duration "$CONN_SECS" --json >"$out" 2>"$out.err"
             rc=$?
-            [[ -n $p ]] && after=$(cpu_ticks "$p")
-            [[ -n $p ]] && uafter=$(user_ticks "$p")
-            [[ -z $ubefore ]] && ubefore=null
-            [[ -z $uafter ]] && uafter=null
+            read -r after uafter < <(ticks "$p")
             lo_after=$(listen_overflows)
-            [[ -z $before ]] && before=null
-            [[ -z $after ]] && after=null
             local lo=$((${lo_after:-0} - ${lo_before:-0}))
             record "{\"kind\":\"connect\",\"rep\":$rep,\"config\":\"$name\",\"clients\":$clients,\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after,\"user_before\":$ubefore,\"user_after\":$uafter,\"listen_overflows\":$lo}"
             log "  rep $rep  $name  connect x$clients: $(python3 "$BENCH/report.py" connect-summary "$out")$( ((lo)) && echo ", $lo listen-queue overflows (SYNs dropped)")"
@@ -560,20 +548,13 @@ phase_keepalive() { # REP
     done
     for name in $CONFIGS; do
         [[ -n ${port[$name]:-} ]] || continue
-        local out=$RUN/keepalive-$name-r$rep.json before=null after=null rc p=${pid[$name]}
-        local ubefore=null uafter=null
-        [[ -n $p ]] && ubefore=$(user_ticks "$p")
-        [[ -n $p ]] && before=$(cpu_ticks "$p")
+        local out=$RUN/keepalive-$name-r$rep.json before after ubefore uafter rc p=${pid[$name]}
+        read -r before ubefore < <(ticks "$p")
         timeout $((KA_SECS + 30)) taskset -c "$LOAD_CPU" "$RELAYS_BIN" --mode kaload \
             --target "127.0.0.1:${port[$name]}" --conns "$KA_CONNS" --size 1024 --secs "$KA_SECS" \
             >"$out" 2>"$out.err"
         rc=$?
-        [[ -n $p ]] && after=$(cpu_ticks "$p")
-        [[ -n $p ]] && uafter=$(user_ticks "$p")
-        [[ -z $before ]] && before=null
-        [[ -z $after ]] && after=null
-        [[ -z $ubefore ]] && ubefore=null
-        [[ -z $uafter ]] && uafter=null
+        read -r after uafter < <(ticks "$p")
         record "{\"kind\":\"keepalive\",\"rep\":$rep,\"config\":\"$name\",\"rc\":$rc,\"file\":\"$(basename "$out")\",\"cpu_before\":$before,\"cpu_after\":$after,\"user_before\":$ubefore,\"user_after\":$uafter}"
         log "  rep $rep  $name  keep-alive x$KA_CONNS: $(python3 "$BENCH/report.py" keepalive-summary "$out" "$before" "$after" "$CLK_TCK")"
     done
