@@ -6,7 +6,7 @@
 //! served as fds free up.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -16,19 +16,6 @@ use crate::util::{self, Proc};
 
 /// Clients at once, against 64 fds (2 per connection, plus pipes).
 const CLIENTS: usize = 60;
-
-/// An echo upstream on threads.
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            thread::spawn(move || util::echo_until_eof(&mut s));
-        }
-    });
-    addr
-}
 
 /// Connects, waits for every client to have connected, sends a line,
 /// reads it back; `Err` says what went wrong.
@@ -56,7 +43,7 @@ fn round_trip(proxy: SocketAddr, i: usize, connected: &Barrier) -> Result<(), St
 
 #[test]
 fn emfile_on_the_upstream_socket_blames_no_upstream() {
-    let up = echo_server();
+    let up = util::echo_server();
     let mut proc = Proc::spawn_with_fd_limit(
         64,
         &[

@@ -23,12 +23,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{connect, echo_until_eof, Proc};
+use crate::util::{connect, echo_server, Proc};
 
 /// Most system calls spliced may make per short connection (all threads,
 /// default settings: `spliced run --listen --upstream`, info log level),
@@ -118,19 +118,6 @@ const NOISE: f64 = 0.1;
 const N: usize = 100;
 
 const SIZE: usize = 1024;
-
-/// An echo upstream on threads: echoes until EOF, then shuts down.
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            thread::spawn(move || echo_until_eof(&mut s));
-        }
-    });
-    addr
-}
 
 /// One short connection through the proxy: 1 KiB up, half-close, the
 /// 1 KiB back and EOF.

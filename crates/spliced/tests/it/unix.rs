@@ -7,7 +7,7 @@
 //! access decisions for Unix clients.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -27,19 +27,6 @@ fn unix_echo(path: &Path) {
             thread::spawn(move || util::echo_until_eof(&mut s));
         }
     });
-}
-
-/// A TCP echo server on a thread.
-fn tcp_echo() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            thread::spawn(move || util::echo_until_eof(&mut s));
-        }
-    });
-    addr
 }
 
 /// Either kind of client stream.
@@ -106,7 +93,7 @@ fn bytes_are_exact_over_every_mix_of_tcp_and_unix_sides() {
     let dir = SocketDir::new();
     let (front, back) = (dir.path("front.sock"), dir.path("back.sock"));
     unix_echo(&back);
-    let tcp_up = tcp_echo().to_string();
+    let tcp_up = util::echo_server().to_string();
     // Unix client -> TCP upstream.
     let mut a = Proc::spawn(&["run", "-l", &unix_arg(&front), "-u", &tcp_up]);
     wait_listening(&mut a, &front);
@@ -149,7 +136,7 @@ fn the_socket_file_gets_its_mode_and_owner_and_goes_at_exit() {
     use nix::unistd::{Group, User};
     let dir = SocketDir::new();
     let path = dir.path("owned.sock");
-    let up = tcp_echo().to_string();
+    let up = util::echo_server().to_string();
     let mut p = Proc::spawn(&[
         "run",
         "-l",
@@ -195,7 +182,7 @@ fn the_socket_file_gets_its_mode_and_owner_and_goes_at_exit() {
 #[test]
 fn a_stale_socket_is_replaced_a_live_one_and_a_regular_file_are_refused() {
     let dir = SocketDir::new();
-    let up = tcp_echo().to_string();
+    let up = util::echo_server().to_string();
     // Stale: bound by a process that is gone (its listener closed).
     let stale = dir.path("stale.sock");
     drop(UnixListener::bind(&stale).unwrap());
@@ -282,7 +269,7 @@ fn a_takeover_keeps_the_file_and_the_new_process_removes_it() {
 fn a_reload_keeps_a_unix_listener_and_removes_a_dropped_one() {
     let dir = SocketDir::new();
     let (a, b) = (dir.path("a.sock"), dir.path("b.sock"));
-    let up = tcp_echo();
+    let up = util::echo_server();
     let listener = |p: &Path| {
         format!(
             "[[listener]]\nlisten = \"{}\"\nupstreams = [\"{up}\"]\n",
@@ -326,7 +313,7 @@ fn upstream_state(admin: &Path, upstream: &str) -> String {
 fn health_checks_take_a_gone_unix_upstream_down_and_back_up() {
     let dir = SocketDir::new();
     let (admin, back) = (dir.path("admin.sock"), dir.path("back.sock"));
-    let spare = tcp_echo().to_string();
+    let spare = util::echo_server().to_string();
     let target = unix_arg(&back);
     unix_echo(&back);
     let mut p = Proc::spawn(&[
@@ -427,7 +414,7 @@ fn proxy_v2_carries_a_unix_client_from_spliced_to_spliced() {
     // (accept_proxy from A's address), whose access log names the client
     // `unix`; B's own Unix listener believes only with `unix` listed.
     let log = dir.path("b.log");
-    let echo = tcp_echo().to_string();
+    let echo = util::echo_server().to_string();
     let mut b = Proc::spawn(&[
         "run",
         "-l",
@@ -480,7 +467,7 @@ fn proxy_v2_carries_a_unix_client_from_spliced_to_spliced() {
 fn unix_clients_are_never_let_through_ip_rules() {
     let dir = SocketDir::new();
     let path = dir.path("acl.sock");
-    let up = tcp_echo().to_string();
+    let up = util::echo_server().to_string();
     let listen = unix_arg(&path);
     // allow/deny/max_conns_per_source on a Unix listener: exit 2, named.
     for (flags, key) in [
@@ -586,7 +573,7 @@ fn haproxy_sends_into_and_accepts_from_spliced_over_unix_sockets() {
         dir.path("s-front.sock"),
         dir.path("h-back.sock"),
     );
-    let echo = tcp_echo();
+    let echo = util::echo_server();
     let log = dir.path("access.log");
     // client -> HAProxy (unix) -> send-proxy-v2 -> spliced (unix,
     // accept-proxy from unix) -> send-proxy v2 -> HAProxy (unix,

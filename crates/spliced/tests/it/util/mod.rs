@@ -311,6 +311,20 @@ pub(crate) fn echo_until_eof<S: Read + Write + std::os::fd::AsFd>(s: &mut S) {
     let _ = rustix::net::shutdown(&*s, rustix::net::Shutdown::Write);
 }
 
+/// An echo upstream on threads: each connection echoes until EOF, then
+/// shuts its write half down.
+pub(crate) fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            thread::spawn(move || echo_until_eof(&mut s));
+        }
+    });
+    addr
+}
+
 /// An upstream on a thread: on each connection it writes `tag` and a
 /// newline, then echoes until EOF.
 pub(crate) fn tag_server(tag: &str) -> SocketAddr {
